@@ -1,0 +1,229 @@
+"""Tamper evidence: a SHA-256 hash chain over each facility's ledger entries.
+
+Each entry's hash covers the previous entry's hash and a canonical encoding of the entry, written
+with business codes (facility, item, lot, health card) rather than internal ids, so that the chain
+speaks of what happened and not of how rows were numbered. Altering, deleting or inserting a row
+behind the application's back breaks the chain at that row; exporting the chain heads now and then
+(``dawa ledger head``) makes a later cut-off of the tail provable too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+GENESIS = "0" * 64
+SEP = "\x1f"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# The canonical field order. Changing it invalidates every stored chain: never reorder, only
+# version (the first field) and append.
+FIELDS = (
+    "version",
+    "facility_code",
+    "chain_seq",
+    "entry_id",
+    "kind",
+    "item_code",
+    "lot_number",
+    "expiry_date",
+    "quantity_milli",
+    "effect_milli",
+    "book_milli",
+    "occurred_us",
+    "recorded_us",
+    "recorded_by",
+    "health_card_id",
+    "prescription_ref",
+    "counterparty",
+    "reason",
+    "document_number",
+    "reverses",
+)
+VERSION = "1"
+
+
+def epoch_us(value: datetime) -> int:
+    """Microseconds since the epoch: exact, and the same whatever zone or database it came from."""
+    return (value - _EPOCH) // _US
+
+
+_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def encode(values: tuple) -> bytes:
+    """Canonical bytes of one entry; ``values`` in FIELDS order (without the version)."""
+    return SEP.join([VERSION, *(_text(v) for v in values)]).encode("utf-8")
+
+
+def link(prev_hash: str, values: tuple) -> str:
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\x1e" + encode(values)).hexdigest()
+
+
+# Columns of the verification query, in FIELDS order after the version.
+_VERIFY_SQL = """
+SELECT f.code AS facility_code, e.chain_seq, e.entry_id, e.kind, i.code AS item_code,
+       l.lot_number, l.expiry_date, e.quantity, e.effect, e.book_quantity,
+       e.occurred_at, e.recorded_at, e.recorded_by, p.health_card_id, e.prescription_ref,
+       e.counterparty, e.reason, e.document_number, e.reverses, e.chain_hash, e.facility_id
+FROM ledger_entry e
+JOIN facility f ON f.id = e.facility_id
+JOIN item i ON i.id = e.item_id
+JOIN lot l ON l.id = e.lot_id
+LEFT JOIN patient p ON p.id = e.patient_id
+{where}
+ORDER BY e.facility_id, e.chain_seq
+"""
+
+
+@dataclass
+class ChainBreak:
+    facility_code: str
+    position: int
+    entry_id: str | None
+    problem: str
+
+    def __str__(self) -> str:
+        who = f"entry {self.entry_id}" if self.entry_id else "the chain"
+        return f"{self.facility_code}: {who} at position {self.position}: {self.problem}"
+
+
+@dataclass
+class VerifyReport:
+    facilities: int = 0
+    entries: int = 0
+    breaks: list[ChainBreak] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+def _us(value) -> int:
+    """Epoch microseconds of a timestamp as the driver returns it (SQLite: naive UTC text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return epoch_us(value)
+
+
+def _rows(session: Session):
+    """Stream the entries with the values the hash covers, in chain order."""
+    conn = session.connection().execution_options(stream_results=True, yield_per=20_000)
+    for row in conn.execute(text(_VERIFY_SQL.format(where=""))):
+        values = list(row[:19])
+        values[10] = _us(values[10])
+        values[11] = _us(values[11])
+        yield tuple(values), row[19]
+
+
+def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) -> VerifyReport:
+    """Recompute every facility's chain and name the first broken entry of each.
+
+    ``against`` maps facility code to a (length, hash) head exported earlier: the chain must still
+    contain that entry unchanged, which proves no tail was cut off since.
+    """
+    report = VerifyReport()
+    heads_now = {h["facility_code"]: (h["length"], h["hash"]) for h in heads(session)}
+    want = {code: length for code, (length, _h) in (against or {}).items()}
+    hashes_at: dict[str, str] = {}
+    current, expected, prev, broken = None, 0, GENESIS, False
+    visited: set[str] = set()
+    for row, stored in _rows(session):
+        code = row[0]
+        if code != current:
+            if current is not None:
+                _close(report, current, expected, prev, heads_now, broken)
+            current, expected, prev, broken = code, 0, GENESIS, False
+            visited.add(code)
+            report.facilities += 1
+        report.entries += 1
+        if broken:
+            continue
+        expected += 1
+        seq, entry_id = row[1], row[2]
+        if seq != expected:
+            gap = seq - expected
+            report.breaks.append(ChainBreak(
+                code, expected, entry_id,
+                f"found position {seq} where {expected} was expected: "
+                f"{gap} entr{'y' if gap == 1 else 'ies'} before it deleted"))
+            broken = True
+        elif link(prev, row) != stored:
+            report.breaks.append(ChainBreak(
+                code, seq, entry_id,
+                "content does not match its hash: altered, or inserted out of band"))
+            broken = True
+        else:
+            prev = stored
+            if want.get(code) == seq:
+                hashes_at[code] = stored
+    if current is not None:
+        _close(report, current, expected, prev, heads_now, broken)
+    for code, (length, _h) in heads_now.items():
+        if code not in visited and length > 0:
+            report.breaks.append(ChainBreak(
+                code, 1, None, f"chain head records {length} entries but none remain"))
+    seen = {b.facility_code for b in report.breaks}
+    for code, (length, head_hash) in (against or {}).items():
+        if code not in seen and length > 0 and hashes_at.get(code) != head_hash:
+            report.breaks.append(ChainBreak(
+                code, length, None,
+                f"the exported head (length {length}) is no longer in the chain: "
+                "history was cut off or rewritten since it was exported"))
+    return report
+
+
+def _close(report, code, length, last_hash, heads, broken) -> None:
+    """Compare the end of a recomputed chain with the stored head."""
+    if broken or code not in heads:
+        return
+    head_length, head_hash = heads[code]
+    if head_length > length:
+        report.breaks.append(
+            ChainBreak(code, length + 1, None,
+                       f"chain head records {head_length} entries, only {length} remain: "
+                       "the last were deleted")
+        )
+    elif head_length == length and head_hash != last_hash:
+        report.breaks.append(ChainBreak(code, length, None, "chain head hash does not match"))
+
+
+def heads(session: Session) -> list[dict]:
+    rows = session.execute(
+        text(
+            "SELECT f.code, h.length, h.head_hash FROM chain_head h "
+            "JOIN facility f ON f.id = h.facility_id ORDER BY f.code"
+        )
+    )
+    return [{"facility_code": r.code, "length": int(r.length), "hash": r.head_hash} for r in rows]
+
+
+def write_heads(session: Session, path: Path, now: datetime) -> list[dict]:
+    data = {"exported_at": now.isoformat(), "heads": heads(session)}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return data["heads"]
+
+
+def read_heads(path: Path) -> dict[str, tuple[int, str]]:
+    """Read a heads file; raises ValueError naming the file and the problem."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {h["facility_code"]: (int(h["length"]), str(h["hash"])) for h in data["heads"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a chain heads file written by `dawa ledger head` ({exc})") from exc

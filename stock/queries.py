@@ -1,0 +1,202 @@
+"""Reading stock: on hand, stock cards, expiries, consumption, stockouts.
+
+Stock on hand is read from the balances table, never by summing the ledger, so it costs the same
+however long the history grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from stock.masterdata import facility_by_code, item_by_code
+from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient
+
+
+@dataclass(frozen=True)
+class OnHand:
+    facility_code: str
+    item_code: str
+    item_name: str
+    unit: str
+    lot_number: str
+    expiry_date: date | None
+    on_hand: Decimal
+
+
+def on_hand(session: Session, *, facility_code: str | None = None, item_code: str | None = None,
+            region: str | None = None, include_zero: bool = False) -> list[OnHand]:
+    stmt = (
+        select(Facility.code, Item.code, Item.name, Item.unit, Lot.lot_number, Lot.expiry_date,
+               Balance.on_hand)
+        .join(Facility, Facility.id == Balance.facility_id)
+        .join(Item, Item.id == Balance.item_id)
+        .join(Lot, Lot.id == Balance.lot_id)
+        .order_by(Facility.code, Item.code, Lot.expiry_date, Lot.lot_number)
+    )
+    if facility_code:
+        stmt = stmt.where(Balance.facility_id == facility_by_code(session, facility_code).id)
+    if item_code:
+        stmt = stmt.where(Balance.item_id == item_by_code(session, item_code).id)
+    if region:
+        stmt = stmt.where(Facility.region == region)
+    if not include_zero:
+        stmt = stmt.where(Balance.on_hand > 0)
+    return [OnHand(*row) for row in session.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class CardLine:
+    entry_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    kind: str
+    lot_number: str
+    quantity: Decimal
+    effect: Decimal
+    balance: Decimal
+    counterparty: str | None
+    health_card_id: str | None
+    prescription_id: str | None
+    reason: str | None
+    document_number: str | None
+    recorded_by: str
+    reverses: str | None
+
+
+@dataclass(frozen=True)
+class StockCard:
+    facility_code: str
+    item_code: str
+    opening: Decimal
+    lines: list[CardLine]
+
+    @property
+    def closing(self) -> Decimal:
+        return self.lines[-1].balance if self.lines else self.opening
+
+
+def stock_card(session: Session, facility_code: str, item_code: str, *,
+               since: datetime | None = None, until: datetime | None = None) -> StockCard:
+    """One facility and item's movements in the order they were applied, with a running balance
+    over all its lots. ``since`` gives an opening balance of everything applied before it."""
+    fac = facility_by_code(session, facility_code)
+    item = item_by_code(session, item_code)
+    base = and_(LedgerEntry.facility_id == fac.id, LedgerEntry.item_id == item.id)
+    opening = Decimal(0)
+    where = [base]
+    if since is not None:
+        opening = session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.effect), 0)).where(base, LedgerEntry.occurred_at < since)
+        )
+        where.append(LedgerEntry.occurred_at >= since)
+    if until is not None:
+        where.append(LedgerEntry.occurred_at < until)
+    stmt = (
+        select(LedgerEntry, Lot.lot_number, Patient.health_card_id)
+        .join(Lot, Lot.id == LedgerEntry.lot_id)
+        .outerjoin(Patient, Patient.id == LedgerEntry.patient_id)
+        .where(*where)
+        .order_by(LedgerEntry.chain_seq)
+    )
+    running = opening
+    lines = []
+    for e, lot_number, card in session.execute(stmt):
+        running += e.effect
+        lines.append(CardLine(e.entry_id, e.occurred_at, e.recorded_at, e.kind, lot_number, e.quantity,
+                              e.effect, running, e.counterparty, card, e.prescription_ref, e.reason,
+                              e.document_number, e.recorded_by, e.reverses))
+    return StockCard(fac.code, item.code, opening, lines)
+
+
+def expiring(session: Session, *, within_days: int, today: date,
+             facility_code: str | None = None) -> list[OnHand]:
+    """Lots in stock that expire within ``within_days`` of ``today``, already expired ones included."""
+    limit = today + timedelta(days=within_days)
+    rows = on_hand(session, facility_code=facility_code)
+    return sorted((r for r in rows if r.expiry_date is not None and r.expiry_date <= limit),
+                  key=lambda r: (r.expiry_date, r.facility_code, r.item_code))
+
+
+def _reversed_ids():
+    return select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+
+
+@dataclass(frozen=True)
+class StockPosition:
+    facility_code: str
+    item_code: str
+    on_hand: Decimal
+    amc: Decimal
+    months_of_stock: Decimal | None
+
+    @property
+    def stocked_out(self) -> bool:
+        return self.on_hand == 0
+
+
+def stock_positions(session: Session, *, today: date, months: int = 3,
+                    facility_code: str | None = None) -> list[StockPosition]:
+    """Per facility and item ever held: on hand, average monthly consumption over the last
+    ``months`` full months (dispensing net of reversals), and months of stock it covers."""
+    month_start = today.replace(day=1)
+    start = month_start
+    for _ in range(months):
+        start = (start - timedelta(days=1)).replace(day=1)
+    t0 = datetime(start.year, start.month, 1, tzinfo=timezone.utc)
+    t1 = datetime(month_start.year, month_start.month, 1, tzinfo=timezone.utc)
+    held = (
+        select(Balance.facility_id, Balance.item_id, func.sum(Balance.on_hand).label("on_hand"))
+        .group_by(Balance.facility_id, Balance.item_id)
+    )
+    used = (
+        select(LedgerEntry.facility_id, LedgerEntry.item_id, func.sum(LedgerEntry.quantity).label("used"))
+        .where(LedgerEntry.kind == "dispense", LedgerEntry.occurred_at >= t0,
+               LedgerEntry.occurred_at < t1, LedgerEntry.entry_id.not_in(_reversed_ids()))
+        .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)
+    )
+    if facility_code:
+        fid = facility_by_code(session, facility_code).id
+        held = held.where(Balance.facility_id == fid)
+        used = used.where(LedgerEntry.facility_id == fid)
+    held_sq, used_sq = held.subquery(), used.subquery()
+    stmt = (
+        select(Facility.code, Item.code, held_sq.c.on_hand, used_sq.c.used)
+        .select_from(held_sq)
+        .join(Facility, Facility.id == held_sq.c.facility_id)
+        .join(Item, Item.id == held_sq.c.item_id)
+        .outerjoin(used_sq, and_(used_sq.c.facility_id == held_sq.c.facility_id,
+                                 used_sq.c.item_id == held_sq.c.item_id))
+        .order_by(Facility.code, Item.code)
+    )
+    out = []
+    for fcode, icode, held_milli, used_milli in session.execute(stmt):
+        # Aggregates come back as raw thousandths: the column type does not travel through SUM
+        # of a subquery on every backend, so convert explicitly.
+        on = _q(held_milli)
+        amc = (_q(used_milli) / months) if used_milli else Decimal(0)
+        mos = (on / amc).quantize(Decimal("0.1")) if amc > 0 else None
+        out.append(StockPosition(fcode, icode, on, amc.quantize(Decimal("0.001")).normalize(), mos))
+    return out
+
+
+def _q(value) -> Decimal:
+    from stock.quantities import from_milli
+
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal) and value != value.to_integral_value():
+        return value
+    return from_milli(int(value))
+
+
+def stockouts(session: Session, *, today: date, facility_code: str | None = None) -> list[StockPosition]:
+    return [p for p in stock_positions(session, today=today, facility_code=facility_code) if p.stocked_out]
+
+
+__all__ = ["on_hand", "stock_card", "expiring", "stock_positions", "stockouts", "OnHand", "StockCard",
+           "CardLine", "StockPosition"]

@@ -1,0 +1,159 @@
+"""The ``dawa`` command line. Each command owns its transaction: it commits or rolls back."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import migrations
+from stock import balances, chain
+from stock.db import make_engine, session_factory
+from stock.errors import DawaError
+from stock.settings import ensure_secrets, get_settings
+
+app = typer.Typer(help="Dawa: track medicines from warehouse to patient and catch leakage.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+ledger_app = typer.Typer(help="Verify and inspect the ledger.", no_args_is_help=True,
+                         pretty_exceptions_enable=False)
+app.add_typer(ledger_app, name="ledger")
+console = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
+
+
+def _engine(db: str | None, *, require_schema: bool = True):
+    """The database to work on; refuses one that `dawa init` has not brought up to date."""
+    engine = make_engine(db or get_settings().database_url)
+    if require_schema:
+        try:
+            current = migrations.is_current(engine)
+        except Exception as exc:  # noqa: BLE001 - unreachable server, bad URL, unreadable file
+            _fail(f"cannot open database {engine.url.render_as_string(hide_password=True)}: {exc}")
+        if not current:
+            _fail(f"database {engine.url.render_as_string(hide_password=True)} is not initialised "
+                  "or is out of date: run `dawa init` first")
+    return engine
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def init(db: DbOption = None,
+         env_file: Annotated[Path, typer.Option(help="Where generated secrets are written")] = Path(".env")):
+    """Create or upgrade the database schema, and generate this install's secrets if absent."""
+    written = ensure_secrets(env_file)
+    if written:
+        console.print(f"generated {', '.join(written)} in {env_file}")
+    engine = _engine(db, require_schema=False)
+    migrations.upgrade(engine)
+    console.print(f"database ready: {engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command("stock")
+def stock_cmd(db: DbOption = None,
+              facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,
+              item: Annotated[Optional[str], typer.Option(help="Item code")] = None,
+              region: Annotated[Optional[str], typer.Option(help="Region")] = None,
+              by_lot: Annotated[bool, typer.Option("--by-lot", help="One row per lot")] = False,
+              limit: Annotated[int, typer.Option(help="At most this many rows")] = 50):
+    """Stock on hand, by facility and item (or lot)."""
+    from stock.queries import on_hand
+
+    with session_factory(_engine(db), read_only=True)() as s:
+        try:
+            rows = on_hand(s, facility_code=facility, item_code=item, region=region)
+        except DawaError as exc:
+            _fail(str(exc))
+    table = Table(title="Stock on hand")
+    for col in ("facility", "item", "name", *(("lot", "expiry") if by_lot else ()), "on hand", "unit"):
+        table.add_column(col, justify="right" if col == "on hand" else "left")
+    if by_lot:
+        shown = [(r.facility_code, r.item_code, r.item_name, r.lot_number or "-",
+                  str(r.expiry_date or "-"), str(r.on_hand), r.unit) for r in rows]
+    else:
+        totals: dict[tuple, list] = {}
+        for r in rows:
+            key = (r.facility_code, r.item_code)
+            totals.setdefault(key, [r.facility_code, r.item_code, r.item_name, 0, r.unit])[3] += r.on_hand
+        shown = [(a, b, c, str(d), e) for a, b, c, d, e in totals.values()]
+    for row in shown[:limit]:
+        table.add_row(*row)
+    console.print(table)
+    if len(shown) > limit:
+        console.print(f"... {len(shown) - limit} more rows (use --limit or filters)")
+
+
+@ledger_app.command("verify")
+def ledger_verify(db: DbOption = None,
+                  against: Annotated[Optional[Path], typer.Option(
+                      help="A heads file from `dawa ledger head`: prove nothing was cut off since")] = None):
+    """Recompute every facility's hash chain; name the first altered, deleted or inserted entry."""
+    try:
+        heads = chain.read_heads(against) if against else None
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    with session_factory(_engine(db), read_only=True)() as s:
+        report = chain.verify(s, against=heads)
+    if report.ok:
+        console.print(f"[green]ok[/green]: {report.entries} entries in {report.facilities} "
+                      f"facility chains verified" + (f" against {against}" if against else ""))
+        return
+    for b in report.breaks:
+        err.print(f"[red]BROKEN[/red] {b}", highlight=False)
+    _fail(f"{len(report.breaks)} broken chain(s) out of {report.facilities}")
+
+
+@ledger_app.command("head")
+def ledger_head(db: DbOption = None,
+                out: Annotated[Optional[Path], typer.Option(help="Write the heads as JSON to this file")] = None):
+    """Print each facility's chain head (length and hash), to keep outside the database."""
+    with session_factory(_engine(db), read_only=True)() as s:
+        if out:
+            heads = chain.write_heads(s, out, datetime.now(timezone.utc))
+        else:
+            heads = chain.heads(s)
+    table = Table(title="Chain heads")
+    for col in ("facility", "entries", "sha256"):
+        table.add_column(col)
+    for h in heads:
+        table.add_row(h["facility_code"], str(h["length"]), h["hash"])
+    console.print(table)
+    if out:
+        console.print(f"written to {out}")
+
+
+@ledger_app.command("check")
+def ledger_check(db: DbOption = None,
+                 repair: Annotated[bool, typer.Option(help="Reset drifted balances to the ledger")] = False):
+    """Recompute every balance from the ledger and report drift (exit 1 if any)."""
+    with session_factory(_engine(db))() as s:
+        drifts = balances.drift(s)
+        if drifts and repair:
+            balances.repair(s, drifts)
+            s.commit()
+    if not drifts:
+        console.print("[green]ok[/green]: every balance equals the sum of its ledger entries")
+        return
+    for d in drifts:
+        err.print(f"[red]DRIFT[/red] {d}", highlight=False)
+    if repair:
+        console.print(f"repaired {len(drifts)} balance(s) from the ledger")
+    _fail(f"{len(drifts)} balance(s) drifted from the ledger")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
