@@ -71,7 +71,13 @@ def encode(values: tuple) -> bytes:
 
 
 def link(prev_hash: str, values: tuple) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\x1e" + encode(values)).hexdigest()
+    return link_text(prev_hash, [_text(v) for v in values])
+
+
+def link_text(prev_hash: str, texts: list[str]) -> str:
+    """``link`` for values already written as text: the bulk path's hot loop calls this."""
+    payload = prev_hash + "\x1e" + VERSION + SEP + SEP.join(texts)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 # Columns of the verification query, in FIELDS order after the version.
@@ -129,7 +135,7 @@ def _rows(session: Session):
         values = list(row[:19])
         values[10] = _us(values[10])
         values[11] = _us(values[11])
-        yield tuple(values), row[19]
+        yield tuple(values), row[19], row[20]
 
 
 def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) -> VerifyReport:
@@ -142,14 +148,17 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
     heads_now = {h["facility_code"]: (h["length"], h["hash"]) for h in heads(session)}
     want = {code: length for code, (length, _h) in (against or {}).items()}
     hashes_at: dict[str, str] = {}
-    current, expected, prev, broken = None, 0, GENESIS, False
+    lengths: dict[str, tuple[int, int]] = {}  # code -> (facility_id, entries in an unbroken chain)
+    current, current_id, expected, prev, broken = None, None, 0, GENESIS, False
     visited: set[str] = set()
-    for row, stored in _rows(session):
+    for row, stored, facility_id in _rows(session):
         code = row[0]
         if code != current:
             if current is not None:
                 _close(report, current, expected, prev, heads_now, broken)
-            current, expected, prev, broken = code, 0, GENESIS, False
+                if not broken:
+                    lengths[current] = (current_id, expected)
+            current, current_id, expected, prev, broken = code, facility_id, 0, GENESIS, False
             visited.add(code)
             report.facilities += 1
         report.entries += 1
@@ -175,6 +184,9 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
                 hashes_at[code] = stored
     if current is not None:
         _close(report, current, expected, prev, heads_now, broken)
+        if not broken:
+            lengths[current] = (current_id, expected)
+    _beyond_head(session, report, lengths, heads_now)
     for code, (length, _h) in heads_now.items():
         if code not in visited and length > 0:
             report.breaks.append(ChainBreak(
@@ -202,6 +214,36 @@ def _close(report, code, length, last_hash, heads, broken) -> None:
         )
     elif head_length == length and head_hash != last_hash:
         report.breaks.append(ChainBreak(code, length, None, "chain head hash does not match"))
+
+
+def _beyond_head(session: Session, report: VerifyReport, lengths: dict[str, tuple[int, int]],
+                 heads_before: dict[str, tuple[int, str]]) -> None:
+    """Report chains that run past their recorded head.
+
+    Every hash can be recomputed by anyone, so a row appended out of band with a correct hash
+    passes the chain itself: only the head, which the write path advances in the same
+    transaction, tells it apart. Heads were read before the entries and legitimate writers may
+    have appended since, so a chain longer than that first read is checked against a fresh read
+    of the heads, which can only be at least as long as any chain already read.
+    """
+    suspects = [code for code, (_fid, n) in lengths.items()
+                if n > heads_before.get(code, (0, GENESIS))[0]]
+    if not suspects:
+        return
+    heads_after = {h["facility_code"]: h["length"] for h in heads(session)}
+    for code in suspects:
+        facility_id, n = lengths[code]
+        recorded = heads_after.get(code, 0)
+        if n <= recorded:
+            continue
+        first = session.scalar(
+            text("SELECT entry_id FROM ledger_entry WHERE facility_id = :f AND chain_seq = :n"),
+            {"f": facility_id, "n": recorded + 1},
+        )
+        report.breaks.append(ChainBreak(
+            code, recorded + 1, first,
+            f"the chain has {n} entries but its head records {recorded}: "
+            "entries after the head were inserted out of band"))
 
 
 def heads(session: Session) -> list[dict]:

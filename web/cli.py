@@ -59,6 +59,47 @@ def init(db: DbOption = None,
     console.print(f"database ready: {engine.url.render_as_string(hide_password=True)}")
 
 
+@app.command("import")
+def import_cmd(folder: Annotated[Path, typer.Argument(help="Data set folder (DATA_CONTRACT.md)")],
+               db: DbOption = None,
+               quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
+    """Import a data set folder: all or nothing, every problem reported as file:line: column: message."""
+    report = _import(folder, _engine(db), quiet=quiet)
+    console.print(
+        f"imported {folder}: {report.facilities} facilities, {report.items} items, "
+        f"{report.patients} patients, {report.prescriptions} prescriptions; "
+        f"{report.entries_added} ledger entries added, {report.entries_already_present} already present"
+        + (f"; {report.unregistered_patients} health cards not in the register recorded as unregistered"
+           if report.unregistered_patients else ""))
+
+
+def _import(folder: Path, engine, *, quiet: bool = False):
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from stock.importer import ImportFailed, import_dataset
+
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TaskProgressColumn(),
+                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total or None)
+            bar.update(tasks[phase], completed=done, total=total or None)
+
+        with session_factory(engine)() as s:
+            try:
+                report = import_dataset(s, folder, progress=progress)
+                s.commit()
+            except ImportFailed as exc:
+                s.rollback()
+                bar.stop()
+                for problem in exc.problems:
+                    err.print(str(problem), highlight=False, markup=False)
+                _fail(f"{len(exc.problems)} problem(s) in {folder}; nothing was imported")
+    return report
+
+
 @app.command("stock")
 def stock_cmd(db: DbOption = None,
               facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,

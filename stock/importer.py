@@ -1,0 +1,242 @@
+"""``dawa import``: a data set folder in the contract's format, all or nothing.
+
+Master data (facilities, items, patients, prescriptions) is validated and upserted first, then
+ledger.csv goes through ``stock.bulk``, the bulk form of the write path. Every problem in every
+file is collected and reported together; if there is any, the transaction is rolled back by the
+caller and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from stock import bulk, chain
+from stock.csvread import (
+    ImportFailed,
+    Problem,
+    Sheet,
+    check_domain,
+    check_length,
+    check_unique,
+    parse_dates,
+    parse_ints,
+    parse_quantities,
+    read_sheet,
+)
+from stock.models import FACILITY_KINDS, SEXES, ChainHead, Facility, Item, Patient, Prescription
+from stock.quantities import from_milli
+
+FACILITY_COLUMNS = {"code": True, "name": True, "region": True, "kind": True, "parent_code": False}
+ITEM_COLUMNS = {"code": True, "name": True, "atc_code": False, "form": False, "unit": True,
+                "controlled": True, "max_dispense_quantity": False}
+PATIENT_COLUMNS = {"health_card_id": True, "birth_year": False, "sex": False,
+                   "home_facility_code": False, "deceased_on": False}
+PRESCRIPTION_COLUMNS = {"prescription_id": True, "health_card_id": True, "facility_code": True,
+                        "prescriber": True, "item_code": True, "quantity": True, "days_supply": True,
+                        "issued_on": True, "diagnosis_code": False}
+FILES = ("facilities.csv", "items.csv", "patients.csv", "prescriptions.csv", "ledger.csv")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ImportReport:
+    facilities: int = 0
+    items: int = 0
+    patients: int = 0
+    prescriptions: int = 0
+    entries_added: int = 0
+    entries_already_present: int = 0
+    unregistered_patients: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def _none(s: pd.Series) -> list:
+    return [v if v != "" else None for v in s.tolist()]
+
+
+def _codes(session: Session, model) -> dict[str, int]:
+    return dict(session.execute(select(model.code, model.id)).all())
+
+
+def import_dataset(session: Session, folder: Path, *, progress: Progress | None = None,
+                   now: datetime | None = None) -> ImportReport:
+    """Import every contract file present in ``folder`` into the caller's transaction.
+
+    Raises ImportFailed listing every problem; the caller then rolls back (nothing is stored).
+    """
+    progress = progress or (lambda phase, done, total: None)
+    now = now or datetime.now(timezone.utc)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImportFailed([Problem(str(folder), 0, "", "not a folder")])
+    present = [f for f in FILES if (folder / f).exists()]
+    if not present:
+        raise ImportFailed([Problem(str(folder), 0, "", f"no data set files found (expected some of {', '.join(FILES)})")])
+    report = ImportReport(files=present)
+    problems: list[Problem] = []
+
+    if "facilities.csv" in present:
+        problems += _facilities(session, read_sheet(folder / "facilities.csv", FACILITY_COLUMNS), report)
+    if "items.csv" in present:
+        problems += _items(session, read_sheet(folder / "items.csv", ITEM_COLUMNS), report)
+    if "patients.csv" in present:
+        problems += _patients(session, read_sheet(folder / "patients.csv", PATIENT_COLUMNS), report)
+    if "prescriptions.csv" in present:
+        problems += _prescriptions(session, read_sheet(folder / "prescriptions.csv", PRESCRIPTION_COLUMNS),
+                                   report)
+    if problems:
+        raise ImportFailed(problems)
+    if "ledger.csv" in present:
+        progress("reading ledger.csv", 0, 0)
+        sheet = read_sheet(folder / "ledger.csv", bulk.LEDGER_COLUMNS)
+        result = bulk.post_frame(session, sheet, now=now, progress=progress)
+        report.entries_added = result.added
+        report.entries_already_present = result.already_present
+        report.unregistered_patients += result.unregistered_patients
+    return report
+
+
+def _facilities(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem]:
+    if sheet.problems:
+        return sheet.problems
+    sheet.require("code", "name", "region", "kind")
+    check_domain(sheet, "kind", FACILITY_KINDS)
+    check_unique(sheet, "code")
+    check_length(sheet, "code", 32)
+    known = set(_codes(session, Facility)) | set(sheet.col("code"))
+    parent = sheet.col("parent_code")
+    sheet.report((parent != "") & ~parent.isin(known), "parent_code",
+                 lambda i: f"unknown facility {parent.iat[i]!r}")
+    sheet.report((parent != "") & (parent == sheet.col("code")), "parent_code", "a facility cannot supply itself")
+    if sheet.problems:
+        return sheet.problems
+    existing = _codes(session, Facility)
+    f = sheet.frame
+    for code, name, region, kind in zip(f["code"], f["name"], f["region"], f["kind"]):
+        if code in existing:
+            session.execute(update(Facility).where(Facility.id == existing[code])
+                            .values(name=name, region=region, kind=kind))
+        else:
+            fac = Facility(code=code, name=name, region=region, kind=kind)
+            session.add(fac)
+            session.flush()
+            session.add(ChainHead(facility_id=fac.id, length=0, head_hash=chain.GENESIS))
+            existing[code] = fac.id
+    for code, pcode in zip(f["code"], parent):
+        session.execute(update(Facility).where(Facility.id == existing[code])
+                        .values(parent_id=existing[pcode] if pcode else None))
+    session.flush()
+    report.facilities = len(f)
+    return []
+
+
+def _items(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem]:
+    if sheet.problems:
+        return sheet.problems
+    sheet.require("code", "name", "unit", "controlled")
+    check_unique(sheet, "code")
+    check_length(sheet, "code", 32)
+    controlled = sheet.col("controlled").str.lower()
+    sheet.report((controlled != "") & ~controlled.isin(("true", "false")), "controlled",
+                 lambda i: f"{sheet.col('controlled').iat[i]!r} is not true or false")
+    mdq, has_mdq = parse_quantities(sheet, "max_dispense_quantity")
+    sheet.report(has_mdq & (mdq <= 0), "max_dispense_quantity", "must be greater than zero")
+    if sheet.problems:
+        return sheet.problems
+    existing = _codes(session, Item)
+    f = sheet.frame
+    for i, (code, name, unit, ctl, atc, form) in enumerate(zip(
+            f["code"], f["name"], f["unit"], controlled, sheet.col("atc_code"), sheet.col("form"))):
+        values = dict(name=name, unit=unit, controlled=ctl == "true", atc_code=atc or None,
+                      form=form or None,
+                      max_dispense_quantity=from_milli(int(mdq[i])) if has_mdq[i] else None)
+        if code in existing:
+            session.execute(update(Item).where(Item.id == existing[code]).values(**values))
+        else:
+            session.add(Item(code=code, **values))
+    session.flush()
+    report.items = len(f)
+    return []
+
+
+def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem]:
+    if sheet.problems:
+        return sheet.problems
+    sheet.require("health_card_id")
+    check_unique(sheet, "health_card_id")
+    check_length(sheet, "health_card_id", 64)
+    years = parse_ints(sheet, "birth_year", 1880, datetime.now(timezone.utc).year)
+    check_domain(sheet, "sex", SEXES, optional=True)
+    deceased = parse_dates(sheet, "deceased_on")
+    facilities = _codes(session, Facility)
+    home = sheet.col("home_facility_code")
+    sheet.report((home != "") & ~home.isin(set(facilities)), "home_facility_code",
+                 lambda i: f"unknown facility {home.iat[i]!r}")
+    if sheet.problems:
+        return sheet.problems
+    cards = sheet.col("health_card_id")
+    existing = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
+    rows = []
+    for card, year, sex, hcode, dead in zip(cards, years, sheet.col("sex"), home, deceased):
+        rows.append(dict(health_card_id=card, birth_year=None if pd.isna(year) else int(year),
+                         sex=sex or None, home_facility_id=facilities.get(hcode) if hcode else None,
+                         deceased_on=None if pd.isna(dead) else dead.date(), registered=True))
+    new = [r for r in rows if r["health_card_id"] not in existing]
+    if new:
+        session.execute(insert(Patient), new)
+    for r in rows:
+        if r["health_card_id"] in existing:
+            session.execute(update(Patient).where(Patient.id == existing[r["health_card_id"]]).values(**r))
+    session.flush()
+    report.patients = len(rows)
+    return []
+
+
+def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem]:
+    if sheet.problems:
+        return sheet.problems
+    sheet.require(*[c for c, req in PRESCRIPTION_COLUMNS.items() if req])
+    check_unique(sheet, "prescription_id")
+    check_length(sheet, "prescription_id", 64)
+    qty, has_qty = parse_quantities(sheet, "quantity")
+    sheet.report(has_qty & (qty <= 0), "quantity", "must be greater than zero")
+    days = parse_ints(sheet, "days_supply", 1, 3660)
+    issued = parse_dates(sheet, "issued_on")
+    facilities, items = _codes(session, Facility), _codes(session, Item)
+    fac, item = sheet.col("facility_code"), sheet.col("item_code")
+    sheet.report((fac != "") & ~fac.isin(set(facilities)), "facility_code",
+                 lambda i: f"unknown facility {fac.iat[i]!r}")
+    sheet.report((item != "") & ~item.isin(set(items)), "item_code",
+                 lambda i: f"unknown item {item.iat[i]!r}")
+    if sheet.problems:
+        return sheet.problems
+    cards = sheet.col("health_card_id")
+    patients = bulk.patient_ids(session, cards.tolist())
+    report.unregistered_patients += patients.created
+    existing = dict(session.execute(select(Prescription.code, Prescription.id)).all())
+    rows = [dict(code=code, patient_id=patients.ids[card], facility_id=facilities[fcode],
+                 prescriber=prescriber, item_id=items[icode], quantity=from_milli(int(q)),
+                 days_supply=int(d), issued_on=iss.date(), diagnosis_code=dx or None)
+            for code, card, fcode, prescriber, icode, q, d, iss, dx in zip(
+                sheet.col("prescription_id"), cards, fac, sheet.col("prescriber"), item, qty, days,
+                issued, sheet.col("diagnosis_code"))]
+    new = [r for r in rows if r["code"] not in existing]
+    if new:
+        session.execute(insert(Prescription), new)
+    for r in rows:
+        if r["code"] in existing:
+            session.execute(update(Prescription).where(Prescription.id == existing[r["code"]]).values(**r))
+    session.flush()
+    report.prescriptions = len(rows)
+    return []
+
+
+__all__ = ["import_dataset", "ImportReport", "ImportFailed", "Problem", "FILES"]

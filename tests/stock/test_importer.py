@@ -1,0 +1,242 @@
+"""`dawa import`: the contract's files, every refusal named by file, line and column, all or nothing."""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from stock import balances, chain
+from stock.importer import ImportFailed, import_dataset
+from stock.ledger import post
+from stock.models import LedgerEntry, Patient
+from stock.queries import on_hand
+from tests.stock.builders import entry
+
+FACILITIES = """code,name,region,kind,parent_code
+WH-C,Central Medical Store,Tripoli,warehouse,
+H1,Tripoli Central Hospital,Tripoli,hospital,WH-C
+HC2,Souq Al Juma Health Centre,Tripoli,health_center,WH-C
+"""
+ITEMS = """code,name,atc_code,form,unit,controlled,max_dispense_quantity
+MOR10,Morphine 10 mg tablet,N02AA01,tablet,tablet,true,60
+INSG,Insulin glargine 100 IU/ml,A10AE04,injection,ml,false,
+GLOVE,Surgical gloves,,,piece,false,
+"""
+PATIENTS = """health_card_id,birth_year,sex,home_facility_code,deceased_on
+LY0000000001,1970,F,H1,
+LY0000000002,1950,M,H1,2026-02-01
+"""
+PRESCRIPTIONS = """prescription_id,health_card_id,facility_code,prescriber,item_code,quantity,days_supply,issued_on,diagnosis_code
+RX1,LY0000000001,H1,dr-7,MOR10,30,30,2026-03-01,C50.9
+"""
+HEADER = ("entry_id,occurred_at,facility_code,kind,item_code,lot_number,expiry_date,quantity,"
+          "health_card_id,prescription_id,counterparty_code,reason,recorded_by,document_number,reverses")
+LEDGER_ROWS = [
+    "R1,2026-03-01T08:00:00+02:00,WH-C,receipt,MOR10,L1,2028-01-31,1000,,,MEDIPHARM,,u-wh,GRN-1,",
+    "R2,2026-03-01T08:05:00+02:00,WH-C,receipt,INSG,I1,2027-06-30,500.5,,,MEDIPHARM,,u-wh,GRN-1,",
+    "R3,2026-03-01T08:06:00+02:00,WH-C,receipt,GLOVE,,,200,,,MEDIPHARM,,u-wh,GRN-2,",
+    "T1,2026-03-02T10:00:00+02:00,WH-C,transfer_out,MOR10,L1,,300,,,H1,,u-wh,WB-1,",
+    "T2,2026-03-04T09:00:00+02:00,H1,transfer_in,MOR10,L1,2028-01-31,300,,,WH-C,,u-h1,WB-1,",
+    "T3,2026-03-02T10:00:00+02:00,WH-C,transfer_out,INSG,I1,,100.5,,,H1,,u-wh,WB-2,",
+    "T4,2026-03-03T09:00:00+02:00,H1,transfer_in,INSG,I1,,100.5,,,WH-C,,u-h1,WB-2,",
+    "D1,2026-03-05T11:00:00+02:00,H1,dispense,MOR10,L1,,30,LY0000000001,RX1,,,u-h1,,",
+    "D2,2026-03-05T23:40:00+02:00,H1,dispense,MOR10,L1,,90,LY0000000001,RX1,,,u-h1,,",
+    "D3,2026-03-06T11:00:00+02:00,H1,dispense,MOR10,L1,,10,LY9999999999,,,,u-h1,,",
+    "D4,2026-03-06T12:00:00+02:00,H1,dispense,MOR10,L1,,10,LY0000000002,,,,u-h1,,",
+    "D5,2026-03-06T12:30:00+02:00,H1,dispense,INSG,I1,,7.5,LY0000000001,,,,u-h1,,",
+    "X1,2026-03-07T12:00:00+02:00,H1,loss,MOR10,L1,,5,,,,damaged,u-h1,,",
+    "A1,2026-03-07T12:10:00+02:00,H1,adjustment,MOR10,L1,,-2,,,,correction,u-h1,,",
+    "V1,2026-03-07T13:00:00+02:00,H1,adjustment,MOR10,L1,,10,,,,correction,u-h1,,D4",
+    "C1,2026-03-31T17:00:00+02:00,H1,count,MOR10,L1,,150,,,,,u-h1,,",
+]
+
+
+def write_dataset(folder: Path, ledger_rows=None, **overrides) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"facilities.csv": FACILITIES, "items.csv": ITEMS, "patients.csv": PATIENTS,
+             "prescriptions.csv": PRESCRIPTIONS,
+             "ledger.csv": "\n".join([HEADER, *(LEDGER_ROWS if ledger_rows is None else ledger_rows)]) + "\n"}
+    files.update(overrides)
+    for name, body in files.items():
+        if body is not None:
+            (folder / name).write_text(body, encoding="utf-8")
+    return folder
+
+
+def lot_stock(session, facility, item, lot):
+    return sum((r.on_hand for r in on_hand(session, facility_code=facility, item_code=item)
+                if r.lot_number == lot), Decimal(0))
+
+
+def count_entries(session) -> int:
+    return session.scalar(select(func.count()).select_from(LedgerEntry))
+
+
+def test_import_applies_every_kind(session, tmp_path):
+    report = import_dataset(session, write_dataset(tmp_path / "ds"))
+    session.commit()
+    assert report.entries_added == len(LEDGER_ROWS) and report.facilities == 3 and report.items == 3
+    assert report.unregistered_patients == 1
+    assert lot_stock(session, "WH-C", "MOR10", "L1") == 700
+    assert lot_stock(session, "WH-C", "INSG", "I1") == Decimal("400")
+    assert lot_stock(session, "H1", "INSG", "I1") == Decimal("93")
+    assert lot_stock(session, "H1", "MOR10", "L1") == 150
+    count = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == "C1")).one()
+    # 300 - 30 - 90 - 10 - 10 - 5 - 2 + 10 = 163 by the books, 150 counted
+    assert count.book_quantity == 163 and count.effect == -13
+    assert balances.drift(session) == []
+    assert chain.verify(session).ok
+    ghost = session.scalars(select(Patient).where(Patient.health_card_id == "LY9999999999")).one()
+    assert not ghost.registered
+
+
+def test_import_chain_equals_post_chain(engine, tmp_path):
+    """The bulk path builds exactly the chain that post() builds for the same rows."""
+    from stock.db import session_factory
+
+    Session = session_factory(engine)
+    with Session() as s:
+        import_dataset(s, write_dataset(tmp_path / "ds", ledger_rows=LEDGER_ROWS[:3]))
+        s.commit()
+        post(s, entry("transfer_out", 10, facility="WH-C", lot="L1", counterparty_code="H1"))
+        s.commit()
+        assert chain.verify(s).ok
+        assert chain.verify(s).entries == 4
+
+
+def test_reimport_is_idempotent(session, tmp_path):
+    ds = write_dataset(tmp_path / "ds")
+    import_dataset(session, ds)
+    session.commit()
+    again = import_dataset(session, ds)
+    session.commit()
+    assert again.entries_added == 0 and again.entries_already_present == len(LEDGER_ROWS)
+    assert count_entries(session) == len(LEDGER_ROWS)
+    assert lot_stock(session, "H1", "MOR10", "L1") == 150
+
+
+def test_duplicate_row_in_file_added_once(session, tmp_path):
+    rows = LEDGER_ROWS[:1] + LEDGER_ROWS[:1]
+    report = import_dataset(session, write_dataset(tmp_path / "ds", ledger_rows=rows))
+    assert report.entries_added == 1
+
+
+def problems_of(session, folder) -> list[str]:
+    with pytest.raises(ImportFailed) as err:
+        import_dataset(session, folder)
+    session.rollback()
+    assert count_entries(session) == 0, "nothing may be stored on failure"
+    return [str(p) for p in err.value.problems]
+
+
+def bad_ledger(tmp_path, *rows) -> Path:
+    return write_dataset(tmp_path / "bad", ledger_rows=LEDGER_ROWS[:3] + list(rows))
+
+
+BAD_ROWS = [
+    ("Z,2026-03-09T10:00:00+02:00,H1,dispense,MOR10,L1,,1,,,,,u-h1,,", "ledger.csv:5: health_card_id: a dispense needs"),
+    ("Z,2026-03-09T10:00:00,WH-C,receipt,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: occurred_at: timestamp '2026-03-09T10:00:00' has no zone offset"),
+    ("Z,yesterday+02:00,WH-C,receipt,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: occurred_at:"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,teleport,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: kind: 'teleport' is not one of"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,abc,,,,,u,,", "ledger.csv:5: quantity: 'abc' is not a number"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,0,,,,,u,,", "ledger.csv:5: quantity: a receipt's quantity must be greater than zero"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,0,,,,correction,u,,", "ledger.csv:5: quantity: an adjustment's quantity must be non-zero"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,count,MOR10,L1,,-1,,,,,u,,", "ledger.csv:5: quantity: a count's quantity"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,2.5,,,,,u,,", "ledger.csv:5: quantity: 2.5 is not a whole number of tablets"),
+    ("Z,2026-03-09T10:00:00Z,NOPE,receipt,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: facility_code: unknown facility 'NOPE'"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,NOPE,L1,,1,,,,,u,,", "ledger.csv:5: item_code: unknown item 'NOPE'"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,transfer_out,MOR10,L1,,1,,,NOPE,,u,,", "ledger.csv:5: counterparty_code: unknown facility 'NOPE'"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,transfer_out,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: counterparty_code: a transfer_out needs"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,loss,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: reason: a loss needs a reason"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,1,,,,,,,", "ledger.csv:5: recorded_by: required value is missing"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,NEWLOT,,1,,,,,u,,", "ledger.csv:5: expiry_date: expiry_date is required on the receipt of new lot NEWLOT"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,2030-01-01,1,,,,,u,,", "ledger.csv:5: expiry_date: lot L1 of MOR10 expires on 2028-01-31, not 2030-01-01"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,31/01/2028,1,,,,,u,,", "ledger.csv:5: expiry_date: '31/01/2028' is not a date"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,GHOST,,1,LY0000000001,,,,u,,", "ledger.csv:5: lot_number: MOR10 has no lot 'GHOST'"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,L1,,1001,LY0000000001,,,,u,,", "ledger.csv:5: quantity: insufficient stock of MOR10 lot L1 at WH-C: on hand 1000, asked 1001"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,1,,,,correction,u,,NOPE", "ledger.csv:5: reverses: reverses names entry 'NOPE'"),
+    ("R1,2026-03-01T08:00:00+02:00,WH-C,receipt,MOR10,L1,2028-01-31,999,,,MEDIPHARM,,u-wh,GRN-1,", "ledger.csv:5: entry_id: entry R1 already appears on line 2 with different content"),
+]
+
+
+@pytest.mark.parametrize("row,expected", BAD_ROWS, ids=[e.split(": ")[1] + "-" + str(i) for i, (_r, e) in enumerate(BAD_ROWS)])
+def test_bad_ledger_row_named_and_nothing_stored(session, tmp_path, row, expected):
+    problems = problems_of(session, bad_ledger(tmp_path, row))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_reported_not_just_the_first(session, tmp_path):
+    folder = bad_ledger(tmp_path,
+                        "Z1,2026-03-09T10:00:00Z,NOPE,receipt,MOR10,L1,,1,,,,,u,,",
+                        "Z2,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,x,,,,,u,,",
+                        "Z3,2026-03-09T10:00:00Z,WH-C,loss,MOR10,L1,,1,,,,,u,,")
+    problems = problems_of(session, folder)
+    assert [p.split(":")[1] for p in problems] == ["5", "6", "7"]
+
+
+def test_conflict_with_stored_entry(session, tmp_path):
+    import_dataset(session, write_dataset(tmp_path / "ds"))
+    session.commit()
+    before = count_entries(session)
+    changed = [r.replace(",30,LY0000000001", ",31,LY0000000001") for r in LEDGER_ROWS]
+    with pytest.raises(ImportFailed) as err:
+        import_dataset(session, write_dataset(tmp_path / "ds2", ledger_rows=changed))
+    session.rollback()
+    assert any("ledger.csv:9: entry_id: entry D1 was already recorded with different content" in str(p)
+               for p in err.value.problems)
+    assert count_entries(session) == before
+
+
+@pytest.mark.parametrize("name,body,expected", [
+    ("facilities.csv", FACILITIES + "H9,Clinic,Tripoli,spaceship,\n", "facilities.csv:5: kind: 'spaceship' is not one of"),
+    ("facilities.csv", FACILITIES + "H9,Clinic,Tripoli,hospital,NOPE\n", "facilities.csv:5: parent_code: unknown facility 'NOPE'"),
+    ("facilities.csv", FACILITIES + "H1,Again,Tripoli,hospital,\n", "facilities.csv:5: code: 'H1' already appears on line 3"),
+    ("facilities.csv", FACILITIES.replace("parent_code", "parent_code,colour"), "facilities.csv:1: colour: unknown column"),
+    ("facilities.csv", FACILITIES.replace(",region", ""), "facilities.csv:1: region: required column is missing"),
+    ("items.csv", ITEMS + "X,Thing,,,piece,maybe,\n", "items.csv:5: controlled: 'maybe' is not true or false"),
+    ("items.csv", ITEMS + "X,Thing,,,piece,false,-3\n", "items.csv:5: max_dispense_quantity: must be greater than zero"),
+    ("items.csv", ITEMS + "X,,,,piece,false,\n", "items.csv:5: name: required value is missing"),
+    ("patients.csv", PATIENTS + "LY3,1990,X,,\n", "patients.csv:4: sex: 'X' is not one of F, M, U"),
+    ("patients.csv", PATIENTS + "LY3,nineteen,F,,\n", "patients.csv:4: birth_year: 'nineteen' is not a whole number"),
+    ("patients.csv", PATIENTS + "LY3,1990,F,NOPE,\n", "patients.csv:4: home_facility_code: unknown facility 'NOPE'"),
+    ("patients.csv", PATIENTS + "LY3,1990,F,,2026-13-01\n", "patients.csv:4: deceased_on: '2026-13-01' is not a date"),
+    ("prescriptions.csv", PRESCRIPTIONS + "RX2,LY0000000001,H1,dr,MOR10,0,30,2026-03-01,\n", "prescriptions.csv:3: quantity: must be greater than zero"),
+    ("prescriptions.csv", PRESCRIPTIONS + "RX2,LY0000000001,H1,dr,NOPE,10,30,2026-03-01,\n", "prescriptions.csv:3: item_code: unknown item 'NOPE'"),
+    ("prescriptions.csv", PRESCRIPTIONS + "RX2,LY0000000001,H1,dr,MOR10,10,0,2026-03-01,\n", "prescriptions.csv:3: days_supply: 0 is outside 1..3660"),
+])
+def test_bad_master_data_named_and_nothing_stored(session, tmp_path, name, body, expected):
+    problems = problems_of(session, write_dataset(tmp_path / "bad", **{name: body}))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_not_utf8_and_not_a_folder(session, tmp_path):
+    folder = write_dataset(tmp_path / "bad")
+    (folder / "items.csv").write_bytes(ITEMS.encode("utf-16"))
+    problems = problems_of(session, folder)
+    assert any(p.startswith("items.csv") for p in problems), problems
+    assert problems_of(session, tmp_path / "missing")[0].endswith("not a folder")
+
+
+def test_policy_breaks_imported(session, tmp_path):
+    """Dispenses beyond the prescription, to a ghost or deceased patient: stored, not refused."""
+    import_dataset(session, write_dataset(tmp_path / "ds"))
+    session.commit()
+    ids = set(session.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.kind == "dispense")))
+    assert {"D1", "D2", "D3", "D4", "D5"} <= ids
+
+
+def test_ledger_only_import_against_existing_master_data(session, tmp_path):
+    import_dataset(session, write_dataset(tmp_path / "ds", ledger_rows=LEDGER_ROWS[:3]))
+    session.commit()
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "ledger.csv").write_text("\n".join([HEADER, *LEDGER_ROWS[3:5]]) + "\n", encoding="utf-8")
+    report = import_dataset(session, only)
+    session.commit()
+    assert report.entries_added == 2
+    assert lot_stock(session, "H1", "MOR10", "L1") == 300
+    shutil.rmtree(only)
