@@ -300,6 +300,16 @@ def _policy_notes(session: Session, e: NewEntry, item: Item, lot: Lot, patient: 
     return notes
 
 
+def _check_reversible(session: Session, e: NewEntry) -> None:
+    """Called under the facility lock, so two reversals of one entry cannot both pass."""
+    target = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.reverses)).one_or_none()
+    if target is None:
+        raise InvalidEntry(f"reverses names unknown entry {e.reverses!r}", field="reverses", entry_id=e.entry_id)
+    taken = session.scalar(select(LedgerEntry.entry_id).where(LedgerEntry.reverses == e.reverses))
+    if taken is not None:
+        raise AlreadyReversed(f"entry {e.reverses} was already reversed by {taken}", entry_id=e.entry_id)
+
+
 def _post_one(session: Session, e: NewEntry, now: datetime) -> Posted:
     check_shape(e)
     stored = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.entry_id)).one_or_none()
@@ -324,17 +334,15 @@ def _post_one(session: Session, e: NewEntry, now: datetime) -> Posted:
     elif e.kind == "receipt" and e.counterparty_code:
         other = session.scalars(select(Facility).where(Facility.code == e.counterparty_code)).one_or_none()
         counterparty_id = other.id if other else None
-    if e.reverses:
-        target = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.reverses)).one_or_none()
-        if target is None:
-            raise InvalidEntry(f"reverses names unknown entry {e.reverses!r}",
-                               field="reverses", entry_id=e.entry_id)
-        taken = session.scalar(select(LedgerEntry.entry_id).where(LedgerEntry.reverses == e.reverses))
-        if taken is not None:
-            raise AlreadyReversed(f"entry {e.reverses} was already reversed by {taken}",
-                                  entry_id=e.entry_id)
 
     head = _lock_head(session, facility.id)
+    # A retry of this very entry may have committed while we queued for the lock.
+    stored = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.entry_id)).one_or_none()
+    if stored is not None:
+        _same_or_conflict(session, stored, e)
+        return Posted(stored, created=False)
+    if e.reverses:
+        _check_reversible(session, e)
     lot = _lot(session, e, item)
     patient = _patient(session, e.health_card_id) if e.health_card_id else None
     notes = _policy_notes(session, e, item, lot, patient) if e.kind == "dispense" else []
