@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from stock.masterdata import facility_by_code, item_by_code
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient
+from stock.quantities import Quantity
 
 
 @dataclass(frozen=True)
@@ -149,12 +150,16 @@ def stock_positions(session: Session, *, today: date, months: int = 3,
         start = (start - timedelta(days=1)).replace(day=1)
     t0 = datetime(start.year, start.month, 1, tzinfo=timezone.utc)
     t1 = datetime(month_start.year, month_start.month, 1, tzinfo=timezone.utc)
+    # SUM keeps the column's Quantity type (stated, not inferred), so both aggregates come back
+    # as Decimals in base units through the subqueries on every backend.
     held = (
-        select(Balance.facility_id, Balance.item_id, func.sum(Balance.on_hand).label("on_hand"))
+        select(Balance.facility_id, Balance.item_id,
+               func.sum(Balance.on_hand, type_=Quantity).label("on_hand"))
         .group_by(Balance.facility_id, Balance.item_id)
     )
     used = (
-        select(LedgerEntry.facility_id, LedgerEntry.item_id, func.sum(LedgerEntry.quantity).label("used"))
+        select(LedgerEntry.facility_id, LedgerEntry.item_id,
+               func.sum(LedgerEntry.quantity, type_=Quantity).label("used"))
         .where(LedgerEntry.kind == "dispense", LedgerEntry.occurred_at >= t0,
                LedgerEntry.occurred_at < t1, LedgerEntry.entry_id.not_in(_reversed_ids()))
         .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)
@@ -174,24 +179,17 @@ def stock_positions(session: Session, *, today: date, months: int = 3,
         .order_by(Facility.code, Item.code)
     )
     out = []
-    for fcode, icode, held_milli, used_milli in session.execute(stmt):
-        # Aggregates come back as raw thousandths: the column type does not travel through SUM
-        # of a subquery on every backend, so convert explicitly.
-        on = _q(held_milli)
-        amc = (_q(used_milli) / months) if used_milli else Decimal(0)
+    for fcode, icode, held, used in session.execute(stmt):
+        on = held if held is not None else Decimal(0)
+        amc = (used / months) if used else Decimal(0)
         mos = (on / amc).quantize(Decimal("0.1")) if amc > 0 else None
-        out.append(StockPosition(fcode, icode, on, amc.quantize(Decimal("0.001")).normalize(), mos))
+        out.append(StockPosition(fcode, icode, on, _plain(amc.quantize(Decimal("0.001"))), mos))
     return out
 
 
-def _q(value) -> Decimal:
-    from stock.quantities import from_milli
-
-    if value is None:
-        return Decimal(0)
-    if isinstance(value, Decimal) and value != value.to_integral_value():
-        return value
-    return from_milli(int(value))
+def _plain(value: Decimal) -> Decimal:
+    """Drop trailing zeros without going to exponent form (``Decimal('10').normalize()`` is 1E+1)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
 
 
 def stockouts(session: Session, *, today: date, facility_code: str | None = None) -> list[StockPosition]:

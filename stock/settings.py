@@ -54,7 +54,7 @@ def ensure_secrets(env_file: Path) -> list[str]:
     A fresh install must never run on a secret that ships with the code, so each install makes its
     own. Returns the names that were written.
     """
-    settings = Settings()
+    settings = Settings(_env_file=env_file)
     present = {"DAWA_SECRET_KEY": settings.secret_key, "DAWA_PATIENT_ID_KEY": settings.patient_id_key}
     missing = [name for name in SECRET_NAMES if not present[name]]
     if missing:

@@ -60,14 +60,17 @@ class Matching:
 
 
 def _legs(session: Session, kind: str) -> list[Leg]:
+    """Legs still standing: one undone by a correcting entry moved nothing, so it has no other
+    leg to find, and leaving it in would report a corrected mistake as stock gone missing."""
     fac = aliased(Facility)
+    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
     stmt = (
         select(LedgerEntry.entry_id, fac.code, LedgerEntry.counterparty, Item.code, Lot.lot_number,
                LedgerEntry.quantity, LedgerEntry.occurred_at, LedgerEntry.document_number)
         .join(fac, fac.id == LedgerEntry.facility_id)
         .join(Item, Item.id == LedgerEntry.item_id)
         .join(Lot, Lot.id == LedgerEntry.lot_id)
-        .where(LedgerEntry.kind == kind)
+        .where(LedgerEntry.kind == kind, LedgerEntry.entry_id.not_in(reversed_ids))
         .order_by(LedgerEntry.occurred_at, LedgerEntry.id)
     )
     return [Leg(*row) for row in session.execute(stmt)]

@@ -1,0 +1,355 @@
+"""Tamper evidence: whatever is changed behind the write path's back, verify names where.
+
+The attacker here has the database file (SQLite) and drops the append-only triggers first; on
+PostgreSQL the trigger itself refuses. Exported chain heads catch the careful attacker who also
+rewinds or recomputes the chain.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from stock import chain
+from stock.db import session_factory
+from stock.ledger import hash_values, post
+from stock.models import Facility, Item, LedgerEntry, Lot, Patient
+from tests.stock.builders import T0, build_world, entry
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def populate(session) -> dict[str, list[str]]:
+    """Three facilities with several entries each, every kind, each facility on its own lot
+    (so that altering one lot touches one chain). Returns entry ids per facility in chain order."""
+    build_world(session)
+    at = iter(T0 + timedelta(hours=h) for h in range(100))
+    post(session, [
+        entry("receipt", 1000, facility="WH-C", lot="W1", counterparty_code="MEDIPHARM", at=next(at)),
+        entry("receipt", 500, facility="WH-C", item="GLOVE", lot="", expiry_date=None, at=next(at)),
+        entry("transfer_out", 100, facility="WH-C", lot="W1", counterparty_code="H1",
+              document_number="WB-1", at=next(at)),
+        entry("loss", 5, facility="WH-C", lot="W1", at=next(at)),
+        entry("receipt", 100, facility="H1", lot="L1", at=next(at)),
+        entry("transfer_in", 100, facility="H1", lot="W1", counterparty_code="WH-C",
+              document_number="WB-1", at=next(at)),
+        entry("dispense", 10, facility="H1", lot="L1", prescription_id="RX1", at=next(at)),
+        entry("dispense", 5, facility="H1", lot="W1", at=next(at)),
+        entry("adjustment", -2, facility="H1", lot="L1", at=next(at)),
+        entry("count", 85, facility="H1", lot="L1", at=next(at)),
+        entry("receipt", "50.5", facility="HC2", item="INSG", lot="C1",
+              expiry_date=date(2027, 6, 30), at=next(at)),
+        entry("dispense", "2.5", facility="HC2", item="INSG", lot="C1",
+              health_card_id="LY0000000002", at=next(at)),
+        entry("loss", 1, facility="HC2", item="INSG", lot="C1", reason="expired", at=next(at)),
+    ])
+    session.commit()
+    return chain_ids(session)
+
+
+def chain_ids(session) -> dict[str, list[str]]:
+    rows = session.execute(
+        select(Facility.code, LedgerEntry.entry_id)
+        .join(Facility, Facility.id == LedgerEntry.facility_id)
+        .order_by(Facility.code, LedgerEntry.chain_seq)
+    )
+    out: dict[str, list[str]] = {}
+    for code, entry_id in rows:
+        out.setdefault(code, []).append(entry_id)
+    return out
+
+
+def raw(engine, sql: str, **params) -> None:
+    """SQL behind the application's back, in its own committed transaction."""
+    with engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def drop_triggers(engine) -> None:
+    raw(engine, "DROP TRIGGER ledger_entry_no_update")
+    raw(engine, "DROP TRIGGER ledger_entry_no_delete")
+
+
+def verify(engine, against=None) -> chain.VerifyReport:
+    with session_factory(engine, read_only=True)() as s:
+        return chain.verify(s, against=against)
+
+
+def only_break(report: chain.VerifyReport) -> chain.ChainBreak:
+    assert not report.ok
+    assert len(report.breaks) == 1, [str(b) for b in report.breaks]
+    return report.breaks[0]
+
+
+@pytest.fixture
+def world(session):
+    ids = populate(session)
+    return session, ids
+
+
+def test_clean_ledger_verifies(world):
+    session, ids = world
+    report = chain.verify(session)
+    assert report.ok, [str(b) for b in report.breaks]
+    assert report.facilities == 3
+    assert report.entries == 13 == sum(len(v) for v in ids.values())
+    assert [len(ids[c]) for c in ("H1", "HC2", "WH-C")] == [6, 3, 4]
+    heads = {h["facility_code"]: h for h in chain.heads(session)}
+    assert heads["H1"]["length"] == 6
+    last = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == ids["H1"][-1])).one()
+    assert heads["H1"]["hash"] == last.chain_hash
+
+
+def test_chain_covers_business_codes_and_links_each_entry(world):
+    """Each hash is recomputable from the entry's business content and the previous hash."""
+    session, ids = world
+    prev = chain.GENESIS
+    for entry_id in ids["H1"]:
+        e = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == entry_id)).one()
+        lot = session.get(Lot, e.lot_id)
+        card = session.get(Patient, e.patient_id).health_card_id if e.patient_id else None
+        item = session.get(Item, e.item_id).code
+        assert e.chain_hash == chain.link(prev, hash_values(e, "H1", item, lot, card))
+        prev = e.chain_hash
+
+
+def test_sqlite_triggers_refuse_update_and_delete(sqlite_engine):
+    with session_factory(sqlite_engine)() as s:
+        ids = populate(s)
+    for sql in ("UPDATE ledger_entry SET quantity = quantity + 1000 WHERE entry_id = :e",
+                "DELETE FROM ledger_entry WHERE entry_id = :e"):
+        with pytest.raises(DBAPIError) as err:
+            raw(sqlite_engine, sql, e=ids["H1"][0])
+        assert "append-only" in str(err.value)
+    assert verify(sqlite_engine).ok
+
+
+@pytest.fixture
+def tampered(sqlite_engine):
+    """A populated SQLite ledger whose append-only triggers an attacker has dropped."""
+    with session_factory(sqlite_engine)() as s:
+        ids = populate(s)
+    drop_triggers(sqlite_engine)
+    return sqlite_engine, ids
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_altered_quantity_named_at_its_position(tampered, k):
+    engine, ids = tampered
+    raw(engine, "UPDATE ledger_entry SET quantity = quantity + 1000 WHERE entry_id = :e",
+        e=ids["H1"][k - 1])
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("H1", k, ids["H1"][k - 1])
+    assert "altered" in b.problem
+
+
+def test_altered_occurred_at_and_patient_caught(tampered):
+    engine, ids = tampered
+    raw(engine, "UPDATE ledger_entry SET occurred_at = '2026-02-01 00:00:00.000000' WHERE entry_id = :e",
+        e=ids["WH-C"][1])
+    # The patient on HC2's dispense (position 2) is swapped for another in the register.
+    raw(engine, "UPDATE patient SET health_card_id = 'LY0000000099' WHERE health_card_id = 'LY0000000002'")
+    report = verify(engine)
+    got = {(b.facility_code, b.position, b.entry_id) for b in report.breaks}
+    assert got == {("WH-C", 2, ids["WH-C"][1]), ("HC2", 2, ids["HC2"][1])}
+
+
+def test_deleted_middle_entry_names_the_next(tampered):
+    engine, ids = tampered
+    raw(engine, "DELETE FROM ledger_entry WHERE entry_id = :e", e=ids["H1"][2])
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("H1", 3, ids["H1"][3])
+    assert "deleted" in b.problem
+
+
+def test_deleted_last_entry_reported_against_chain_head(tampered):
+    engine, ids = tampered
+    raw(engine, "DELETE FROM ledger_entry WHERE entry_id = :e", e=ids["WH-C"][-1])
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("WH-C", 4, None)
+    assert "records 4 entries, only 3 remain" in b.problem
+
+
+def test_deleted_whole_chain_reported(tampered):
+    engine, ids = tampered
+    raw(engine, "DELETE FROM ledger_entry WHERE facility_id = (SELECT id FROM facility WHERE code = 'HC2')")
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position) == ("HC2", 1)
+    assert "none remain" in b.problem
+
+
+def _forge_tail(engine, facility: str, new_id: str, *, correct_hash: bool) -> None:
+    """Copy the facility's last row as a new entry at the end of its chain, out of band."""
+    with session_factory(engine)() as s:
+        fid = s.scalar(select(Facility.id).where(Facility.code == facility))
+        row = s.execute(text("SELECT * FROM ledger_entry WHERE facility_id = :f ORDER BY chain_seq DESC"),
+                        {"f": fid}).mappings().first()
+        cols = {k: v for k, v in row.items() if k != "id"}
+        cols["entry_id"] = new_id
+        cols["chain_seq"] = row["chain_seq"] + 1
+        cols["chain_hash"] = "f" * 64
+        if correct_hash:
+            # The algorithm is public: anyone with the file can compute a hash that links.
+            orig = s.get(LedgerEntry, row["id"])
+            forged = LedgerEntry(entry_id=new_id, chain_seq=cols["chain_seq"], kind=orig.kind,
+                                 quantity=orig.quantity, effect=orig.effect,
+                                 book_quantity=orig.book_quantity, occurred_at=orig.occurred_at,
+                                 recorded_at=orig.recorded_at, recorded_by=orig.recorded_by,
+                                 prescription_ref=orig.prescription_ref, counterparty=orig.counterparty,
+                                 reason=orig.reason, document_number=orig.document_number,
+                                 reverses=orig.reverses)
+            card = s.get(Patient, orig.patient_id).health_card_id if orig.patient_id else None
+            cols["chain_hash"] = chain.link(orig.chain_hash, hash_values(
+                forged, facility, s.get(Item, orig.item_id).code, s.get(Lot, orig.lot_id), card))
+        s.execute(text(f"INSERT INTO ledger_entry ({', '.join(cols)}) "
+                       f"VALUES ({', '.join(':' + k for k in cols)})"), cols)
+        s.commit()
+
+
+def test_forged_tail_row_named(tampered):
+    engine, ids = tampered
+    _forge_tail(engine, "H1", "FORGED-1", correct_hash=False)
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("H1", 7, "FORGED-1")
+
+
+def test_forged_tail_row_with_recomputed_hash_named(tampered):
+    """A correctly linked row past the chain head: only the head tells it from a real entry."""
+    engine, ids = tampered
+    _forge_tail(engine, "HC2", "FORGED-2", correct_hash=True)
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("HC2", 4, "FORGED-2")
+    assert "inserted out of band" in b.problem
+
+
+def test_deleted_chain_head_row_reported(tampered):
+    engine, ids = tampered
+    raw(engine, "DELETE FROM chain_head WHERE facility_id = (SELECT id FROM facility WHERE code = 'H1')")
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("H1", 1, ids["H1"][0])
+
+
+def test_altered_lot_expiry_caught_in_its_facility_only(tampered):
+    engine, ids = tampered
+    raw(engine, "UPDATE lot SET expiry_date = '2030-01-01' WHERE lot_number = 'C1'")
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("HC2", 1, ids["HC2"][0])
+
+
+def test_altered_facility_code_caught(tampered):
+    engine, ids = tampered
+    raw(engine, "UPDATE facility SET code = 'WH-X' WHERE code = 'WH-C'")
+    b = only_break(verify(engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("WH-X", 1, ids["WH-C"][0])
+
+
+def test_heads_file_then_more_entries_still_verifies(world, tmp_path):
+    session, ids = world
+    path = tmp_path / "heads.json"
+    written = chain.write_heads(session, path, NOW)
+    assert {h["facility_code"] for h in written} == {"H1", "HC2", "WH-C"}
+    exported = chain.read_heads(path)
+    assert exported == {h["facility_code"]: (h["length"], h["hash"]) for h in chain.heads(session)}
+    assert exported["H1"][0] == 6
+    post(session, [entry("receipt", 7, facility="H1", lot="L1", at=T0 + timedelta(days=3)),
+                   entry("dispense", 1, facility="HC2", item="INSG", lot="C1", at=T0 + timedelta(days=3))])
+    session.commit()
+    report = chain.verify(session, against=exported)
+    assert report.ok, [str(b) for b in report.breaks]
+    assert report.entries == 15
+
+
+def test_exported_heads_catch_a_cut_tail_with_rewound_head(tampered, tmp_path):
+    engine, ids = tampered
+    path = tmp_path / "heads.json"
+    with session_factory(engine)() as s:
+        chain.write_heads(s, path, NOW)
+    # The careful attacker removes H1's last two entries and winds its chain head back to match.
+    for entry_id in ids["H1"][-2:]:
+        raw(engine, "DELETE FROM ledger_entry WHERE entry_id = :e", e=entry_id)
+    raw(engine, "UPDATE chain_head SET length = 4, head_hash = (SELECT chain_hash FROM ledger_entry "
+                "WHERE entry_id = :e) WHERE facility_id = (SELECT id FROM facility WHERE code = 'H1')",
+        e=ids["H1"][3])
+    assert verify(engine).ok
+    b = only_break(verify(engine, against=chain.read_heads(path)))
+    assert (b.facility_code, b.position) == ("H1", 6)
+    assert "cut off or rewritten" in b.problem
+
+
+def _rehash(engine, facility: str) -> None:
+    """Recompute a facility's whole chain and head from the rows as they stand: a perfect forger."""
+    with session_factory(engine)() as s:
+        prev = chain.GENESIS
+        fid = s.scalar(select(Facility.id).where(Facility.code == facility))
+        for e in s.scalars(select(LedgerEntry).where(LedgerEntry.facility_id == fid)
+                           .order_by(LedgerEntry.chain_seq)).all():
+            card = s.get(Patient, e.patient_id).health_card_id if e.patient_id else None
+            h = chain.link(prev, hash_values(e, facility, s.get(Item, e.item_id).code,
+                                             s.get(Lot, e.lot_id), card))
+            s.execute(text("UPDATE ledger_entry SET chain_hash = :h WHERE id = :i"), {"h": h, "i": e.id})
+            prev = h
+        s.execute(text("UPDATE chain_head SET head_hash = :h WHERE facility_id = :f"), {"h": prev, "f": fid})
+        s.commit()
+
+
+def test_exported_heads_catch_a_recomputed_chain(tampered, tmp_path):
+    engine, ids = tampered
+    path = tmp_path / "heads.json"
+    with session_factory(engine)() as s:
+        chain.write_heads(s, path, NOW)
+    raw(engine, "UPDATE ledger_entry SET quantity = 1000, effect = -1000 WHERE entry_id = :e",
+        e=ids["H1"][2])
+    assert not verify(engine).ok
+    _rehash(engine, "H1")
+    assert verify(engine).ok  # nothing inside the database can tell any more
+    b = only_break(verify(engine, against=chain.read_heads(path)))
+    assert (b.facility_code, b.position) == ("H1", 6)
+
+
+@pytest.mark.parametrize("content", ["not json at all", "{}", '{"heads": [{"length": 3}]}',
+                                     '{"heads": [{"facility_code": "H1", "length": "x", "hash": "0"}]}'])
+def test_read_heads_refuses_garbage_naming_the_file(tmp_path, content):
+    path = tmp_path / "garbage.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        chain.read_heads(path)
+    assert str(path) in str(err.value)
+
+
+def test_read_heads_missing_file_names_it(tmp_path):
+    path = tmp_path / "absent.json"
+    with pytest.raises(ValueError) as err:
+        chain.read_heads(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE ledger_entry SET quantity = quantity + 1000 WHERE entry_id = :e",
+    "DELETE FROM ledger_entry WHERE entry_id = :e",
+    "TRUNCATE ledger_entry CASCADE",
+])
+def test_postgres_trigger_refuses_rewrite(pg_engine, sql):
+    with session_factory(pg_engine)() as s:
+        ids = populate(s)
+    with pytest.raises(DBAPIError) as err:
+        raw(pg_engine, sql, e=ids["H1"][0])
+    assert "append-only" in str(err.value)
+    report = verify(pg_engine)
+    assert report.ok and report.entries == 13
+
+
+def test_postgres_tamper_without_trigger_is_still_caught(pg_engine):
+    """A superuser can disable the trigger; the chain still names the altered entry."""
+    with session_factory(pg_engine)() as s:
+        ids = populate(s)
+    with pg_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE ledger_entry DISABLE TRIGGER ledger_entry_no_update_delete"))
+        conn.execute(text("UPDATE ledger_entry SET recorded_by = 'someone-else' WHERE entry_id = :e"),
+                     {"e": ids["WH-C"][2]})
+        conn.execute(text("ALTER TABLE ledger_entry ENABLE TRIGGER ledger_entry_no_update_delete"))
+    b = only_break(verify(pg_engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("WH-C", 3, ids["WH-C"][2])
+
