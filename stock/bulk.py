@@ -11,7 +11,8 @@ or COPY (PostgreSQL) inside the caller's transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+import hashlib
+from datetime import date, datetime
 from typing import Callable
 
 import numpy as np
@@ -74,10 +75,6 @@ def patient_ids(session: Session, cards: list[str]) -> PatientIds:
         session.execute(insert(Patient), [{"health_card_id": c, "registered": False} for c in missing])
         ids = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
     return PatientIds(ids, len(missing))
-
-
-def _us(ts: pd.Series) -> np.ndarray:
-    return ts.to_numpy(dtype="datetime64[us]").astype("int64")
 
 
 def _content_key(cols: dict[str, list], i: int) -> tuple:
@@ -143,11 +140,12 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     if sheet.problems:
         raise ImportFailed(sheet.problems)
 
-    occurred_us = _us(ts)
-    cols = {c: sheet.col(c).tolist() for c in LEDGER_COLUMNS}
+    occurred_us = ts
+    cols = {c: sheet.col(c).tolist() for c in CONTENT if c not in ("quantity", "occurred_at")}
     cols["quantity"] = qty.tolist()
     cols["occurred_at"] = occurred_us.tolist()
-    entry_ids = cols["entry_id"]
+    entry_ids = sheet.col("entry_id").tolist()
+    cols["entry_id"] = entry_ids
 
     # Idempotency: rows already stored (or repeated in the file) are skipped when identical and
     # refused when not.
@@ -160,7 +158,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
                 j = first[eid]
                 if _content_key(cols, i) != _content_key(cols, j):
                     sheet.report_row(i, "entry_id",
-                                 f"entry {eid} already appears on line {j + 2} with different content")
+                                     f"entry {eid} already appears on line {j + 2} with different content")
                 keep[i] = False
             else:
                 first[eid] = i
@@ -173,7 +171,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
                 if mine != theirs:
                     diffs = [f"{c}: stored {a!r}, now {b!r}" for c, a, b in zip(CONTENT, theirs, mine) if a != b]
                     sheet.report_row(i, "entry_id",
-                                 f"entry {eid} was already recorded with different content ({'; '.join(diffs)})")
+                                     f"entry {eid} was already recorded with different content ({'; '.join(diffs)})")
                 else:
                     result.already_present += 1
     if sheet.problems:
@@ -184,14 +182,17 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     order = order[keep[order]]
     if len(order) == 0:
         return result
-    fac_ids = [facilities[c] for c in cols["facility_code"]]
-    touched = sorted({fac_ids[i] for i in order})
-    heads = _lock_heads(session, touched)
-    plan = _simulate(session, sheet, cols, order, expiry, fac_ids, items, facilities)
+    df = frame.iloc[order].reset_index(drop=True)
+    df["_row"] = order
+    df["_q"] = qty[order]
+    df["_occ"] = occurred_us[order]
+    df["_fid"] = df["facility_code"].map(facilities).astype("int64")
+    df["_iid"] = df["item_code"].map({code: v[0] for code, v in items.items()}).astype("int64")
+    heads = _lock_heads(session, sorted(int(f) for f in df["_fid"].unique()))
+    plan = _simulate(session, sheet, df)
     if sheet.problems:
         raise ImportFailed(sheet.problems)
-
-    _write(session, sheet, cols, order, plan, heads, fac_ids, items, facilities, now, progress, result)
+    _write(session, df, plan, heads, facilities, now, progress, result)
     return result
 
 
@@ -240,171 +241,180 @@ def _lock_heads(session: Session, facility_ids: list[int]) -> dict[int, list]:
 class _Plan:
     effect: list[int]
     book: list[int | None]
-    lot_of: list[object]             # per row: (item_id, lot_number)
-    lots: dict[tuple, list]          # (item_id, lot_number) -> [lot_id or None, expiry date or None]
-    balances: dict[tuple, int]       # (facility_id, lot key) -> on hand (thousandths), final
+    lots: dict[tuple, list]          # (item_id, lot_number) -> [lot_id or None, expiry ISO or ""]
+    balances: dict[tuple, int]       # (facility_id, item_id, lot_number) -> on hand (thousandths)
     existing_balance: set[tuple]
 
 
-def _simulate(session, sheet, cols, order, expiry, fac_ids, items, facilities) -> _Plan:
-    """One pass in application order: lots, effects, counts, and the never-below-zero rule."""
-    n = len(fac_ids)
+def _simulate(session: Session, sheet: Sheet, df: pd.DataFrame) -> _Plan:
+    """One pass in application order: lots, effects, counts, and the never-below-zero rule.
+
+    This is the one loop that must be sequential (a count sets stock to what was counted, so
+    each row depends on the ones before it); it touches only plain Python values.
+    """
     lots: dict[tuple, list] = {
-        (item_id, lot_number): [lot_id, exp]
+        (item_id, lot_number): [lot_id, exp.isoformat() if exp else ""]
         for lot_id, item_id, lot_number, exp in session.execute(
             select(Lot.id, Lot.item_id, Lot.lot_number, Lot.expiry_date))
     }
-    lot_ids = {v[0]: k for k, v in lots.items()}
+    lot_key = {v[0]: k for k, v in lots.items()}
     balances: dict[tuple, int] = {}
     for fid, lot_id, on_hand in session.execute(text("SELECT facility_id, lot_id, on_hand FROM balance")):
-        balances[(fid, lot_ids[lot_id])] = int(on_hand)
+        balances[(fid, *lot_key[lot_id])] = int(on_hand)
     existing_balance = set(balances)
-    exp_dates = [None if pd.isna(v) else v.date() for v in expiry]
-    kinds, qty, lot_numbers, item_codes = cols["kind"], cols["quantity"], cols["lot_number"], cols["item_code"]
-    effect: list[int] = [0] * n
-    book: list[int | None] = [None] * n
-    lot_of: list[object] = [None] * n
-    adds, subs = set(ADDS), set(SUBTRACTS)
-    for i in order:
-        i = int(i)
-        kind = kinds[i]
-        item_id = items[item_codes[i]][0]
-        key = (item_id, lot_numbers[i])
-        lot = lots.get(key)
-        exp = exp_dates[i]
+    m = len(df)
+    kinds, qty = df["kind"].tolist(), df["_q"].tolist()
+    fids, iids, lotn = df["_fid"].tolist(), df["_iid"].tolist(), df["lot_number"].tolist()
+    exps, rows = df["expiry_date"].tolist(), df["_row"].tolist()
+    items, facs = df["item_code"].tolist(), df["facility_code"].tolist()
+    effect: list[int] = [0] * m
+    book: list[int | None] = [None] * m
+    adds, subs, new_lot_kinds = set(ADDS) | {"adjustment"}, set(SUBTRACTS), set(NEW_LOT_KINDS)
+    for j in range(m):
+        kind, lk, exp = kinds[j], (iids[j], lotn[j]), exps[j]
+        lot = lots.get(lk)
         if lot is None:
-            if kind not in NEW_LOT_KINDS:
-                sheet.report_row(i, "lot_number",
-                             f"{item_codes[i]} has no lot {lot_numbers[i]!r}: a lot enters by a receipt or transfer_in")
+            if kind not in new_lot_kinds:
+                sheet.report_row(rows[j], "lot_number",
+                                 f"{items[j]} has no lot {lotn[j]!r}: a lot enters by a receipt or transfer_in")
                 continue
-            if lot_numbers[i] and exp is None and kind != "count":
-                sheet.report_row(i, "expiry_date",
-                             f"expiry_date is required on the {kind} of new lot {lot_numbers[i]} of {item_codes[i]}")
+            if lotn[j] and not exp and kind != "count":
+                sheet.report_row(rows[j], "expiry_date",
+                                 f"expiry_date is required on the {kind} of new lot {lotn[j]} of {items[j]}")
                 continue
-            lot = lots[key] = [None, exp]
-        elif exp is not None and lot[1] is not None and lot[1] != exp:
-            sheet.report_row(i, "expiry_date",
-                         f"lot {lot_numbers[i]} of {item_codes[i]} expires on {lot[1]}, not {exp}")
+            lot = lots[lk] = [None, exp]
+        elif exp and lot[1] and lot[1] != exp:
+            sheet.report_row(rows[j], "expiry_date", f"lot {lotn[j]} of {items[j]} expires on {lot[1]}, not {exp}")
             continue
-        lot_of[i] = key
-        bkey = (fac_ids[i], key)
+        bkey = (fids[j], iids[j], lotn[j])
         on_hand = balances.get(bkey, 0)
-        q = qty[i]
-        if kind in adds or kind == "adjustment":
+        q = qty[j]
+        if kind in adds:
             eff = q
         elif kind in subs:
             eff = -q
         else:
             eff = q - on_hand
-            book[i] = on_hand
+            book[j] = on_hand
         if on_hand + eff < 0:
-            sheet.report_row(i, "quantity",
-                         f"insufficient stock of {item_codes[i]} "
-                         f"{'lot ' + lot_numbers[i] if lot_numbers[i] else 'the untracked lot'} at "
-                         f"{cols['facility_code'][i]}: on hand {from_milli(on_hand)}, asked {from_milli(-eff)}")
+            what = f"lot {lotn[j]}" if lotn[j] else "the untracked lot"
+            sheet.report_row(rows[j], "quantity",
+                             f"insufficient stock of {items[j]} {what} at {facs[j]}: "
+                             f"on hand {from_milli(on_hand)}, asked {from_milli(-eff)}")
             continue
         balances[bkey] = on_hand + eff
-        effect[i] = eff
-    _check_reverses(session, sheet, cols, order)
-    return _Plan(effect, book, lot_of, lots, balances, existing_balance)
+        effect[j] = eff
+    _check_reverses(session, sheet, df)
+    return _Plan(effect, book, lots, balances, existing_balance)
 
 
-def _check_reverses(session, sheet, cols, order) -> None:
+def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
     from stock.models import LedgerEntry
 
-    rev = cols["reverses"]
-    wanted = {r for r in rev if r}
-    if not wanted:
+    has = df["reverses"] != ""
+    if not has.any():
         return
-    n = len(rev)
-    known = set()
-    taken = set()
-    for start, chunk in ((s, sorted(wanted)[s:s + 500]) for s in range(0, len(wanted), 500)):
+    wanted = sorted(set(df.loc[has, "reverses"]))
+    known, taken = set(), set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
         known |= set(session.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.entry_id.in_(chunk))))
         taken |= set(session.scalars(select(LedgerEntry.reverses).where(LedgerEntry.reverses.in_(chunk))))
-    seen = set()
-    for i in order:
-        i = int(i)
-        target = rev[i]
+    seen: set[str] = set()
+    for target, eid, row in zip(df["reverses"].tolist(), df["entry_id"].tolist(), df["_row"].tolist()):
         if target:
             if target not in known and target not in seen:
-                sheet.report_row(i, "reverses",
-                             f"reverses names entry {target!r}, which is not recorded before this one")
+                sheet.report_row(row, "reverses",
+                                 f"reverses names entry {target!r}, which is not recorded before this one")
             elif target in taken:
-                sheet.report_row(i, "reverses", f"entry {target} is already reversed")
+                sheet.report_row(row, "reverses", f"entry {target} is already reversed")
             taken.add(target)
-        seen.add(cols["entry_id"][i])
+        seen.add(eid)
 
 
-def _write(session, sheet, cols, order, plan: _Plan, heads, fac_ids, items, facilities, now,
-           progress, result: BulkResult) -> None:
-    m = len(order)
-    # New lots first, so entries can reference them.
+def _none(values: list[str]) -> list[str | None]:
+    return [v or None for v in values]
+
+
+def _timestamps_text(us: np.ndarray, dialect: str) -> list[str]:
+    """Timestamps as each database's driver stores them (SQLite: SQLAlchemy's naive UTC text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    iso = pa.array(np.datetime_as_string(us.astype("datetime64[us]"), unit="us"))
+    if dialect == "sqlite":
+        return pc.replace_substring(iso, "T", " ", max_replacements=1).to_pylist()
+    return pc.binary_join_element_wise(iso, "+00:00", "").to_pylist()
+
+
+def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, list], facilities: dict[str, int],
+           now: datetime, progress, result: BulkResult) -> None:
+    m = len(df)
     new_lots = [(k, v) for k, v in plan.lots.items() if v[0] is None]
     if new_lots:
-        session.execute(insert(Lot), [{"item_id": k[0], "lot_number": k[1], "expiry_date": v[1]} for k, v in new_lots])
+        session.execute(insert(Lot), [{"item_id": k[0], "lot_number": k[1],
+                                       "expiry_date": date.fromisoformat(v[1]) if v[1] else None}
+                                      for k, v in new_lots])
         for lot_id, item_id, lot_number in session.execute(select(Lot.id, Lot.item_id, Lot.lot_number)):
             if (item_id, lot_number) in plan.lots:
                 plan.lots[(item_id, lot_number)][0] = lot_id
-    patients = patient_ids(session, [cols["health_card_id"][int(i)] for i in order])
+    cards = df["health_card_id"]
+    patients = patient_ids(session, cards[cards != ""].unique().tolist())
     result.unregistered_patients = patients.created
 
-    dialect = session.get_bind().dialect.name
-    occ = np.asarray(cols["occurred_at"], dtype="int64").astype("datetime64[us]")
-    occ_text = np.datetime_as_string(occ, unit="us")
-    rec_dt = np.datetime64(now.astimezone(timezone.utc).replace(tzinfo=None), "us")
-    rec_text = np.datetime_as_string(rec_dt, unit="us")
-    if dialect == "sqlite":
-        occ_text = np.char.replace(occ_text, "T", " ")
-        rec_text = rec_text.replace("T", " ")
-    else:
-        occ_text = np.char.add(occ_text, "+00:00")
-        rec_text = rec_text + "+00:00"
+    fids, iids, lotn = df["_fid"].tolist(), df["_iid"].tolist(), df["lot_number"].tolist()
+    lot_rows = [plan.lots[(i, ln)] for i, ln in zip(iids, lotn)]
+    lot_ids = [r[0] for r in lot_rows]
+    start_len = df["_fid"].map({f: h[0] for f, h in heads.items()})
+    seq = (df.groupby("_fid", sort=False).cumcount() + 1 + start_len).tolist()
+    qty, eff, book = df["_q"].tolist(), plan.effect, plan.book
     recorded_us = str(chain.epoch_us(now))
-    code_of_fac = {v: k for k, v in facilities.items()}
-    rows = []
-    c = cols
-    for done, i in enumerate(order):
-        i = int(i)
-        fid = fac_ids[i]
-        head = heads[fid]
-        seq = head[0] + 1
-        key = plan.lot_of[i]
-        lot_id, lot_exp = plan.lots[key]
-        card = c["health_card_id"][i]
-        book = plan.book[i]
-        eff = plan.effect[i]
-        q = c["quantity"][i]
-        cp = c["counterparty_code"][i]
-        texts = [code_of_fac[fid], str(seq), c["entry_id"][i], c["kind"][i], c["item_code"][i], key[1],
-                 lot_exp.isoformat() if lot_exp else "", str(q), str(eff),
-                 "" if book is None else str(book), str(c["occurred_at"][i]), recorded_us,
-                 c["recorded_by"][i], card, c["prescription_id"][i], cp, c["reason"][i],
-                 c["document_number"][i], c["reverses"][i]]
-        h = chain.link_text(head[1], texts)
-        head[0], head[1] = seq, h
-        kind = c["kind"][i]
-        rows.append((
-            c["entry_id"][i], fid, seq, h, kind, items[c["item_code"][i]][0], lot_id, q, eff, book,
-            str(occ_text[i]), rec_text, c["recorded_by"][i], patients.ids[card] if card else None,
-            c["prescription_id"][i] or None, cp or None,
-            facilities.get(cp) if cp and (kind in TRANSFERS or kind == "receipt") else None,
-            c["reason"][i] or None, c["document_number"][i] or None, c["reverses"][i] or None,
-        ))
-        if done % REPORT_EVERY == 0:
-            progress("hashing", done, m)
+    # The canonical text of each entry, in chain.FIELDS order (see chain.link_text).
+    texts = zip(df["facility_code"].tolist(), map(str, seq), df["entry_id"].tolist(), df["kind"].tolist(),
+                df["item_code"].tolist(), lotn, [r[1] for r in lot_rows], map(str, qty), map(str, eff),
+                ["" if b is None else str(b) for b in book], map(str, df["_occ"].tolist()),
+                [recorded_us] * m, df["recorded_by"].tolist(), cards.tolist(), df["prescription_id"].tolist(),
+                df["counterparty_code"].tolist(), df["reason"].tolist(), df["document_number"].tolist(),
+                df["reverses"].tolist())
+    sep = chain.SEP
+    prefix = "\x1e" + chain.VERSION + sep
+    prev = {f: h[1] for f, h in heads.items()}
+    hashes: list[str] = [""] * m
+    sha = hashlib.sha256
+    for j, (fid, fields) in enumerate(zip(fids, texts)):
+        h = sha((prev[fid] + prefix + sep.join(fields)).encode("utf-8")).hexdigest()
+        prev[fid] = hashes[j] = h
+        if j % REPORT_EVERY == 0:
+            progress("hashing", j, m)
     progress("hashing", m, m)
+    last_seq: dict[int, int] = {}
+    for fid, sq in zip(fids, seq):
+        last_seq[fid] = sq
+    for fid, sq in last_seq.items():
+        heads[fid] = [sq, prev[fid]]
+
+    dialect = session.get_bind().dialect.name
+    kinds, cps = df["kind"].tolist(), df["counterparty_code"].tolist()
+    cp_ids = [facilities.get(cp) if cp else None for cp in cps]
+    rec_text = _timestamps_text(np.array([chain.epoch_us(now)]), dialect)[0]
+    rows = list(zip(
+        df["entry_id"].tolist(), fids, seq, hashes, kinds, iids, lot_ids, qty, eff, book,
+        _timestamps_text(df["_occ"].to_numpy(), dialect), [rec_text] * m, df["recorded_by"].tolist(),
+        [patients.ids[c] if c else None for c in cards.tolist()], _none(df["prescription_id"].tolist()),
+        _none(cps), cp_ids, _none(df["reason"].tolist()), _none(df["document_number"].tolist()),
+        _none(df["reverses"].tolist()),
+    ))
     _insert_rows(session, dialect, rows, progress)
-    result.added = len(rows)
+    result.added = m
 
     # Balances and chain heads, in the same transaction.
     upd, new = [], []
-    for (fid, key), on_hand in plan.balances.items():
-        lot_id = plan.lots[key][0]
-        if (fid, key) in plan.existing_balance:
+    for (fid, iid, ln), on_hand in plan.balances.items():
+        lot_id = plan.lots[(iid, ln)][0]
+        if (fid, iid, ln) in plan.existing_balance:
             upd.append({"f": fid, "l": lot_id, "v": on_hand})
         else:
-            new.append({"facility_id": fid, "lot_id": lot_id, "item_id": key[0], "on_hand": from_milli(on_hand)})
+            new.append({"facility_id": fid, "lot_id": lot_id, "item_id": iid, "on_hand": from_milli(on_hand)})
     if upd:
         session.execute(text("UPDATE balance SET on_hand = :v WHERE facility_id = :f AND lot_id = :l"), upd)
     if new:
