@@ -192,6 +192,83 @@ def ledger_check(db: DbOption = None,
     _fail(f"{len(drifts)} balance(s) drifted from the ledger")
 
 
+@app.command("sample-data")
+def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write the data set into")],
+                    seed: Annotated[int, typer.Option(help="Same seed, same files")] = 1,
+                    scale: Annotated[float, typer.Option(help="1.0 is about 50-100 thousand ledger rows")] = 1.0):
+    """Write a realistic data set in the contract format, with injected leakage and truth.csv."""
+    from sample_data.generator import generate
+
+    if scale <= 0:
+        _fail("--scale must be greater than zero", 2)
+    summary = generate(out, seed=seed, scale=scale)
+    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows (seed {seed}, scale {scale})")
+
+
+@app.command()
+def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo database and data go")] = Path("demo"),
+         scale: Annotated[float, typer.Option(help="Size of the sample data set")] = 0.3,
+         seed: Annotated[int, typer.Option(help="Sample data seed")] = 1,
+         db: DbOption = None):
+    """Build a SQLite database with sample data and print a stock summary."""
+    from sample_data.generator import generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ensure_secrets(Path(".env"))
+    url = db or f"sqlite:///{folder / 'dawa.sqlite'}"
+    engine = _engine(url, require_schema=False)
+    migrations.upgrade(engine)
+    data = folder / "data"
+    if not (data / "ledger.csv").exists():
+        console.print(f"generating sample data in {data} ...")
+        generate(data, seed=seed, scale=scale)
+    report = _import(data, engine)
+    console.print(f"imported: {report.entries_added:,} ledger entries added, "
+                  f"{report.entries_already_present:,} already present")
+    _summary(engine)
+    console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")
+
+
+def _summary(engine) -> None:
+    """What a facility manager and an auditor would look at first."""
+    from sqlalchemy import func, select
+
+    from stock.models import Facility, LedgerEntry
+    from stock.queries import expiring, stock_positions
+
+    with session_factory(engine, read_only=True)() as s:
+        last = s.scalar(select(func.max(LedgerEntry.occurred_at)))
+        if last is None:
+            console.print("the ledger is empty")
+            return
+        today = last.date()
+        entries = s.scalar(select(func.count()).select_from(LedgerEntry))
+        facilities = s.scalar(select(func.count()).select_from(Facility))
+        positions = stock_positions(s, today=today, months=get_settings().amc_months)
+        soon = expiring(s, within_days=90, today=today)
+        report = chain.verify(s)
+    out = [p for p in positions if p.stocked_out]
+    low = sorted((p for p in positions if p.months_of_stock is not None and not p.stocked_out),
+                 key=lambda p: p.months_of_stock)
+    console.print(f"\n[bold]Stock summary as of {today}[/bold]: {entries:,} ledger entries, "
+                  f"{facilities} facilities, {len(positions)} facility-items held, "
+                  f"{len(out)} stocked out, {len(soon)} lots expiring within 90 days; "
+                  f"hash chains {'[green]verified[/green]' if report.ok else '[red]BROKEN[/red]'}")
+    table = Table(title="Lowest months of stock")
+    for col in ("facility", "item", "on hand", "avg monthly use", "months of stock"):
+        table.add_column(col, justify="left" if col in ("facility", "item") else "right")
+    for p in low[:12]:
+        table.add_row(p.facility_code, p.item_code, str(p.on_hand), str(p.amc), str(p.months_of_stock))
+    console.print(table)
+    if out:
+        table = Table(title=f"Stocked out ({len(out)})")
+        table.add_column("facility")
+        table.add_column("item")
+        for p in out[:12]:
+            table.add_row(p.facility_code, p.item_code)
+        console.print(table)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -1,0 +1,165 @@
+"""Ledger benchmarks, run by hand: import, verify and stock-on-hand latency.
+
+    .venv/bin/python bench/ledger.py [--rows 1000000] [--workdir /tmp/dawa-bench]
+
+Prints figures and side-by-side ratios measured in the same run:
+- import of N ledger rows into SQLite (rows/s) against plain sqlite3 executemany of the same rows
+  into a bare table with the same columns (target: >= 100,000 rows/s and a ratio >= 0.3);
+- `ledger verify` (target: >= 200,000 rows/s);
+- stock on hand for one facility at 10,000 and at N ledger rows (target: p95 within 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import migrations  # noqa: E402
+from sample_data.generator import generate  # noqa: E402
+from stock import chain  # noqa: E402
+from stock.db import make_engine, session_factory  # noqa: E402
+from stock.importer import import_dataset  # noqa: E402
+from stock.queries import on_hand  # noqa: E402
+
+
+def dataset(workdir: Path, rows: int) -> Path:
+    """A generated data set with at least ``rows`` ledger rows, cut to exactly ``rows``."""
+    out = workdir / f"ds-{rows}"
+    if (out / "ledger.csv").exists():
+        return out
+    full = workdir / "generated"
+    if full.exists():
+        shutil.rmtree(full)
+    scale = max(rows / 70_000, 0.05)
+    while True:
+        summary = generate(full, seed=7, scale=scale)
+        if summary.ledger_rows >= rows:
+            break
+        scale *= 1.3 * rows / summary.ledger_rows
+    out.mkdir(parents=True, exist_ok=True)
+    for f in full.iterdir():
+        if f.name != "ledger.csv":
+            shutil.copy(f, out / f.name)
+    cut(full / "ledger.csv", out / "ledger.csv", rows)
+    return out
+
+
+def cut(src: Path, dst: Path, rows: int) -> None:
+    """The first ``rows`` rows: ledger.csv is in occurred_at order, so a prefix is a valid ledger."""
+    with src.open(encoding="utf-8") as fin, dst.open("w", encoding="utf-8") as fout:
+        for i, line in enumerate(fin):
+            if i > rows:
+                break
+            fout.write(line)
+
+
+def fresh_db(path: Path):
+    for p in path.parent.glob(path.name + "*"):
+        p.unlink()
+    engine = make_engine(f"sqlite:///{path}")
+    migrations.upgrade(engine)
+    return engine
+
+
+def bench_import(ds: Path, db: Path) -> tuple[float, int, object]:
+    engine = fresh_db(db)
+    t = time.perf_counter()
+    with session_factory(engine)() as s:
+        report = import_dataset(s, ds)
+        s.commit()
+    return time.perf_counter() - t, report.entries_added, engine
+
+
+def bench_bare(ds: Path, db: Path) -> tuple[float, int]:
+    """Plain sqlite3 executemany of the same rows into a bare table with the same columns."""
+    with (ds / "ledger.csv").open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = [tuple(r) for r in reader]
+    for p in db.parent.glob(db.name + "*"):
+        p.unlink()
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute(f"CREATE TABLE ledger ({', '.join(h + ' TEXT' for h in header)})")
+    t = time.perf_counter()
+    con.execute("BEGIN")
+    con.executemany(f"INSERT INTO ledger VALUES ({', '.join('?' * len(header))})", rows)
+    con.execute("COMMIT")
+    elapsed = time.perf_counter() - t
+    con.close()
+    return elapsed, len(rows)
+
+
+def bench_verify(engine) -> tuple[float, int]:
+    with session_factory(engine, read_only=True)() as s:
+        t = time.perf_counter()
+        report = chain.verify(s)
+        elapsed = time.perf_counter() - t
+    assert report.ok, report.breaks[:3]
+    return elapsed, report.entries
+
+
+def bench_on_hand(engine, facility: str, repeat: int = 300) -> tuple[float, float]:
+    Session = session_factory(engine, read_only=True)
+    times = []
+    for _ in range(repeat):
+        with Session() as s:
+            t = time.perf_counter()
+            on_hand(s, facility_code=facility)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * len(times)) - 1]
+
+
+def busiest_facility(ds: Path) -> str:
+    counts: dict[str, int] = {}
+    with (ds / "ledger.csv").open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            counts[row["facility_code"]] = counts.get(row["facility_code"], 0) + 1
+    return max(counts, key=counts.get)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--small", type=int, default=10_000)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/dawa-bench"))
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    big, small = dataset(args.workdir, args.rows), dataset(args.workdir, args.small)
+    print(f"data sets ready: {big} and {small}", flush=True)
+
+    bare_s, bare_n = bench_bare(big, args.workdir / "bare.sqlite")
+    imp_s, imp_n, engine = bench_import(big, args.workdir / "big.sqlite")
+    ver_s, ver_n = bench_verify(engine)
+    _i, _n, small_engine = bench_import(small, args.workdir / "small.sqlite")
+    facility = busiest_facility(small)
+    small_p50, small_p95 = bench_on_hand(small_engine, facility)
+    big_p50, big_p95 = bench_on_hand(engine, facility)
+
+    imp_rate, bare_rate = imp_n / imp_s, bare_n / bare_s
+    print()
+    print(f"{'measure':<48}{'figure':>16}{'target':>14}")
+    print(f"{'import into SQLite (rows/s, ' + format(imp_n, ',') + ' rows)':<48}{imp_rate:>16,.0f}{'>= 100,000':>14}")
+    print(f"{'plain sqlite3 executemany, bare table (rows/s)':<48}{bare_rate:>16,.0f}")
+    print(f"{'ratio import / bare executemany':<48}{imp_rate / bare_rate:>16.2f}{'>= 0.30':>14}")
+    print(f"{'ledger verify (rows/s)':<48}{ver_n / ver_s:>16,.0f}{'>= 200,000':>14}")
+    print(f"{'on hand, ' + facility + ', ' + format(args.small, ',') + ' rows: p50 / p95 (ms)':<48}"
+          f"{small_p50 * 1e3:>7.2f} / {small_p95 * 1e3:>6.2f}")
+    print(f"{'on hand, ' + facility + ', ' + format(imp_n, ',') + ' rows: p50 / p95 (ms)':<48}"
+          f"{big_p50 * 1e3:>7.2f} / {big_p95 * 1e3:>6.2f}")
+    print(f"{'ratio of p95 (large / small)':<48}{big_p95 / small_p95:>16.2f}{'<= 1.5':>14}")
+
+
+if __name__ == "__main__":
+    main()
