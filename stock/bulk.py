@@ -50,6 +50,8 @@ INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", 
                   "reason", "document_number", "reverses")
 NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 REPORT_EVERY = 50_000
+BULK_INDEX_THRESHOLD = 50_000
+"""Rows from which an import into SQLite rebuilds the ledger's lookup indexes instead of updating them."""
 
 
 @dataclass
@@ -75,6 +77,32 @@ def patient_ids(session: Session, cards: list[str]) -> PatientIds:
         session.execute(insert(Patient), [{"health_card_id": c, "registered": False} for c in missing])
         ids = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
     return PatientIds(ids, len(missing))
+
+
+def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple],
+                existing: dict[str, int]) -> None:
+    """Insert or update master-data rows through the driver: ``rows[i][0]`` is the natural key
+    (the first of ``columns``); ``existing`` maps keys already stored to their ids. Values must
+    be as the driver stores them (see ``db_date``)."""
+    raw = session.connection().connection.driver_connection
+    ph = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
+    new = [r for r in rows if r[0] not in existing]
+    old = [(*r[1:], existing[r[0]]) for r in rows if r[0] in existing]
+    cur = raw.cursor()
+    if new:
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))})", new)
+    if old:
+        sets = ", ".join(f"{c} = {ph}" for c in columns[1:])
+        cur.executemany(f"UPDATE {table} SET {sets} WHERE id = {ph}", old)
+    cur.close()
+    session.expire_all()
+
+
+def db_date(session: Session):
+    """How a contract date (validated 'YYYY-MM-DD' text, or '') is handed to the driver."""
+    if session.get_bind().dialect.name == "sqlite":
+        return lambda v: v or None
+    return lambda v: date.fromisoformat(v) if v else None
 
 
 def _content_key(cols: dict[str, list], i: int) -> tuple:
@@ -438,8 +466,31 @@ def _insert_rows(session: Session, dialect: str, rows: list[tuple], progress) ->
     else:
         sql = f"INSERT INTO ledger_entry ({cols}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
         cur = raw.cursor()
+        rebuild = _drop_lookup_indexes(cur, m)
         for start in range(0, m, REPORT_EVERY):
             cur.executemany(sql, rows[start:start + REPORT_EVERY])
             progress("writing", start, m)
+        if rebuild:
+            progress("indexing", 0, len(rebuild))
+            for done, ddl in enumerate(rebuild):
+                cur.execute(ddl)
+                progress("indexing", done + 1, len(rebuild))
         cur.close()
     progress("writing", m, m)
+
+
+def _drop_lookup_indexes(cur, adding: int) -> list[str]:
+    """For a large SQLite import, drop the ledger's lookup indexes and return the DDL to rebuild
+    them: building an index by sorting once is several times cheaper than updating it row by row.
+    This happens inside the import's transaction (SQLite DDL is transactional), so a failed
+    import leaves them as they were. Unique indexes stay: they guard identity and foreign keys."""
+    existing = cur.execute("SELECT count(*) FROM ledger_entry").fetchone()[0]
+    if adding < BULK_INDEX_THRESHOLD or adding < existing:
+        return []
+    ddl = [sql for (sql,) in cur.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_entry' "
+        "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'")]
+    for stmt in ddl:
+        name = stmt.split()[2]
+        cur.execute(f"DROP INDEX {name}")
+    return ddl

@@ -81,17 +81,33 @@ def link_text(prev_hash: str, texts: list[str]) -> str:
 
 
 # Columns of the verification query, in FIELDS order after the version.
-_VERIFY_SQL = """
-SELECT f.code AS facility_code, e.chain_seq, e.entry_id, e.kind, i.code AS item_code,
-       l.lot_number, l.expiry_date, e.quantity, e.effect, e.book_quantity,
-       e.occurred_at, e.recorded_at, e.recorded_by, p.health_card_id, e.prescription_ref,
-       e.counterparty, e.reason, e.document_number, e.reverses, e.chain_hash, e.facility_id
+def _payload_sql(dialect: str) -> str:
+    """The verification query: each entry's canonical text (FIELDS order, after the version) is
+    built by the database itself, so Python only hashes. Must agree with ``_text`` exactly:
+    NULL is '', quantities are whole thousandths, times are epoch microseconds, dates ISO."""
+    if dialect == "postgresql":
+        sep, txt = "chr(31)", "{}::text"
+        us = "(extract(epoch from {}) * 1000000)::bigint::text"
+    else:
+        sep, txt = "char(31)", "CAST({} AS TEXT)"
+        # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
+        us = "CAST(CAST(strftime('%s', {0}) AS INTEGER) * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER) AS TEXT)"
+    parts = [
+        "f.code", txt.format("e.chain_seq"), "e.entry_id", "e.kind", "i.code", "l.lot_number",
+        f"COALESCE({txt.format('l.expiry_date')}, '')", txt.format("e.quantity"), txt.format("e.effect"),
+        f"COALESCE({txt.format('e.book_quantity')}, '')", us.format("e.occurred_at"),
+        us.format("e.recorded_at"), "e.recorded_by", "COALESCE(p.health_card_id, '')",
+        "COALESCE(e.prescription_ref, '')", "COALESCE(e.counterparty, '')", "COALESCE(e.reason, '')",
+        "COALESCE(e.document_number, '')", "COALESCE(e.reverses, '')",
+    ]
+    payload = f" || {sep} || ".join(parts)
+    return f"""
+SELECT f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id
 FROM ledger_entry e
 JOIN facility f ON f.id = e.facility_id
 JOIN item i ON i.id = e.item_id
 JOIN lot l ON l.id = e.lot_id
 LEFT JOIN patient p ON p.id = e.patient_id
-{where}
 ORDER BY e.facility_id, e.chain_seq
 """
 
@@ -129,13 +145,18 @@ def _us(value) -> int:
 
 
 def _rows(session: Session):
-    """Stream the entries with the values the hash covers, in chain order."""
-    conn = session.connection().execution_options(stream_results=True, yield_per=20_000)
-    for row in conn.execute(text(_VERIFY_SQL.format(where=""))):
-        values = list(row[:19])
-        values[10] = _us(values[10])
-        values[11] = _us(values[11])
-        yield tuple(values), row[19], row[20]
+    """Stream (facility code, position, entry_id, canonical text, stored hash, facility id) in
+    chain order, through the driver's own cursor: a million rows must not cost a million
+    SQLAlchemy row objects."""
+    raw = session.connection().connection.driver_connection
+    dialect = session.get_bind().dialect.name
+    cur = raw.cursor(name="dawa_verify") if dialect == "postgresql" else raw.cursor()
+    try:
+        cur.execute(_payload_sql(dialect))
+        while batch := cur.fetchmany(20_000):
+            yield from batch
+    finally:
+        cur.close()
 
 
 def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) -> VerifyReport:
@@ -151,8 +172,9 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
     lengths: dict[str, tuple[int, int]] = {}  # code -> (facility_id, entries in an unbroken chain)
     current, current_id, expected, prev, broken = None, None, 0, GENESIS, False
     visited: set[str] = set()
-    for row, stored, facility_id in _rows(session):
-        code = row[0]
+    prefix = "\x1e" + VERSION + SEP
+    sha = hashlib.sha256
+    for code, seq, entry_id, payload, stored, facility_id in _rows(session):
         if code != current:
             if current is not None:
                 _close(report, current, expected, prev, heads_now, broken)
@@ -165,7 +187,6 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
         if broken:
             continue
         expected += 1
-        seq, entry_id = row[1], row[2]
         if seq != expected:
             gap = seq - expected
             report.breaks.append(ChainBreak(
@@ -173,7 +194,7 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
                 f"found position {seq} where {expected} was expected: "
                 f"{gap} entr{'y' if gap == 1 else 'ies'} before it deleted"))
             broken = True
-        elif link(prev, row) != stored:
+        elif sha((prev + prefix + payload).encode("utf-8")).hexdigest() != stored:
             report.breaks.append(ChainBreak(
                 code, seq, entry_id,
                 "content does not match its hash: altered, or inserted out of band"))

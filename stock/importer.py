@@ -175,27 +175,22 @@ def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Prob
     check_length(sheet, "health_card_id", 64)
     years = parse_ints(sheet, "birth_year", 1880, datetime.now(timezone.utc).year)
     check_domain(sheet, "sex", SEXES, optional=True)
-    deceased = parse_dates(sheet, "deceased_on")
+    parse_dates(sheet, "deceased_on")
     facilities = _codes(session, Facility)
     home = sheet.col("home_facility_code")
     sheet.report((home != "") & ~home.isin(set(facilities)), "home_facility_code",
                  lambda i: f"unknown facility {home.iat[i]!r}")
     if sheet.problems:
         return sheet.problems
-    cards = sheet.col("health_card_id")
     existing = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
-    rows = []
-    for card, year, sex, hcode, dead in zip(cards, years, sheet.col("sex"), home, deceased):
-        rows.append(dict(health_card_id=card, birth_year=None if pd.isna(year) else int(year),
-                         sex=sex or None, home_facility_id=facilities.get(hcode) if hcode else None,
-                         deceased_on=None if pd.isna(dead) else dead.date(), registered=True))
-    new = [r for r in rows if r["health_card_id"] not in existing]
-    if new:
-        session.execute(insert(Patient), new)
-    for r in rows:
-        if r["health_card_id"] in existing:
-            session.execute(update(Patient).where(Patient.id == existing[r["health_card_id"]]).values(**r))
-    session.flush()
+    as_date = bulk.db_date(session)
+    rows = [(card, None if pd.isna(year) else int(year), sex or None,
+             facilities.get(hcode) if hcode else None, as_date(dead), True)
+            for card, year, sex, hcode, dead in zip(
+                sheet.col("health_card_id").tolist(), years.tolist(), sheet.col("sex").tolist(),
+                home.tolist(), sheet.col("deceased_on").tolist())]
+    bulk.upsert_rows(session, "patient", ("health_card_id", "birth_year", "sex", "home_facility_id",
+                                          "deceased_on", "registered"), rows, existing)
     report.patients = len(rows)
     return []
 
@@ -209,7 +204,7 @@ def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list
     qty, has_qty = parse_quantities(sheet, "quantity")
     sheet.report(has_qty & (qty <= 0), "quantity", "must be greater than zero")
     days = parse_ints(sheet, "days_supply", 1, 3660)
-    issued = parse_dates(sheet, "issued_on")
+    parse_dates(sheet, "issued_on")
     facilities, items = _codes(session, Facility), _codes(session, Item)
     fac, item = sheet.col("facility_code"), sheet.col("item_code")
     sheet.report((fac != "") & ~fac.isin(set(facilities)), "facility_code",
@@ -222,19 +217,16 @@ def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list
     patients = bulk.patient_ids(session, cards.tolist())
     report.unregistered_patients += patients.created
     existing = dict(session.execute(select(Prescription.code, Prescription.id)).all())
-    rows = [dict(code=code, patient_id=patients.ids[card], facility_id=facilities[fcode],
-                 prescriber=prescriber, item_id=items[icode], quantity=from_milli(int(q)),
-                 days_supply=int(d), issued_on=iss.date(), diagnosis_code=dx or None)
+    as_date = bulk.db_date(session)
+    ids = patients.ids
+    rows = [(code, ids[card], facilities[fcode], prescriber, items[icode], int(q), int(d), as_date(iss), dx or None)
             for code, card, fcode, prescriber, icode, q, d, iss, dx in zip(
-                sheet.col("prescription_id"), cards, fac, sheet.col("prescriber"), item, qty, days,
-                issued, sheet.col("diagnosis_code"))]
-    new = [r for r in rows if r["code"] not in existing]
-    if new:
-        session.execute(insert(Prescription), new)
-    for r in rows:
-        if r["code"] in existing:
-            session.execute(update(Prescription).where(Prescription.id == existing[r["code"]]).values(**r))
-    session.flush()
+                sheet.col("prescription_id").tolist(), cards.tolist(), fac.tolist(),
+                sheet.col("prescriber").tolist(), item.tolist(), qty.tolist(), days.tolist(),
+                sheet.col("issued_on").tolist(), sheet.col("diagnosis_code").tolist())]
+    bulk.upsert_rows(session, "prescription", ("code", "patient_id", "facility_id", "prescriber", "item_id",
+                                               "quantity", "days_supply", "issued_on", "diagnosis_code"),
+                     rows, existing)
     report.prescriptions = len(rows)
     return []
 

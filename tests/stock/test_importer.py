@@ -240,3 +240,74 @@ def test_ledger_only_import_against_existing_master_data(session, tmp_path):
     assert report.entries_added == 2
     assert lot_stock(session, "H1", "MOR10", "L1") == 300
     shutil.rmtree(only)
+
+
+SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
+
+
+def test_sample_dataset_imports_and_reimports(session):
+    """The committed generated set imports whole, verifies, and a second import adds nothing."""
+    rows = sum(1 for _ in (SMALL / "ledger.csv").open(encoding="utf-8")) - 1
+    first = import_dataset(session, SMALL)
+    session.commit()
+    assert first.entries_added == rows
+    again = import_dataset(session, SMALL)
+    session.commit()
+    assert again.entries_added == 0 and again.entries_already_present == rows
+    assert again.patients == first.patients and again.prescriptions == first.prescriptions
+    assert count_entries(session) == rows
+    assert balances.drift(session) == []
+    assert chain.verify(session).ok
+
+
+def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch):
+    from sqlalchemy import text
+
+    from stock import bulk
+    from stock.db import session_factory
+
+    def indexes():
+        with sqlite_engine.connect() as conn:
+            return sorted(conn.execute(text(
+                "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='ledger_entry'")).all())
+
+    before = indexes()
+    monkeypatch.setattr(bulk, "BULK_INDEX_THRESHOLD", 100)
+    with session_factory(sqlite_engine)() as s:
+        import_dataset(s, SMALL)
+        s.commit()
+        assert chain.verify(s).ok and balances.drift(s) == []
+    assert indexes() == before
+    with sqlite_engine.connect() as conn:
+        plan = conn.execute(text("EXPLAIN QUERY PLAN SELECT * FROM ledger_entry WHERE patient_id = 1")).all()
+    assert "ix_ledger_entry_patient_id" in str(plan)
+
+
+def test_failed_large_import_keeps_indexes(sqlite_engine, monkeypatch, tmp_path):
+    from sqlalchemy import text
+
+    from stock import bulk
+    from stock.db import session_factory
+
+    with sqlite_engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='index'")).scalar()
+    monkeypatch.setattr(bulk, "BULK_INDEX_THRESHOLD", 1)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    folder = write_dataset(tmp_path / "ds")
+    original = bulk._drop_lookup_indexes
+
+    def drop_then_fail(cur, adding):
+        original(cur, adding)
+        boom()
+
+    monkeypatch.setattr(bulk, "_drop_lookup_indexes", drop_then_fail)
+    with session_factory(sqlite_engine)() as s:
+        with pytest.raises(RuntimeError):
+            import_dataset(s, folder)
+        s.rollback()
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='index'")).scalar() == before
+        assert conn.execute(text("SELECT count(*) FROM ledger_entry")).scalar() == 0
