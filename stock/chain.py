@@ -91,7 +91,10 @@ def _payload_sql(dialect: str) -> str:
     else:
         sep, txt = "char(31)", "CAST({} AS TEXT)"
         # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
-        us = "CAST(CAST(strftime('%s', {0}) AS INTEGER) * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER) AS TEXT)"
+        # Seconds from the text without its fraction: SQLite keeps times in whole milliseconds,
+        # so '...:59.9996' would round up to the next second.
+        us = ("CAST(CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
+              " + CAST(substr({0}, 21, 6) AS INTEGER) AS TEXT)")
     parts = [
         "f.code", txt.format("e.chain_seq"), "e.entry_id", "e.kind", "i.code", "l.lot_number",
         f"COALESCE({txt.format('l.expiry_date')}, '')", txt.format("e.quantity"), txt.format("e.effect"),

@@ -258,3 +258,15 @@ def test_lot_is_shared_across_facilities(world):
     post(s, entry("transfer_in", 4, facility="H1", counterparty_code="WH-C", expiry_date=None))
     s.commit()
     assert s.scalar(select(func.count()).select_from(Lot)) == 1
+
+
+@pytest.mark.parametrize("micro", [0, 1, 999_499, 999_500, 999_999])
+def test_chain_verifies_whatever_the_microseconds(world, micro):
+    """Times near a whole second must encode the same in Python and in the database's SQL."""
+    from stock import chain
+
+    s = world
+    t = T0.replace(microsecond=micro)
+    post(s, entry("receipt", 10, at=t), now=t.astimezone(timezone.utc))
+    s.commit()
+    assert chain.verify(s).ok
