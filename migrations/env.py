@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import anomaly.models  # noqa: F401  (registers detection's tables)
 import stock.models  # noqa: F401  (registers the tables)
 from stock.db import make_engine
 from stock.models import Base

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from stock import bulk, chain

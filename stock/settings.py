@@ -10,12 +10,35 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class Detection(BaseModel):
+    """Detector thresholds (environment: ``DAWA_DETECTION__NAME``). Defaults are chosen so that
+    legitimate look-alikes (refills, referrals, partial fills, hospital night shifts, seasonal
+    peaks) stay below them on realistic data; ``dawa evaluate`` measures the effect of a change."""
+
+    over_prescription_ratio: float = Field(1.2, description="flag a fill above this multiple of the prescribed quantity")
+    count_tolerance_units: float = Field(2, description="count shortfalls up to this many units are noise")
+    count_tolerance_share: float = Field(0.02, description="... or up to this share of the book quantity")
+    writeoff_min_days_to_expiry: int = Field(90, description="an expiry write-off this far from expiry is premature")
+    transfer_receipt_days: int = Field(7, description="a transfer_out not received within this many days is missing")
+    transfer_tolerance_share: float = Field(0.0, description="share of a transfer that may arrive short unexplained")
+    off_hours_start: int = Field(22, description="local hour from which dispensing counts as off-hours")
+    off_hours_end: int = Field(6, description="local hour until which dispensing counts as off-hours")
+    mad_threshold: float = Field(3.5, description="modified z-score above which a value is an outlier")
+    min_history_months: int = Field(3, description="months of history needed before comparing with it")
+    min_peers: int = Field(3, description="peer facilities or colleagues needed before comparing with them")
+    isolation_contamination: float = Field(0.01, description="share of rows the learned detector may call unusual")
+    random_state: int = Field(0, description="fixes every random choice, so scans are deterministic")
+    high_score: float = Field(0.8, description="score from which a flag is high severity")
+    medium_score: float = Field(0.5, description="score from which a flag is medium severity")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DAWA_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DAWA_", env_file=".env", extra="ignore",
+                                      env_nested_delimiter="__")
 
     database_url: str = Field(
         default="sqlite:///dawa.sqlite",
@@ -38,6 +61,7 @@ class Settings(BaseSettings):
     amc_months: int = Field(
         default=3, description="Months of history averaged for average monthly consumption."
     )
+    detection: Detection = Field(default_factory=Detection)
 
 
 @lru_cache(maxsize=1)

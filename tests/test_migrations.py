@@ -7,6 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 import migrations
+import anomaly.models  # noqa: F401  (detection's tables are part of the schema)
 from stock.models import Base
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +19,9 @@ from stock.settings import ensure_secrets, get_settings
 
 app = typer.Typer(help="Dawa: track medicines from warehouse to patient and catch leakage.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+flags_app = typer.Typer(help="Review, export and decide flags.", no_args_is_help=True,
+                        pretty_exceptions_enable=False)
+app.add_typer(flags_app, name="flags")
 ledger_app = typer.Typer(help="Verify and inspect the ledger.", no_args_is_help=True,
                          pretty_exceptions_enable=False)
 app.add_typer(ledger_app, name="ledger")
@@ -192,6 +195,134 @@ def ledger_check(db: DbOption = None,
     _fail(f"{len(drifts)} balance(s) drifted from the ledger")
 
 
+@app.command()
+def scan(db: DbOption = None,
+         force: Annotated[bool, typer.Option(help="Scan even if the ledger has not changed")] = False,
+         detector: Annotated[Optional[list[str]], typer.Option(help="Run only this detector (repeatable)")] = None,
+         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
+    """Run every detector over the ledger and keep the flags (no duplicates on re-run)."""
+    report = _scan(_engine(db), force=force, only=detector, quiet=quiet)
+    if report.skipped:
+        console.print(f"nothing new in the ledger since scan {report.scan_id}; {report.flags_total} flags "
+                      "(use --force to scan anyway)")
+        return
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
+    console.print(f"scan {report.scan_id}: {report.entries:,} entries read, {report.new} new flags, "
+                  f"{report.updated} updated, {report.suppressed} kept dismissed; {report.flags_total} flags in all"
+                  f"\n[dim]{timing}[/dim]")
+
+
+def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from anomaly import scan as scanning
+
+    with Progress(TextColumn("{task.description:<16}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, disable=quiet, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total or None)
+            bar.update(tasks[phase], completed=done, total=total or None)
+
+        with session_factory(engine)() as s:
+            report = scanning.run(s, force=force, only=only, progress=progress)
+            s.commit()
+    return report
+
+
+RegionOpt = Annotated[Optional[str], typer.Option(help="Region")]
+FacilityOpt = Annotated[Optional[str], typer.Option(help="Facility code")]
+DetectorOpt = Annotated[Optional[str], typer.Option(help="Detector name")]
+SeverityOpt = Annotated[Optional[str], typer.Option(help="low, medium or high")]
+StatusOpt = Annotated[Optional[str], typer.Option(help="open, assigned, confirmed, dismissed or escalated")]
+
+
+@flags_app.command("list")
+def flags_list(db: DbOption = None,
+               region: RegionOpt = None,
+               facility: FacilityOpt = None,
+               detector: DetectorOpt = None,
+               severity: SeverityOpt = None,
+               status: StatusOpt = None,
+               limit: Annotated[int, typer.Option(help="At most this many")] = 20):
+    """Flags, most suspicious first."""
+    from anomaly.export import query
+
+    with session_factory(_engine(db), read_only=True)() as s:
+        rows = query(s, region=region, facility=facility, detector=detector, severity=severity,
+                     status=status, limit=limit)
+    _flag_table(rows, f"Flags ({len(rows)} shown)")
+
+
+def _flag_table(rows, title: str) -> None:
+    table = Table(title=title, show_lines=True)
+    for col in ("flag", "score", "sev", "facility", "status", "reason"):
+        table.add_column(col, overflow="fold", ratio=6 if col == "reason" else None)
+    for r in rows:
+        table.add_row(r.flag_id, f"{r.score:.2f}", r.severity, r.facility_code, r.status, r.reason)
+    console.print(table)
+
+
+@flags_app.command("export")
+def flags_export(db: DbOption = None,
+                 fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+                 out: Annotated[Optional[Path], typer.Option(help="File to write (default: standard output)")] = None,
+                 region: RegionOpt = None,
+                 facility: FacilityOpt = None,
+                 detector: DetectorOpt = None,
+                 severity: SeverityOpt = None,
+                 status: StatusOpt = None):
+    """Export flags in the data contract's format, most suspicious first."""
+    from anomaly.export import query, to_csv, to_json
+
+    if fmt not in ("csv", "json"):
+        _fail(f"--format must be csv or json, not {fmt!r}", 2)
+    with session_factory(_engine(db), read_only=True)() as s:
+        rows = query(s, region=region, facility=facility, detector=detector, severity=severity, status=status)
+    body = to_csv(rows) if fmt == "csv" else to_json(rows)
+    if out:
+        out.write_text(body, encoding="utf-8")
+        err.print(f"{len(rows)} flags written to {out}")
+    else:
+        sys.stdout.write(body)
+
+
+@flags_app.command("verdict")
+def flags_verdict(flag_id: Annotated[str, typer.Argument(help="The flag")],
+                  verdict: Annotated[str, typer.Argument(help="confirmed, dismissed or escalated")],
+                  by: Annotated[str, typer.Option(help="The auditor's user id")],
+                  comment: Annotated[Optional[str], typer.Option(help="Why")] = None,
+                  db: DbOption = None):
+    """Record an auditor's verdict; a dismissed flag is not raised again for the same evidence."""
+    from anomaly.flags import record_verdict
+
+    with session_factory(_engine(db))() as s:
+        try:
+            record_verdict(s, flag_id, verdict, by=by, comment=comment, now=datetime.now(timezone.utc))
+            s.commit()
+        except DawaError as exc:
+            _fail(str(exc))
+    console.print(f"flag {flag_id}: {verdict}")
+
+
+@flags_app.command("precision")
+def flags_precision(db: DbOption = None):
+    """Each detector's precision, measured from auditors' verdicts."""
+    from anomaly.flags import PRIOR_CONFIRMED, PRIOR_TOTAL, detector_precision
+
+    with session_factory(_engine(db), read_only=True)() as s:
+        measured = detector_precision(s)
+    table = Table(title="Detector precision from verdicts")
+    for col in ("detector", "confirmed", "dismissed", "precision (smoothed)"):
+        table.add_column(col)
+    for name, (p, c, x) in sorted(measured.items()):
+        table.add_row(name, str(c), str(x), f"{p:.2f}")
+    console.print(table)
+    console.print(f"[dim]no verdicts yet counts as {PRIOR_CONFIRMED:.0f} confirmed of {PRIOR_TOTAL:.0f}[/dim]")
+
+
 @app.command("sample-data")
 def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write the data set into")],
                     seed: Annotated[int, typer.Option(help="Same seed, same files")] = 1,
@@ -226,6 +357,13 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     console.print(f"imported: {report.entries_added:,} ledger entries added, "
                   f"{report.entries_already_present:,} already present")
     _summary(engine)
+    report = _scan(engine)
+    from anomaly.export import query
+
+    with session_factory(engine, read_only=True)() as s:
+        top = query(s, limit=10)
+    console.print(f"\nscan: {report.flags_total} flags")
+    _flag_table(top, "Most suspicious flags")
     console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")
 
 

@@ -1,0 +1,86 @@
+"""Flags in the data contract's export format, most suspicious first, and filtered listings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from anomaly.models import Flag, FlagEvidence, FlagHit
+from stock.models import Facility
+
+EXPORT_COLUMNS = ("flag_id", "detector", "score", "severity", "facility_code", "subject", "subject_id",
+                  "entry_ids", "reason", "created_at")
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    flag_id: str
+    detector: str
+    score: float
+    severity: str
+    facility_code: str
+    subject: str
+    subject_id: str
+    entry_ids: str
+    reason: str
+    created_at: str
+    status: str
+    rank_score: float
+    region: str
+
+
+def query(session: Session, *, region: str | None = None, facility: str | None = None,
+          detector: str | None = None, severity: str | None = None, status: str | None = None,
+          limit: int | None = None, offset: int = 0) -> list[FlagRow]:
+    """Flags, most suspicious first (rank: score weighted by detector precision)."""
+    stmt = (select(Flag, Facility.code, Facility.region)
+            .outerjoin(Facility, Facility.id == Flag.facility_id)
+            .order_by(Flag.rank_score.desc(), Flag.score.desc(), Flag.flag_id))
+    if region:
+        stmt = stmt.where(Facility.region == region)
+    if facility:
+        stmt = stmt.where(Facility.code == facility)
+    if severity:
+        stmt = stmt.where(Flag.severity == severity)
+    if status:
+        stmt = stmt.where(Flag.status == status)
+    if detector:
+        stmt = stmt.where(Flag.flag_id.in_(select(FlagHit.flag_id).where(FlagHit.detector == detector)))
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
+    rows = session.execute(stmt).all()
+    ids = [f.flag_id for f, _c, _r in rows]
+    evidence: dict[str, list[str]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for fid, eid in session.execute(select(FlagEvidence.flag_id, FlagEvidence.entry_id)
+                                        .where(FlagEvidence.flag_id.in_(chunk))
+                                        .order_by(FlagEvidence.flag_id, FlagEvidence.entry_id)):
+            evidence[fid].append(eid)
+    return [FlagRow(f.flag_id, f.detectors, round(f.score, 4), f.severity, code or "", f.subject,
+                    f.subject_id, ";".join(evidence[f.flag_id]), f.reason, _iso(f.created_at), f.status,
+                    round(f.rank_score, 4), region or "")
+            for f, code, region in rows]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def to_csv(rows: list[FlagRow]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for r in rows:
+        writer.writerow([getattr(r, c) for c in EXPORT_COLUMNS])
+    return buf.getvalue()
+
+
+def to_json(rows: list[FlagRow]) -> str:
+    return json.dumps([{c: asdict(r)[c] for c in EXPORT_COLUMNS} for r in rows], ensure_ascii=False, indent=2) + "\n"

@@ -1,0 +1,120 @@
+"""Frames built once per scan, that every detector reads.
+
+One query joins the ledger with its master data; everything else is derived in pandas. Times are
+kept in UTC and also in the facility's own zone (off-hours are local).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from stock.settings import Detection, get_settings
+
+_ENTRIES_SQL = """
+SELECT e.id AS seq, e.entry_id, f.code AS facility_code, f.kind AS facility_kind, f.region,
+       f.timezone, e.kind, i.code AS item_code, i.name AS item_name, i.unit, i.controlled,
+       i.max_dispense_quantity, l.lot_number, l.expiry_date, e.quantity, e.effect, e.book_quantity,
+       e.occurred_at, e.recorded_by, p.health_card_id, p.registered AS patient_registered,
+       p.deceased_on, e.prescription_ref AS prescription_id, e.counterparty, e.reason,
+       e.document_number, e.reverses
+FROM ledger_entry e
+JOIN facility f ON f.id = e.facility_id
+JOIN item i ON i.id = e.item_id
+JOIN lot l ON l.id = e.lot_id
+LEFT JOIN patient p ON p.id = e.patient_id
+ORDER BY e.id
+"""
+
+_PRESCRIPTIONS_SQL = """
+SELECT r.code AS prescription_id, p.health_card_id, f.code AS facility_code, r.prescriber,
+       i.code AS item_code, r.quantity, r.days_supply, r.issued_on
+FROM prescription r
+JOIN patient p ON p.id = r.patient_id
+JOIN facility f ON f.id = r.facility_id
+JOIN item i ON i.id = r.item_id
+"""
+
+
+def _read(session: Session, sql: str) -> pd.DataFrame:
+    result = session.connection().execute(text(sql))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def _utc(series: pd.Series) -> pd.Series:
+    out = pd.to_datetime(series, utc=True, format="ISO8601") if len(series) else series
+    return out.astype("datetime64[us, UTC]") if len(series) else out
+
+
+@dataclass
+class Frames:
+    entries: pd.DataFrame
+    prescriptions: pd.DataFrame
+    settings: Detection
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        """The latest movement: 'now' for a ledger that may be replayed or imported late."""
+        return self.entries["occurred_at"].max()
+
+    @cached_property
+    def live(self) -> pd.DataFrame:
+        """Entries that were not reversed, and are not themselves reversals."""
+        e = self.entries
+        return e[~e["reversed"] & (e["reverses"] == "")]
+
+    @cached_property
+    def dispenses(self) -> pd.DataFrame:
+        return self.live[self.live["kind"] == "dispense"]
+
+    def of_kind(self, *kinds: str) -> pd.DataFrame:
+        return self.live[self.live["kind"].isin(kinds)]
+
+
+def build(session: Session, settings: Detection | None = None) -> Frames:
+    settings = settings or get_settings().detection
+    e = _read(session, _ENTRIES_SQL)
+    rx = _read(session, _PRESCRIPTIONS_SQL)
+    for col in ("quantity", "effect", "book_quantity", "max_dispense_quantity"):
+        e[col] = pd.to_numeric(e[col], errors="coerce").astype("float64") / 1000.0
+    if len(rx):
+        rx["quantity"] = pd.to_numeric(rx["quantity"]).astype("float64") / 1000.0
+        rx["issued_on"] = pd.to_datetime(rx["issued_on"])
+    else:
+        rx = pd.DataFrame(columns=["prescription_id", "health_card_id", "facility_code", "prescriber",
+                                   "item_code", "quantity", "days_supply", "issued_on"])
+    e["occurred_at"] = _utc(e["occurred_at"])
+    e["expiry_date"] = pd.to_datetime(e["expiry_date"])
+    e["deceased_on"] = pd.to_datetime(e["deceased_on"])
+    for col in ("health_card_id", "prescription_id", "counterparty", "reason", "document_number",
+                "reverses", "lot_number"):
+        e[col] = e[col].fillna("").astype(str)
+    e["controlled"] = e["controlled"].astype(bool)
+    # No patient (not a dispense) counts as registered: only dispenses are judged on it.
+    e["patient_registered"] = e["patient_registered"].astype("boolean").fillna(True).astype(bool)
+    e["reversed"] = e["entry_id"].isin(set(e.loc[e["reverses"] != "", "reverses"]))
+    _local_times(e, get_settings().default_timezone)
+    return Frames(e, rx, settings)
+
+
+def _local_times(e: pd.DataFrame, default_zone: str) -> None:
+    """Local hour and month of each movement, in its facility's zone."""
+    zones = e["timezone"].fillna(default_zone).replace("", default_zone)
+    hour = np.zeros(len(e), dtype="int64")
+    month = pd.Series(pd.NaT, index=e.index, dtype="datetime64[us]")
+    local_date = pd.Series(pd.NaT, index=e.index, dtype="datetime64[us]")
+    for zone in zones.unique():
+        mask = (zones == zone).to_numpy()
+        local = e.loc[mask, "occurred_at"].dt.tz_convert(zone)
+        hour[mask] = local.dt.hour.to_numpy()
+        naive = local.dt.tz_localize(None)
+        local_date[mask] = naive.dt.normalize().to_numpy()
+        month[mask] = naive.dt.to_period("M").dt.start_time.to_numpy()
+    e["local_hour"] = hour
+    e["local_date"] = local_date
+    e["month"] = month

@@ -1,0 +1,85 @@
+"""`dawa scan`: run every detector over the ledger and keep the flags.
+
+A scan reads the whole ledger into frames once, runs each detector, merges and persists the
+flags. It is deterministic (fixed random_state, sorted outputs) and idempotent (flag ids come from
+evidence). When nothing was added to the ledger since the last scan it does no work at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from anomaly import detectors, features
+from anomaly.flags import persist
+from anomaly.hits import Hit
+from anomaly.models import Flag, Scan
+from stock.models import LedgerEntry
+from stock.settings import Detection, get_settings
+
+
+@dataclass
+class ScanReport:
+    scan_id: int | None
+    skipped: bool
+    entries: int = 0
+    hits: int = 0
+    new: int = 0
+    updated: int = 0
+    suppressed: int = 0
+    flags_total: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def last_scan(session: Session) -> Scan | None:
+    return session.scalars(select(Scan).where(Scan.finished_at.is_not(None)).order_by(Scan.id.desc())).first()
+
+
+def run(session: Session, *, now: datetime | None = None, settings: Detection | None = None,
+        only: list[str] | None = None, force: bool = False,
+        progress: Callable[[str, int, int], None] | None = None) -> ScanReport:
+    """Scan in the caller's transaction. ``only`` restricts to some detectors (for tests and
+    for re-running one detector after changing its thresholds); ``force`` scans even when the
+    ledger has not changed."""
+    now = now or datetime.now(timezone.utc)
+    settings = settings or get_settings().detection
+    progress = progress or (lambda phase, done, total: None)
+    through = session.scalar(select(func.max(LedgerEntry.id))) or 0
+    previous = last_scan(session)
+    if previous is not None and previous.through_seq >= through and not force and only is None:
+        return ScanReport(previous.id, skipped=True, flags_total=previous.flags_total)
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    progress("reading ledger", 0, 1)
+    frames = features.build(session, settings)
+    timings["features"] = time.perf_counter() - t
+    names = [n for n in detectors.available() if only is None or n in only]
+    hits: list[Hit] = []
+    for i, name in enumerate(names):
+        progress("detecting", i, len(names))
+        t = time.perf_counter()
+        found = detectors.load(name)(frames) if len(frames.entries) else []
+        timings[name] = time.perf_counter() - t
+        hits.extend(found)
+    progress("detecting", len(names), len(names))
+    hits.sort(key=lambda h: (h.key, h.detector))
+
+    scan = Scan(started_at=now, through_seq=through, entries_read=len(frames.entries))
+    session.add(scan)
+    session.flush()
+    t = time.perf_counter()
+    progress("saving flags", 0, 1)
+    result = persist(session, hits, scan, settings, now)
+    timings["persist"] = time.perf_counter() - t
+    scan.flags_new, scan.flags_updated = result.new, result.updated
+    scan.flags_total = session.scalar(select(func.count()).select_from(Flag))
+    scan.finished_at = datetime.now(timezone.utc)
+    session.flush()
+    return ScanReport(scan.id, False, len(frames.entries), len(hits), result.new, result.updated,
+                      result.suppressed, scan.flags_total, timings)
