@@ -71,8 +71,9 @@ def merge(hits: list[Hit]) -> list[MergedFlag]:
             if h.detector not in best or h.score > best[h.detector].score:
                 best[h.detector] = h
         first = group[0]
+        evidence = sorted({e for h in group for e in h.entry_ids})
         out.append(MergedFlag(key, first.subject, first.subject_id, first.facility_code,
-                              tuple(sorted(set(first.entry_ids))), list(best.values())))
+                              tuple(evidence), list(best.values())))
     return out
 
 
@@ -111,11 +112,19 @@ def persist(session: Session, hits: list[Hit], scan: Scan, settings: Detection, 
     precision = detector_precision(session)
     facilities = dict(session.execute(select(Facility.code, Facility.id)).all())
     existing = {f.flag_id: f for f in session.scalars(select(Flag))} if merged else {}
+    stored_evidence: dict[str, set[str]] = defaultdict(set)
+    if existing:
+        for fid, eid in session.execute(select(FlagEvidence.flag_id, FlagEvidence.entry_id)):
+            stored_evidence[fid].add(eid)
     for m in merged:
         flag = existing.get(m.flag_id)
+        added = set(m.entry_ids) - stored_evidence.get(m.flag_id, set())
         if flag is not None and flag.status == "dismissed":
-            result.suppressed += 1
-            continue
+            if not added:
+                result.suppressed += 1
+                continue
+            # New evidence is new information: the case goes back to the auditors.
+            flag.status = "open"
         weight = _weight(m.detectors, precision)
         if flag is None:
             flag = Flag(flag_id=m.flag_id, facility_id=facilities.get(m.facility_code), subject=m.subject,
@@ -125,9 +134,10 @@ def persist(session: Session, hits: list[Hit], scan: Scan, settings: Detection, 
             result.new += 1
         else:
             changed = (round(flag.score, 6) != round(m.score, 6) or flag.reason != m.reason
-                       or flag.detectors != m.detectors)
+                       or flag.detectors != m.detectors or bool(added))
             result.updated += int(changed)
             session.query(FlagHit).filter(FlagHit.flag_id == m.flag_id).delete()
+            session.add_all(FlagEvidence(flag_id=m.flag_id, entry_id=e) for e in sorted(added))
         flag.score = round(m.score, 6)
         flag.rank_score = round(m.score * weight, 6)
         flag.severity = severity(m.score, settings)

@@ -24,11 +24,19 @@ class Hit:
     score: float
     reason: str
     details: dict = field(default_factory=dict, compare=False, hash=False)
+    case: str | None = None
+    """For findings about a patient, user or facility-item whose evidence grows as the ledger does
+    (a ghost card used again, a month's spike gaining dispensings): a name for the finding that
+    stays the same, so the flag keeps its id and gathers the new evidence instead of splitting
+    into a second flag. Findings about single entries leave it empty: their evidence is their
+    identity."""
 
     @property
     def key(self) -> str:
-        """Stable flag id: the same subject and evidence always give the same id."""
-        raw = f"{self.subject}|{self.subject_id}|{';'.join(sorted(set(self.entry_ids)))}"
+        """Stable flag id: the same subject and case (or, without a case, the same evidence)
+        always give the same id."""
+        what = f"case:{self.case}" if self.case else ";".join(sorted(set(self.entry_ids)))
+        raw = f"{self.subject}|{self.subject_id}|{what}"
         return "F" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:24]
 
 

@@ -32,7 +32,7 @@ def detect(frames: Frames) -> list[Hit]:
                         f"Health card {card} is in no patient register, yet {plural(len(g), 'dispensing')} "
                         f"({_summary(g)}) {'was' if len(g) == 1 else 'were'} recorded to it at "
                         f"{', '.join(facilities)} by {users}, from {g['local_date'].min():%Y-%m-%d}.",
-                        {"dispensings": len(g), "users": users, "facilities": facilities}))
+                        {"dispensings": len(g), "users": users, "facilities": facilities}, case="unregistered"))
     dead = d[d["deceased_on"].notna() & (d["local_date"] > d["deceased_on"])]
     for card, g in dead.groupby("health_card_id", sort=True):
         g = g.sort_values("occurred_at")
@@ -43,5 +43,6 @@ def detect(frames: Frames) -> list[Hit]:
                         f"{plural(len(g), 'dispensing')} ({_summary(g)}) to {card} after the "
                         f"patient's death on {died:%Y-%m-%d}, the last on {g['local_date'].max():%Y-%m-%d}, at "
                         f"{', '.join(facilities)} by {', '.join(sorted(set(g['recorded_by'])))}.",
-                        {"dispensings": len(g), "deceased_on": f"{died:%Y-%m-%d}", "facilities": facilities}))
+                        {"dispensings": len(g), "deceased_on": f"{died:%Y-%m-%d}", "facilities": facilities},
+                        case="after_death"))
     return hits

@@ -133,3 +133,21 @@ def top_time():
     from datetime import datetime, timezone
 
     return datetime(2026, 7, 1, tzinfo=timezone.utc)
+
+
+def test_growing_evidence_updates_one_flag_and_reopens_a_dismissed_one(session):
+    stocked(session)
+    post_all(session, entry("dispense", 5, health_card_id="LY9999999999", at=at(4), entry_id="G1"))
+    scan.run(session)
+    session.commit()
+    [flag] = [r for r in query(session) if r.subject_id == "LY9999999999"]
+    record_verdict(session, flag.flag_id, "dismissed", by="auditor-1", comment="visitor", now=top_time())
+    session.commit()
+    assert scan.run(session, force=True).suppressed == 1
+    session.commit()
+    post_all(session, entry("dispense", 5, health_card_id="LY9999999999", at=at(9), entry_id="G2"))
+    scan.run(session)
+    session.commit()
+    again = [r for r in query(session) if r.subject_id == "LY9999999999"]
+    assert [r.flag_id for r in again] == [flag.flag_id]
+    assert again[0].entry_ids == "G1;G2" and again[0].status == "open"
