@@ -11,9 +11,12 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
+from datetime import datetime
+
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
+from stock.models import UTCDateTime
 from stock.settings import Detection, get_settings
 
 _ENTRIES_SQL = """
@@ -28,6 +31,7 @@ JOIN facility f ON f.id = e.facility_id
 JOIN item i ON i.id = e.item_id
 JOIN lot l ON l.id = e.lot_id
 LEFT JOIN patient p ON p.id = e.patient_id
+{where}
 ORDER BY e.id
 """
 
@@ -41,8 +45,11 @@ JOIN item i ON i.id = r.item_id
 """
 
 
-def _read(session: Session, sql: str) -> pd.DataFrame:
-    result = session.connection().execute(text(sql))
+def _read(session: Session, sql: str, params: dict | None = None, types: dict | None = None) -> pd.DataFrame:
+    stmt = text(sql)
+    if types:
+        stmt = stmt.bindparams(*(bindparam(k, type_=t) for k, t in types.items()))
+    result = session.connection().execute(stmt, params or {})
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
@@ -76,9 +83,15 @@ class Frames:
         return self.live[self.live["kind"].isin(kinds)]
 
 
-def build(session: Session, settings: Detection | None = None) -> Frames:
+def build(session: Session, settings: Detection | None = None, *, since: datetime | None = None) -> Frames:
+    """Frames of the whole ledger, or of the movements since ``since`` (an incremental scan's
+    window: detectors then see that window only)."""
     settings = settings or get_settings().detection
-    e = _read(session, _ENTRIES_SQL)
+    if since is None:
+        e = _read(session, _ENTRIES_SQL.format(where=""))
+    else:
+        e = _read(session, _ENTRIES_SQL.format(where="WHERE e.occurred_at >= :since"), {"since": since},
+                  {"since": UTCDateTime()})
     rx = _read(session, _PRESCRIPTIONS_SQL)
     for col in ("quantity", "effect", "book_quantity", "max_dispense_quantity"):
         e[col] = pd.to_numeric(e[col], errors="coerce").astype("float64") / 1000.0

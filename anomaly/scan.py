@@ -1,15 +1,17 @@
 """`dawa scan`: run every detector over the ledger and keep the flags.
 
-A scan reads the whole ledger into frames once, runs each detector, merges and persists the
-flags. It is deterministic (fixed random_state, sorted outputs) and idempotent (flag ids come from
-evidence). When nothing was added to the ledger since the last scan it does no work at all.
+A scan reads the ledger into frames once, runs each detector, merges and persists the flags. It
+is deterministic (fixed random_state, sorted outputs) and idempotent (flag ids come from evidence
+or a detector's case). It is incremental: when nothing was added since the last scan it does no
+work at all, and otherwise it reads only from ``scan_lookback_days`` before the earliest new
+movement (flags about older history are left as they are). ``force`` reads everything.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from sqlalchemy import func, select
@@ -27,6 +29,7 @@ from stock.settings import Detection, get_settings
 class ScanReport:
     scan_id: int | None
     skipped: bool
+    since: datetime | None = None
     entries: int = 0
     hits: int = 0
     new: int = 0
@@ -54,10 +57,15 @@ def run(session: Session, *, now: datetime | None = None, settings: Detection | 
     if previous is not None and previous.through_seq >= through and not force and only is None:
         return ScanReport(previous.id, skipped=True, flags_total=previous.flags_total)
 
+    since = None
+    if previous is not None and not force and only is None:
+        earliest_new = session.scalar(select(func.min(LedgerEntry.occurred_at))
+                                      .where(LedgerEntry.id > previous.through_seq))
+        since = earliest_new - timedelta(days=settings.scan_lookback_days)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     progress("reading ledger", 0, 1)
-    frames = features.build(session, settings)
+    frames = features.build(session, settings, since=since)
     timings["features"] = time.perf_counter() - t
     names = [n for n in detectors.available() if only is None or n in only]
     hits: list[Hit] = []
@@ -81,5 +89,5 @@ def run(session: Session, *, now: datetime | None = None, settings: Detection | 
     scan.flags_total = session.scalar(select(func.count()).select_from(Flag))
     scan.finished_at = datetime.now(timezone.utc)
     session.flush()
-    return ScanReport(scan.id, False, len(frames.entries), len(hits), result.new, result.updated,
+    return ScanReport(scan.id, False, since, len(frames.entries), len(hits), result.new, result.updated,
                       result.suppressed, scan.flags_total, timings)

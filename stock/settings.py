@@ -32,6 +32,10 @@ class Detection(BaseModel):
     min_peers: int = Field(3, description="peer facilities or colleagues needed before comparing with them")
     isolation_contamination: float = Field(0.01, description="share of rows the learned detector may call unusual")
     random_state: int = Field(0, description="fixes every random choice, so scans are deterministic")
+    scan_lookback_days: int = Field(
+        200, description="an incremental scan re-reads this much history before the earliest new movement: "
+        "enough for prescriptions' and days-supply windows, transfers in transit and the statistical "
+        "detectors' history (min_history_months) and peer months")
     high_score: float = Field(0.8, description="score from which a flag is high severity")
     medium_score: float = Field(0.5, description="score from which a flag is medium severity")
 

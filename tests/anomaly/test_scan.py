@@ -151,3 +151,23 @@ def test_growing_evidence_updates_one_flag_and_reopens_a_dismissed_one(session):
     again = [r for r in query(session) if r.subject_id == "LY9999999999"]
     assert [r.flag_id for r in again] == [flag.flag_id]
     assert again[0].entry_ids == "G1;G2" and again[0].status == "open"
+
+
+def test_incremental_scan_reads_only_the_window_that_needs_it(session):
+    from datetime import timedelta
+
+    from stock.settings import Detection
+
+    stocked(session)
+    post_all(session, entry("dispense", 5, health_card_id="LY9999999999", at=at(4), entry_id="G1"))
+    first = scan.run(session, settings=Detection(scan_lookback_days=10))
+    session.commit()
+    assert first.since is None and first.entries == 2
+    post_all(session, entry("dispense", 5, health_card_id="LY8888888888", at=at(28), entry_id="G9"))
+    second = scan.run(session, settings=Detection(scan_lookback_days=10))
+    session.commit()
+    assert second.since == at(28) - timedelta(days=10)
+    assert second.entries == 1  # the old receipt and G1 lie outside the window
+    assert {r.subject_id for r in query(session)} >= {"LY9999999999", "LY8888888888"}
+    full = scan.run(session, force=True, settings=Detection(scan_lookback_days=10))
+    assert full.since is None and full.entries == 3
