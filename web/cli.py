@@ -232,6 +232,39 @@ def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
     return report
 
 
+@app.command()
+def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with its truth.csv")],
+             workdir: Annotated[Optional[Path], typer.Option(
+                 help="Keep the scratch database here (default: a temporary folder)")] = None,
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
+    """Measure detection against a data set's ground truth, beside naive baselines."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from anomaly.evaluate import evaluate as run_evaluation
+    from anomaly.evaluate import format_report
+    from stock.importer import ImportFailed
+
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, disable=quiet, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total or None)
+            bar.update(tasks[phase], completed=done, total=total or None)
+
+        try:
+            evaluation = run_evaluation(dataset, workdir=workdir, progress=progress)
+        except ImportFailed as exc:
+            bar.stop()
+            for problem in exc.problems:
+                err.print(str(problem), highlight=False, markup=False)
+            _fail(f"{len(exc.problems)} problem(s) in {dataset}; nothing was evaluated")
+        except DawaError as exc:
+            _fail(str(exc))
+    typer.echo(format_report(evaluation), nl=False)
+
+
 RegionOpt = Annotated[Optional[str], typer.Option(help="Region")]
 FacilityOpt = Annotated[Optional[str], typer.Option(help="Facility code")]
 DetectorOpt = Annotated[Optional[str], typer.Option(help="Detector name")]
