@@ -97,6 +97,16 @@ def prepare(workdir: Path, seed: int, scale: float) -> tuple[Path, int]:
     return db, report.entries_added
 
 
+def prepare_child(workdir: Path, seed: int, scale: float) -> tuple[Path, int]:
+    out = subprocess.run([sys.executable, __file__, "--workdir", str(workdir), "--seed", str(seed),
+                          "--prepare", str(scale)], check=True, stdout=subprocess.PIPE, text=True)
+    lines = out.stdout.strip().splitlines()
+    if len(lines) > 1:
+        print("\n".join(lines[:-1]), flush=True)
+    done = json.loads(lines[-1])
+    return Path(done["db"]), done["rows"]
+
+
 def run_child(db: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", str(db)], check=True,
                          capture_output=True, text=True)
@@ -116,13 +126,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dawa-bench-scan"))
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--prepare", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child_scan(args.child)))
         return
+    if args.prepare is not None:
+        db, rows = prepare(args.workdir, args.seed, args.prepare)
+        print(json.dumps({"db": str(db), "rows": rows}))
+        return
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    dbs = [prepare(args.workdir, args.seed, scale) for scale in args.scales]
+    # Generating and importing happen in child processes too: Linux carries a process's peak
+    # resident size across fork and exec, so a parent that had grown would inflate every scan's.
+    dbs = [prepare_child(args.workdir, args.seed, scale) for scale in args.scales]
     load_before = os.getloadavg()
     results = []
     for (db, _rows), scale in zip(dbs, args.scales):
