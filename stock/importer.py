@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from stock import bulk, chain
+from stock import reports as stock_reports
 from stock.csvread import (
     ImportFailed,
     Problem,
@@ -41,7 +42,8 @@ PATIENT_COLUMNS = {"health_card_id": True, "birth_year": False, "sex": False,
 PRESCRIPTION_COLUMNS = {"prescription_id": True, "health_card_id": True, "facility_code": True,
                         "prescriber": True, "item_code": True, "quantity": True, "days_supply": True,
                         "issued_on": True, "diagnosis_code": False}
-FILES = ("facilities.csv", "items.csv", "patients.csv", "prescriptions.csv", "ledger.csv")
+FILES = ("facilities.csv", "items.csv", "patients.csv", "prescriptions.csv", "ledger.csv",
+         "stock_reports.csv")
 
 Progress = Callable[[str, int, int], None]
 
@@ -101,6 +103,7 @@ def import_dataset(session: Session, folder: Path, *, progress: Progress | None 
         report.entries_added = result.added
         report.entries_already_present = result.already_present
         report.unregistered_patients += result.unregistered_patients
+    report.stock_reports = stock_reports.import_folder(session, folder, now=now)  # monthly reports, when present
     return report
 
 

@@ -243,3 +243,36 @@ class ChainHead(Base):
     facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"), primary_key=True)
     length: Mapped[int] = mapped_column(BigInteger)
     head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class StockReport(Base):
+    """A facility's monthly stock report (opening, received, consumed, adjustment, closing,
+    stockout days, ordered) stored exactly as the facility reported it.
+
+    Figures that do not add up are kept as they are: that is the evidence report detection reads.
+    A facility that resubmits a period with other figures adds a new revision; earlier revisions
+    stay, and the highest revision of a facility, item and period is the current report.
+    """
+
+    __tablename__ = "stock_report"
+    __table_args__ = (
+        UniqueConstraint("facility_id", "item_id", "period", "revision"),
+        CheckConstraint("stockout_days >= 0 AND stockout_days <= 31", name="stockout_days"),
+        CheckConstraint("opening >= 0 AND received >= 0 AND consumed >= 0 AND closing >= 0 "
+                        "AND (ordered IS NULL OR ordered >= 0)", name="not_negative"),
+        CheckConstraint("revision >= 1", name="revision"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id"))
+    period: Mapped[str] = mapped_column(String(7), doc="the month reported on, YYYY-MM")
+    revision: Mapped[int] = mapped_column(Integer, doc="1 for the first submission, +1 per changed resubmission")
+    opening: Mapped[Decimal] = mapped_column(Quantity, doc="stock on hand at the start of the month")
+    received: Mapped[Decimal] = mapped_column(Quantity)
+    consumed: Mapped[Decimal] = mapped_column(Quantity, doc="dispensed or used during the month")
+    adjustment: Mapped[Decimal | None] = mapped_column(Quantity, doc="signed losses and adjustments; empty = none")
+    closing: Mapped[Decimal] = mapped_column(Quantity, doc="stock on hand at the end of the month")
+    stockout_days: Mapped[int | None] = mapped_column(Integer)
+    ordered: Mapped[Decimal | None] = mapped_column(Quantity, doc="quantity requested for resupply")
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
