@@ -39,6 +39,7 @@ NAMING_CONVENTION = {
 FACILITY_KINDS = ("hospital", "health_center", "pharmacy", "warehouse")
 ENTRY_KINDS = ("receipt", "dispense", "transfer_out", "transfer_in", "adjustment", "loss", "count")
 ROLES = ("pharmacist", "facility_manager", "auditor", "admin")
+LANGUAGES = ("en", "fr", "ar")
 SEXES = ("F", "M", "U")
 
 # SQLite makes only an INTEGER PRIMARY KEY an alias of its fast rowid.
@@ -157,7 +158,8 @@ class Prescription(Base):
 
 class User(Base):
     __tablename__ = "app_user"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),
+                      CheckConstraint(_in("language", LANGUAGES), name="language"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -170,6 +172,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    language: Mapped[str | None] = mapped_column(
+        String(8), doc="en, fr or ar, chosen by the user; empty = from the browser's preference")
 
 
 class LedgerEntry(Base):

@@ -40,6 +40,19 @@ class Detection(BaseModel):
     medium_score: float = Field(0.5, description="score from which a flag is medium severity")
 
 
+class WebSettings(BaseModel):
+    """The web app (environment: ``DAWA_WEB__NAME``)."""
+
+    host: str = Field("127.0.0.1", description="address `dawa serve` listens on")
+    port: int = Field(8000, description="port `dawa serve` listens on")
+    session_hours: float = Field(12, description="a login lasts at most this long")
+    session_idle_minutes: float = Field(120, description="a login unused for this long ends")
+    login_max_failures: int = Field(5, description="failed logins for one user name before it is refused")
+    login_max_failures_per_ip: int = Field(
+        5, description="failed logins from one address before it is refused (raise it for sites behind one NAT)")
+    login_window_minutes: float = Field(15, description="failed logins count for this long")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAWA_", env_file=".env", extra="ignore",
                                       env_nested_delimiter="__")
@@ -66,6 +79,7 @@ class Settings(BaseSettings):
         default=3, description="Months of history averaged for average monthly consumption."
     )
     detection: Detection = Field(default_factory=Detection)
+    web: WebSettings = Field(default_factory=WebSettings)
 
 
 @lru_cache(maxsize=1)
