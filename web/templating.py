@@ -1,0 +1,327 @@
+"""Rendering pages: Jinja2 templates in the reader's language, with locale-aware dates and numbers.
+
+A page is rendered for one request. Who is reading (``request.state.user``), the CSRF token for its
+forms (``request.state.csrf_token``) and the language (``request.state.lang``) come from the
+request, so route handlers only pass what the page is about. Templates never decide who may see
+what: access is settled before a handler runs.
+
+Translations come from the Babel catalogs in ``web/locale`` (see its README). ``{% trans %}``
+blocks and ``_()`` look up the language of the page being rendered, so one template environment
+serves every language at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextvars import ContextVar
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from functools import lru_cache
+from gettext import NullTranslations
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from babel import dates as babel_dates
+from babel import numbers as babel_numbers
+from babel.support import Translations
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.requests import Request
+
+WEB_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+LOCALE_DIR = WEB_DIR / "locale"
+
+LANGUAGES: tuple[str, ...] = ("en", "fr", "ar")
+DEFAULT_LANGUAGE = "en"
+RTL_LANGUAGES = frozenset({"ar"})
+# Each language's own name, shown in the language switcher whatever the page's language.
+LANGUAGE_NAMES = {"en": "English", "fr": "Français", "ar": "العربية"}
+
+# The language of the page being rendered, for template globals and filters used where no
+# request context reaches (a macro imported without context).
+_current_lang: ContextVar[str] = ContextVar("dawa_lang", default=DEFAULT_LANGUAGE)
+
+
+@lru_cache(maxsize=None)
+def translations(lang: str) -> NullTranslations:
+    """The compiled catalog for ``lang``; English is the source language and needs none."""
+    if lang not in LANGUAGES or lang == DEFAULT_LANGUAGE:
+        return NullTranslations()
+    return Translations.load(str(LOCALE_DIR), [lang], domain="messages")
+
+
+def gettext(lang: str, message: str, **variables: Any) -> str:
+    """Translate ``message`` for ``lang`` outside a template (a flash or error message)."""
+    text = translations(lang).gettext(message)
+    return text % variables if variables else text
+
+
+def ngettext(lang: str, singular: str, plural: str, n: int, **variables: Any) -> str:
+    text = translations(lang).ngettext(singular, plural, n)
+    return text % {"num": n, **variables}
+
+
+def _lang_of(context: Any = None) -> str:
+    if context is not None:
+        lang = context.get("lang")
+        if lang in LANGUAGES:
+            return lang
+    return _current_lang.get()
+
+
+# New-style gettext (as jinja2.ext.i18n's newstyle=True): autoescape-aware and formatting with
+# keyword variables, so `{{ _("Hello %(name)s", name=user.display_name) }}` escapes the name.
+def _make_gettext(fixed_lang: str | None):
+    from jinja2 import pass_context
+
+    @pass_context
+    def _gettext(__context, __string: str, **variables: Any) -> str:
+        rv = translations(fixed_lang or _lang_of(__context)).gettext(__string)
+        if __context.eval_ctx.autoescape:
+            rv = Markup(rv)
+        return rv % variables  # always, as jinja2's newstyle gettext: "%%" in a msgid means "%"
+
+    return _gettext
+
+
+def _make_ngettext(fixed_lang: str | None):
+    from jinja2 import pass_context
+
+    @pass_context
+    def _ngettext(__context, __singular: str, __plural: str, __num: int, **variables: Any) -> str:
+        variables.setdefault("num", __num)
+        rv = translations(fixed_lang or _lang_of(__context)).ngettext(__singular, __plural, __num)
+        if __context.eval_ctx.autoescape:
+            rv = Markup(rv)
+        return rv % variables
+
+    return _ngettext
+
+
+# --- locale-aware formatting (Babel) -----------------------------------------------------------
+
+def _display_zone(tz: str | None) -> ZoneInfo:
+    if tz:
+        return ZoneInfo(tz)
+    from stock.settings import get_settings
+
+    return ZoneInfo(get_settings().default_timezone)
+
+
+def _format_number(lang: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    return babel_numbers.format_decimal(value, locale=lang)
+
+
+def _format_decimal(lang: str, value: Any, digits: int | None = None) -> str:
+    """``digits`` fixes the number of decimals shown (rounded half-even, as Babel does)."""
+    if value is None or value == "":
+        return ""
+    if digits is None:
+        return babel_numbers.format_decimal(value, locale=lang)
+    pattern = "#,##0." + "0" * digits if digits > 0 else "#,##0"
+    return babel_numbers.format_decimal(Decimal(str(value)), format=pattern, locale=lang)
+
+
+def _format_date(lang: str, value: date | datetime | None, format: str = "medium",
+                 tz: str | None = None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(_display_zone(tz)).date()
+    return babel_dates.format_date(value, format=format, locale=lang)
+
+
+def _format_datetime(lang: str, value: datetime | None, format: str = "medium",
+                     tz: str | None = None) -> str:
+    """Times are stored in UTC and shown in ``tz`` (a facility's zone), else the default zone."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return babel_dates.format_datetime(value, format=format, tzinfo=_display_zone(tz), locale=lang)
+
+
+def _filter(fn):
+    from jinja2 import pass_context
+
+    @pass_context
+    def wrapped(context, value, *args, **kwargs):
+        return fn(_lang_of(context), value, *args, **kwargs)
+
+    wrapped.__name__ = fn.__name__.lstrip("_")
+    return wrapped
+
+
+format_number = _filter(_format_number)
+format_decimal = _filter(_format_decimal)
+format_date = _filter(_format_date)
+format_datetime = _filter(_format_datetime)
+
+
+@lru_cache(maxsize=None)
+def _static_version(path: str) -> str:
+    try:
+        return hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "0"
+
+
+def _static_url(path: str) -> str:
+    """URL of a file under web/static, with a content hash so browsers may cache it for long."""
+    return f"/static/{path}?v={_static_version(path)}"
+
+
+def _index_by(rows, attribute: str = "code") -> dict:
+    """``{row.code: row}`` for looking rows up by key in a template (dicts or objects)."""
+    out = {}
+    for row in rows or ():
+        key = row.get(attribute) if isinstance(row, dict) else getattr(row, attribute)
+        out[key] = row
+    return out
+
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+    autoescape=jinja2.select_autoescape(["html", "xml"], default_for_string=True),
+    extensions=["jinja2.ext.i18n"],
+    auto_reload=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates = Jinja2Templates(env=_env)
+_env.install_gettext_callables(  # type: ignore[attr-defined]
+    _make_gettext(None), _make_ngettext(None), newstyle=True
+)
+_env.filters.update(
+    format_number=format_number,
+    format_decimal=format_decimal,
+    format_date=format_date,
+    format_datetime=format_datetime,
+)
+_env.globals.update(
+    static_url=_static_url,
+    index_by=_index_by,
+    LANGUAGES=LANGUAGES,
+    LANGUAGE_NAMES=LANGUAGE_NAMES,
+)
+
+
+# --- message extraction -----------------------------------------------------------------------
+
+def extract_server_messages(fileobj, keywords, comment_tags, options):
+    """pybabel extraction method for Python modules (named in babel.cfg).
+
+    Python code translates a message for a page with ``gettext(lang, MESSAGE)`` or
+    ``ngettext(lang, SINGULAR, PLURAL, n)``, the language first, which pybabel's own Python
+    extractor would misread. This finds those calls whose message is a string literal or a
+    module-level string constant (``WRONG_LOGIN = "Wrong username or password."``).
+    """
+    import ast
+
+    tree = ast.parse(fileobj.read())
+    constants: dict[str, str] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant) \
+                and isinstance(stmt.value.value, str):
+            for target in stmt.targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = stmt.value.value
+
+    def text(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return constants.get(node.id)
+        return None
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        if name == "gettext" and len(node.args) >= 2 and text(node.args[1]) is not None:
+            yield node.lineno, "gettext", text(node.args[1]), []
+        elif name == "ngettext" and len(node.args) >= 4:
+            singular, plural = text(node.args[1]), text(node.args[2])
+            if singular is not None and plural is not None:
+                yield node.lineno, "ngettext", (singular, plural), []
+
+
+# --- language negotiation ---------------------------------------------------------------------
+
+def _accept_language(header: str | None) -> list[str]:
+    """Languages from an Accept-Language header, most preferred first (q=0 means not wanted)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate((header or "").split(",")):
+        piece = part.strip()
+        if not piece:
+            continue
+        tag, _, params = piece.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, val = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            ranked.append((-q, position, tag.strip().lower()))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def negotiate_language(request: Request, user: Any = None) -> str:
+    """The user's chosen language, else the best of the browser's among en/fr/ar, else English."""
+    chosen = getattr(user, "language", None) if user is not None else None
+    if chosen in LANGUAGES:
+        return chosen
+    for tag in _accept_language(request.headers.get("accept-language")):
+        primary = tag.split("-")[0].split("_")[0]
+        if primary in LANGUAGES:
+            return primary
+    return DEFAULT_LANGUAGE
+
+
+def text_direction(lang: str) -> str:
+    return "rtl" if lang in RTL_LANGUAGES else "ltr"
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+def render(request: Request, name: str, context: dict | None = None,
+           status_code: int = 200) -> HTMLResponse:
+    """Render template ``name`` for this request, in its language, with the user and CSRF token."""
+    state = request.state
+    lang = getattr(state, "lang", None)
+    if lang not in LANGUAGES:
+        lang = DEFAULT_LANGUAGE
+    page: dict[str, Any] = {
+        "user": getattr(state, "user", None),
+        "csrf_token": getattr(state, "csrf_token", None),
+        "lang": lang,
+        "dir": text_direction(lang),
+        "_": _make_gettext(lang),
+        "gettext": _make_gettext(lang),
+        "ngettext": _make_ngettext(lang),
+    }
+    page.update(context or {})
+    token = _current_lang.set(lang)
+    try:
+        # Starlette renders the template here, inside the language set above.
+        return templates.TemplateResponse(request, name, page, status_code=status_code)
+    finally:
+        _current_lang.reset(token)
+
+
+__all__ = ["templates", "render", "negotiate_language", "text_direction", "translations", "gettext",
+           "ngettext", "LANGUAGES", "LANGUAGE_NAMES", "RTL_LANGUAGES", "TEMPLATES_DIR", "STATIC_DIR",
+           "LOCALE_DIR"]
