@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from anomaly import detectors, features
+from anomaly import reports as report_detection
 from anomaly.flags import persist
 from anomaly.hits import Hit
 from anomaly.models import Flag, Scan
@@ -54,14 +55,17 @@ def run(session: Session, *, now: datetime | None = None, settings: Detection | 
     progress = progress or (lambda phase, done, total: None)
     through = session.scalar(select(func.max(LedgerEntry.id))) or 0
     previous = last_scan(session)
-    if previous is not None and previous.through_seq >= through and not force and only is None:
+    if (previous is not None and previous.through_seq >= through and not force and only is None
+            and not report_detection.changed_since(session, previous.started_at)):
         return ScanReport(previous.id, skipped=True, flags_total=previous.flags_total)
 
     since = None
     if previous is not None and not force and only is None:
         earliest_new = session.scalar(select(func.min(LedgerEntry.occurred_at))
                                       .where(LedgerEntry.id > previous.through_seq))
-        since = earliest_new - timedelta(days=settings.scan_lookback_days)
+        # Only monthly reports are new: read no ledger rows (a moment after the latest).
+        since = (earliest_new - timedelta(days=settings.scan_lookback_days) if earliest_new is not None
+                 else (session.scalar(select(func.max(LedgerEntry.occurred_at))) or now) + timedelta(seconds=1))
     timings: dict[str, float] = {}
     t = time.perf_counter()
     progress("reading ledger", 0, 1)
@@ -76,6 +80,9 @@ def run(session: Session, *, now: datetime | None = None, settings: Detection | 
         timings[name] = time.perf_counter() - t
         hits.extend(found)
     progress("detecting", len(names), len(names))
+    t = time.perf_counter()
+    hits.extend(report_detection.scan_hits(session, settings, only))  # monthly stock reports, when any
+    timings["reports"] = time.perf_counter() - t
     hits.sort(key=lambda h: (h.key, h.detector))
 
     scan = Scan(started_at=now, through_seq=through, entries_read=len(frames.entries))
