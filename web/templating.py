@@ -180,6 +180,15 @@ def _static_url(path: str) -> str:
     return f"/static/{path}?v={_static_version(path)}"
 
 
+def _json_default(value: Any) -> Any:
+    """For ``|tojson``: Decimals (quantities) as numbers, dates and times as ISO strings."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def _index_by(rows, attribute: str = "code") -> dict:
     """``{row.code: row}`` for looking rows up by key in a template (dicts or objects)."""
     out = {}
@@ -201,6 +210,7 @@ templates = Jinja2Templates(env=_env)
 _env.install_gettext_callables(  # type: ignore[attr-defined]
     _make_gettext(None), _make_ngettext(None), newstyle=True
 )
+_env.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
 _env.filters.update(
     format_number=format_number,
     format_decimal=format_decimal,

@@ -16,7 +16,9 @@ from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from stock.queries import StockPosition
-from web.templating import STATIC_DIR, negotiate_language, render
+from jinja2 import ChoiceLoader, DictLoader
+
+from web.templating import STATIC_DIR, negotiate_language, render, templates
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
@@ -49,7 +51,33 @@ FACILITIES = [PageFacility("TRP-01", "Tripoli Central Hospital"),
               PageFacility("TRP-02", "Souq al-Juma Health Centre")]
 
 
+# Pages that exist only for tests, built from the real layout and macros.
+TEST_TEMPLATES = {
+    "test/chart.html": """{% extends "base.html" %}
+{% import "_charts.html" as charts with context %}
+{% block head %}{{ charts.script() }}{% endblock %}
+{% block content %}
+{{ charts.chart("use-amox", "line", labels, datasets, title=_("Monthly use")) }}
+<button id="more" hx-get="/chart-fragment?lang={{ lang }}" hx-target="#swap">more</button>
+<div id="swap"></div>
+{% endblock %}""",
+    "test/chart_fragment.html": """{% import "_charts.html" as charts with context %}
+{{ charts.chart("on-hand", "bar", labels, datasets, title=_("On hand"), stacked=True) }}""",
+}
+
+MONTHS = ["2026-06", "2026-07", "2026-08", "2026-09"]
+CHART_DATA = {"labels": MONTHS,
+              "datasets": [{"label": "AMOX500", "data": [Decimal("310"), Decimal("295.5"), 280, 330]}]}
+
+
+def _with_test_templates() -> None:
+    env = templates.env
+    if not isinstance(env.loader, ChoiceLoader):
+        env.loader = ChoiceLoader([env.loader, DictLoader(TEST_TEMPLATES)])
+
+
 def make_app() -> FastAPI:
+    _with_test_templates()
     app = FastAPI()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -82,6 +110,14 @@ def make_app() -> FastAPI:
         return render(request, "error.html",
                       {"status_code": status_code, "message": request.query_params.get("message")},
                       status_code=status_code)
+
+    @app.get("/chart")
+    def chart(request: Request):
+        return render(request, "test/chart.html", CHART_DATA)
+
+    @app.get("/chart-fragment")
+    def chart_fragment(request: Request):
+        return render(request, "test/chart_fragment.html", CHART_DATA)
 
     @app.post("/echo-token")
     def echo_token(request: Request):

@@ -112,3 +112,30 @@ def test_a_csp_violation_would_be_noticed(site, browser_page):
     page.wait_for_function("() => window.__cspViolations > 0")
     assert page.evaluate("() => window.inlineRan === undefined")
     assert any("script-src" in m for m in page.dawa_log.csp_violations), page.dawa_log.console
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_charts_draw_under_the_csp_and_after_an_htmx_swap(site, browser_page, screenshot, lang):
+    page = browser_page
+    page.goto(f"{site}/chart?lang={lang}&role=facility_manager")
+    page.wait_for_function("() => window.Chart !== undefined && window.Chart.getChart('use-amox') !== undefined")
+    drawn = page.evaluate("""() => {
+        const c = window.Chart.getChart('use-amox');
+        return {type: c.config.type, labels: c.data.labels, data: c.data.datasets[0].data,
+                rtl: c.options.plugins.legend.rtl, locale: c.options.locale};
+    }""")
+    assert drawn == {"type": "line", "labels": ["2026-06", "2026-07", "2026-08", "2026-09"],
+                     "data": [310, 295.5, 280, 330], "rtl": lang == "ar", "locale": lang}
+    # The canvas was painted, not left blank.
+    assert page.evaluate("""() => {
+        const c = document.getElementById('use-amox');
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < px.length; i += 4) { if (px[i] !== 0) return true; }
+        return false;
+    }""")
+    page.click("#more")
+    page.wait_for_function("() => window.Chart.getChart('on-hand') !== undefined")
+    assert page.evaluate("() => window.Chart.getChart('on-hand').options.scales.y.stacked") is True
+    screenshot(f"{lang}-chart")
+    assert page.dawa_log.csp_violations == [], page.dawa_log.console
+    assert page.dawa_log.errors == []

@@ -488,3 +488,28 @@ def test_build_ships_templates_static_and_catalogs(tmp_path):
                    "web/static/vendor/htmx/LICENSE", "web/locale/messages.pot",
                    "web/locale/fr/LC_MESSAGES/messages.mo", "web/locale/ar/LC_MESSAGES/messages.mo"):
         assert needed in names, needed
+
+
+# --- charts -----------------------------------------------------------------------------------
+
+def test_chart_macro_writes_its_data_as_json_in_an_attribute():
+    import json
+
+    html = _fmt('{% import "_charts.html" as charts with context %}{{ charts.script() }}'
+                '{{ charts.chart("c1", "line", labels, sets, title=title) }}', "fr",
+                title="Use 'AMOX' <500>", labels=[date(2026, 6, 1), "juil."],
+                sets=[{"label": "A'B", "data": [Decimal("310.5"), None]}])
+    page = Page(html)
+    assert page.first("script")["src"].startswith("/static/vendor/chart.js/chart.umd.min.js?v=")
+    canvas = page.first("canvas", id="c1")
+    assert canvas["class"] == "dawa-chart" and canvas["aria-label"] == "Use 'AMOX' <500>"
+    assert json.loads(canvas["data-chart"]) == {
+        "type": "line", "labels": ["2026-06-01", "juil."], "stacked": False,
+        "datasets": [{"label": "A'B", "data": [310.5, None]}]}
+    assert "<500>" not in html  # escaped in the caption and the label
+
+
+def test_static_url_carries_a_content_hash():
+    first = templating._static_url("dawa.js")
+    digest = hashlib.sha256((STATIC_DIR / "dawa.js").read_bytes()).hexdigest()[:12]
+    assert first == f"/static/dawa.js?v={digest}"

@@ -16,6 +16,51 @@
     }
   });
 
+  // Charts: a canvas.dawa-chart carries its data in data-chart (written by _charts.html);
+  // draw each once, in the page's language and direction.
+  function drawCharts(root) {
+    if (!window.Chart || !root || !root.querySelectorAll) {
+      return;
+    }
+    var rtl = document.documentElement.dir === "rtl";
+    var direction = rtl ? "rtl" : "ltr";
+    root.querySelectorAll("canvas.dawa-chart").forEach(function (canvas) {
+      if (window.Chart.getChart(canvas)) {
+        return;
+      }
+      var spec = JSON.parse(canvas.getAttribute("data-chart"));
+      var round = spec.type === "pie" || spec.type === "doughnut";
+      var options = {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        locale: document.documentElement.lang || "en",
+        plugins: {
+          legend: { rtl: rtl, textDirection: direction },
+          tooltip: { rtl: rtl, textDirection: direction }
+        }
+      };
+      if (!round) {
+        options.scales = {
+          x: { stacked: !!spec.stacked },
+          y: { stacked: !!spec.stacked, beginAtZero: true }
+        };
+      }
+      new window.Chart(canvas, {
+        type: spec.type,
+        data: { labels: spec.labels, datasets: spec.datasets },
+        options: options
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    drawCharts(document);
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    drawCharts(event.target);
+  });
+
   // The language switcher applies on change; its button stays for browsers without scripts.
   document.addEventListener("change", function (event) {
     var target = event.target;
