@@ -161,6 +161,15 @@ def _filter(fn):
     return wrapped
 
 
+def _translated(lang: str, message: Any) -> str:
+    """A message handed in by the app (not written in the template): its translation if the
+    catalog has one, else itself, never %-formatted (it may hold a user's input)."""
+    if message is None:
+        return ""
+    return translations(lang).gettext(str(message))
+
+
+translated = _filter(_translated)
 format_number = _filter(_format_number)
 format_decimal = _filter(_format_decimal)
 format_date = _filter(_format_date)
@@ -212,6 +221,7 @@ _env.install_gettext_callables(  # type: ignore[attr-defined]
 )
 _env.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
 _env.filters.update(
+    translated=translated,
     format_number=format_number,
     format_decimal=format_decimal,
     format_date=format_date,

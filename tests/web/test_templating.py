@@ -164,6 +164,11 @@ def test_error_page_names_status_and_message(client, lang, heading, code):
     assert heading in page.plain and code in page.plain and "No such flag F-9" in page.plain
 
 
+def test_error_message_with_percent_signs_and_markup_is_shown_as_given(client):
+    status, page, html = get(client, "/error/422", lang="fr", message="quantity: 50% %d <b>x</b>")
+    assert status == 422 and "quantity: 50% %d <b>x</b>" in page.plain and "<b>x</b>" not in html
+
+
 @pytest.mark.parametrize("status,heading", [(403, "Not allowed"), (429, "Too many attempts"),
                                             (500, "Something went wrong"), (400, "This request could not be completed")])
 def test_error_page_heading_follows_status(client, status, heading):
