@@ -28,8 +28,8 @@ then the month is no outlier; so no third, relative rule is needed here. A month
   the facility's history but not against its peers, a facility that always dispenses more than
   its peers is high against them but not against its history, and a real spike is high against
   both;
-- its rate is at least MIN_RATIO times each median, so that a very steady facility's small
-  wobble does not pass for leakage;
+- its rate is at least MIN_RATIO times its own median and PEER_RATIO times its peers', so
+  that a very steady facility's small wobble does not pass for leakage;
 - it has at least MIN_DISPENSINGS dispensings of the item, and so many that chance alone would
   give them less than MAX_CHANCE of the time (Poisson, at the facility's usual dispensings per
   patient served): six months of a few dispensings each understate how much small counts wobble.
@@ -50,6 +50,9 @@ MIN_DISPENSINGS = 10
 """Dispensings of the item in a month below which the month is too small to judge."""
 MIN_RATIO = 2.0
 """A flagged month's rate is at least this multiple of each median it is compared with."""
+PEER_RATIO = 1.5
+"""...and at least this multiple of its peers' median: a facility that usually dispenses less
+than its peers may triple and still end up below twice their median."""
 MAX_CHANCE = 0.01
 """A month whose dispensings are this likely by chance alone (Poisson) is not flagged."""
 EVIDENCE_CAP = 50
@@ -134,7 +137,7 @@ def _combined(grid: pd.DataFrame, thr: float) -> tuple[np.ndarray, pd.Series]:
         z = np.where(both, np.sqrt(own_z * peer_z), np.where(own_ok, own_z, np.where(peer_ok, peer_z, 0.0)))
     each = np.where(both, (own_z > thr / 2) & (peer_z > thr / 2), True)
     ratio = ((~own_ok | (grid["adjusted"] >= MIN_RATIO * grid["own_median"]))
-             & (~peer_ok | (grid["rate"] >= MIN_RATIO * grid["peer_median"])))
+             & (~peer_ok | (grid["rate"] >= PEER_RATIO * grid["peer_median"])))
     return z, (own_ok | peer_ok) & (z > thr) & each & ratio
 
 
