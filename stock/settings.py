@@ -51,6 +51,9 @@ class WebSettings(BaseModel):
     login_max_failures_per_ip: int = Field(
         5, description="failed logins from one address before it is refused (raise it for sites behind one NAT)")
     login_window_minutes: float = Field(15, description="failed logins count for this long")
+    argon2_time_cost: int = Field(3, description="argon2id passes over memory when hashing a password")
+    argon2_memory_kib: int = Field(65536, description="argon2id memory per password hash, in KiB")
+    argon2_parallelism: int = Field(4, description="argon2id lanes per password hash")
 
 
 class Settings(BaseSettings):

@@ -440,6 +440,11 @@ def _summary(engine) -> None:
         console.print(table)
 
 
+from web.cli_web import register as _register_web  # noqa: E402 - serve and users commands
+
+_register_web(app)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

@@ -1,0 +1,138 @@
+"""Who may see and do what: the one place access is decided.
+
+Default deny. Every route depends on ``current_user`` (directly or through ``require_roles``)
+unless it is one of the few public ones (PUBLIC_PATHS); a test walks ``app.routes`` to hold that.
+A user's scope is one facility, one region, or national (both empty); what lies outside it is
+refused whatever the role. Templates and queries never decide access themselves: they are given
+what the rules here allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stock.masterdata import facility_by_code
+from stock.models import ROLES, Facility, User
+
+PUBLIC_PATHS = ("/login", "/healthz", "/language", "/api/docs", "/api/docs/init.js", "/api/openapi.json")
+"""Routes anyone may reach (/language only sets the language of the login page for someone not
+logged in). The mounts /static and /api/docs/assets are public as well. Everything else needs a user."""
+
+
+class AccessError(Exception):
+    """Refused access; the app turns it into a redirect, a page or a JSON error body."""
+
+    status_code = 403
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotAuthenticated(AccessError):
+    status_code = 401
+
+
+class Forbidden(AccessError):
+    status_code = 403
+
+
+class NotFound(AccessError):
+    status_code = 404
+
+
+def current_user(request: Request) -> User:
+    """The logged-in user (by session cookie, or by personal token on the API), or 401/redirect."""
+    user = getattr(request.state, "user", None)
+    if user is None:
+        raise NotAuthenticated("log in first")
+    return user
+
+
+def require_roles(*roles: str) -> Callable[..., User]:
+    """A dependency letting through only users with one of ``roles``."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
+
+    def dependency(user: User = Depends(current_user)) -> User:
+        if user.role not in roles:
+            raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
+        return user
+
+    dependency.__name__ = f"require_{'_or_'.join(roles)}"
+    return dependency
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: str  # "facility", "region" or "national"
+    facility_id: int | None = None
+    region: str | None = None
+
+    def allows(self, facility: Facility) -> bool:
+        if self.kind == "national":
+            return True
+        if self.kind == "region":
+            return facility.region == self.region
+        return facility.id == self.facility_id
+
+
+def scope_of(user: User) -> Scope:
+    if user.facility_id is not None:
+        return Scope("facility", facility_id=user.facility_id)
+    if user.region:
+        return Scope("region", region=user.region)
+    return Scope("national")
+
+
+def visible_facility_ids(session: Session, user: User) -> list[int]:
+    """Ids of the facilities ``user`` may see, in id order (none for no one)."""
+    scope = scope_of(user)
+    if scope.kind == "facility":
+        return [scope.facility_id]
+    stmt = select(Facility.id).order_by(Facility.id)
+    if scope.kind == "region":
+        stmt = stmt.where(Facility.region == scope.region)
+    return list(session.scalars(stmt))
+
+
+def visible_facilities(session: Session, user: User) -> list[Facility]:
+    scope = scope_of(user)
+    stmt = select(Facility).order_by(Facility.code)
+    if scope.kind == "facility":
+        stmt = stmt.where(Facility.id == scope.facility_id)
+    elif scope.kind == "region":
+        stmt = stmt.where(Facility.region == scope.region)
+    return list(session.scalars(stmt))
+
+
+def require_facility(user: User, facility: Facility | None) -> Facility:
+    """``facility`` if it is in ``user``'s scope: 404 if there is none, 403 if it is not theirs."""
+    if facility is None:
+        raise NotFound("no such facility", field="facility")
+    if not scope_of(user).allows(facility):
+        raise Forbidden(f"facility {facility.code} is outside your scope", field="facility")
+    return facility
+
+
+def facility_in_scope(session: Session, user: User, code: str) -> Facility:
+    """The facility with ``code``, if ``user`` may see it (404 unknown, 403 outside scope)."""
+    from stock.errors import UnknownFacility
+
+    try:
+        facility = facility_by_code(session, code)
+    except UnknownFacility as exc:
+        raise NotFound(str(exc), field="facility") from None
+    return require_facility(user, facility)
+
+
+__all__ = ["PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
+           "require_roles", "Scope", "scope_of", "visible_facility_ids", "visible_facilities",
+           "require_facility", "facility_in_scope"]

@@ -1,0 +1,25 @@
+"""The JSON API under /api/v1, for integrations and scripts.
+
+Same access rules as the pages (web.access); errors are ``{"error": {"field": ..., "message": ...}}``.
+Authenticate with a personal token (``Authorization: Bearer dawa_pat_...``, from
+``dawa users token``) or a logged-in session plus its CSRF token on changes.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from web.api import audit, me, stock
+from web.api.schemas import ErrorBody
+
+ERRORS = {401: {"model": ErrorBody, "description": "not logged in / bad token"},
+          403: {"model": ErrorBody, "description": "outside your role or scope, or missing CSRF token"},
+          404: {"model": ErrorBody, "description": "no such thing"},
+          422: {"model": ErrorBody, "description": "a parameter is invalid; `field` names it"}}
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+router.include_router(me.router)
+router.include_router(stock.router)
+router.include_router(audit.router)
+
+__all__ = ["router"]

@@ -1,0 +1,87 @@
+"""Shapes of the API's answers. Quantities are JSON numbers in the item's base unit."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, PlainSerializer
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+Qty = Annotated[Decimal, PlainSerializer(_number, return_type=int | float, when_used="json")]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ScopeOut(BaseModel):
+    kind: str
+    facility: str | None = None
+    region: str | None = None
+
+
+class MeOut(BaseModel):
+    username: str
+    display_name: str | None
+    role: str
+    language: str | None
+    scope: ScopeOut
+
+
+class OnHandOut(BaseModel):
+    facility: str
+    item: str
+    item_name: str
+    unit: str
+    lot: str
+    expiry_date: date | None
+    on_hand: Qty
+
+
+class CardLineOut(BaseModel):
+    entry_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    kind: str
+    lot: str
+    quantity: Qty
+    effect: Qty
+    balance: Qty
+    counterparty: str | None
+    health_card_id: str | None
+    prescription_id: str | None
+    reason: str | None
+    document_number: str | None
+    recorded_by: str
+    reverses: str | None
+
+
+class StockCardOut(BaseModel):
+    facility: str
+    item: str
+    opening: Qty
+    closing: Qty
+    lines: list[CardLineOut]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    username: str | None
+    action: str
+    object_type: str | None
+    object_id: str | None
+    facility_id: int | None
+    detail: dict[str, Any] | None
+    ip: str | None

@@ -1,0 +1,215 @@
+"""The web app: ``create_app()`` builds it around one database engine and one settings object.
+
+Pages are server-rendered (web.pages and, later, one module per feature); the JSON API lives under
+/api/v1 (web.api) with its OpenAPI description at /api/openapi.json and docs at /api/docs, served
+from files installed with the app (no CDN). Every response carries the security headers; who is
+asking and the CSRF check are settled before any route runs (web.middleware); who may do what is
+decided in web.access. Expected errors never become a 500: access refusals and domain errors
+become a JSON body naming the field on the API, and a page elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stock import errors as domain
+from stock.db import make_engine, session_factory
+from stock.settings import Settings, get_settings
+from web.access import AccessError, NotAuthenticated
+from web.middleware import SECURITY_HEADERS, IdentityMiddleware, SecurityHeaders, is_api
+
+log = logging.getLogger("dawa.web")
+WEB_DIR = Path(__file__).resolve().parent
+
+DOMAIN_STATUS: dict[type[domain.DawaError], int] = {
+    domain.UnknownFacility: 404,
+    domain.UnknownItem: 404,
+    domain.UnknownEntry: 404,
+    domain.EntryConflict: 409,
+    domain.AlreadyReversed: 409,
+    domain.InsufficientStock: 409,
+    domain.InvalidEntry: 422,
+    domain.UnknownCounterparty: 422,
+}
+"""HTTP status of each domain error on the API; any other DawaError is a 400."""
+
+
+def domain_status(exc: domain.DawaError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    if type(exc).__name__.startswith("Unknown"):
+        return 404
+    return 400
+
+
+def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.secret_key:
+        raise RuntimeError("DAWA_SECRET_KEY is not set: run `dawa init` (it writes one to .env) "
+                           "or set it in the environment")
+    engine = engine or make_engine(settings.database_url)
+    app = FastAPI(title="Dawa API", version="1", docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json",
+                  description="Stock, ledger and flags of the Dawa medicines tracking system. "
+                  "Authenticate with `Authorization: Bearer <token>` (a personal token from "
+                  "`dawa users token`). Errors: `{\"error\": {\"field\": ..., \"message\": ...}}`.")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.read_sessions = session_factory(engine, read_only=True)
+
+    # Added last runs first: security headers wrap everything, identity and CSRF run inside them.
+    app.add_middleware(IdentityMiddleware)
+    app.add_middleware(SecurityHeaders)
+
+    _add_error_handlers(app)
+    _add_docs(app)
+    _add_health(app)
+
+    from web import api, pages
+
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    return app
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def _error_json(status: int, message: str, field: str | None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"field": field, "message": message}}, status_code=status, headers=headers)
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    from web.templating import render
+
+    return render(request, "error.html", {"status_code": status, "message": message}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AccessError)
+    async def access_refused(request: Request, exc: AccessError):
+        if is_api(request.url.path):
+            headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
+            return _error_json(exc.status_code, exc.message, exc.field, headers)
+        if isinstance(exc, NotAuthenticated):
+            target = "/login?next=" + quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+                                            safe="")
+            if request.headers.get("hx-request"):
+                return Response(status_code=401, headers={"HX-Redirect": target})
+            return RedirectResponse(target, status_code=303)
+        return _error_page(request, exc.status_code, exc.message)
+
+    @app.exception_handler(domain.DawaError)
+    async def domain_error(request: Request, exc: domain.DawaError):
+        status = domain_status(exc)
+        if is_api(request.url.path):
+            return _error_json(status, exc.message, exc.field)
+        return _error_page(request, status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = exc.errors()
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header", "cookie")]
+        field = ".".join(loc) or None
+        message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
+        if is_api(request.url.path):
+            return _error_json(422, message, field)
+        return _error_page(request, 422, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404:
+            message = "no such page"
+        if is_api(request.url.path) or request.url.path.startswith("/static/"):
+            return _error_json(exc.status_code, message, None, getattr(exc, "headers", None))
+        return _error_page(request, exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # Runs outside the middlewares, so the security headers are added here.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        if is_api(request.url.path):
+            response: Response = _error_json(500, "internal error; it has been logged", None)
+        else:
+            try:
+                response = _error_page(request, 500, "internal error; it has been logged")
+            except Exception:  # noqa: BLE001
+                response = HTMLResponse("internal error", status_code=500)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+# --- docs and health -------------------------------------------------------------------------
+
+DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Dawa API</title>
+<link rel="stylesheet" href="/api/docs/assets/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api/docs/init.js"></script>
+</body>
+</html>
+"""
+
+DOCS_INIT_JS = """window.addEventListener("load", function () {
+  window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+});
+"""
+
+
+def _swagger_assets() -> Path | None:
+    try:
+        import swagger_ui
+    except ImportError:
+        return None
+    path = Path(swagger_ui.__file__).resolve().parent / "static"
+    return path if path.is_dir() else None
+
+
+def _add_docs(app: FastAPI) -> None:
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(DOCS_HTML)
+
+    @app.get("/api/docs/init.js", include_in_schema=False)
+    def docs_init() -> Response:
+        return Response(DOCS_INIT_JS, media_type="text/javascript")
+
+    assets = _swagger_assets()
+    if assets is not None:
+        app.mount("/api/docs/assets", StaticFiles(directory=assets), name="api-docs-assets")
+
+
+def _add_health(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(request: Request) -> JSONResponse:
+        """Alive and the database answers. Needs no login (for load balancers and monitors)."""
+        try:
+            with request.app.state.read_sessions() as s:
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            log.warning("health check: database unreachable: %s", exc)
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+
+__all__ = ["create_app", "DOMAIN_STATUS", "domain_status"]

@@ -1,0 +1,73 @@
+"""The audit trail: who did what, when, from where.
+
+Every change made through the web app, every login (and failed one), and every read of a
+patient's history leaves a record. Records are written in the caller's transaction, so a change
+and its record are stored together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stock.models import User
+from web.models import AuditRecord
+
+
+def client_ip(request: Request | None) -> str | None:
+    if request is None or request.client is None:
+        return None
+    return request.client.host
+
+
+def record(session: Session, request: Request | None, action: str, object_type: str | None = None,
+           object_id: object | None = None, detail: dict[str, Any] | None = None, *,
+           facility_id: int | None = None, user: User | None = None) -> AuditRecord:
+    """Add an audit record; ``user`` defaults to the request's user. The caller commits."""
+    if user is None and request is not None:
+        user = getattr(request.state, "user", None)
+    row = AuditRecord(
+        at=datetime.now(timezone.utc),
+        user_id=user.id if user is not None else None,
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id)[:200],
+        facility_id=facility_id,
+        detail=json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
+        ip=client_ip(request),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def records(session: Session, *, facility_ids: list[int] | None = None, action: str | None = None,
+            object_type: str | None = None, object_id: str | None = None, user_id: int | None = None,
+            include_unplaced: bool = True, limit: int = 100, before_id: int | None = None
+            ) -> list[tuple[AuditRecord, str | None]]:
+    """Records newest first, each with its user's name. ``facility_ids`` limits them to those
+    facilities (plus, with ``include_unplaced``, records about no facility, such as logins)."""
+    stmt = (select(AuditRecord, User.username).outerjoin(User, User.id == AuditRecord.user_id)
+            .order_by(AuditRecord.id.desc()).limit(limit))
+    if facility_ids is not None:
+        placed = AuditRecord.facility_id.in_(facility_ids)
+        stmt = stmt.where(placed | AuditRecord.facility_id.is_(None) if include_unplaced else placed)
+    if action:
+        stmt = stmt.where(AuditRecord.action == action)
+    if object_type:
+        stmt = stmt.where(AuditRecord.object_type == object_type)
+    if object_id:
+        stmt = stmt.where(AuditRecord.object_id == object_id)
+    if user_id is not None:
+        stmt = stmt.where(AuditRecord.user_id == user_id)
+    if before_id is not None:
+        stmt = stmt.where(AuditRecord.id < before_id)
+    return [(r, name) for r, name in session.execute(stmt)]
+
+
+__all__ = ["record", "records", "client_ip"]

@@ -1,0 +1,259 @@
+"""Who is asking: passwords, logins, personal API tokens, CSRF tokens and login throttling.
+
+Passwords are hashed with argon2id. A login is a random token in an HttpOnly cookie; the database
+keeps only its SHA-256, so a copy of the database opens no session, and every login gets a fresh
+token (the one presented before is ended). Personal API tokens work the same way and act with their
+owner's role and scope. Functions here take a session and never commit: the caller owns the
+transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from stock.models import User
+from stock.settings import WebSettings
+from web.models import ApiToken, LoginAttempt, WebSession
+
+SESSION_COOKIE = "dawa_session"
+PRESESSION_COOKIE = "dawa_csrf"
+LANGUAGE_COOKIE = "dawa_lang"
+API_TOKEN_PREFIX = "dawa_pat_"
+TOUCH_EVERY = timedelta(seconds=60)
+"""A login's last_seen is written at most this often, so reading pages costs no write each time."""
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- passwords --------------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _hasher(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
+                          type=Type.ID)
+
+
+def hasher(web: WebSettings) -> PasswordHasher:
+    """argon2id at the cost the settings ask for (the library's recommended cost by default)."""
+    return _hasher(web.argon2_time_cost, web.argon2_memory_kib, web.argon2_parallelism)
+
+
+@lru_cache(maxsize=8)
+def _dummy_hash(ph: PasswordHasher) -> str:
+    return ph.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str, web: WebSettings) -> str:
+    return hasher(web).hash(password)
+
+
+def check_password(user: User | None, password: str, web: WebSettings) -> bool:
+    """Whether ``password`` is ``user``'s; an unknown, disabled or password-less user never matches.
+
+    An unknown name is checked against a dummy hash, so it takes as long as a wrong password. A
+    hash made with other cost parameters than the settings' is replaced in place (the caller commits).
+    """
+    ph = hasher(web)
+    stored = user.password_hash if user is not None and user.active and user.password_hash else None
+    try:
+        ph.verify(stored or _dummy_hash(ph), password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if stored is None:
+        return False
+    if ph.check_needs_rehash(stored):
+        user.password_hash = ph.hash(password)
+    return True
+
+
+def user_by_username(session: Session, username: str) -> User | None:
+    return session.scalars(select(User).where(User.username == username)).one_or_none()
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+def new_token(prefix: str = "") -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def presession_csrf(secret_key: str, cookie_value: str) -> str:
+    """The CSRF token for forms shown before login (the login form), bound to the visitor's cookie.
+
+    It is an HMAC of the cookie under the install's secret key: a page on another site can neither
+    read the cookie nor compute the token from it.
+    """
+    return hmac.new(secret_key.encode("utf-8"), b"csrf:" + cookie_value.encode("utf-8"),
+                    hashlib.sha256).hexdigest()
+
+
+def tokens_equal(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+# --- logins -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Login:
+    """A login just started: the cookie's token is shown only here, once."""
+
+    token: str
+    session: WebSession
+
+
+def start_session(session: Session, user: User, settings: WebSettings, *,
+                  replacing: str | None = None) -> Login:
+    """A new login for ``user``; the login whose token was ``replacing`` (if any) is ended."""
+    if replacing:
+        end_session(session, replacing)
+    token = new_token()
+    t = now()
+    row = WebSession(token_hash=token_hash(token), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+                     created_at=t, expires_at=t + timedelta(hours=settings.session_hours), last_seen=t)
+    session.add(row)
+    session.flush()
+    return Login(token, row)
+
+
+def end_session(session: Session, token: str) -> int:
+    """End the login holding ``token``; returns how many were ended (0 or 1)."""
+    result = session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
+    return result.rowcount or 0
+
+
+def session_user(session: Session, token: str, settings: WebSettings) -> tuple[WebSession, User] | None:
+    """The live login for a cookie's token and its active user, else None (expired, idle or
+    disabled logins count as none)."""
+    row = session.execute(
+        select(WebSession, User).join(User, User.id == WebSession.user_id)
+        .where(WebSession.token_hash == token_hash(token))
+    ).one_or_none()
+    if row is None:
+        return None
+    web_session, user = row
+    t = now()
+    idle_limit = web_session.last_seen + timedelta(minutes=settings.session_idle_minutes)
+    if not user.active or web_session.expires_at <= t or idle_limit <= t:
+        return None
+    return web_session, user
+
+
+def touch_session(session: Session, web_session_id: int) -> None:
+    session.execute(update(WebSession).where(WebSession.id == web_session_id).values(last_seen=now()))
+
+
+def end_user_sessions(session: Session, user_id: int) -> int:
+    """End every login of a user (when the account is disabled or its password changes)."""
+    return session.execute(delete(WebSession).where(WebSession.user_id == user_id)).rowcount or 0
+
+
+def purge_expired_sessions(session: Session, settings: WebSettings) -> int:
+    t = now()
+    idle_cut = t - timedelta(minutes=settings.session_idle_minutes)
+    stmt = delete(WebSession).where((WebSession.expires_at <= t) | (WebSession.last_seen <= idle_cut))
+    return session.execute(stmt).rowcount or 0
+
+
+# --- personal API tokens ----------------------------------------------------------------------
+
+def issue_api_token(session: Session, user: User, name: str) -> tuple[str, ApiToken]:
+    """A new personal token for ``user``. The token itself is returned once and never stored."""
+    if not name or not name.strip():
+        from stock.errors import InvalidEntry
+
+        raise InvalidEntry("a token needs a name saying what it is for", field="name")
+    token = new_token(API_TOKEN_PREFIX)
+    row = ApiToken(token_hash=token_hash(token), name=name.strip(), user_id=user.id, created_at=now())
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def api_token_user(session: Session, token: str) -> tuple[ApiToken, User] | None:
+    """The live token and its active owner, else None (unknown, revoked, or owner disabled)."""
+    row = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == token_hash(token))
+    ).one_or_none()
+    if row is None:
+        return None
+    api_token, user = row
+    if api_token.revoked_at is not None or not user.active:
+        return None
+    return api_token, user
+
+
+def touch_api_token(session: Session, api_token_id: int) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == api_token_id).values(last_used_at=now()))
+
+
+# --- throttling -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a login attempt is refused before its password is even checked, and until when."""
+
+    by: str  # "username" or "ip"
+    until: datetime
+
+    def minutes_left(self, at: datetime | None = None) -> int:
+        seconds = (self.until - (at or now())).total_seconds()
+        return max(1, int(-(-seconds // 60)))
+
+
+def login_refusal(session: Session, username: str, ip: str, settings: WebSettings) -> Refusal | None:
+    """A refusal if this user name or address has failed too often within the window.
+
+    Failures for a user name count since its last successful login; failures from an address
+    count whatever logins succeeded in between, so an attacker with one account of their own
+    cannot reset the count for the names they are guessing.
+    """
+    t = now()
+    window = timedelta(minutes=settings.login_window_minutes)
+    since = t - window
+    name = username.strip().lower()
+    last_ok = session.scalar(select(func.max(LoginAttempt.at)).where(
+        LoginAttempt.username == name, LoginAttempt.succeeded.is_(True), LoginAttempt.at >= since))
+    name_since = max(since, last_ok) if last_ok else since
+    checks = (
+        ("username", settings.login_max_failures, [LoginAttempt.username == name, LoginAttempt.at > name_since]),
+        ("ip", settings.login_max_failures_per_ip, [LoginAttempt.ip == ip, LoginAttempt.at >= since]),
+    )
+    for by, limit, where in checks:
+        failures = session.scalars(
+            select(LoginAttempt.at).where(*where, LoginAttempt.succeeded.is_(False))
+            .order_by(LoginAttempt.at.desc()).limit(limit)
+        ).all()
+        if len(failures) >= limit:
+            # Refused until the oldest of the last `limit` failures leaves the window.
+            return Refusal(by, failures[-1] + window)
+    return None
+
+
+def record_attempt(session: Session, username: str, ip: str, succeeded: bool) -> None:
+    session.add(LoginAttempt(username=username.strip().lower()[:64], ip=ip[:64], at=now(),
+                             succeeded=succeeded))
+    session.flush()
+
+
+__all__ = [
+    "SESSION_COOKIE", "PRESESSION_COOKIE", "LANGUAGE_COOKIE", "API_TOKEN_PREFIX", "hash_password",
+    "check_password", "user_by_username", "new_token", "token_hash", "presession_csrf",
+    "tokens_equal", "Login", "start_session", "end_session", "session_user", "touch_session",
+    "end_user_sessions", "purge_expired_sessions", "issue_api_token", "api_token_user",
+    "touch_api_token", "Refusal", "login_refusal", "record_attempt",
+]

@@ -1,0 +1,284 @@
+"""``dawa serve`` and ``dawa users ...``: run the web app and manage who may use it.
+
+Registered on the main ``dawa`` command by ``register(app)``. Each command owns its transaction.
+Passwords are never taken from a command-line argument (it would land in the shell history): they
+are prompted for, or read from DAWA_USER_PASSWORD for scripted set-ups.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stock.db import session_factory
+from stock.errors import DawaError, InvalidEntry, UnknownFacility
+from stock.masterdata import add_user
+from stock.models import LANGUAGES, ROLES, Facility, User
+from stock.settings import WebSettings, get_settings
+from web import audit, auth
+
+users_app = typer.Typer(help="Create, disable and list users; issue API tokens.", no_args_is_help=True,
+                        pretty_exceptions_enable=False)
+
+DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
+PASSWORD_ENV = "DAWA_USER_PASSWORD"
+MIN_PASSWORD_LENGTH = 10
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+SCOPED_ROLES = ("pharmacist",)
+"""Roles that only make sense at one facility: refused without --facility."""
+
+
+def _cli():
+    from web import cli
+
+    return cli
+
+
+def check_password_strength(password: str, username: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidEntry(f"the password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
+    if password.lower() == username.lower():
+        raise InvalidEntry("the password must not be the user name", field="password")
+
+
+def create_user(session: Session, username: str, role: str, password: str, *, facility: str | None = None,
+                region: str | None = None, display_name: str | None = None,
+                language: str | None = None, web: WebSettings | None = None) -> User:
+    """A new active user with a hashed password, checked like the CLI checks it. The caller commits."""
+    if not USERNAME_RE.match(username):
+        raise InvalidEntry("a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
+                           "letter or digit", field="username")
+    if role not in ROLES:
+        raise InvalidEntry(f"role {role!r} is not one of {', '.join(ROLES)}", field="role")
+    if facility and region:
+        raise InvalidEntry("give --facility or --region, not both: the scope is one facility, one region, "
+                           "or national", field="region")
+    if role in SCOPED_ROLES and not facility:
+        raise InvalidEntry(f"a {role} works at one facility: give --facility", field="facility")
+    if region and session.scalar(select(Facility.id).where(Facility.region == region).limit(1)) is None:
+        raise InvalidEntry(f"no facility is in region {region!r}", field="region")
+    if language is not None and language not in LANGUAGES:
+        raise InvalidEntry(f"language must be one of {', '.join(LANGUAGES)}", field="language")
+    if auth.user_by_username(session, username) is not None:
+        raise InvalidEntry(f"user {username!r} already exists", field="username")
+    check_password_strength(password, username)
+    user = add_user(session, username, role, facility_code=facility, region=region, display_name=display_name)
+    user.password_hash = auth.hash_password(password, web or get_settings().web)
+    user.language = language
+    session.flush()
+    audit.record(session, None, "user_created", "user", username,
+                 {"role": role, "facility": facility, "region": region, "via": "cli"},
+                 facility_id=user.facility_id)
+    return user
+
+
+def _user(session: Session, username: str) -> User:
+    user = auth.user_by_username(session, username)
+    if user is None:
+        raise InvalidEntry(f"no user {username!r}", field="username")
+    return user
+
+
+def _password(username: str, password_env: str | None) -> str:
+    if password_env:
+        return password_env
+    return typer.prompt(f"password for {username}", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("create")
+def users_create(username: Annotated[str, typer.Argument(help="Login name (also the ledger's recorded_by)")],
+                 role: Annotated[str, typer.Option(help=" / ".join(ROLES))],
+                 facility: Annotated[Optional[str], typer.Option(help="Scope: this facility's code")] = None,
+                 region: Annotated[Optional[str], typer.Option(help="Scope: this region")] = None,
+                 display_name: Annotated[Optional[str], typer.Option(help="Name shown on pages")] = None,
+                 language: Annotated[Optional[str], typer.Option(help="en, fr or ar")] = None,
+                 password: Annotated[Optional[str], typer.Option(
+                     envvar=PASSWORD_ENV, hidden=True, show_envvar=False,
+                     help=f"read from {PASSWORD_ENV}; prompted for when unset")] = None,
+                 db: DbOption = None):
+    """Create a user. Without --facility or --region the user is national. The password is
+    prompted for (or read from DAWA_USER_PASSWORD)."""
+    cli = _cli()
+    engine = cli._engine(db)
+    secret = _password(username, password)
+    with session_factory(engine)() as s:
+        try:
+            user = create_user(s, username, role, secret, facility=facility, region=region,
+                               display_name=display_name, language=language)
+            s.commit()
+        except (DawaError, UnknownFacility) as exc:
+            cli._fail(str(exc))
+    scope = facility or region or "national"
+    cli.console.print(f"created {user.username}: {role}, scope {scope}")
+
+
+@users_app.command("disable")
+def users_disable(username: Annotated[str, typer.Argument()], db: DbOption = None):
+    """Disable a user: their logins end at once and their API tokens stop working."""
+    cli = _cli()
+    with session_factory(cli._engine(db))() as s:
+        try:
+            user = _user(s, username)
+        except DawaError as exc:
+            cli._fail(str(exc))
+        user.active = False
+        ended = auth.end_user_sessions(s, user.id)
+        audit.record(s, None, "user_disabled", "user", username, {"sessions_ended": ended, "via": "cli"},
+                     facility_id=user.facility_id)
+        s.commit()
+    cli.console.print(f"disabled {username}; {ended} login(s) ended")
+
+
+@users_app.command("enable")
+def users_enable(username: Annotated[str, typer.Argument()], db: DbOption = None):
+    """Enable a disabled user again."""
+    cli = _cli()
+    with session_factory(cli._engine(db))() as s:
+        try:
+            user = _user(s, username)
+        except DawaError as exc:
+            cli._fail(str(exc))
+        user.active = True
+        audit.record(s, None, "user_enabled", "user", username, {"via": "cli"}, facility_id=user.facility_id)
+        s.commit()
+    cli.console.print(f"enabled {username}")
+
+
+@users_app.command("password")
+def users_password(username: Annotated[str, typer.Argument()],
+                   password: Annotated[Optional[str], typer.Option(
+                       envvar=PASSWORD_ENV, hidden=True, show_envvar=False)] = None,
+                   db: DbOption = None):
+    """Set a user's password (prompted for, or from DAWA_USER_PASSWORD); their logins end."""
+    cli = _cli()
+    engine = cli._engine(db)
+    secret = _password(username, password)
+    with session_factory(engine)() as s:
+        try:
+            user = _user(s, username)
+            check_password_strength(secret, username)
+        except DawaError as exc:
+            cli._fail(str(exc))
+        user.password_hash = auth.hash_password(secret, get_settings().web)
+        ended = auth.end_user_sessions(s, user.id)
+        audit.record(s, None, "user_password_set", "user", username, {"sessions_ended": ended, "via": "cli"},
+                     facility_id=user.facility_id)
+        s.commit()
+    cli.console.print(f"password of {username} set; {ended} login(s) ended")
+
+
+@users_app.command("list")
+def users_list(db: DbOption = None):
+    """Every user with role, scope and whether active."""
+    cli = _cli()
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        rows = s.execute(select(User, Facility.code).outerjoin(Facility, Facility.id == User.facility_id)
+                         .order_by(User.username)).all()
+    table = Table(title=f"Users ({len(rows)})")
+    for col in ("username", "name", "role", "scope", "active", "language"):
+        table.add_column(col)
+    for user, code in rows:
+        scope = f"facility {code}" if code else (f"region {user.region}" if user.region else "national")
+        table.add_row(user.username, user.display_name or "", user.role, scope,
+                      "yes" if user.active else "no", user.language or "")
+    cli.console.print(table)
+
+
+@users_app.command("token")
+def users_token(username: Annotated[str, typer.Argument()],
+                name: Annotated[str, typer.Option(help="What the token is for (e.g. the integration's name)")],
+                db: DbOption = None):
+    """Issue a personal API token; it is printed once and cannot be shown again."""
+    cli = _cli()
+    with session_factory(cli._engine(db))() as s:
+        try:
+            user = _user(s, username)
+            if not user.active:
+                raise InvalidEntry(f"user {username!r} is disabled", field="username")
+            token, row = auth.issue_api_token(s, user, name)
+        except DawaError as exc:
+            cli._fail(str(exc))
+        audit.record(s, None, "api_token_created", "api_token", row.id, {"name": row.name, "for": username,
+                                                                         "via": "cli"},
+                     facility_id=user.facility_id)
+        s.commit()
+    cli.err.print(f"API token {name!r} for {username} (shown once; use it as 'Authorization: Bearer ...'):")
+    typer.echo(token)
+
+
+def serve(host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1)")] = None,
+          port: Annotated[Optional[int], typer.Option(help="Port (default 8000)")] = None,
+          workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+          db: DbOption = None):
+    """Serve the web app and API with uvicorn (pages at /, API docs at /api/docs)."""
+    import os
+
+    import uvicorn
+
+    cli = _cli()
+    settings = get_settings()
+    if db:
+        settings = settings.model_copy(update={"database_url": db})
+    engine = cli._engine(settings.database_url)
+    if not settings.secret_key:
+        cli._fail("DAWA_SECRET_KEY is not set: run `dawa init` (it writes one to .env)")
+    host = host or settings.web.host
+    port = port or settings.web.port
+    cli.console.print(f"serving Dawa on http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)")
+    if workers > 1:
+        # Each worker builds its own app from the settings; --db reaches them through the environment.
+        engine.dispose()
+        if db:
+            os.environ["DAWA_DATABASE_URL"] = db
+        uvicorn.run("web.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    proxy_headers=True, log_level="info")
+        return
+    from web.app import create_app
+
+    uvicorn.run(create_app(engine, settings), host=host, port=port, proxy_headers=True, log_level="info")
+
+
+DEMO_USERS = (
+    ("pharmacist", "pharmacist", "facility"),
+    ("manager", "facility_manager", "facility"),
+    ("auditor", "auditor", None),
+    ("admin", "admin", None),
+)
+
+
+def demo_users(session: Session) -> list[tuple[str, str, str, str]]:
+    """One user per role for trying the app, with fresh random passwords (set anew on each run).
+
+    Returns (username, role, scope, password) rows to print. The caller commits.
+    """
+    fac = session.scalars(select(Facility).where(Facility.kind != "warehouse").order_by(Facility.code)).first()
+    out = []
+    for username, role, scoped in DEMO_USERS:
+        username = f"demo-{username}"
+        password = secrets.token_urlsafe(9)
+        code = fac.code if scoped and fac is not None else None
+        user = auth.user_by_username(session, username)
+        if user is None:
+            user = create_user(session, username, role, password, facility=code,
+                               display_name=f"Demo {role.replace('_', ' ')}")
+        else:
+            user.password_hash = auth.hash_password(password, get_settings().web)
+            user.active = True
+            auth.end_user_sessions(session, user.id)
+        out.append((username, role, f"facility {code}" if code else "national", password))
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")
+
+
+__all__ = ["register", "users_app", "serve", "create_user", "demo_users", "check_password_strength",
+           "PASSWORD_ENV"]

@@ -1,0 +1,275 @@
+"""What runs around every request: security headers, and who is asking plus the CSRF check.
+
+``Identity`` settles, before any route runs, ``request.state.user`` (from the session cookie, or a
+personal token on /api/), ``request.state.csrf_token`` (the login's, or a pre-login one bound to a
+cookie) and ``request.state.lang``. It then refuses with 403 any state-changing request that does
+not carry the matching CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``), whatever
+route it is for: requests authenticated by a personal token are the one exception, since a browser
+never adds that header on its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stock.models import LANGUAGES, User
+from web import auth
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_FORM_BYTES = 20 * 1024 * 1024
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+}
+
+
+class SecurityHeaders:
+    """Adds the security headers to every response, including errors and static files."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if scope.get("scheme") == "https" and "strict-transport-security" not in headers:
+                    headers["strict-transport-security"] = "max-age=31536000"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def is_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+@dataclass
+class Identity:
+    user: User | None = None
+    via: str | None = None  # "session", "token" or None
+    csrf_token: str | None = None
+    lang: str = "en"
+    set_cookies: list[tuple[str, str, dict]] = field(default_factory=list)
+    refusal: Response | None = None
+
+
+class IdentityMiddleware:
+    """Sets request.state.user / csrf_token / lang / auth_via and enforces CSRF on every route."""
+
+    def __init__(self, app: ASGIApp, *, skip_prefixes: tuple[str, ...] = ("/static/", "/api/docs/assets/")):
+        self.app = app
+        self.skip_prefixes = skip_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        path = scope.get("path", "")
+        request = Request(scope)
+        if path.startswith(self.skip_prefixes) or path == "/healthz":
+            state.update(user=None, csrf_token=None, auth_via=None, lang="en", web_session_id=None)
+            await self.app(scope, receive, send)
+            return
+        app_state = scope["app"].state
+        identity = await run_in_threadpool(_resolve, app_state, request, path)
+        state.update(user=identity.user, csrf_token=identity.csrf_token, auth_via=identity.via,
+                     lang=identity.lang)
+        if identity.refusal is not None:
+            await identity.refusal(scope, receive, send)
+            return
+
+        if scope["method"] in UNSAFE_METHODS and identity.via != "token":
+            supplied = request.headers.get("x-csrf-token")
+            body: bytes | None = None
+            if not supplied and _is_form(request.headers):
+                body, too_big = await _read_body(receive)
+                if too_big:
+                    await _error(request, 413, "the form is too large", None)(scope, receive, send)
+                    return
+                supplied = await _form_field(scope, body, "csrf_token")
+            if not auth.tokens_equal(supplied, identity.csrf_token):
+                message = ("the form had expired or did not come from this site: reload the page and "
+                           "try again" if identity.csrf_token else "cookies are needed to send forms")
+                await _error(request, 403, message, "csrf_token")(scope, receive, send)
+                return
+            if body is not None:
+                receive = _replay(body, receive)
+
+        await self.app(scope, receive, _cookie_setter(send, identity.set_cookies))
+
+
+def _is_form(headers: Headers) -> bool:
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype in ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if not done:
+            done = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
+    headers = Headers(scope=scope)
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded":
+        values = parse_qs(body.decode("latin-1"), keep_blank_values=True).get(name)
+        return values[0] if values else None
+    request = Request(scope, _replay(body, _no_more))
+    try:
+        form = await request.form()
+        value = form.get(name)
+        return value if isinstance(value, str) else None
+    except Exception:  # noqa: BLE001 - a malformed body simply carries no token
+        return None
+    finally:
+        await request.close()
+
+
+async def _no_more() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _error(request: Request, status: int, message: str, field_name: str | None) -> Response:
+    if is_api(request.url.path):
+        return JSONResponse({"error": {"field": field_name, "message": message}}, status_code=status)
+    try:
+        from web.templating import render
+
+        return render(request, "error.html", {"status_code": status, "message": message}, status_code=status)
+    except Exception:  # noqa: BLE001 - the page must not hide the refusal
+        return PlainTextResponse(message, status_code=status)
+
+
+def _cookie_setter(send: Send, cookies: list[tuple[str, str, dict]]) -> Send:
+    if not cookies:
+        return send
+
+    async def send_with_cookies(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            response = Response()
+            for name, value, options in cookies:
+                response.set_cookie(name, value, **options)
+            headers = MutableHeaders(scope=message)
+            for key, value in response.raw_headers:
+                if key == b"set-cookie":
+                    headers.append("set-cookie", value.decode("latin-1"))
+        await send(message)
+
+    return send_with_cookies
+
+
+def cookie_options(request: Request, *, http_only: bool = True, max_age: int | None = None) -> dict:
+    return {"httponly": http_only, "samesite": "lax", "secure": request.url.scheme == "https",
+            "path": "/", "max_age": max_age}
+
+
+def _resolve(app_state, request: Request, path: str) -> Identity:
+    """Who is asking (runs in a worker thread: it reads the database)."""
+    from web.templating import negotiate_language
+
+    settings = app_state.settings
+    web = settings.web
+    identity = Identity()
+    authorization = request.headers.get("authorization", "")
+    if is_api(path) and authorization:
+        scheme, _, token = authorization.partition(" ")
+        found = None
+        if scheme.lower() == "bearer" and token.strip():
+            with app_state.read_sessions() as s:
+                found = auth.api_token_user(s, token.strip())
+        if found is None:
+            identity.refusal = JSONResponse(
+                {"error": {"field": "Authorization", "message": "invalid or revoked API token"}},
+                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return identity
+        api_token, user = found
+        identity.user, identity.via = user, "token"
+        if api_token.last_used_at is None or auth.now() - api_token.last_used_at > auth.TOUCH_EVERY:
+            with app_state.sessions() as s:
+                auth.touch_api_token(s, api_token.id)
+                s.commit()
+    else:
+        token = request.cookies.get(auth.SESSION_COOKIE)
+        found = None
+        if token:
+            with app_state.read_sessions() as s:
+                found = auth.session_user(s, token, web)
+        if found is not None:
+            web_session, user = found
+            identity.user, identity.via, identity.csrf_token = user, "session", web_session.csrf_token
+            if auth.now() - web_session.last_seen > auth.TOUCH_EVERY:
+                with app_state.sessions() as s:
+                    auth.touch_session(s, web_session.id)
+                    s.commit()
+        else:
+            presession = request.cookies.get(auth.PRESESSION_COOKIE)
+            if not presession or len(presession) > 100:
+                presession = secrets.token_urlsafe(32)
+                identity.set_cookies.append(
+                    (auth.PRESESSION_COOKIE, presession, cookie_options(request)))
+            identity.csrf_token = auth.presession_csrf(settings.secret_key, presession)
+    chosen = request.cookies.get(auth.LANGUAGE_COOKIE)
+    if identity.user is not None and identity.user.language in LANGUAGES:
+        identity.lang = identity.user.language
+    elif chosen in LANGUAGES:
+        identity.lang = chosen
+    else:
+        identity.lang = negotiate_language(request, identity.user)
+    return identity
+
+
+LANGUAGE_COOKIE_AGE = int(timedelta(days=365).total_seconds())
+
+__all__ = ["SecurityHeaders", "IdentityMiddleware", "CONTENT_SECURITY_POLICY", "SECURITY_HEADERS",
+           "cookie_options", "is_api", "LANGUAGE_COOKIE_AGE", "UNSAFE_METHODS"]
