@@ -74,7 +74,7 @@ def load(session: Session) -> pd.DataFrame:
     Quantities are in whole units as floats for reasons and scores, and also as exact integer
     thousandths (``*_m``) for the balance checks."""
     result = session.connection().execute(text(_SQL))
-    r = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    r = pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
     if r.empty:
         return r
     r = r.drop_duplicates(["facility_code", "item_code", "period"], keep="last").reset_index(drop=True)
@@ -87,8 +87,7 @@ def load(session: Session) -> pd.DataFrame:
         r[col] = r[f"{col}_m"] / 1000.0
     r["ref"] = ("report:" + r["facility_code"] + "/" + r["item_code"] + "/" + r["period"]
                 + np.where(r["revision"] > 1, "#r" + r["revision"].astype(str), ""))
-    month = pd.PeriodIndex(r["period"], freq="M")
-    r["month_no"] = month.year * 12 + month.month
+    r["month_no"] = r["period"].str[:4].astype("int64") * 12 + r["period"].str[5:7].astype("int64")
     return r
 
 

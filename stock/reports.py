@@ -125,14 +125,15 @@ def _stored(session: Session, keys: set[tuple[int, int, str]]) -> dict[tuple[int
               .where(StockReport.period.between(periods[0], periods[-1]))
               .group_by(StockReport.facility_id, StockReport.item_id, StockReport.period)).subquery()
     rows = session.execute(
-        select(StockReport)
+        select(StockReport.facility_id, StockReport.item_id, StockReport.period, StockReport.revision,
+               *(getattr(StockReport, c) for c in CONTENT))
         .join(latest, (latest.c.facility_id == StockReport.facility_id) & (latest.c.item_id == StockReport.item_id)
-              & (latest.c.period == StockReport.period) & (latest.c.rev == StockReport.revision))).scalars()
+              & (latest.c.period == StockReport.period) & (latest.c.rev == StockReport.revision)))
     out = {}
-    for r in rows:
-        key = (r.facility_id, r.item_id, r.period)
+    for facility_id, item_id, period, revision, *content in rows:
+        key = (facility_id, item_id, period)
         if key in keys:
-            out[key] = (r.revision, tuple(getattr(r, c) for c in CONTENT))
+            out[key] = (revision, tuple(content))
     return out
 
 
@@ -168,7 +169,7 @@ def _store(session: Session, sheet: Sheet, values: dict, now: datetime) -> Repor
         rows.append({"facility_id": key[0], "item_id": key[1], "period": key[2], "revision": revision,
                      **{c: columns[c][i] for c in CONTENT}, "imported_at": now})
     for start in range(0, len(rows), 5000):
-        session.execute(insert(StockReport), rows[start:start + 5000])
+        session.execute(insert(StockReport.__table__), rows[start:start + 5000])
     session.flush()
     return result
 

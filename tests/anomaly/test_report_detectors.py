@@ -200,3 +200,33 @@ def test_each_detector_is_silent_on_clean_reports(session, tmp_path, name):
         rows += balanced(facility, WOBBLE, start=400, received=30)
     load(session, tmp_path, rows)
     assert hits(session, name) == []
+
+
+REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "real_data" / "cote_divoire_contraceptive_lmis"
+
+
+@pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data not found at {REAL_DATA}")
+def test_real_cote_divoire_reports_import_and_scan(session, tmp_path):
+    """The whole public data set (38,842 monthly reports of 156 facilities) converts, imports without
+    a single refusal and is scanned; its known features show up as the right detectors' flags."""
+    from sample_data.cote_divoire import convert
+
+    conversion = convert(REAL_DATA, tmp_path / "ci")
+    assert (conversion.facilities, conversion.items, conversion.reports) == (156, 11, 38842)
+    assert len(conversion.blanked) == 2  # stockout days of 50 and 300 in one month
+    imported = import_dataset(session, tmp_path / "ci")
+    session.commit()
+    assert (imported.facilities, imported.items, imported.stock_reports.added) == (156, 11, 38842)
+
+    result = scan.run(session)
+    session.commit()
+    assert not result.skipped and result.new > 0
+    by_detector = {name: len(export.query(session, detector=name)) for name in report_detection.NAMES}
+    # Every row of the source adds up; some closings do not carry over; some consumption exceeds
+    # opening plus receipts and is covered by a positive adjustment.
+    assert by_detector["report_arithmetic"] == 0
+    assert by_detector["report_carryover"] > 0 and by_detector["report_overdraw"] > 0
+    assert by_detector["report_adjustment"] > 0 and by_detector["report_consumption"] > 0
+    assert scan.run(session).skipped
+    again = import_dataset(session, tmp_path / "ci").stock_reports
+    assert (again.added, again.revised, again.unchanged) == (0, 0, 38842)
