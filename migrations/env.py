@@ -8,6 +8,7 @@ from alembic import context
 import anomaly.models  # noqa: F401  (registers detection's tables)
 import stock.models  # noqa: F401  (registers the tables)
 import web.models  # noqa: F401  (registers the web app's tables)
+import web.alerts.models  # noqa: F401  (registers the alerts' tables)
 from stock.db import make_engine
 from stock.models import Base
 

@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 import migrations
 import anomaly.models  # noqa: F401  (detection's tables are part of the schema)
 import web.models  # noqa: F401  (so are the web app's)
+import web.alerts.models  # noqa: F401  (and the alerts')
 from stock.models import Base
 
 
