@@ -149,7 +149,9 @@ def carryover(r: pd.DataFrame, settings: Detection) -> list[Hit]:
     """A month's opening differs from the previous month's closing (consecutive months only).
 
     An opening below the last closing means stock disappeared between two reports, outside any
-    month's figures."""
+    month's figures. When the same month's positive adjustment puts the missing stock back (the
+    opening written as 0 and the stock re-entered as an adjustment, a common bookkeeping habit),
+    only what it does not put back counts towards the score."""
     same = ((r["facility_code"] == r["facility_code"].shift()) & (r["item_code"] == r["item_code"].shift())
             & (r["month_no"] == r["month_no"].shift() + 1))
     prev_closing_m = r["closing_m"].shift()
@@ -159,17 +161,27 @@ def carryover(r: pd.DataFrame, settings: Detection) -> list[Hit]:
                          prev_ref=r["ref"].shift()[mask], prev_period=r["period"].shift()[mask])
     hits = []
     for row in bad.itertuples(index=False):
-        share = abs(row.gap) / max(row.prev_closing, row.opening, 1.0)
-        if row.gap < 0:
-            score = squash(share, half=0.15, floor=0.5, ceiling=0.9)
-            what = f"{amount(-row.gap, row.unit)} disappeared between the two reports"
+        base = max(row.prev_closing, row.opening, 1.0)
+        restored = min(-row.gap, max(row.adjustment, 0.0)) if row.gap < 0 else 0.0
+        if row.gap < 0 and restored < -row.gap:
+            score = squash((-row.gap - restored) / base, half=0.15, floor=0.5, ceiling=0.9)
+        elif row.gap < 0:
+            score = 0.3  # all put back: the figures disagree, the stock does not
         else:
-            score = squash(share, half=0.3, floor=0.3, ceiling=0.65)
+            score = squash(abs(row.gap) / base, half=0.3, floor=0.3, ceiling=0.65)
+        if row.gap < 0:
+            what = f"{amount(-row.gap, row.unit)} disappeared between the two reports"
+            if restored:
+                left = -row.gap - restored
+                what += (f"; a positive adjustment of {qty(row.adjustment)} in {row.period} puts "
+                         + (f"back all but {qty(left)}" if left else "it all back"))
+        else:
             what = f"{amount(row.gap, row.unit)} appeared between the two reports"
         reason = (f"{row.facility_code} closed {row.prev_period} with {amount(row.prev_closing, row.unit)} of "
                   f"{_of(row)} but opened {row.period} with {qty(row.opening)}: {what}.")
         hits.append(_hit("report_carryover", row, score, reason, [row.prev_ref, row.ref],
-                         {"previous_closing": row.prev_closing, "opening": row.opening, "gap": row.gap}))
+                         {"previous_closing": row.prev_closing, "opening": row.opening, "gap": row.gap,
+                          "restored_by_adjustment": restored}))
     return hits
 
 
