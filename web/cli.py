@@ -73,7 +73,8 @@ def import_cmd(folder: Annotated[Path, typer.Argument(help="Data set folder (DAT
         f"{report.patients} patients, {report.prescriptions} prescriptions; "
         f"{report.entries_added} ledger entries added, {report.entries_already_present} already present"
         + (f"; {report.unregistered_patients} health cards not in the register recorded as unregistered"
-           if report.unregistered_patients else ""))
+           if report.unregistered_patients else "")
+        + (f"; {report.stock_reports}" if report.stock_reports.rows else ""))
 
 
 def _import(folder: Path, engine, *, quiet: bool = False):

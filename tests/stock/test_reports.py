@@ -150,3 +150,19 @@ def test_reports_alone_import_into_a_database_that_knows_the_facilities(session,
     assert import_dataset(session, alone).stock_reports.added == 1
     session.commit()
     assert len(reports(session)) == 1
+
+
+def test_dawa_import_prints_report_counts_and_names_bad_rows(tmp_path):
+    from typer.testing import CliRunner
+
+    from web.cli import app
+
+    url = f"sqlite:///{tmp_path / 'dawa.sqlite'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", "--db", url, "--env-file", str(tmp_path / ".env")]).exit_code == 0
+    ok = runner.invoke(app, ["import", str(write(tmp_path / "d")), "--db", url, "-q"])
+    assert ok.exit_code == 0
+    assert "4 stock reports added, 0 revised, 0 already present" in " ".join(ok.output.split())
+    bad = runner.invoke(app, ["import", str(write(tmp_path / "e", ["H1,PILL,2019-04,1,0,0,,1,99,"])), "--db", url, "-q"])
+    assert bad.exit_code == 1
+    assert "stock_reports.csv:2: stockout_days: 99 is outside 0..31" in bad.stderr
