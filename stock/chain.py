@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -80,30 +82,46 @@ def link_text(prev_hash: str, texts: list[str]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-# Columns of the verification query, in FIELDS order after the version.
-def _payload_sql(dialect: str) -> str:
+def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] | None = None,
+                 ids: tuple[int, int] | None = None) -> str:
     """The verification query: each entry's canonical text (FIELDS order, after the version) is
     built by the database itself, so Python only hashes. Must agree with ``_text`` exactly:
-    NULL is '', quantities are whole thousandths, times are epoch microseconds, dates ISO."""
+    NULL is '', quantities are whole thousandths, times are epoch microseconds, dates ISO.
+
+    ``ordered`` walks each facility's chain in order; unordered (SQLite only) reads the table in
+    storage order (by id), which is cheaper and is how ``verify`` first reads it. ``facility_ids``
+    restricts the walk to those facilities, ``ids`` to the entries with ids in that closed range."""
+    where = ""
+    if facility_ids is not None:
+        where = f"WHERE e.facility_id IN ({', '.join(str(int(f)) for f in facility_ids) or 'NULL'})"
+    elif ids is not None:
+        where = f"WHERE e.id BETWEEN {int(ids[0])} AND {int(ids[1])}"
+    order = "ORDER BY e.facility_id, e.chain_seq" if ordered else "ORDER BY e.id"
     if dialect == "postgresql":
         sep, txt = "chr(31)", "{}::text"
         us = "(extract(epoch from {}) * 1000000)::bigint::text"
+        parts = [
+            "f.code", txt.format("e.chain_seq"), "e.entry_id", "e.kind", "i.code", "l.lot_number",
+            f"COALESCE({txt.format('l.expiry_date')}, '')", txt.format("e.quantity"), txt.format("e.effect"),
+            f"COALESCE({txt.format('e.book_quantity')}, '')", us.format("e.occurred_at"),
+            us.format("e.recorded_at"), "e.recorded_by", "COALESCE(p.health_card_id, '')",
+            "COALESCE(e.prescription_ref, '')", "COALESCE(e.counterparty, '')", "COALESCE(e.reason, '')",
+            "COALESCE(e.document_number, '')", "COALESCE(e.reverses, '')",
+        ]
+        payload = f" || {sep} || ".join(parts)
     else:
-        sep, txt = "char(31)", "CAST({} AS TEXT)"
         # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
         # Seconds from the text without its fraction: SQLite keeps times in whole milliseconds,
         # so '...:59.9996' would round up to the next second.
-        us = ("CAST(CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
-              " + CAST(substr({0}, 21, 6) AS INTEGER) AS TEXT)")
-    parts = [
-        "f.code", txt.format("e.chain_seq"), "e.entry_id", "e.kind", "i.code", "l.lot_number",
-        f"COALESCE({txt.format('l.expiry_date')}, '')", txt.format("e.quantity"), txt.format("e.effect"),
-        f"COALESCE({txt.format('e.book_quantity')}, '')", us.format("e.occurred_at"),
-        us.format("e.recorded_at"), "e.recorded_by", "COALESCE(p.health_card_id, '')",
-        "COALESCE(e.prescription_ref, '')", "COALESCE(e.counterparty, '')", "COALESCE(e.reason, '')",
-        "COALESCE(e.document_number, '')", "COALESCE(e.reverses, '')",
-    ]
-    payload = f" || {sep} || ".join(parts)
+        us = ("CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
+              " + CAST(substr({0}, 21, 6) AS INTEGER)")
+        # One printf per row instead of a chain of concatenations: its %s writes NULL as '' and
+        # a number as its text, exactly as COALESCE(CAST(x AS TEXT), '') would.
+        parts = ["f.code", "e.chain_seq", "e.entry_id", "e.kind", "i.code", "l.lot_number", "l.expiry_date",
+                 "e.quantity", "e.effect", "e.book_quantity", us.format("e.occurred_at"),
+                 us.format("e.recorded_at"), "e.recorded_by", "p.health_card_id", "e.prescription_ref",
+                 "e.counterparty", "e.reason", "e.document_number", "e.reverses"]
+        payload = f"printf('{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
     return f"""
 SELECT f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id
 FROM ledger_entry e
@@ -111,7 +129,8 @@ JOIN facility f ON f.id = e.facility_id
 JOIN item i ON i.id = e.item_id
 JOIN lot l ON l.id = e.lot_id
 LEFT JOIN patient p ON p.id = e.patient_id
-ORDER BY e.facility_id, e.chain_seq
+{where}
+{order}
 """
 
 
@@ -147,19 +166,179 @@ def _us(value) -> int:
     return epoch_us(value)
 
 
-def _rows(session: Session):
-    """Stream (facility code, position, entry_id, canonical text, stored hash, facility id) in
-    chain order, through the driver's own cursor: a million rows must not cost a million
-    SQLAlchemy row objects."""
+FETCH = 50_000
+"""Rows fetched from the driver at a time while verifying."""
+
+
+def _rows(session: Session, *, ordered: bool = True, facility_ids: list[int] | None = None):
+    """Stream (facility code, position, entry_id, canonical text, stored hash, facility id),
+    through the driver's own cursor: a million rows must not cost a million SQLAlchemy row
+    objects. ``ordered``: in chain order; otherwise in storage order (SQLite)."""
     raw = session.connection().connection.driver_connection
     dialect = session.get_bind().dialect.name
     cur = raw.cursor(name="dawa_verify") if dialect == "postgresql" else raw.cursor()
     try:
-        cur.execute(_payload_sql(dialect))
-        while batch := cur.fetchmany(20_000):
+        cur.execute(_payload_sql(dialect, ordered=ordered, facility_ids=facility_ids))
+        while batch := cur.fetchmany(FETCH):
             yield from batch
     finally:
         cur.close()
+
+
+CHUNK = 50_000
+"""Entries per query when SQLite's ledger is read in storage order."""
+PARALLEL_FROM = 200_000
+"""Entries from which a file database is read by two connections side by side."""
+
+
+def _chunks(conn, ranges: list[tuple[int, int]]):
+    cur = conn.cursor()
+    try:
+        for lo, hi in ranges:
+            yield cur.execute(_payload_sql("sqlite", ordered=False, ids=(lo, hi))).fetchall()
+    finally:
+        cur.close()
+
+
+def _storage_order_rows(session: Session):
+    """SQLite: every entry in storage (id) order, read in chunks by helper threads a few chunks
+    ahead of the hashing, so the database's work and the hashing overlap (the driver lets go of
+    the interpreter while SQLite works). A large file database is read by a second connection
+    too, the two taking alternate chunks: both cores build payloads. Only entries up to the
+    largest id this session's snapshot sees are read, and entries are never changed once
+    written, so the second connection reads exactly what this session would."""
+    raw = session.connection().connection.driver_connection
+    lo, hi = raw.execute("SELECT min(id), max(id) FROM ledger_entry").fetchone()
+    if hi is None:
+        return
+    ranges = [(a, min(a + CHUNK - 1, hi)) for a in range(lo, hi + 1, CHUNK)]
+    engine = session.get_bind()
+    database = engine.url.database or ""
+    on_file = database not in ("", ":memory:") and "mode=memory" not in str(engine.url)
+    if not on_file or hi - lo + 1 < PARALLEL_FROM:
+        for batch in _ahead(_chunks(raw, ranges)):
+            yield from batch
+        return
+    second = engine.raw_connection()
+    streams = [_ahead(_chunks(raw, ranges[0::2]), depth=1),
+               _ahead(_chunks(second.driver_connection, ranges[1::2]), depth=1)]
+    try:
+        for k in range(len(ranges)):
+            yield from next(streams[k % 2])
+    finally:
+        for stream in streams:
+            stream.close()
+        second.close()
+
+
+_DONE = object()
+
+
+def _ahead(batches, depth: int = 3):
+    """Iterate ``batches`` in a helper thread, at most ``depth`` batches ahead of the consumer.
+    Errors reach the consumer; a consumer that stops early stops the helper."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    break
+                q.put(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+            q.put(exc)
+        finally:
+            batches.close()
+            q.put(_DONE)
+
+    helper = threading.Thread(target=work, name="dawa-verify-read", daemon=True)
+    helper.start()
+    try:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while helper.is_alive():
+            try:
+                q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        helper.join()
+
+
+@dataclass
+class _Walk:
+    """What walking one facility's chain found."""
+
+    code: str
+    facility_id: int
+    entries: int = 0
+    length: int = 0            # entries in the unbroken part of the chain
+    last_hash: str = GENESIS
+    broken: ChainBreak | None = None
+    hash_at_want: str | None = None
+
+
+def _walk_ordered(rows, want: dict[str, int]) -> dict[int, _Walk]:
+    """The exact walk: each facility's rows in chain order; names the first broken entry."""
+    walks: dict[int, _Walk] = {}
+    prefix = "\x1e" + VERSION + SEP
+    sha = hashlib.sha256
+    w = None
+    for code, seq, entry_id, payload, stored, facility_id in rows:
+        if w is None or w.facility_id != facility_id:
+            w = walks[facility_id] = _Walk(code, facility_id)
+        w.entries += 1
+        if w.broken:
+            continue
+        expected = w.length + 1
+        if seq != expected:
+            gap = seq - expected
+            w.broken = ChainBreak(
+                code, expected, entry_id,
+                f"found position {seq} where {expected} was expected: "
+                f"{gap} entr{'y' if gap == 1 else 'ies'} before it deleted")
+        elif payload is None or sha((w.last_hash + prefix + payload).encode("utf-8")).hexdigest() != stored:
+            w.broken = ChainBreak(
+                code, seq, entry_id,
+                "content does not match its hash: altered, or inserted out of band")
+        else:
+            w.length, w.last_hash = seq, stored
+            if want.get(code) == seq:
+                w.hash_at_want = stored
+    return walks
+
+
+def _walk_storage_order(rows, want: dict[str, int]) -> tuple[dict[int, _Walk], set[int]]:
+    """The fast walk: rows in storage order, every facility's chain advanced side by side.
+
+    Entries are stored in the order they were written, so a sound chain is met in chain order
+    and checks exactly as in ``_walk_ordered``. A facility where anything is out of place (a
+    position out of turn, a hash that does not match) is only marked suspect here: the caller
+    walks it again in chain order, which names its first broken entry exactly.
+    """
+    walks: dict[int, _Walk] = {}
+    suspect: set[int] = set()
+    prefix = "\x1e" + VERSION + SEP
+    sha = hashlib.sha256
+    for code, seq, entry_id, payload, stored, facility_id in rows:
+        w = walks.get(facility_id)
+        if w is None:
+            w = walks[facility_id] = _Walk(code, facility_id)
+        elif facility_id in suspect:
+            continue
+        if (seq != w.length + 1 or payload is None
+                or sha((w.last_hash + prefix + payload).encode("utf-8")).hexdigest() != stored):
+            suspect.add(facility_id)
+            continue
+        w.length = w.entries = seq
+        w.last_hash = stored
+        if want.get(code) == seq:
+            w.hash_at_want = stored
+    return walks, suspect
 
 
 def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) -> VerifyReport:
@@ -171,45 +350,27 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
     report = VerifyReport()
     heads_now = {h["facility_code"]: (h["length"], h["hash"]) for h in heads(session)}
     want = {code: length for code, (length, _h) in (against or {}).items()}
+    if session.get_bind().dialect.name == "sqlite":
+        walks, suspect = _walk_storage_order(_storage_order_rows(session), want)
+        if suspect:
+            walks.update(_walk_ordered(_rows(session, facility_ids=sorted(suspect)), want))
+    else:
+        walks = _walk_ordered(_rows(session), want)
     hashes_at: dict[str, str] = {}
     lengths: dict[str, tuple[int, int]] = {}  # code -> (facility_id, entries in an unbroken chain)
-    current, current_id, expected, prev, broken = None, None, 0, GENESIS, False
     visited: set[str] = set()
-    prefix = "\x1e" + VERSION + SEP
-    sha = hashlib.sha256
-    for code, seq, entry_id, payload, stored, facility_id in _rows(session):
-        if code != current:
-            if current is not None:
-                _close(report, current, expected, prev, heads_now, broken)
-                if not broken:
-                    lengths[current] = (current_id, expected)
-            current, current_id, expected, prev, broken = code, facility_id, 0, GENESIS, False
-            visited.add(code)
-            report.facilities += 1
-        report.entries += 1
-        if broken:
-            continue
-        expected += 1
-        if seq != expected:
-            gap = seq - expected
-            report.breaks.append(ChainBreak(
-                code, expected, entry_id,
-                f"found position {seq} where {expected} was expected: "
-                f"{gap} entr{'y' if gap == 1 else 'ies'} before it deleted"))
-            broken = True
-        elif sha((prev + prefix + payload).encode("utf-8")).hexdigest() != stored:
-            report.breaks.append(ChainBreak(
-                code, seq, entry_id,
-                "content does not match its hash: altered, or inserted out of band"))
-            broken = True
+    for facility_id in sorted(walks):
+        w = walks[facility_id]
+        visited.add(w.code)
+        report.facilities += 1
+        report.entries += w.entries
+        if w.broken:
+            report.breaks.append(w.broken)
         else:
-            prev = stored
-            if want.get(code) == seq:
-                hashes_at[code] = stored
-    if current is not None:
-        _close(report, current, expected, prev, heads_now, broken)
-        if not broken:
-            lengths[current] = (current_id, expected)
+            _close(report, w.code, w.length, w.last_hash, heads_now)
+            lengths[w.code] = (facility_id, w.length)
+        if w.hash_at_want is not None:
+            hashes_at[w.code] = w.hash_at_want
     _beyond_head(session, report, lengths, heads_now)
     for code, (length, _h) in heads_now.items():
         if code not in visited and length > 0:
@@ -225,9 +386,9 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
     return report
 
 
-def _close(report, code, length, last_hash, heads, broken) -> None:
-    """Compare the end of a recomputed chain with the stored head."""
-    if broken or code not in heads:
+def _close(report, code, length, last_hash, heads) -> None:
+    """Compare the end of a recomputed, unbroken chain with the stored head."""
+    if code not in heads:
         return
     head_length, head_hash = heads[code]
     if head_length > length:
