@@ -40,6 +40,18 @@ class Detection(BaseModel):
     medium_score: float = Field(0.5, description="score from which a flag is medium severity")
 
 
+class Fhir(BaseModel):
+    """Identifier systems used in FHIR exchange (environment: ``DAWA_FHIR__NAME``). A ministry sets
+    them to its registered URIs so that other systems recognise the health card and the codes."""
+
+    patient_system: str = Field("urn:dawa:health-card", description="system of the health card id (Patient identifier)")
+    item_system: str = Field("urn:dawa:item", description="system of item codes (Medication.code)")
+    facility_system: str = Field("urn:dawa:facility", description="system of facility codes (Location identifier)")
+    entry_system: str = Field("urn:dawa:entry", description="system of ledger entry ids (resource identifier)")
+    prescription_system: str = Field("urn:dawa:prescription", description="system of prescription ids")
+    user_system: str = Field("urn:dawa:user", description="system of user ids (performer, requester)")
+
+
 class WebSettings(BaseModel):
     """The web app (environment: ``DAWA_WEB__NAME``)."""
 
@@ -83,6 +95,7 @@ class Settings(BaseSettings):
     )
     detection: Detection = Field(default_factory=Detection)
     web: WebSettings = Field(default_factory=WebSettings)
+    fhir: Fhir = Field(default_factory=Fhir)
 
 
 @lru_cache(maxsize=1)

@@ -441,6 +441,11 @@ def _summary(engine) -> None:
         console.print(table)
 
 
+from web.cli_interop import register as _register_interop  # noqa: E402 - export, fhir, dhis2 commands
+
+_register_interop(app)
+
+
 from web.cli_web import register as _register_web  # noqa: E402 - serve and users commands
 
 _register_web(app)

@@ -1,0 +1,176 @@
+"""``dawa export``, ``dawa fhir`` and ``dawa dhis2``: data for the rest of the health system.
+
+Registered on the main ``dawa`` app by ``register``; the work itself is in web/interop/, in
+functions that take a Session, so the web API can offer the same.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+from zoneinfo import ZoneInfo
+
+import typer
+
+from stock.db import session_factory
+from stock.errors import DawaError
+from stock.settings import get_settings
+
+fhir_app = typer.Typer(help="Exchange FHIR (R4 or R5) JSON bundles.", no_args_is_help=True,
+                       pretty_exceptions_enable=False)
+dhis2_app = typer.Typer(help="Send monthly stock aggregates to DHIS2.", no_args_is_help=True,
+                        pretty_exceptions_enable=False)
+
+DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
+SinceOpt = Annotated[Optional[str], typer.Option(
+    help="From this date (midnight in DAWA_DEFAULT_TIMEZONE) or timestamp with offset")]
+UntilOpt = Annotated[Optional[str], typer.Option(
+    help="To this date, included, or before this timestamp with offset")]
+
+
+def _cli():
+    from web import cli
+
+    return cli
+
+
+def parse_bound(text: str | None, *, end: bool, option: str) -> datetime | None:
+    """A date means a whole day in the default zone (``--until`` includes it); a timestamp needs
+    an offset."""
+    if not text:
+        return None
+    zone = ZoneInfo(get_settings().default_timezone)
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(0), tzinfo=zone)
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        _cli()._fail(f"{option} {text!r} is not a date (2026-03-01) or a timestamp with offset", 2)
+    if value.tzinfo is None:
+        _cli()._fail(f"{option} {text!r} needs a zone offset (e.g. +02:00 or Z)", 2)
+    return value
+
+
+def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card or flags")],
+               out: Annotated[Path, typer.Option(help="File to write")],
+               fmt: Annotated[Optional[str], typer.Option(
+                   "--format", help="xlsx or csv (default: from the --out file's suffix)")] = None,
+               facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,
+               item: Annotated[Optional[str], typer.Option(help="Item code (stock card: required)")] = None,
+               region: Annotated[Optional[str], typer.Option(help="Region (on hand, flags)")] = None,
+               since: SinceOpt = None,
+               until: UntilOpt = None,
+               detector: Annotated[Optional[str], typer.Option(help="Flags: detector")] = None,
+               severity: Annotated[Optional[str], typer.Option(help="Flags: low, medium or high")] = None,
+               status: Annotated[Optional[str], typer.Option(help="Flags: review status")] = None,
+               db: DbOption = None):
+    """Write stock on hand, a stock card or flags as a spreadsheet (.xlsx) or CSV."""
+    from web.interop import spreadsheets
+
+    cli = _cli()
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in spreadsheets.FORMATS:
+        cli._fail(f"--format must be xlsx or csv (got {fmt or 'nothing'!r})", 2)
+    if kind not in spreadsheets.KINDS:
+        cli._fail(f"unknown export {kind!r}: choose one of {', '.join(spreadsheets.KINDS)}", 2)
+    if kind == "stock-card" and not (facility and item):
+        cli._fail("a stock card needs --facility and --item", 2)
+    lo, hi = parse_bound(since, end=False, option="--since"), parse_bound(until, end=True, option="--until")
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        try:
+            count = spreadsheets.write(s, kind, fmt, out, facility_code=facility, item_code=item, region=region,
+                                       since=lo, until=hi, detector=detector, severity=severity, status=status)
+        except DawaError as exc:
+            cli._fail(str(exc))
+    cli.console.print(f"{count} rows of {kind} written to {out}")
+
+
+@fhir_app.command("export")
+def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle to")],
+                facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,
+                since: SinceOpt = None,
+                until: UntilOpt = None,
+                version: Annotated[str, typer.Option(help="R4 or R5 (InventoryReport for counts is R5 only)")] = "R4",
+                kind: Annotated[Optional[list[str]], typer.Option(
+                    help="Only this ledger kind (repeatable): dispense, receipt, transfer_in, transfer_out, count")] = None,
+                db: DbOption = None):
+    """Export dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
+    from web.interop.fhir import export_bundle
+
+    cli = _cli()
+    lo, hi = parse_bound(since, end=False, option="--since"), parse_bound(until, end=True, option="--until")
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        try:
+            result = export_bundle(s, version=version, facility_code=facility, since=lo, until=hi, kinds=kind)
+        except DawaError as exc:
+            cli._fail(str(exc))
+    out.write_text(result.to_json(), encoding="utf-8")
+    for note in result.skipped:
+        cli.err.print(f"note: {note}", highlight=False, markup=False)
+    summary = ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items())) or "no resources"
+    cli.console.print(f"FHIR {version.upper()} bundle written to {out}: {summary}")
+
+
+@fhir_app.command("import")
+def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) of MedicationDispense")],
+                recorded_by: Annotated[str, typer.Option(
+                    help="User recorded for dispenses whose performer has no Dawa user id")] = "fhir-import",
+                db: DbOption = None):
+    """Record a Bundle's MedicationDispense resources as dispensing: all or nothing."""
+    from web.interop.fhir import FhirImportFailed, import_bundle
+
+    cli = _cli()
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        cli._fail(f"{file}: cannot read: {exc.strerror or exc}", 2)
+    with session_factory(cli._engine(db))() as s:
+        try:
+            report = import_bundle(s, data, default_recorded_by=recorded_by)
+            s.commit()
+        except FhirImportFailed as exc:
+            s.rollback()
+            for problem in exc.problems:
+                cli.err.print(f"{file}: {problem}", highlight=False, markup=False)
+            cli._fail(f"{len(exc.problems)} problem(s) in {file}; nothing was imported")
+    for line in report.skipped:
+        cli.err.print(f"{file}: {line}", highlight=False, markup=False)
+    notes = "".join(f"; {n} {code.replace('_', ' ')}" for code, n in sorted(report.notes.items()))
+    cli.console.print(f"imported {file}: {report.added} dispensing added, {report.already_present} already "
+                      f"present, {len(report.skipped)} entries skipped{notes}")
+
+
+@dhis2_app.command("export")
+def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of items and facilities to DHIS2")],
+                 period: Annotated[str, typer.Option(help="The month, YYYY-MM")],
+                 out: Annotated[Path, typer.Option(help="File to write the dataValueSets payload to")],
+                 db: DbOption = None):
+    """Write a month's stock on hand, consumption and stockout days as DHIS2 dataValueSets JSON."""
+    from web.interop.dhis2 import MappingError, export_data_value_set, load_mapping
+
+    cli = _cli()
+    try:
+        parsed = load_mapping(mapping)
+    except MappingError as exc:
+        for problem in exc.problems:
+            cli.err.print(problem, highlight=False, markup=False)
+        cli._fail(f"{len(exc.problems)} problem(s) in {mapping}; nothing was written", 2)
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        try:
+            result = export_data_value_set(s, parsed, period)
+        except DawaError as exc:
+            cli._fail(str(exc), 2)
+    out.write_text(result.to_json(), encoding="utf-8")
+    for line in result.warnings():
+        cli.err.print(f"not mapped: {line}", highlight=False, markup=False)
+    cli.console.print(f"{len(result.payload['dataValues'])} data values for {period} written to {out}"
+                      + (f"; {len(result.warnings())} unmapped (listed above)" if result.warnings() else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``dawa`` app."""
+    app.command("export")(export_cmd)
+    app.add_typer(fhir_app, name="fhir")
+    app.add_typer(dhis2_app, name="dhis2")

@@ -1,0 +1,324 @@
+"""Monthly stock aggregates as a DHIS2 dataValueSets payload (JSON).
+
+Most ministries collect logistics data in DHIS2: for each facility (org unit), item and month, the
+stock on hand at month end, the consumption and the days out of stock. Dawa computes these from the
+ledger and maps them to the ministry's own data elements, category option combos and org units
+through a mapping file, e.g.::
+
+    {
+      "dataSet": "lyLmisMnth1",                        (optional)
+      "attributeOptionCombo": "HllvX50cXC0",           (optional)
+      "orgUnits": {"TRP-H01": "DiszpKrYNg8"},
+      "items": {
+        "PCM500T": {
+          "stock_on_hand": {"dataElement": "pcmSohXXX01", "categoryOptionCombo": "HllvX50cXC0"},
+          "consumption": "pcmConsXX01",
+          "stockout_days": "pcmStkOut01"
+        }
+      }
+    }
+
+A measure given as a bare uid uses DHIS2's default category option combo. Nothing is dropped
+silently: facilities and items that have data but no mapping, items lacking a measure, and mapped
+codes that Dawa does not know are all listed in the result beside the payload.
+
+How each figure is computed, per facility and item, over the calendar month in the facility's own
+zone (``Facility.timezone``, else ``DAWA_DEFAULT_TIMEZONE``):
+
+- stock on hand: the sum of the ledger's effects on stock of every movement before the month's end;
+- consumption: the quantity dispensed in the month, less dispensing that a later entry reversed
+  (the same rule as the average monthly consumption in ``stock.queries.stock_positions``);
+- stockout days: days of the month that ended with nothing in stock, counted from the first day
+  the facility ever held the item and only for days that are over.
+
+Only facility-items with a movement before the month's end are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from stock.errors import DawaError
+from stock.models import Facility, Item, LedgerEntry
+from stock.quantities import Quantity
+from stock.settings import get_settings
+
+MEASURES = ("stock_on_hand", "consumption", "stockout_days")
+UID = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
+PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+MAPPING_KEYS = ("dataSet", "attributeOptionCombo", "orgUnits", "items")
+
+
+class MappingError(DawaError):
+    """The mapping file is malformed; every problem names the file, the key path and what is wrong."""
+
+    def __init__(self, source: str, problems: list[str]):
+        super().__init__(f"{len(problems)} problem(s) in mapping {source}:\n" +
+                         "\n".join(f"{source}: {p}" for p in problems))
+        self.problems = [f"{source}: {p}" for p in problems]
+
+
+@dataclass(frozen=True)
+class Target:
+    data_element: str
+    category_option_combo: str | None = None
+
+
+@dataclass
+class Mapping:
+    org_units: dict[str, str]
+    items: dict[str, dict[str, Target]]
+    data_set: str | None = None
+    attribute_option_combo: str | None = None
+
+
+def _uid(value, path: str, problems: list[str]) -> str | None:
+    if not isinstance(value, str) or not UID.fullmatch(value):
+        problems.append(f"{path}: {value!r} is not a DHIS2 uid (a letter then 10 letters or digits)")
+        return None
+    return value
+
+
+def parse_mapping(data, source: str = "mapping") -> Mapping:
+    """Check a mapping (already loaded from JSON) and return it; MappingError lists every problem."""
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise MappingError(source, ["(top): must be a JSON object"])
+    for key in data:
+        if key not in MAPPING_KEYS:
+            problems.append(f"{key}: unknown key (expected {', '.join(MAPPING_KEYS)})")
+    data_set = _uid(data["dataSet"], "dataSet", problems) if data.get("dataSet") is not None else None
+    aoc = (_uid(data["attributeOptionCombo"], "attributeOptionCombo", problems)
+           if data.get("attributeOptionCombo") is not None else None)
+    org_units: dict[str, str] = {}
+    raw_units = data.get("orgUnits")
+    if not isinstance(raw_units, dict):
+        problems.append("orgUnits: required, an object of facility code to org unit uid")
+        raw_units = {}
+    for code, uid in raw_units.items():
+        if (u := _uid(uid, f"orgUnits.{code}", problems)) is not None:
+            org_units[code] = u
+    items: dict[str, dict[str, Target]] = {}
+    raw_items = data.get("items")
+    if not isinstance(raw_items, dict):
+        problems.append("items: required, an object of item code to its data elements")
+        raw_items = {}
+    for code, measures in raw_items.items():
+        if not isinstance(measures, dict):
+            problems.append(f"items.{code}: must be an object with {', '.join(MEASURES)}")
+            continue
+        targets: dict[str, Target] = {}
+        for measure, spec in measures.items():
+            path = f"items.{code}.{measure}"
+            if measure not in MEASURES:
+                problems.append(f"{path}: unknown measure (expected {', '.join(MEASURES)})")
+                continue
+            if isinstance(spec, str):
+                if (u := _uid(spec, path, problems)) is not None:
+                    targets[measure] = Target(u)
+            elif isinstance(spec, dict):
+                extra = set(spec) - {"dataElement", "categoryOptionCombo"}
+                if extra:
+                    problems.append(f"{path}: unknown key(s) {', '.join(sorted(extra))}")
+                de = _uid(spec.get("dataElement"), f"{path}.dataElement", problems)
+                coc = (_uid(spec["categoryOptionCombo"], f"{path}.categoryOptionCombo", problems)
+                       if spec.get("categoryOptionCombo") is not None else None)
+                if de is not None:
+                    targets[measure] = Target(de, coc)
+            else:
+                problems.append(f"{path}: must be a data element uid or an object with dataElement")
+        items[code] = targets
+    if problems:
+        raise MappingError(source, problems)
+    return Mapping(org_units, items, data_set, aoc)
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Read a JSON mapping file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from exc
+    except ValueError as exc:
+        raise MappingError(str(path), [f"(json): not valid JSON: {exc}"]) from exc
+    return parse_mapping(data, str(path))
+
+
+@dataclass(frozen=True)
+class MonthlyAggregate:
+    facility_code: str
+    item_code: str
+    stock_on_hand: Decimal
+    consumption: Decimal
+    stockout_days: int
+
+
+def parse_period(period: str) -> tuple[int, int]:
+    m = PERIOD.fullmatch(period or "")
+    if not m:
+        raise DawaError(f"period {period!r} must be a month as YYYY-MM", field="period")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _month_bounds(year: int, month: int, zone: str) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(zone)
+    start = datetime(year, month, 1, tzinfo=tz)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def monthly_aggregates(session: Session, period: str, *, now: datetime | None = None,
+                       facility_code: str | None = None) -> list[MonthlyAggregate]:
+    """Stock on hand at month end, consumption and stockout days per facility and item."""
+    year, month = parse_period(period)
+    now = now or datetime.now(timezone.utc)
+    default_zone = get_settings().default_timezone
+    stmt = select(Facility.id, Facility.code, Facility.timezone)
+    if facility_code:
+        stmt = stmt.where(Facility.code == facility_code)
+    zones: dict[str, list[int]] = defaultdict(list)
+    codes: dict[int, str] = {}
+    for fid, code, zone in session.execute(stmt):
+        zones[zone or default_zone].append(fid)
+        codes[fid] = code
+    items = dict(session.execute(select(Item.id, Item.code)).all())
+    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+    out: list[MonthlyAggregate] = []
+    for zone, fids in zones.items():
+        t0, t1 = _month_bounds(year, month, zone)
+        before = session.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id,
+                   func.sum(LedgerEntry.effect, type_=Quantity), func.min(LedgerEntry.occurred_at))
+            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
+            .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)).all()
+        opening = {(f, i): (q, first) for f, i, q, first in before}
+        moves = pd.DataFrame(session.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at, LedgerEntry.kind,
+                   LedgerEntry.quantity, LedgerEntry.effect,
+                   LedgerEntry.entry_id.in_(reversed_ids).label("reversed"))
+            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at >= t0,
+                   LedgerEntry.occurred_at < t1)
+            .order_by(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at,
+                      LedgerEntry.chain_seq)).all(),
+            columns=["facility_id", "item_id", "occurred_at", "kind", "quantity", "effect", "reversed"])
+        tz = ZoneInfo(zone)
+        first_day = date(year, month, 1)
+        days = (t1.astimezone(tz).date() - first_day).days
+        groups = {key: g for key, g in moves.groupby(["facility_id", "item_id"])} if len(moves) else {}
+        for key in sorted(set(opening) | set(groups), key=lambda k: (codes[k[0]], items[k[1]])):
+            start_qty, first_at = opening.get(key, (Decimal(0), None))
+            start_qty = start_qty if start_qty is not None else Decimal(0)
+            g = groups.get(key)
+            used = Decimal(0)
+            change_by_day: dict[date, Decimal] = defaultdict(Decimal)
+            if g is not None:
+                used = sum((q for q, k, r in zip(g["quantity"], g["kind"], g["reversed"])
+                            if k == "dispense" and not r), Decimal(0))
+                for at, eff in zip(g["occurred_at"], g["effect"]):
+                    change_by_day[at.astimezone(tz).date()] += eff
+                if first_at is None:
+                    first_at = g["occurred_at"].iloc[0]
+            held_from = first_at.astimezone(tz).date()
+            balance, out_days = start_qty, 0
+            for n in range(days):
+                day = first_day + timedelta(days=n)
+                balance += change_by_day.get(day, Decimal(0))
+                day_end = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(days=1)
+                if day >= held_from and day_end <= now and balance <= 0:
+                    out_days += 1
+            out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(balance), _plain(used), out_days))
+    out.sort(key=lambda a: (a.facility_code, a.item_code))
+    return out
+
+
+def _plain(value: Decimal) -> Decimal:
+    value = Decimal(value)
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+@dataclass
+class Dhis2Export:
+    payload: dict
+    aggregates: list[MonthlyAggregate]
+    unmapped_facilities: list[str] = field(default_factory=list)
+    unmapped_items: list[str] = field(default_factory=list)
+    missing_measures: list[str] = field(default_factory=list)
+    unknown_codes: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        """What was left out of the payload and why, one line each."""
+        out = [f"facility {c} has data but no org unit in the mapping: its values are not sent"
+               for c in self.unmapped_facilities]
+        out += [f"item {c} has data but no data elements in the mapping: its values are not sent"
+                for c in self.unmapped_items]
+        out += self.missing_measures
+        out += self.unknown_codes
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.payload, ensure_ascii=False, indent=1) + "\n"
+
+
+def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
+                          now: datetime | None = None) -> Dhis2Export:
+    """The month's aggregates as a dataValueSets payload, with everything unmapped listed."""
+    year, month = parse_period(period)
+    aggregates = monthly_aggregates(session, period, now=now)
+    result = Dhis2Export(payload={}, aggregates=aggregates)
+    values: list[dict] = []
+    unmapped_fac: set[str] = set()
+    unmapped_item: set[str] = set()
+    missing: set[tuple[str, str]] = set()
+    for a in aggregates:
+        org_unit = mapping.org_units.get(a.facility_code)
+        if org_unit is None:
+            unmapped_fac.add(a.facility_code)
+            continue
+        targets = mapping.items.get(a.item_code)
+        if targets is None:
+            unmapped_item.add(a.item_code)
+            continue
+        for measure in MEASURES:
+            target = targets.get(measure)
+            if target is None:
+                missing.add((a.item_code, measure))
+                continue
+            value = {"dataElement": target.data_element, "period": f"{year:04d}{month:02d}",
+                     "orgUnit": org_unit, "value": str(getattr(a, measure))}
+            if target.category_option_combo:
+                value["categoryOptionCombo"] = target.category_option_combo
+            if mapping.attribute_option_combo:
+                value["attributeOptionCombo"] = mapping.attribute_option_combo
+            values.append(value)
+    result.unmapped_facilities = sorted(unmapped_fac)
+    result.unmapped_items = sorted(unmapped_item)
+    result.missing_measures = [f"item {i} has no data element for {m}: that value is not sent"
+                               for i, m in sorted(missing)]
+    known_fac = set(session.scalars(select(Facility.code)))
+    known_items = set(session.scalars(select(Item.code)))
+    result.unknown_codes = (
+        [f"mapping names facility {c}, which Dawa does not know" for c in sorted(set(mapping.org_units) - known_fac)]
+        + [f"mapping names item {c}, which Dawa does not know" for c in sorted(set(mapping.items) - known_items)])
+    payload: dict = {}
+    if mapping.data_set:
+        payload["dataSet"] = mapping.data_set
+    payload["period"] = f"{year:04d}{month:02d}"
+    payload["dataValues"] = values
+    result.payload = payload
+    return result
+
+
+__all__ = ["MonthlyAggregate", "Mapping", "Target", "MappingError", "Dhis2Export", "parse_mapping",
+           "load_mapping", "monthly_aggregates", "export_data_value_set", "MEASURES"]
