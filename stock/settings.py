@@ -68,6 +68,40 @@ class WebSettings(BaseModel):
     argon2_parallelism: int = Field(4, description="argon2id lanes per password hash")
 
 
+class AlertSettings(BaseModel):
+    """Scheduled alerts and their channels (environment: ``DAWA_ALERTS__NAME``). Cron expressions
+    have five fields (minute hour day month weekday) and run in ``timezone`` (default: the
+    default_timezone). The SMTP password and webhook secret are set here or in .env, never in code."""
+
+    smtp_host: str = Field("127.0.0.1", description="SMTP server that sends alert e-mail")
+    smtp_port: int = Field(25, description="its port (587 with STARTTLS, 25 for a local relay)")
+    smtp_user: str | None = Field(None, description="login, if the server wants one")
+    smtp_password: str | None = Field(None, description="password for smtp_user")
+    smtp_from: str = Field("dawa@localhost", description="From: address of alert e-mail")
+    smtp_starttls: bool = Field(False, description="upgrade the connection with STARTTLS before sending")
+    smtp_timeout_s: float = Field(10, description="give up on an SMTP connection after this long")
+    webhook_secret: str | None = Field(
+        None, description="key of the X-Dawa-Signature HMAC-SHA256 over each webhook body; webhooks are "
+        "not sent unsigned, so none go out until it is set")
+    webhook_timeout_s: float = Field(10, description="give up on a webhook request after this long")
+    retry_attempts: int = Field(3, ge=1, description="attempts per delivery before it is recorded as failed")
+    retry_base_delay_s: float = Field(2.0, ge=0, description="wait before the 2nd attempt; doubles after each")
+    base_url: str = Field("http://127.0.0.1:8000", description="address of the web app, for links in messages")
+    timezone: str | None = Field(None, description="zone the cron schedules run in; empty = default_timezone")
+    scan_cron: str = Field("*/15 * * * *", description="incremental scan and new-flag alerts")
+    stock_cron: str = Field("0 6 * * *", description="stockouts, low stock, expiring lots, short counts")
+    verify_cron: str = Field("30 2 * * *", description="hash chains and balance drift")
+    digest_cron: str = Field("0 7 * * mon", description="weekly digest of what was held for it")
+    interval_s: float | None = Field(
+        None, description="run every job on this interval instead of its cron (for trials and tests)")
+    jobs: list[str] | None = Field(None, description="schedule only these jobs (JSON list); empty = all")
+    misfire_grace_s: int = Field(3600, description="a run missed by less than this still runs (once)")
+    low_stock_months: float = Field(1.0, description="alert when stock covers fewer months of use than this")
+    expiry_days: list[int] = Field([30, 60, 90], description="alert as a lot comes within each of these days of expiry")
+    count_lookback_days: int = Field(7, description="short counts recorded this recently are alerted on")
+    flag_max_age_days: int = Field(7, description="flags older than this when first seen are not announced")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAWA_", env_file=".env", extra="ignore",
                                       env_nested_delimiter="__")
@@ -95,6 +129,7 @@ class Settings(BaseSettings):
     )
     detection: Detection = Field(default_factory=Detection)
     web: WebSettings = Field(default_factory=WebSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     fhir: Fhir = Field(default_factory=Fhir)
 
 

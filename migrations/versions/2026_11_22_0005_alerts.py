@@ -112,7 +112,7 @@ def upgrade() -> None:
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("channel IN ('email', 'webhook', 'in_app')", name=op.f('ck_alert_delivery_channel')),
     sa.CheckConstraint("severity IN ('low', 'medium', 'high')", name=op.f('ck_alert_delivery_severity')),
-    sa.CheckConstraint("status IN ('sent', 'failed', 'held', 'digested')", name=op.f('ck_alert_delivery_status')),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed', 'held', 'digested')", name=op.f('ck_alert_delivery_status')),
     sa.ForeignKeyConstraint(['preference_id'], ['alert_preference.id'], name=op.f('fk_alert_delivery_preference_id_alert_preference')),
     sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], name=op.f('fk_alert_delivery_user_id_app_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_delivery'))

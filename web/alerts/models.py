@@ -32,7 +32,7 @@ CHANNELS = ("email", "webhook", "in_app")
 MODES = ("immediate", "digest")
 SEVERITIES = ("low", "medium", "high")
 STATES = ("active", "resolved")
-DELIVERY_STATUSES = ("sent", "failed", "held", "digested")
+DELIVERY_STATUSES = ("pending", "sent", "failed", "held", "digested")
 RUN_STATUSES = ("running", "ok", "failed")
 
 SCHEDULER_JOBS_TABLE = "apscheduler_jobs"
@@ -82,7 +82,9 @@ class AlertState(Base):
 
 class AlertDelivery(Base):
     """The alert history: one row per recipient and channel of each alert, with its outcome.
-    ``held`` rows wait for the recipient's digest; the digest marks them ``digested``."""
+    A row is written ``pending`` before anything is sent, so a run that dies mid-way leaves work
+    the next run finishes; ``held`` rows wait for the recipient's digest, which marks them
+    ``digested``."""
 
     __tablename__ = "alert_delivery"
     __table_args__ = (
@@ -105,7 +107,7 @@ class AlertDelivery(Base):
     channel: Mapped[str] = mapped_column(String(10))
     address: Mapped[str | None] = mapped_column(String(500))
     language: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(10), doc="sent, failed, held or digested")
+    status: Mapped[str] = mapped_column(String(10), doc="pending, sent, failed, held or digested")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, doc="the last attempt's error")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
