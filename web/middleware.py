@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool

@@ -105,6 +105,31 @@ class LiveServer:
         return c
 
 
+def app_routes(app) -> list:
+    """Every endpoint route the app answers, each with ``path``, ``methods`` and ``dependant``.
+
+    Recent FastAPI keeps included routers nested (``iter_route_contexts`` flattens them); older
+    versions list every route in ``app.routes``. Mounts (static files) and plain Starlette routes
+    (the OpenAPI document) have no dependant and are left out.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before nested routers
+        candidates = list(app.routes)
+    else:
+        candidates = list(iter_route_contexts(app.routes))
+    out = []
+    for route in candidates:
+        methods = getattr(route, "methods", None)
+        try:
+            dependant = route.dependant
+        except AttributeError:
+            continue
+        if methods and dependant is not None:
+            out.append(route)
+    return out
+
+
 CSRF_INPUT = re.compile(r'name="csrf_token"\s+value="([^"]*)"')
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 

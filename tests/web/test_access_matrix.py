@@ -1,0 +1,121 @@
+"""The access matrix: every route x every role x own and other facility, each cell asserted.
+
+A new route is added here as one more ``Row``; ``test_every_route_is_in_the_matrix`` fails until
+it is. In each cell the role's user logs in through the real login form and calls the route on
+their own facility and on one outside their scope (for a national user that one is in scope too).
+Cells: ALLOW (the route's ``ok`` status), SCOPE (403: the facility is not theirs), ROLE (403: the
+role may not use the route). Without a login every route is refused: 401 on the API, a redirect
+to the login page elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.web.conftest import app_routes, csrf_of, page_csrf
+from web.access import PUBLIC_PATHS
+
+ALLOW, SCOPE, ROLE = "allow", "scope", "role"
+
+ROLE_USERS = {
+    # role: (user, own facility, a facility of another)
+    "pharmacist": ("pharm_h1", "H1", "HC2"),
+    "facility_manager": ("manager_h1", "H1", "HC2"),
+    "auditor": ("auditor_tripoli", "H1", "B1"),
+    "admin": ("admin", "H1", "B1"),  # national: the "other" facility is in scope as well
+}
+
+EVERYONE = {role: (ALLOW, ALLOW) for role in ROLE_USERS}
+IN_SCOPE = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ALLOW, SCOPE),
+            "admin": (ALLOW, ALLOW)}
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # as the app declares it; {facility} is filled with the cell's facility
+    cells: dict[str, tuple[str, str]]
+    ok: int = 200
+    params: dict[str, str] = field(default_factory=dict)  # other path parameters
+    query: dict[str, str] = field(default_factory=dict)  # "{facility}" is filled in
+    form: dict[str, str] | None = None  # body of a state-changing page route
+    json: dict | None = None  # body of a state-changing API route
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def url(self, facility: str) -> str:
+        path = self.path.replace("{facility}", facility)
+        for name, value in self.params.items():
+            path = path.replace("{" + name + "}", value)
+        return path
+
+    def query_for(self, facility: str) -> dict[str, str]:
+        return {k: v.replace("{facility}", facility) for k, v in self.query.items()}
+
+
+MATRIX = [
+    Row("GET", "/", EVERYONE),
+    Row("POST", "/logout", EVERYONE, ok=303, form={}),
+    Row("GET", "/api/v1/me", EVERYONE),
+    Row("GET", "/api/v1/stock/on-hand", IN_SCOPE, query={"facility": "{facility}"}),
+    Row("GET", "/api/v1/stock/card/{facility}/{item}", IN_SCOPE, params={"item": "MOR10"}),
+    Row("GET", "/api/v1/audit", {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE),
+                                 "auditor": (ALLOW, ALLOW), "admin": (ALLOW, ALLOW)}),
+]
+
+
+def _call(client, row: Row, facility: str, token: str | None):
+    headers = {"X-CSRF-Token": token} if token and row.method != "GET" else {}
+    return client.request(row.method, row.url(facility), params=row.query_for(facility), headers=headers,
+                          data=row.form or None, json=row.json)
+
+
+def _expected(row: Row, cell: str) -> int:
+    return row.ok if cell == ALLOW else 403
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=lambda r: r.id)
+def test_access_cell(live_server, row):
+    failures = []
+    for role, (username, own, other) in ROLE_USERS.items():
+        assert role in row.cells, f"{row.id}: no cells for role {role}"
+        for where, facility, cell in (("own", own, row.cells[role][0]), ("other", other, row.cells[role][1])):
+            c = live_server.login(username)  # a fresh login per cell: a cell may end it (logout)
+            token = page_csrf(c) if row.method != "GET" else None
+            r = _call(c, row, facility, token)
+            want = _expected(row, cell)
+            if r.status_code != want:
+                failures.append(f"{role} on {where} facility {facility}: {r.status_code}, expected {want} "
+                                f"({cell}): {r.text[:200]}")
+            elif cell != ALLOW and row.path.startswith("/api/"):
+                assert r.json()["error"]["message"], (role, where)
+    assert not failures, f"{row.id}:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=lambda r: r.id)
+def test_access_without_login(live_server, row):
+    anon = live_server.client()
+    token = csrf_of(anon.get("/login").text)  # a valid pre-login token: the refusal is access, not CSRF
+    r = _call(anon, row, "H1", token)
+    if row.path.startswith("/api/"):
+        assert r.status_code == 401 and r.json()["error"]["message"] == "log in first"
+    else:
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+def test_every_route_is_in_the_matrix(sqlite_engine):
+    from tests.web.conftest import make_settings
+    from web.app import create_app
+
+    app = create_app(sqlite_engine, make_settings())
+    declared = {(m, r.path) for r in app_routes(app) for m in r.methods if m != "HEAD"
+                if r.path not in PUBLIC_PATHS}
+    listed = {(row.method, row.path) for row in MATRIX}
+    assert declared - listed == set(), "routes missing from the access matrix"
+    assert listed - declared == set(), "matrix rows for routes that do not exist"
+    for row in MATRIX:
+        assert set(row.cells) == set(ROLE_USERS), row.id

@@ -1,0 +1,173 @@
+"""``dawa users ...`` and ``dawa serve``, run for real against a SQLite file of the test's own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from stock.db import make_engine
+from stock.settings import get_settings
+from tests.stock.builders import build_world
+from tests.web.conftest import Served, make_settings
+from tests.web.test_cli import dawa, table_rows  # noqa: F401  (the fixture, reused)
+from web import auth
+from web.cli_web import PASSWORD_ENV
+from web.models import ApiToken, AuditRecord, WebSession
+
+GOOD = "a-long-enough-password"
+
+
+@pytest.fixture
+def users(dawa, monkeypatch):  # noqa: F811
+    """An initialised database with the small world, and cheap password hashing for the test."""
+    for name, value in (("DAWA_WEB__ARGON2_TIME_COST", "1"), ("DAWA_WEB__ARGON2_MEMORY_KIB", "1024"),
+                        ("DAWA_WEB__ARGON2_PARALLELISM", "1")):
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    assert dawa("init", "--env-file", ".env").exit_code == 0
+    with dawa.session() as s:
+        build_world(s)
+        s.commit()
+    monkeypatch.setenv(PASSWORD_ENV, GOOD)
+    return dawa
+
+
+def test_create_list_and_the_stored_hash(users):
+    r = users("users", "create", "amina", "--role", "pharmacist", "--facility", "H1", "--display-name", "Amina")
+    assert r.exit_code == 0, r.output
+    assert "created amina: pharmacist, scope H1" in r.text
+    assert users("users", "create", "omar", "--role", "auditor", "--region", "Tripoli").exit_code == 0
+    assert users("users", "create", "root", "--role", "admin").exit_code == 0
+    rows = table_rows(users("users", "list").output)
+    assert rows == [("amina", "Amina", "pharmacist", "facility H1", "yes", ""),
+                    ("omar", "", "auditor", "region Tripoli", "yes", ""),
+                    ("root", "", "admin", "national", "yes", "")]
+    with users.session() as s:
+        user = auth.user_by_username(s, "amina")
+        assert user.password_hash.startswith("$argon2id$") and GOOD not in user.password_hash
+        assert auth.check_password(user, GOOD, get_settings().web)
+        assert not auth.check_password(user, GOOD + "x", get_settings().web)
+        created = s.scalars(select(AuditRecord).where(AuditRecord.action == "user_created")).all()
+        assert [a.object_id for a in created] == ["amina", "omar", "root"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("x", "--role", "pharmacist"), "a pharmacist works at one facility: give --facility"),
+    (("x", "--role", "nurse"), "role 'nurse' is not one of pharmacist, facility_manager, auditor, admin"),
+    (("x", "--role", "auditor", "--facility", "NOPE"), "unknown facility 'NOPE'"),
+    (("x", "--role", "auditor", "--region", "Atlantis"), "no facility is in region 'Atlantis'"),
+    (("x", "--role", "auditor", "--facility", "H1", "--region", "Tripoli"), "not both"),
+    (("bad name", "--role", "admin"), "a user name is 1-64 letters"),
+    (("x", "--role", "admin", "--language", "de"), "language must be one of en, fr, ar"),
+])
+def test_create_refuses_what_makes_no_sense(users, args, message):
+    r = users("users", "create", *args)
+    assert r.exit_code == 1
+    assert message in r.err
+    with users.session() as s:
+        assert auth.user_by_username(s, args[0]) is None
+
+
+def test_create_refuses_a_short_password_and_a_taken_name(users, monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, "short")
+    r = users("users", "create", "x", "--role", "admin")
+    assert r.exit_code == 1 and "at least 10 characters" in r.err
+    monkeypatch.setenv(PASSWORD_ENV, GOOD)
+    assert users("users", "create", "x", "--role", "admin").exit_code == 0
+    r = users("users", "create", "x", "--role", "admin")
+    assert r.exit_code == 1 and "user 'x' already exists" in r.err
+
+
+def test_password_is_prompted_for_when_not_in_the_environment(users, monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV)
+    argv = ["users", "create", "x", "--role", "admin", "--db", users.url]
+    from web.cli import app
+
+    r = users.runner.invoke(app, argv, input=f"{GOOD}\n{GOOD}\n")
+    assert r.exit_code == 0, r.output
+    assert GOOD not in r.output  # hidden input
+    with users.session() as s:
+        assert auth.check_password(auth.user_by_username(s, "x"), GOOD, get_settings().web)
+
+
+def test_token_disable_and_password_against_the_running_app(users, monkeypatch):
+    assert users("users", "create", "amina", "--role", "pharmacist", "--facility", "H1").exit_code == 0
+    r = users("users", "token", "amina", "--name", "stock sync")
+    assert r.exit_code == 0
+    token = r.stdout.strip()
+    assert token.startswith(auth.API_TOKEN_PREFIX) and "shown once" in r.err
+    assert users("users", "token", "nobody", "--name", "n").exit_code == 1
+    with users.session() as s:
+        assert s.scalars(select(ApiToken.name)).all() == ["stock sync"]
+
+    engine = make_engine(users.url)
+    served = Served(__import__("web.app", fromlist=["create_app"]).create_app(engine, make_settings()))
+    try:
+        api = httpx.Client(base_url=served.base_url, headers={"Authorization": f"Bearer {token}"})
+        assert api.get("/api/v1/me").json()["username"] == "amina"
+        browser = httpx.Client(base_url=served.base_url)
+        from tests.web.conftest import login
+
+        assert login(browser, "amina", GOOD).status_code == 303
+        r = users("users", "disable", "amina")
+        assert r.exit_code == 0 and "1 login(s) ended" in r.text
+        assert api.get("/api/v1/me").status_code == 401
+        assert browser.get("/api/v1/me").status_code == 401
+        assert login(httpx.Client(base_url=served.base_url), "amina", GOOD).status_code == 401
+        assert users("users", "token", "amina", "--name", "again").exit_code == 1
+
+        assert users("users", "enable", "amina").exit_code == 0
+        assert api.get("/api/v1/me").status_code == 200
+        monkeypatch.setenv(PASSWORD_ENV, "another-long-password")
+        assert users("users", "password", "amina").exit_code == 0
+        assert login(httpx.Client(base_url=served.base_url), "amina", GOOD).status_code == 401
+        assert login(httpx.Client(base_url=served.base_url), "amina", "another-long-password").status_code == 303
+    finally:
+        served.stop()
+        engine.dispose()
+    with users.session() as s:
+        actions = [a for a in s.scalars(select(AuditRecord.action).order_by(AuditRecord.id))]
+        assert actions[-1] == "login" and "user_disabled" in actions and "user_password_set" in actions
+        assert "api_token_created" in actions
+        assert s.scalar(select(WebSession.id)) is not None
+
+
+def test_serve_answers_on_loopback(users, tmp_path):
+    from tests.web.conftest import free_socket
+
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAWA_")}
+    dawa_script = os.path.join(os.path.dirname(sys.executable), "dawa")
+    proc = subprocess.Popen([dawa_script, "serve", "--db", users.url, "--port", str(port)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"dawa serve did not answer: {proc.stdout.read().decode()}")
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["database"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/").headers["location"] == "/login?next=%2F"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_refuses_to_start_without_a_secret_key(users, tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("")
+    monkeypatch.delenv("DAWA_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    r = users("serve", "--port", "1")
+    assert r.exit_code == 1 and "DAWA_SECRET_KEY is not set" in r.err
