@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from sqlalchemy import select
 
+from stock.ledger import post
+
 from stock.masterdata import add_facility, add_user
 from stock.models import User
 from stock.settings import AlertSettings, Settings
@@ -153,6 +155,18 @@ class Hook:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+MARCH = day(date(2026, 3, 2))
+
+
+def stocked_out(session):
+    """H1 received 100 morphine in March and dispensed all of it by May: a stockout."""
+    post(session, [entry("receipt", 100, facility="H1", item="MOR10", lot="L1", at=MARCH),
+                   entry("dispense", 40, facility="H1", item="MOR10", lot="L1", at=day(date(2026, 4, 10))),
+                   entry("dispense", 60, facility="H1", item="MOR10", lot="L1", at=day(date(2026, 5, 10)))],
+         now=day(date(2026, 5, 10)))
+    session.commit()
 
 
 def later(days: int) -> datetime:

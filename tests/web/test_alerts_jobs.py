@@ -9,26 +9,15 @@ import pytest
 from sqlalchemy import select, text
 
 from stock.ledger import post
-from tests.web.alerts_world import NOW, day, deliveries, entry, later, notified, populate, prefer, settings
+from tests.web.alerts_world import (MARCH, NOW, day, deliveries, entry, later, notified, populate, prefer, settings,
+                                    stocked_out)
 from web.alerts.jobs import JOBS, scan_and_alert, stock_alerts, verify_ledger, weekly_digest
 from web.alerts.models import AlertState
-
-MARCH = day(date(2026, 3, 2))
-
 
 @pytest.fixture
 def world(session):
     populate(session)
     return session
-
-
-def stocked_out(session):
-    """H1 received 100 morphine in March and dispensed all of it by May: a stockout."""
-    post(session, [entry("receipt", 100, facility="H1", item="MOR10", lot="L1", at=MARCH),
-                   entry("dispense", 40, facility="H1", item="MOR10", lot="L1", at=day(date(2026, 4, 10))),
-                   entry("dispense", 60, facility="H1", item="MOR10", lot="L1", at=day(date(2026, 5, 10)))],
-         now=day(date(2026, 5, 10)))
-    session.commit()
 
 
 def test_stockout_told_to_the_facility_region_and_national_managers_only(world):

@@ -64,10 +64,10 @@ def send_email(out: Outgoing, settings: AlertSettings, now: datetime) -> None:
     msg["To"] = out.address
     msg["Date"] = formatdate(now.timestamp(), usegmt=True)
     msg["Message-ID"] = make_msgid(domain=settings.smtp_from.rpartition("@")[2] or None)
-    msg["Content-Language"] = out.message.language
     msg["X-Dawa-Alert"] = out.alert_key
     msg.set_content(out.message.text(out.link))
     msg.add_alternative(out.message.html(out.link), subtype="html")
+    msg["Content-Language"] = out.message.language  # after the body: set_content drops Content-* headers
     try:
         with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
             if settings.smtp_starttls:
