@@ -451,6 +451,11 @@ from web.cli_web import register as _register_web  # noqa: E402 - serve and user
 _register_web(app)
 
 
+from web.cli_alerts import register as _register_alerts  # noqa: E402 - scheduler, jobs and alerts commands
+
+_register_alerts(app)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 
