@@ -196,5 +196,46 @@ def stockouts(session: Session, *, today: date, facility_code: str | None = None
     return [p for p in stock_positions(session, today=today, facility_code=facility_code) if p.stocked_out]
 
 
-__all__ = ["on_hand", "stock_card", "expiring", "stock_positions", "stockouts", "OnHand", "StockCard",
-           "CardLine", "StockPosition"]
+@dataclass(frozen=True)
+class PatientDispensing:
+    entry_id: str
+    occurred_at: datetime
+    facility_code: str
+    item_code: str
+    item_name: str
+    lot_number: str
+    quantity: Decimal
+    prescription_id: str | None
+    recorded_by: str
+    reversed_by: str | None
+
+
+def patient_dispensings(session: Session, health_card_id: str, *, facility_ids: list[int] | None = None,
+                        since: datetime | None = None, limit: int = 500) -> list[PatientDispensing]:
+    """A patient's dispensings across facilities, newest first, each with the entry that reversed
+    it if one did. ``facility_ids`` keeps only those facilities' (a reader's scope)."""
+    from sqlalchemy.orm import aliased
+
+    reversal = aliased(LedgerEntry)
+    stmt = (
+        select(LedgerEntry.entry_id, LedgerEntry.occurred_at, Facility.code, Item.code, Item.name,
+               Lot.lot_number, LedgerEntry.quantity, LedgerEntry.prescription_ref, LedgerEntry.recorded_by,
+               reversal.entry_id)
+        .join(Patient, Patient.id == LedgerEntry.patient_id)
+        .join(Facility, Facility.id == LedgerEntry.facility_id)
+        .join(Item, Item.id == LedgerEntry.item_id)
+        .join(Lot, Lot.id == LedgerEntry.lot_id)
+        .outerjoin(reversal, reversal.reverses == LedgerEntry.entry_id)
+        .where(Patient.health_card_id == health_card_id, LedgerEntry.kind == "dispense")
+        .order_by(LedgerEntry.occurred_at.desc(), LedgerEntry.id.desc())
+        .limit(limit)
+    )
+    if facility_ids is not None:
+        stmt = stmt.where(LedgerEntry.facility_id.in_(facility_ids))
+    if since is not None:
+        stmt = stmt.where(LedgerEntry.occurred_at >= since)
+    return [PatientDispensing(*row) for row in session.execute(stmt)]
+
+
+__all__ = ["on_hand", "stock_card", "expiring", "stock_positions", "stockouts", "patient_dispensings",
+           "OnHand", "StockCard", "CardLine", "StockPosition", "PatientDispensing"]

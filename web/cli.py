@@ -374,8 +374,12 @@ def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write th
 def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo database and data go")] = Path("demo"),
          scale: Annotated[float, typer.Option(help="Size of the sample data set")] = 0.3,
          seed: Annotated[int, typer.Option(help="Sample data seed")] = 1,
-         db: DbOption = None):
-    """Build a SQLite database with sample data and print a stock summary."""
+         db: DbOption = None,
+         serve: Annotated[bool, typer.Option(
+             "--serve/--no-serve", help="End by serving the web app on 127.0.0.1 with a demo user per role")] = True,
+         port: Annotated[int, typer.Option(help="Port to serve on")] = 8000):
+    """Build a SQLite database with sample data, print a stock summary and the top flags, then
+    serve the web app with one demo user per role."""
     from sample_data.generator import generate
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -399,6 +403,10 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     console.print(f"\nscan: {report.flags_total} flags")
     _flag_table(top, "Most suspicious flags")
     console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")
+    if serve:
+        from web.cli_web import serve_demo
+
+        serve_demo(engine, url, port)
 
 
 def _summary(engine) -> None:

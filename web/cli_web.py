@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -252,27 +253,57 @@ DEMO_USERS = (
 )
 
 
-def demo_users(session: Session) -> list[tuple[str, str, str, str]]:
+def demo_users(session: Session, web: WebSettings | None = None) -> list[tuple[str, str, str, str]]:
     """One user per role for trying the app, with fresh random passwords (set anew on each run).
 
-    Returns (username, role, scope, password) rows to print. The caller commits.
+    The pharmacist and the manager work at the first facility that is not a warehouse; the auditor
+    and the admin are national. Returns (username, role, scope, password) rows to print. The
+    caller commits.
     """
+    web = web or get_settings().web
     fac = session.scalars(select(Facility).where(Facility.kind != "warehouse").order_by(Facility.code)).first()
     out = []
-    for username, role, scoped in DEMO_USERS:
-        username = f"demo-{username}"
+    for name, role, scoped in DEMO_USERS:
+        username = f"demo-{name}"
         password = secrets.token_urlsafe(9)
         code = fac.code if scoped and fac is not None else None
         user = auth.user_by_username(session, username)
         if user is None:
-            user = create_user(session, username, role, password, facility=code,
-                               display_name=f"Demo {role.replace('_', ' ')}")
+            create_user(session, username, role, password, facility=code,
+                        display_name=f"Demo {role.replace('_', ' ')}", web=web)
         else:
-            user.password_hash = auth.hash_password(password, get_settings().web)
+            user.password_hash = auth.hash_password(password, web)
             user.active = True
             auth.end_user_sessions(session, user.id)
+            audit.record(session, None, "user_password_set", "user", username, {"via": "demo"},
+                         facility_id=user.facility_id)
         out.append((username, role, f"facility {code}" if code else "national", password))
     return out
+
+
+def serve_demo(engine, url: str, port: int | None = None) -> None:
+    """The end of `dawa demo`: print a login for each role, then serve the app on 127.0.0.1."""
+    import uvicorn
+
+    from stock.settings import ensure_secrets
+    from web.app import create_app
+
+    cli = _cli()
+    ensure_secrets(Path(".env"))
+    settings = get_settings().model_copy(update={"database_url": url})
+    with session_factory(engine)() as s:
+        rows = demo_users(s, settings.web)
+        s.commit()
+    port = port or settings.web.port
+    table = Table(title="Demo users (passwords are new on each run)")
+    for col in ("username", "role", "scope", "password"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    cli.console.print(table)
+    cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop)")
+    uvicorn.run(create_app(engine, settings), host="127.0.0.1", port=port, proxy_headers=True,
+                log_level="warning")
 
 
 def register(app: typer.Typer) -> None:
@@ -280,5 +311,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
 
 
-__all__ = ["register", "users_app", "serve", "create_user", "demo_users", "check_password_strength",
+__all__ = ["register", "users_app", "serve", "create_user", "demo_users", "serve_demo", "check_password_strength",
            "PASSWORD_ENV"]

@@ -104,3 +104,38 @@ def test_scope_helpers(engine):
         with pytest.raises(NotFound) as raised:
             facility_in_scope(s, user("auditor"), "NOPE")
         assert raised.value.field == "facility"
+
+
+def test_reading_a_patients_history_is_scoped_and_always_audited(live_server):
+    from web.cli_web import create_user
+
+    with live_server.Session() as s:
+        create_user(s, "auditor_benghazi", "auditor", "correct-horse-battery", region="Benghazi",
+                    web=make_settings().web)
+        s.commit()
+    url = "/api/v1/patients/LY0000000001/dispensings"
+    national = live_server.login("auditor").get(url).json()
+    assert [(r["facility"], r["item"], r["quantity"], r["prescription_id"]) for r in national] == [
+        ("H1", "MOR10", 10, "RX1")]
+    assert national[0]["reversed_by"] is None
+    from stock.ledger import reverse
+
+    with live_server.Session() as s:
+        reverse(s, national[0]["entry_id"], reason="wrong patient", by="pharm_h1", new_id="REV-1")
+        s.commit()
+    assert live_server.login("auditor").get(url).json()[0]["reversed_by"] == "REV-1"
+    assert len(live_server.login("auditor_tripoli").get(url).json()) == 1
+    assert live_server.login("auditor_benghazi").get(url).json() == []
+    missing = live_server.login("auditor").get("/api/v1/patients/LY9999/dispensings")
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "health_card_id"
+    assert live_server.login("pharm_h1").get(url).status_code == 403
+    with live_server.Session() as s:
+        from web.models import AuditRecord
+
+        reads = s.execute(select(AuditRecord.user_id, AuditRecord.object_id, AuditRecord.detail)
+                          .where(AuditRecord.action == "patient_history_read").order_by(AuditRecord.id)).all()
+        readers = [auth.user_by_username(s, n).id for n in ("auditor", "auditor", "auditor_tripoli",
+                                                             "auditor_benghazi", "auditor")]
+    assert [uid for uid, _, _ in reads] == readers
+    assert [obj for _, obj, _ in reads] == ["LY0000000001"] * 4 + ["LY9999"]
+    assert '"rows": 0' in reads[3][2] and '"found": false' in reads[4][2]

@@ -28,6 +28,8 @@ ROLE_USERS = {
 }
 
 EVERYONE = {role: (ALLOW, ALLOW) for role in ROLE_USERS}
+AUDITORS = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "auditor": (ALLOW, ALLOW),
+            "admin": (ALLOW, ALLOW)}
 IN_SCOPE = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ALLOW, SCOPE),
             "admin": (ALLOW, ALLOW)}
 
@@ -63,8 +65,13 @@ MATRIX = [
     Row("GET", "/api/v1/me", EVERYONE),
     Row("GET", "/api/v1/stock/on-hand", IN_SCOPE, query={"facility": "{facility}"}),
     Row("GET", "/api/v1/stock/card/{facility}/{item}", IN_SCOPE, params={"item": "MOR10"}),
-    Row("GET", "/api/v1/audit", {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE),
-                                 "auditor": (ALLOW, ALLOW), "admin": (ALLOW, ALLOW)}),
+    Row("GET", "/api/v1/audit", AUDITORS),
+    Row("GET", "/api/v1/patients/{health_card_id}/dispensings", AUDITORS,
+        params={"health_card_id": "LY0000000001"}),
+    Row("GET", "/notifications", EVERYONE),
+    # Everyone may acknowledge their own notifications; one that is not theirs is not found.
+    Row("POST", "/notifications/{notification_id}/ack", EVERYONE, ok=404, params={"notification_id": "999999"},
+        form={}),
 ]
 
 

@@ -171,3 +171,26 @@ def test_serve_refuses_to_start_without_a_secret_key(users, tmp_path, monkeypatc
     get_settings.cache_clear()
     r = users("serve", "--port", "1")
     assert r.exit_code == 1 and "DAWA_SECRET_KEY is not set" in r.err
+
+
+def test_demo_users_one_per_role_with_new_passwords_each_run(engine):
+    from stock.db import session_factory
+    from tests.web.conftest import seed_world
+    from web.cli_web import demo_users
+
+    Session = session_factory(engine)
+    seed_world(Session)
+    web = make_settings().web
+    with Session() as s:
+        first = demo_users(s, web)
+        s.commit()
+    assert [(u, r, scope) for u, r, scope, _ in first] == [
+        ("demo-pharmacist", "pharmacist", "facility B1"), ("demo-manager", "facility_manager", "facility B1"),
+        ("demo-auditor", "auditor", "national"), ("demo-admin", "admin", "national")]
+    with Session() as s:
+        second = demo_users(s, web)
+        s.commit()
+        for (username, _, _, old), (_, _, _, new) in zip(first, second):
+            user = auth.user_by_username(s, username)
+            assert old != new and len(new) >= 10
+            assert auth.check_password(user, new, web) and not auth.check_password(user, old, web)

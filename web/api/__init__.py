@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.api import audit, me, stock
+from web.api import audit, me, patients, stock
 from web.api.schemas import ErrorBody
 
 ERRORS = {401: {"model": ErrorBody, "description": "not logged in / bad token"},
@@ -21,5 +21,6 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 router.include_router(me.router)
 router.include_router(stock.router)
 router.include_router(audit.router)
+router.include_router(patients.router)
 
 __all__ = ["router"]

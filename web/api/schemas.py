@@ -85,3 +85,16 @@ class AuditOut(BaseModel):
     facility_id: int | None
     detail: dict[str, Any] | None
     ip: str | None
+
+
+class PatientDispensingOut(BaseModel):
+    entry_id: str
+    occurred_at: datetime
+    facility: str
+    item: str
+    item_name: str
+    lot: str
+    quantity: Qty
+    prescription_id: str | None
+    recorded_by: str
+    reversed_by: str | None
