@@ -80,6 +80,8 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     app.include_router(pages.router)
     app.include_router(api.router)
+    from web.alerts.routes import router as alerts_router  # in-app notifications
+    app.include_router(alerts_router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     return app
 
