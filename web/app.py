@@ -82,8 +82,21 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.include_router(api.router)
     from web.alerts.routes import router as alerts_router  # in-app notifications
     app.include_router(alerts_router)
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.mount("/static", VersionedStaticFiles(directory=WEB_DIR / "static"), name="static")
     return app
+
+
+class VersionedStaticFiles(StaticFiles):
+    """Static files; those asked for with a content version (``?v=``, as templates link them)
+    may be cached for a year, so a slow link fetches each asset once per change."""
+
+    def file_response(self, full_path, stat_result, scope, status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if b"v=" in scope.get("query_string", b""):
+            response.headers["cache-control"] = "public, max-age=31536000, immutable"
+        else:
+            response.headers.setdefault("cache-control", "no-cache")
+        return response
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -161,11 +161,20 @@ def end_user_sessions(session: Session, user_id: int) -> int:
     return session.execute(delete(WebSession).where(WebSession.user_id == user_id)).rowcount or 0
 
 
-def purge_expired_sessions(session: Session, settings: WebSettings) -> int:
+ATTEMPTS_KEPT = timedelta(days=30)
+"""Login attempts are kept this long (the audit trail keeps logins for good)."""
+
+
+def purge_expired(session: Session, settings: WebSettings) -> int:
+    """Delete logins that can no longer be used and login attempts past keeping (run at each login,
+    so the tables stay small without a scheduled job)."""
     t = now()
     idle_cut = t - timedelta(minutes=settings.session_idle_minutes)
-    stmt = delete(WebSession).where((WebSession.expires_at <= t) | (WebSession.last_seen <= idle_cut))
-    return session.execute(stmt).rowcount or 0
+    ended = session.execute(
+        delete(WebSession).where((WebSession.expires_at <= t) | (WebSession.last_seen <= idle_cut))).rowcount
+    keep_from = t - max(ATTEMPTS_KEPT, timedelta(minutes=settings.login_window_minutes))
+    old = session.execute(delete(LoginAttempt).where(LoginAttempt.at < keep_from)).rowcount
+    return (ended or 0) + (old or 0)
 
 
 # --- personal API tokens ----------------------------------------------------------------------
@@ -254,6 +263,6 @@ __all__ = [
     "SESSION_COOKIE", "PRESESSION_COOKIE", "LANGUAGE_COOKIE", "API_TOKEN_PREFIX", "hash_password",
     "check_password", "user_by_username", "new_token", "token_hash", "presession_csrf",
     "tokens_equal", "Login", "start_session", "end_session", "session_user", "touch_session",
-    "end_user_sessions", "purge_expired_sessions", "issue_api_token", "api_token_user",
+    "end_user_sessions", "purge_expired", "issue_api_token", "api_token_user",
     "touch_api_token", "Refusal", "login_refusal", "record_attempt",
 ]

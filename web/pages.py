@@ -66,6 +66,7 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
         audit.record(db, request, "login_failed", "user", typed, user=None)
         db.commit()
         return again(gettext(lang, WRONG_LOGIN), 401)
+    auth.purge_expired(db, web)
     login = auth.start_session(db, user, web, replacing=request.cookies.get(auth.SESSION_COOKIE))
     audit.record(db, request, "login", "user", user.username, user=user, facility_id=user.facility_id)
     db.commit()

@@ -151,6 +151,17 @@ def test_api_docs_are_served_from_this_site(live_server):
     assert all(p.startswith("/api/v1/") for p in paths)  # pages stay out of the API description
 
 
+def test_versioned_static_files_are_cached_for_long_the_others_revalidated(live_server):
+    c = live_server.client()
+    page = c.get("/login").text
+    linked = re.findall(r'(?:src|href)="(/static/[^"]+\?v=[^"]+)"', page)
+    assert linked
+    for url in linked:
+        r = c.get(url)
+        assert r.status_code == 200 and r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert c.get("/static/dawa.css").headers["cache-control"] == "no-cache"
+
+
 def test_health_needs_no_login(live_server):
     r = live_server.client().get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}

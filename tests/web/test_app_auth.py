@@ -256,3 +256,20 @@ def test_language_before_login_is_kept_in_a_cookie(live_server):
     assert 'lang="fr"' in c.get("/login").text
     # The browser's preference counts when nothing was chosen.
     assert 'lang="ar"' in live_server.client().get("/login", headers={"Accept-Language": "ar-LY,ar;q=0.9"}).text
+
+
+def test_a_login_clears_away_dead_logins_and_old_attempts(live_server):
+    stale = live_server.login("pharm_hc2")
+    login(live_server.client(), "pharm_h1", "wrong-password-x")
+    with live_server.Session() as s:
+        for row in s.scalars(select(WebSession)):
+            row.expires_at = auth.now() - timedelta(minutes=1)
+        for row in s.scalars(select(LoginAttempt)):
+            row.at = auth.now() - timedelta(days=31)
+        s.commit()
+    live_server.login("pharm_h1")
+    with live_server.Session() as s:
+        assert s.scalar(select(func.count()).select_from(WebSession)) == 1
+        attempts = s.scalars(select(LoginAttempt)).all()
+        assert [(a.username, a.succeeded) for a in attempts] == [("pharm_h1", True)]
+    assert stale.get("/api/v1/me").status_code == 401
