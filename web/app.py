@@ -80,6 +80,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     app.include_router(pages.router)
     app.include_router(api.router)
+    from web import pharmacy; app.include_router(pharmacy.router)  # noqa: E702
     from web.alerts.routes import router as alerts_router  # in-app notifications
     app.include_router(alerts_router)
     app.mount("/static", VersionedStaticFiles(directory=WEB_DIR / "static"), name="static")

@@ -32,6 +32,12 @@ AUDITORS = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "audit
             "admin": (ALLOW, ALLOW)}
 IN_SCOPE = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ALLOW, SCOPE),
             "admin": (ALLOW, ALLOW)}
+PHARMACY_STAFF = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
+                  "admin": (ALLOW, ALLOW)}
+PHARMACY_STAFF_ANYWHERE = {"pharmacist": (ALLOW, ALLOW), "facility_manager": (ALLOW, ALLOW),
+                           "auditor": (ROLE, ROLE), "admin": (ALLOW, ALLOW)}
+PHARMACY_REVERSERS = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
+                      "admin": (ROLE, ROLE)}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,16 @@ MATRIX = [
     # Everyone may acknowledge their own notifications; one that is not theirs is not found.
     Row("POST", "/notifications/{notification_id}/ack", EVERYONE, ok=404, params={"notification_id": "999999"},
         form={}),
+    # Pharmacy pages: staff act on a facility in their scope; auditors review and do not move stock.
+    # An empty form is let in and refused for its content (422); only the facility's own staff reverse.
+    Row("GET", "/pharmacy", PHARMACY_STAFF_ANYWHERE, ok=303),
+    Row("GET", "/pharmacy/choose", PHARMACY_STAFF_ANYWHERE),
+    *[Row("GET", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF)
+      for page in ("dispense", "items", "lots", "prescriptions", "receipt", "transfer-out", "transfers-in", "loss",
+                   "count", "today")],
+    *[Row("POST", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF, ok=422, form={})
+      for page in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count")],
+    Row("POST", "/pharmacy/{facility}/reverse", PHARMACY_REVERSERS, ok=422, form={}),
 ]
 
 

@@ -1,0 +1,337 @@
+"""The pharmacy pages through the live app: dispense (errors next to the field with input kept, the
+warn-then-reason flow, retry safety), receipt, transfer send and receive, loss, count sheet, today's
+entries with reversal, and facility scope. Both databases, real HTTP."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from stock.ledger import post
+from stock.models import Balance, Facility, LedgerEntry, Lot, Patient
+from tests.stock.builders import entry
+from tests.web.conftest import csrf_of
+from web.models import AuditRecord
+
+ENTRY_ID = re.compile(r'name="entry_id" value="([^"]+)"')
+
+
+def form_of(client, path: str) -> tuple[str, str]:
+    """(csrf token, entry_id) of the form at ``path``."""
+    r = client.get(path)
+    assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    return csrf_of(r.text), ENTRY_ID.search(r.text).group(1)
+
+
+def on_hand(live_server, facility: str, lot: str) -> Decimal:
+    with live_server.Session() as s:
+        value = s.scalar(select(Balance.on_hand).join(Lot, Lot.id == Balance.lot_id)
+                         .join(Facility, Facility.id == Balance.facility_id)
+                         .where(Facility.code == facility, Lot.lot_number == lot))
+    return Decimal(value or 0)
+
+
+def stored(live_server, entry_id: str) -> LedgerEntry | None:
+    with live_server.Session() as s:
+        return s.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == entry_id)).one_or_none()
+
+
+def audits(live_server, action: str, object_id: str) -> list[AuditRecord]:
+    with live_server.Session() as s:
+        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action,
+                                                        AuditRecord.object_id == object_id)))
+
+
+def field_error(html: str, field: str) -> str | None:
+    found = re.search(rf'id="f-{field}-error"[^>]*>([^<]*)<', html)
+    return found.group(1) if found else None
+
+
+def input_value(html: str, field: str) -> str | None:
+    found = re.search(rf'<input id="f-{field}" name="{field}"[^>]*?value="([^"]*)"', html, re.S)
+    return found.group(1) if found else None
+
+
+def dispense(client, token: str, entry_id: str, **fields):
+    data = {"csrf_token": token, "entry_id": entry_id, "health_card_id": "LY0000000001", "item_code": "MOR10",
+            "lot_number": "L1", "quantity": "5", "prescription_id": "RX1"}
+    data.update(fields)
+    return client.post("/pharmacy/H1/dispense", data={k: v for k, v in data.items() if v is not None})
+
+
+def test_pharmacist_goes_straight_to_their_facility_and_a_manager_picks_one(live_server):
+    c = live_server.login("pharm_h1")
+    r = c.get("/pharmacy?page=today")
+    assert r.status_code == 303 and r.headers["location"] == "/pharmacy/H1/today"
+    regional = live_server.login("manager_tripoli")
+    r = regional.get("/pharmacy?page=loss")
+    assert r.status_code == 303 and r.headers["location"] == "/pharmacy/choose?page=loss"
+    r = regional.get(r.headers["location"])
+    assert r.status_code == 200
+    assert "/pharmacy/H1/loss" in r.text and "/pharmacy/HC2/loss" in r.text and "/pharmacy/B1/" not in r.text
+    assert regional.get("/pharmacy/B1/dispense").status_code == 403
+    assert live_server.login("auditor").get("/pharmacy").status_code == 403
+
+
+def test_dispense_refused_for_insufficient_stock_keeps_the_input_then_succeeds(live_server):
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    assert on_hand(live_server, "H1", "L1") == 90
+    r = dispense(c, token, entry_id, quantity="500")
+    assert r.status_code == 409
+    assert field_error(r.text, "quantity") == "Not enough stock in lot L1: 90 on hand, 500 asked."
+    assert input_value(r.text, "quantity") == "500"
+    assert input_value(r.text, "health_card_id") == "LY0000000001"
+    assert input_value(r.text, "item_code") == "MOR10"
+    assert f'value="{entry_id}"' in r.text  # the same form: nothing was recorded
+    assert stored(live_server, entry_id) is None and on_hand(live_server, "H1", "L1") == 90
+
+    # Other problems, each next to its field.
+    r = dispense(c, token, entry_id, quantity="two", health_card_id="", item_code="NOPE")
+    assert r.status_code == 422
+    assert field_error(r.text, "quantity") == "Enter a number, such as 12 or 2.5."
+    assert field_error(r.text, "health_card_id") == "This is required."
+    assert field_error(r.text, "item_code") == "No item has the code NOPE."
+    assert input_value(r.text, "quantity") == "two"
+
+    r = dispense(c, token, entry_id, quantity="5")
+    assert r.status_code == 303 and r.headers["location"] == f"/pharmacy/H1/dispense?done={entry_id}"
+    page = c.get(r.headers["location"])
+    assert 'id="done"' in page.text and "MOR10" in page.text
+    assert f'value="{entry_id}"' not in page.text  # a fresh form, a fresh entry_id
+    e = stored(live_server, entry_id)
+    assert e.kind == "dispense" and e.quantity == 5 and e.recorded_by == "pharm_h1" and e.prescription_ref == "RX1"
+    assert on_hand(live_server, "H1", "L1") == 85
+    assert len(audits(live_server, "ledger_post", entry_id)) == 1
+
+
+def test_retrying_the_same_form_posts_once(live_server):
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    for _ in range(3):  # a double click, then a retry after a timeout
+        r = dispense(c, token, entry_id, quantity="4")
+        assert r.status_code == 303 and r.headers["location"].endswith(f"done={entry_id}")
+    with live_server.Session() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerEntry)
+                        .where(LedgerEntry.entry_id == entry_id)) == 1
+    assert on_hand(live_server, "H1", "L1") == 86
+    assert len(audits(live_server, "ledger_post", entry_id)) == 1
+
+
+@pytest.mark.parametrize("case", ["expired_lot", "unregistered_patient", "beyond_prescription"])
+def test_a_policy_warning_needs_a_stated_reason_which_is_recorded(live_server, case):
+    if case == "expired_lot":
+        with live_server.Session() as s:
+            post(s, entry("receipt", 30, facility="H1", item="MOR10", lot="OLD1", expiry_date=date(2020, 1, 31)))
+            s.commit()
+        fields = {"lot_number": "OLD1", "quantity": "3"}
+    elif case == "unregistered_patient":
+        fields = {"health_card_id": "LY9999999999", "prescription_id": ""}
+    else:
+        fields = {"quantity": "25"}  # 10 of RX1's 30 were dispensed before
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, entry_id, **fields)
+    assert r.status_code == 200
+    assert f'data-warning="{case}"' in r.text and 'name="reason"' in r.text and 'name="confirm"' in r.text
+    for name, value in fields.items():
+        if name != "prescription_id":
+            assert f'value="{value}"' in r.text
+    assert stored(live_server, entry_id) is None  # nothing recorded without a reason
+    with live_server.Session() as s:  # not even the unknown patient
+        assert s.scalars(select(Patient).where(Patient.health_card_id == "LY9999999999")).first() is None
+
+    r = dispense(c, token, entry_id, confirm="1", reason="  ", **fields)
+    assert r.status_code == 422 and field_error(r.text, "reason") == "State a reason to go ahead."
+    assert stored(live_server, entry_id) is None
+
+    reason = "Patient in pain, doctor confirmed by phone"
+    r = dispense(c, token, entry_id, confirm="1", reason=reason, **fields)
+    assert r.status_code == 303, r.text[:500]
+    e = stored(live_server, entry_id)
+    assert e.reason == reason and e.kind == "dispense"
+    (record,) = audits(live_server, "ledger_post", entry_id)
+    assert case in record.detail and reason in record.detail
+
+
+def test_lot_suggestions_are_first_expiry_first_out_and_items_are_those_held(live_server):
+    with live_server.Session() as s:
+        post(s, [entry("receipt", 5, facility="H1", item="MOR10", lot="LATE", expiry_date=date(2030, 1, 31)),
+                 entry("receipt", 5, facility="H1", item="MOR10", lot="SOON", expiry_date=date(2027, 1, 31)),
+                 entry("receipt", 5, facility="H1", item="MOR10", lot="GONE", expiry_date=date(2021, 1, 31))])
+        s.commit()
+    c = live_server.login("pharm_h1")
+    r = c.get("/pharmacy/H1/lots", params={"item_code": "MOR10"}, headers={"HX-Request": "true"})
+    assert r.status_code == 200
+    order = re.findall(r'<option value="([^"]*)"', r.text)
+    assert order == ["SOON", "L1", "LATE", "GONE"]  # L1 expires 2028-01-31; the expired lot last
+    assert re.search(r'<option value="SOON" selected>', r.text) and "EXPIRED" in r.text
+    items = c.get("/pharmacy/H1/items", params={"item_code": "mor"}).text
+    assert 'value="MOR10"' in items
+    assert 'value="INSG"' not in c.get("/pharmacy/H1/items", params={"item_code": "ins"}).text  # not held at H1
+    assert 'value="INSG"' in c.get("/pharmacy/H1/items", params={"item_code": "ins", "all": "1"}).text
+    rx = c.get("/pharmacy/H1/prescriptions", params={"health_card_id": "LY0000000001", "item_code": "MOR10"}).text
+    assert 'value="RX1" selected' in rx and "20" in rx  # 20 of 30 left
+    assert audits(live_server, "patient_prescriptions_read", "LY0000000001")
+
+
+def test_receipt_then_loss(live_server):
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/receipt")
+    data = {"csrf_token": token, "entry_id": entry_id, "item_code": "GLOVE", "lot_number": "G7",
+            "quantity": "200", "counterparty_code": "WH-C", "document_number": "DN-1"}
+    r = c.post("/pharmacy/H1/receipt", data={**data, "expiry_date": ""})
+    assert r.status_code == 422 and "expiry_date is required" in field_error(r.text, "expiry_date")
+    assert input_value(r.text, "lot_number") == "G7"
+    r = c.post("/pharmacy/H1/receipt", data={**data, "expiry_date": "2029-05-31"})
+    assert r.status_code == 303
+    assert on_hand(live_server, "H1", "G7") == 200
+    assert stored(live_server, entry_id).document_number == "DN-1"
+
+    token, entry_id = form_of(c, "/pharmacy/H1/loss")
+    data = {"csrf_token": token, "entry_id": entry_id, "item_code": "GLOVE", "lot_number": "G7", "quantity": "12"}
+    r = c.post("/pharmacy/H1/loss", data={**data, "reason": "borrowed"})
+    assert r.status_code == 422 and field_error(r.text, "reason") == "Choose one of the listed reasons."
+    r = c.post("/pharmacy/H1/loss", data={**data, "reason": "damaged"})
+    assert r.status_code == 303
+    e = stored(live_server, entry_id)
+    assert e.kind == "loss" and e.reason == "damaged" and e.effect == -12
+    assert on_hand(live_server, "H1", "G7") == 188
+    assert audits(live_server, "ledger_post", entry_id)
+
+
+def test_transfer_sent_then_received_at_the_other_end(live_server):
+    sender = live_server.login("pharm_h1")
+    token, entry_id = form_of(sender, "/pharmacy/H1/transfer-out")
+    r = sender.post("/pharmacy/H1/transfer-out", data={
+        "csrf_token": token, "entry_id": entry_id, "counterparty_code": "HC2", "item_code": "MOR10",
+        "lot_number": "L1", "quantity": "30", "document_number": "TR-77"})
+    assert r.status_code == 303
+    assert on_hand(live_server, "H1", "L1") == 60
+
+    receiver = live_server.login("pharm_hc2")
+    page = receiver.get("/pharmacy/HC2/transfers-in")
+    assert page.status_code == 200 and f'data-transfer="{entry_id}"' in page.text and "TR-77" in page.text
+    # H1's pharmacist cannot see HC2's arrivals.
+    assert sender.get("/pharmacy/HC2/transfers-in").status_code == 403
+    row_id = re.search(rf'name="entry_id" value="([^"]+)">\s*<input type="hidden" name="out_entry_id" '
+                       rf'value="{entry_id}"', page.text).group(1)
+    data = {"csrf_token": csrf_of(page.text), "entry_id": row_id, "out_entry_id": entry_id}
+    r = receiver.post("/pharmacy/HC2/transfers-in", data={**data, "quantity": "31"})
+    assert r.status_code == 422 and "More than was sent (30)." in r.text
+    r = receiver.post("/pharmacy/HC2/transfers-in", data={**data, "quantity": "28"})
+    assert r.status_code == 303
+    r = receiver.post("/pharmacy/HC2/transfers-in", data={**data, "quantity": "28"})  # a retry
+    assert r.status_code == 303
+    e = stored(live_server, row_id)
+    assert (e.kind, e.quantity, e.counterparty, e.document_number) == ("transfer_in", 28, "H1", "TR-77")
+    assert on_hand(live_server, "HC2", "L1") == 28
+    assert f'data-transfer="{entry_id}"' not in receiver.get("/pharmacy/HC2/transfers-in").text
+
+
+def test_count_sheet_posts_the_lines_filled_in_together(live_server):
+    c = live_server.login("manager_h1")
+    page = c.get("/pharmacy/H1/count")
+    assert page.status_code == 200
+    with live_server.Session() as s:
+        lot_id = s.scalar(select(Lot.id).where(Lot.lot_number == "L1"))
+    sheet = re.search(r'name="sheet_id" value="([^"]+)"', page.text).group(1)
+    data = {"csrf_token": csrf_of(page.text), "sheet_id": sheet}
+    r = c.post("/pharmacy/H1/count", data={**data, f"counted_{lot_id}": "-3"})
+    assert r.status_code == 422 and field_error(r.text, f"counted_{lot_id}") == "A counted quantity cannot be negative."
+    assert 'value="-3"' in r.text
+    r = c.post("/pharmacy/H1/count", data={**data, f"counted_{lot_id}": "87"})
+    assert r.status_code == 303 and r.headers["location"] == "/pharmacy/H1/count?done=1"
+    r = c.post("/pharmacy/H1/count", data={**data, f"counted_{lot_id}": "87"})  # a retry
+    assert r.status_code == 303
+    assert on_hand(live_server, "H1", "L1") == 87
+    with live_server.Session() as s:
+        counts = list(s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "count")))
+    assert len(counts) == 1 and counts[0].book_quantity == 90 and counts[0].effect == -3
+    r = c.post("/pharmacy/H1/count", data={"csrf_token": data["csrf_token"], "sheet_id": "other"})
+    assert r.status_code == 422 and "Enter at least one counted quantity." in r.text
+
+
+def test_reversal_from_todays_entries(live_server):
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    assert dispense(c, token, entry_id, quantity="6").status_code == 303
+    page = c.get("/pharmacy/H1/today")
+    assert f'data-entry="{entry_id}"' in page.text
+    new_id = re.search(rf'name="entry_id" value="{entry_id}">\s*<input type="hidden" name="new_id" '
+                       r'value="([^"]+)"', page.text).group(1)
+    data = {"csrf_token": csrf_of(page.text), "entry_id": entry_id, "new_id": new_id}
+    r = c.post("/pharmacy/H1/reverse", data={**data, "reason": ""})
+    assert r.status_code == 422 and "State a reason to go ahead." in r.text
+    r = c.post("/pharmacy/H1/reverse", data={**data, "reason": "wrong patient card"})
+    assert r.status_code == 303
+    assert c.post("/pharmacy/H1/reverse", data={**data, "reason": "wrong patient card"}).status_code == 303  # retry
+    rev = stored(live_server, new_id)
+    assert rev.reverses == entry_id and rev.reason == "wrong patient card" and rev.effect == 6
+    assert on_hand(live_server, "H1", "L1") == 90
+    assert audits(live_server, "ledger_reverse", entry_id)
+    page = c.get("/pharmacy/H1/today").text
+    assert f"Reversed by {new_id}" in page
+
+    again = {**data, "new_id": "another-try", "reason": "again"}
+    r = c.post("/pharmacy/H1/reverse", data=again)
+    assert r.status_code == 409 and f"Entry {entry_id} was already reversed." in r.text
+    r = c.post("/pharmacy/H1/reverse", data={**again, "entry_id": new_id})
+    assert r.status_code == 409
+    assert f"Entry {new_id} is itself a reversal (of {entry_id}) and cannot be reversed" in r.text
+    assert stored(live_server, "another-try") is None
+
+
+def test_reversal_only_by_the_facilitys_own_staff(live_server):
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    assert dispense(c, token, entry_id).status_code == 303
+    data = {"entry_id": entry_id, "new_id": "rev-x", "reason": "mistake"}
+    other = live_server.login("pharm_hc2")
+    r = other.post("/pharmacy/H1/reverse", data={**data, "csrf_token": csrf_of(other.get("/").text)})
+    assert r.status_code == 403
+    r = other.post("/pharmacy/HC2/reverse", data={**data, "csrf_token": csrf_of(other.get("/").text)})
+    assert r.status_code == 404  # not an entry of HC2
+    admin = live_server.login("admin")
+    assert 'name="new_id"' not in admin.get("/pharmacy/H1/today").text  # sees the entries, no reverse form
+    r = admin.post("/pharmacy/H1/reverse", data={**data, "csrf_token": csrf_of(admin.get("/").text)})
+    assert r.status_code == 403
+    assert stored(live_server, "rev-x") is None
+
+
+def test_a_pharmacist_can_neither_see_nor_post_for_another_facility(live_server):
+    c = live_server.login("pharm_h1")
+    for path in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count", "today",
+                 "lots?item_code=MOR10", "items", "prescriptions"):
+        r = c.get(f"/pharmacy/HC2/{path}")
+        assert r.status_code == 403 and "facility HC2 is outside your scope" in r.text, path
+    token = csrf_of(c.get("/").text)
+    r = c.post("/pharmacy/HC2/dispense", data={"csrf_token": token, "entry_id": "x-1", "health_card_id": "LY0000000001",
+                                               "item_code": "MOR10", "lot_number": "L2", "quantity": "1"})
+    assert r.status_code == 403 and stored(live_server, "x-1") is None
+    r = c.post("/pharmacy/HC2/receipt", data={"csrf_token": token, "entry_id": "x-2", "item_code": "MOR10",
+                                              "lot_number": "L2", "quantity": "1"})
+    assert r.status_code == 403 and stored(live_server, "x-2") is None
+    assert on_hand(live_server, "HC2", "L2") == 50
+    assert c.get("/pharmacy/NOWHERE/dispense").status_code == 404
+
+
+def test_forms_without_the_csrf_token_are_refused(live_server):
+    c = live_server.login("pharm_h1")
+    _, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = c.post("/pharmacy/H1/dispense", data={"entry_id": entry_id, "health_card_id": "LY0000000001",
+                                              "item_code": "MOR10", "lot_number": "L1", "quantity": "1"})
+    assert r.status_code == 403 and stored(live_server, entry_id) is None
+
+
+def test_pages_render_in_french_and_arabic(live_server):
+    c = live_server.login("pharm_h1")
+    for lang in ("fr", "ar"):
+        assert c.post("/language", data={"lang": lang, "csrf_token": csrf_of(c.get("/").text)}).status_code == 303
+        for path in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count", "today"):
+            r = c.get(f"/pharmacy/H1/{path}")
+            assert r.status_code == 200 and f'lang="{lang}"' in r.text, (lang, path)
