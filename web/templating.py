@@ -243,7 +243,9 @@ def extract_server_messages(fileobj, keywords, comment_tags, options):
     Python code translates a message for a page with ``gettext(lang, MESSAGE)`` or
     ``ngettext(lang, SINGULAR, PLURAL, n)``, the language first, which pybabel's own Python
     extractor would misread. This finds those calls whose message is a string literal or a
-    module-level string constant (``WRONG_LOGIN = "Wrong username or password."``).
+    module-level string constant (``WRONG_LOGIN = "Wrong username or password."``), and every
+    module-level string constant named ``MSG_...``, which is how a module declares a message it
+    hands to ``gettext`` through a helper of its own.
     """
     import ast
 
@@ -255,6 +257,8 @@ def extract_server_messages(fileobj, keywords, comment_tags, options):
             for target in stmt.targets:
                 if isinstance(target, ast.Name):
                     constants[target.id] = stmt.value.value
+                    if target.id.startswith("MSG_"):
+                        yield stmt.lineno, "gettext", stmt.value.value, []
 
     def text(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
