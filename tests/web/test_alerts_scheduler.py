@@ -171,3 +171,35 @@ def test_two_scheduler_processes_never_run_one_job_twice(engine, world, tmp_path
         rows = s.execute(select(JobRun.scheduled_for, func.count()).group_by(JobRun.scheduled_for)).all()
     assert all(n == 1 for _, n in rows)
     assert len(rows) == len(ran)
+
+
+@pytest.mark.slow
+def test_a_restart_keeps_the_schedule_and_makes_up_missed_runs_once(engine, world, tmp_path):
+    """Runs missed while the scheduler was down are coalesced into one run when it restarts."""
+    from datetime import datetime, timezone
+
+    first, log1 = start_scheduler(engine, tmp_path, "first", '["verify"]', interval=2)
+    try:
+        assert wait_for(lambda: len(runs(world, "verify")) >= 1, procs=[first]), \
+            (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        stop(first, log1)
+    stopped = max(r.scheduled_for for r in runs(world, "verify", status=None))
+    time.sleep(9)  # four or five runs are missed
+    second, log2 = start_scheduler(engine, tmp_path, "second", '["verify"]', interval=2)
+    try:
+        assert wait_for(lambda: any(r.runner.endswith(f":{second.pid}") for r in runs(world, "verify")),
+                        procs=[second]), (tmp_path / "second.log").read_text()[-3000:]
+    finally:
+        stop(second, log2)
+    output = (tmp_path / "second.log").read_text()
+    # Logged before the scheduler computes any run time: a schedule made afresh at the restart
+    # could only have run times after it, a kept one is already due before it.
+    line = re.search(r"^(\S+ \S+) dawa.scheduler INFO scheduler \S+ started", output, re.M)
+    assert line, output
+    started = datetime.strptime(line.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone(timezone.utc)
+    missed = [r for r in runs(world, "verify", status=None) if stopped < r.scheduled_for < started]
+    # Kept in the store, the schedule was due in the past at the restart: one run stands for all
+    # the missed ones (none would run had the schedule been lost, several without coalescing).
+    assert len(missed) == 1, (stopped, started, [r.scheduled_for for r in runs(world, status=None)])
+    assert missed[0].runner.endswith(f":{second.pid}")
