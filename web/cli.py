@@ -26,7 +26,8 @@ ledger_app = typer.Typer(help="Verify and inspect the ledger.", no_args_is_help=
                          pretty_exceptions_enable=False)
 app.add_typer(ledger_app, name="ledger")
 console = Console()
-err = Console(stderr=True)
+# Errors name files and paths: never wrap them mid-word, so they can be read and searched whole.
+err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
 
