@@ -104,7 +104,10 @@ class IdentityMiddleware:
             await identity.refusal(scope, receive, send)
             return
 
-        if scope["method"] in UNSAFE_METHODS and identity.via != "token":
+        # Token requests carry no ambient credential, nor do anonymous API requests (refused
+        # with 401 by the route): only cookie-borne logins and forms need the CSRF check.
+        needs_csrf = identity.via == "session" or (identity.via is None and not is_api(path))
+        if scope["method"] in UNSAFE_METHODS and needs_csrf:
             supplied = request.headers.get("x-csrf-token")
             body: bytes | None = None
             if not supplied and _is_form(request.headers):
@@ -251,7 +254,9 @@ def _resolve(app_state, request: Request, path: str) -> Identity:
                 with app_state.sessions() as s:
                     auth.touch_session(s, web_session.id)
                     s.commit()
-        else:
+        elif not is_api(path):
+            # Before login, forms (the login form) are bound to a cookie of the visitor's own.
+            # The API sets no cookie: its clients authenticate with a token or a login.
             presession = request.cookies.get(auth.PRESESSION_COOKIE)
             if not presession or len(presession) > 100:
                 presession = secrets.token_urlsafe(32)
