@@ -63,6 +63,7 @@ class Flag(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_scan_id: Mapped[int] = mapped_column(ForeignKey("scan.id"))
     last_scan_id: Mapped[int] = mapped_column(ForeignKey("scan.id"))
+    assignee: Mapped[str | None] = mapped_column(String(64), doc="auditor working the case (anomaly.workflow)")
 
 
 class FlagEvidence(Base):
@@ -99,3 +100,29 @@ class Verdict(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+FLAG_ACTIONS = ("assign", "confirm", "dismiss", "escalate", "comment", "reopen")
+
+
+class FlagEvent(Base):
+    """One step in a flag's review: who did what, moving it from which state to which. Appended by
+    anomaly.workflow, never edited; together the rows are the case's timeline."""
+
+    __tablename__ = "flag_event"
+    __table_args__ = (
+        CheckConstraint(_in("action", FLAG_ACTIONS), name="action"),
+        CheckConstraint(_in("from_state", STATUSES), name="from_state"),
+        CheckConstraint(_in("to_state", STATUSES), name="to_state"),
+        Index("ix_flag_event_flag_at", "flag_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    flag_id: Mapped[str] = mapped_column(ForeignKey("flag.flag_id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(64), doc="user name of who acted (\"scan\" for a reopening)")
+    action: Mapped[str] = mapped_column(String(12))
+    from_state: Mapped[str] = mapped_column(String(12))
+    to_state: Mapped[str] = mapped_column(String(12))
+    comment: Mapped[str | None] = mapped_column(Text)
+    assignee: Mapped[str | None] = mapped_column(String(64), doc="for assign: the auditor given the case")
