@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -98,7 +99,7 @@ def to_xlsx(sheet: Sheet) -> bytes:
     """One sheet with a frozen header row, typed cells and readable column widths."""
     wb = Workbook()
     ws = wb.active
-    ws.title = sheet.title
+    ws.title = re.sub(r"[\[\]:*?/\\]", "-", sheet.title)[:31]  # what Excel allows in a sheet name
     zone = ZoneInfo(sheet.zone)
     header = [f"{c} ({sheet.zone})" if _is_time_column(sheet, i) else c for i, c in enumerate(sheet.columns)]
     ws.append(header)
