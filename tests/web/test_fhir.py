@@ -352,3 +352,16 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     res = runner.invoke(app, ["fhir", "import", str(out), "--db", url], catch_exceptions=False)
     assert res.exit_code == 1
     assert f"{out}: entry[" in res.stderr and "quantity.value: must be greater than zero (0)" in " ".join(res.stderr.split())
+
+
+def test_an_entry_id_fhir_cannot_carry_as_an_id_survives_as_identifier(world):
+    post(world, entry("dispense", 1, entry_id="ward_7/night:1", at=T0 + timedelta(hours=5)))
+    world.commit()
+    bundle = json.loads(export_bundle(world, kinds=["dispense"], version="R5").to_json())
+    validate(bundle, "R5")
+    res = next(r for _i, r in _dispenses(bundle) if r["identifier"][0]["value"] == "ward_7/night:1")
+    assert res["id"] != "ward_7/night:1" and len(res["id"]) == 36  # a UUID derived from the entry_id
+    world.rollback()
+    report = import_bundle(world, bundle)
+    assert (report.added, report.already_present) == (0, 3)  # d1, d2 and this one; d3 was reversed
+    world.rollback()
