@@ -13,10 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 import hashlib
 from datetime import date, datetime
+from itertools import islice, repeat
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -31,7 +34,7 @@ from stock.csvread import (
     parse_timestamps,
 )
 from stock.ledger import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS
-from stock.models import ENTRY_KINDS, Balance, ChainHead, Facility, Item, Lot, Patient
+from stock.models import ENTRY_KINDS, Balance, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
 LEDGER_COLUMNS = {
@@ -67,35 +70,61 @@ class PatientIds:
     created: int
 
 
+def _driver(session: Session):
+    """The driver's own connection and its placeholder: bulk reads and writes skip the ORM."""
+    raw = session.connection().connection.driver_connection
+    return raw, "?" if session.get_bind().dialect.name == "sqlite" else "%s"
+
+
 def patient_ids(session: Session, cards: list[str]) -> PatientIds:
     """Ids of the patients holding ``cards``; a card not in the register becomes an unregistered
     patient (the evidence a ghost-patient detector needs), never an error."""
+    session.flush()
+    raw, ph = _driver(session)
     wanted = {c for c in cards if c}
-    ids = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
-    missing = sorted(wanted - set(ids))
-    if missing:
-        session.execute(insert(Patient), [{"health_card_id": c, "registered": False} for c in missing])
-        ids = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
+    cur = raw.cursor()
+    try:
+        cur.execute("SELECT health_card_id, id FROM patient")
+        ids = dict(cur.fetchall())
+        missing = sorted(wanted - ids.keys())
+        if missing:
+            cur.executemany(f"INSERT INTO patient (health_card_id, registered) VALUES ({ph}, {ph})",
+                            [(c, False) for c in missing])
+            cur.execute("SELECT health_card_id, id FROM patient")
+            ids = dict(cur.fetchall())
+    finally:
+        cur.close()
     return PatientIds(ids, len(missing))
 
 
-def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple],
-                existing: dict[str, int]) -> None:
+def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple]) -> int:
     """Insert or update master-data rows through the driver: ``rows[i][0]`` is the natural key
-    (the first of ``columns``); ``existing`` maps keys already stored to their ids. Values must
-    be as the driver stores them (see ``db_date``)."""
-    raw = session.connection().connection.driver_connection
-    ph = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
-    new = [r for r in rows if r[0] not in existing]
-    old = [(*r[1:], existing[r[0]]) for r in rows if r[0] in existing]
+    (the first of ``columns``). A row equal to what is stored is left alone, so re-importing the
+    same file writes nothing. Values must be as the driver stores and returns them (see
+    ``db_date``). Returns how many rows were inserted or changed."""
+    session.flush()
+    raw, ph = _driver(session)
     cur = raw.cursor()
-    if new:
-        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))})", new)
-    if old:
-        sets = ", ".join(f"{c} = {ph}" for c in columns[1:])
-        cur.executemany(f"UPDATE {table} SET {sets} WHERE id = {ph}", old)
-    cur.close()
+    try:
+        cur.execute(f"SELECT {', '.join(columns)}, id FROM {table}")
+        stored = {r[0]: r for r in cur.fetchall()}
+        new, changed = [], []
+        for r in rows:
+            old = stored.get(r[0])
+            if old is None:
+                new.append(r)
+            elif tuple(old[:-1]) != r:
+                changed.append((*r[1:], old[-1]))
+        if new:
+            cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) "
+                            f"VALUES ({', '.join([ph] * len(columns))})", new)
+        if changed:
+            sets = ", ".join(f"{c} = {ph}" for c in columns[1:])
+            cur.executemany(f"UPDATE {table} SET {sets} WHERE id = {ph}", changed)
+    finally:
+        cur.close()
     session.expire_all()
+    return len(new) + len(changed)
 
 
 def db_date(session: Session):
@@ -169,16 +198,24 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
         raise ImportFailed(sheet.problems)
 
     occurred_us = ts
-    cols = {c: sheet.col(c).tolist() for c in CONTENT if c not in ("quantity", "occurred_at")}
-    cols["quantity"] = qty.tolist()
-    cols["occurred_at"] = occurred_us.tolist()
-    entry_ids = sheet.col("entry_id").tolist()
-    cols["entry_id"] = entry_ids
 
     # Idempotency: rows already stored (or repeated in the file) are skipped when identical and
-    # refused when not.
+    # refused when not. Rows are compared value by value only when there is something to compare.
     keep = np.ones(n, dtype=bool)
     dup = frame["entry_id"].duplicated(keep="first").to_numpy()
+    session.flush()
+    stored_ids = _all_entry_ids(_driver(session)[0])
+    hit = frame["entry_id"].isin(stored_ids).to_numpy() if stored_ids else np.zeros(n, dtype=bool)
+    del stored_ids
+    if not dup.any() and not hit.any():
+        cols: dict[str, list] = {}
+        entry_ids: list[str] = []
+    else:
+        cols = {c: sheet.col(c).tolist() for c in CONTENT if c not in ("quantity", "occurred_at")}
+        cols["quantity"] = qty.tolist()
+        cols["occurred_at"] = occurred_us.tolist()
+        entry_ids = sheet.col("entry_id").tolist()
+        cols["entry_id"] = entry_ids
     if dup.any():
         first: dict[str, int] = {}
         for i, eid in enumerate(entry_ids):
@@ -190,7 +227,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
                 keep[i] = False
             else:
                 first[eid] = i
-    stored = _stored_content(session, [e for e, k in zip(entry_ids, keep) if k])
+    stored = _stored_content(session, [e for e, k, h in zip(entry_ids, keep, hit) if k and h]) if hit.any() else {}
     if stored:
         for i, eid in enumerate(entry_ids):
             if keep[i] and eid in stored:
@@ -217,7 +254,12 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     df["_fid"] = df["facility_code"].map(facilities).astype("int64")
     df["_iid"] = df["item_code"].map({code: v[0] for code, v in items.items()}).astype("int64")
     heads = _lock_heads(session, sorted(int(f) for f in df["_fid"].unique()))
-    plan = _simulate(session, sheet, df)
+    lots, balances = _stored_lots_and_balances(session)
+    plan = _simulate_fast(df, lots, balances)
+    if plan is None:
+        # Something would be refused (or the fast pass cannot be sure): the exact loop names it.
+        plan = _simulate(sheet, df, lots, balances)
+    _check_reverses(session, sheet, df)
     if sheet.problems:
         raise ImportFailed(sheet.problems)
     _write(session, df, plan, heads, facilities, now, progress, result)
@@ -225,11 +267,8 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
 
 
 def _stored_content(session: Session, entry_ids: list[str]) -> dict[str, tuple]:
-    """Content of already-stored entries among ``entry_ids``, in CONTENT order."""
-    from stock.models import LedgerEntry
-
-    all_ids = set(session.scalars(select(LedgerEntry.entry_id)))
-    hits = [e for e in entry_ids if e in all_ids]
+    """Content of the stored entries ``entry_ids``, in CONTENT order."""
+    hits = entry_ids
     out: dict[str, tuple] = {}
     sql = text(
         "SELECT e.entry_id, e.kind, f.code, i.code, l.lot_number, e.quantity, e.occurred_at, "
@@ -245,6 +284,15 @@ def _stored_content(session: Session, entry_ids: list[str]) -> dict[str, tuple]:
             values[5] = chain._us(values[5])
             out[row[0]] = tuple("" if v is None else v for v in values)
     return out
+
+
+def _all_entry_ids(raw) -> set[str]:
+    cur = raw.cursor()
+    try:
+        cur.execute("SELECT entry_id FROM ledger_entry")
+        return {e for (e,) in cur.fetchall()}
+    finally:
+        cur.close()
 
 
 def _lock_heads(session: Session, facility_ids: list[int]) -> dict[int, list]:
@@ -267,19 +315,14 @@ def _lock_heads(session: Session, facility_ids: list[int]) -> dict[int, list]:
 
 @dataclass
 class _Plan:
-    effect: list[int]
-    book: list[int | None]
+    effect: np.ndarray               # signed change to on hand of each row (thousandths)
+    book: np.ndarray                 # on hand by the books before each row (used on counts)
     lots: dict[tuple, list]          # (item_id, lot_number) -> [lot_id or None, expiry ISO or ""]
-    balances: dict[tuple, int]       # (facility_id, item_id, lot_number) -> on hand (thousandths)
+    balances: dict[tuple, int]       # (facility_id, item_id, lot_number) -> on hand, touched keys only
     existing_balance: set[tuple]
 
 
-def _simulate(session: Session, sheet: Sheet, df: pd.DataFrame) -> _Plan:
-    """One pass in application order: lots, effects, counts, and the never-below-zero rule.
-
-    This is the one loop that must be sequential (a count sets stock to what was counted, so
-    each row depends on the ones before it); it touches only plain Python values.
-    """
+def _stored_lots_and_balances(session: Session) -> tuple[dict[tuple, list], dict[tuple, int]]:
     lots: dict[tuple, list] = {
         (item_id, lot_number): [lot_id, exp.isoformat() if exp else ""]
         for lot_id, item_id, lot_number, exp in session.execute(
@@ -289,6 +332,90 @@ def _simulate(session: Session, sheet: Sheet, df: pd.DataFrame) -> _Plan:
     balances: dict[tuple, int] = {}
     for fid, lot_id, on_hand in session.execute(text("SELECT facility_id, lot_id, on_hand FROM balance")):
         balances[(fid, *lot_key[lot_id])] = int(on_hand)
+    return lots, balances
+
+
+def _groups(df: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Group number of each row (numbered in order of first appearance) and each group's first row."""
+    codes = df.groupby(columns, sort=False).ngroup().to_numpy()
+    _, first = np.unique(codes, return_index=True)
+    return codes, first
+
+
+def _simulate_fast(df: pd.DataFrame, stored_lots: dict[tuple, list], stored: dict[tuple, int]) -> _Plan | None:
+    """The balance simulation without a Python loop over rows; None when any row might be refused.
+
+    Each (facility, item, lot)'s rows, in application order, form segments cut at counts: a count
+    sets on hand to what was counted, every other row adds its signed quantity. On hand after a
+    row is then the segment's start (the stored balance, or the count's quantity) plus a running
+    sum within the segment. When nothing is refused this is exactly what ``_simulate`` computes;
+    when anything might be (a negative balance, a lot problem), the caller runs ``_simulate``,
+    which names each offending row.
+    """
+    m = len(df)
+    kind = df["kind"]
+    q = df["_q"].to_numpy(dtype="int64")
+    if m and int(np.abs(q).max()) >= (2 ** 62) // (m + len(stored) + 1):
+        return None  # sums could leave int64: let the loop work with Python integers
+    is_count = (kind == "count").to_numpy()
+    is_sub = kind.isin(SUBTRACTS).to_numpy()
+
+    # Lots: a new lot enters by its first row, which must be able to create it.
+    lcodes, lfirst = _groups(df, ["_iid", "lot_number"])
+    iids, lotn = df["_iid"].to_numpy(), df["lot_number"].to_numpy(dtype=object)
+    exps, kinds = df["expiry_date"].to_numpy(dtype=object), kind.to_numpy(dtype=object)
+    lots = dict(stored_lots)
+    lot_exp = np.empty(len(lfirst), dtype=object)
+    for g, j in enumerate(lfirst):
+        key = (int(iids[j]), lotn[j])
+        lot = lots.get(key)
+        if lot is None:
+            if kinds[j] not in NEW_LOT_KINDS or (lotn[j] and not exps[j] and kinds[j] != "count"):
+                return None
+            lot = lots[key] = [None, exps[j]]
+        lot_exp[g] = lot[1]
+    row_exp = lot_exp[lcodes]
+    if ((exps != "") & (row_exp != "") & (exps != row_exp)).any():
+        return None
+
+    # Balances, rows grouped by (facility, item, lot) in application order.
+    bcodes, bfirst = _groups(df, ["_fid", "_iid", "lot_number"])
+    fids = df["_fid"].to_numpy()
+    keys = [(int(fids[j]), int(iids[j]), lotn[j]) for j in bfirst]
+    init = np.fromiter((stored.get(k, 0) for k in keys), dtype="int64", count=len(keys))
+    perm = np.argsort(bcodes, kind="stable")
+    g, cnt, qs = bcodes[perm], is_count[perm], q[perm]
+    c = np.where(cnt, 0, np.where(is_sub[perm], -qs, qs))
+    start = np.ones(m, dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    seg_start = start | cnt
+    sid = np.cumsum(seg_start) - 1
+    base = np.where(cnt, qs, init[g])[seg_start][sid]
+    total = np.cumsum(c)
+    after = base + total - (total - c)[seg_start][sid]
+    if (after < 0).any():
+        return None
+    before = np.empty(m, dtype="int64")
+    before[1:] = after[:-1]
+    before[start] = init[g[start]]
+    effect = np.empty(m, dtype="int64")
+    book = np.empty(m, dtype="int64")
+    effect[perm] = np.where(cnt, qs - before, c)
+    book[perm] = before
+    end = np.ones(m, dtype=bool)
+    end[:-1] = g[1:] != g[:-1]
+    balances = dict(zip((keys[k] for k in g[end]), after[end].tolist()))
+    return _Plan(effect, book, lots, balances, set(stored))
+
+
+def _simulate(sheet: Sheet, df: pd.DataFrame, stored_lots: dict[tuple, list], stored: dict[tuple, int]) -> _Plan:
+    """One pass in application order: lots, effects, counts, and the never-below-zero rule.
+
+    The exact, sequential form (a count sets stock to what was counted, so each row depends on
+    the ones before it), run when the fast pass finds something to refuse: it names each row.
+    """
+    lots = dict(stored_lots)
+    balances = dict(stored)
     existing_balance = set(balances)
     m = len(df)
     kinds, qty = df["kind"].tolist(), df["_q"].tolist()
@@ -296,7 +423,8 @@ def _simulate(session: Session, sheet: Sheet, df: pd.DataFrame) -> _Plan:
     exps, rows = df["expiry_date"].tolist(), df["_row"].tolist()
     items, facs = df["item_code"].tolist(), df["facility_code"].tolist()
     effect: list[int] = [0] * m
-    book: list[int | None] = [None] * m
+    book: list[int] = [0] * m
+    touched: set[tuple] = set()
     adds, subs, new_lot_kinds = set(ADDS) | {"adjustment"}, set(SUBTRACTS), set(NEW_LOT_KINDS)
     for j in range(m):
         kind, lk, exp = kinds[j], (iids[j], lotn[j]), exps[j]
@@ -323,7 +451,7 @@ def _simulate(session: Session, sheet: Sheet, df: pd.DataFrame) -> _Plan:
             eff = -q
         else:
             eff = q - on_hand
-            book[j] = on_hand
+        book[j] = on_hand
         if on_hand + eff < 0:
             what = f"lot {lotn[j]}" if lotn[j] else "the untracked lot"
             sheet.report_row(rows[j], "quantity",
@@ -331,9 +459,10 @@ def _simulate(session: Session, sheet: Sheet, df: pd.DataFrame) -> _Plan:
                              f"on hand {from_milli(on_hand)}, asked {from_milli(-eff)}")
             continue
         balances[bkey] = on_hand + eff
+        touched.add(bkey)
         effect[j] = eff
-    _check_reverses(session, sheet, df)
-    return _Plan(effect, book, lots, balances, existing_balance)
+    return _Plan(np.array(effect, dtype=object), np.array(book, dtype=object), lots,
+                 {k: balances[k] for k in touched}, existing_balance)
 
 
 def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
@@ -364,15 +493,45 @@ def _none(values: list[str]) -> list[str | None]:
     return [v or None for v in values]
 
 
-def _timestamps_text(us: np.ndarray, dialect: str) -> list[str]:
-    """Timestamps as each database's driver stores them (SQLite: SQLAlchemy's naive UTC text)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+TEXT = pa.large_string()
 
-    iso = pa.array(np.datetime_as_string(us.astype("datetime64[us]"), unit="us"))
+
+def _arrow(values) -> pa.Array:
+    """A column as one Arrow array (pandas' Arrow-backed text columns convert without a copy)."""
+    arr = pa.array(values)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return arr if arr.type == TEXT else arr.cast(TEXT)
+
+
+def _ints_text(values: np.ndarray) -> pa.Array:
+    return pa.array(np.asarray(values, dtype="int64")).cast(TEXT)
+
+
+def _timestamps_text(us: np.ndarray, dialect: str) -> list[str]:
+    """Timestamps as each database's driver stores them (SQLite: SQLAlchemy's naive UTC text,
+    'YYYY-MM-DD HH:MM:SS.ffffff'; PostgreSQL: ISO 8601 with a +00:00 offset)."""
+    text_ = pa.array(np.asarray(us, dtype="int64")).cast(pa.timestamp("us")).cast(pa.string())
     if dialect == "sqlite":
-        return pc.replace_substring(iso, "T", " ", max_replacements=1).to_pylist()
-    return pc.binary_join_element_wise(iso, "+00:00", "").to_pylist()
+        return text_.to_pylist()
+    return pc.binary_join_element_wise(pc.replace_substring(text_, " ", "T", max_replacements=1),
+                                       "+00:00", "").to_pylist()
+
+
+def payloads(columns: list, prefix: str) -> list[str]:
+    """Each row's canonical text after ``prefix`` and a separator, built column-wise by Arrow: ``columns`` are
+    Arrow text arrays (or one value for every row) in chain.FIELDS order after the version."""
+    columns = [c if isinstance(c, pa.Array) else pa.scalar(c, TEXT) for c in columns]
+    return pc.binary_join_element_wise(pa.scalar(prefix, TEXT), *columns, pa.scalar(chain.SEP, TEXT)).to_pylist()
+
+
+def link_all(payload: list[str], fids: list[int], prev: dict[int, str]) -> list[str]:
+    """The hash chain over rows in order: each row's hash covers the previous hash of its own
+    facility's chain and its payload. ``prev`` (facility id -> head hash) is advanced in place."""
+    sha = hashlib.sha256
+    hashes = [""] * len(payload)
+    for j, (fid, text_) in enumerate(zip(fids, payload)):
+        prev[fid] = hashes[j] = sha((prev[fid] + text_).encode("utf-8")).hexdigest()
+    return hashes
 
 
 def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, list], facilities: dict[str, int],
@@ -390,49 +549,57 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
     patients = patient_ids(session, cards[cards != ""].unique().tolist())
     result.unregistered_patients = patients.created
 
-    fids, iids, lotn = df["_fid"].tolist(), df["_iid"].tolist(), df["lot_number"].tolist()
-    lot_rows = [plan.lots[(i, ln)] for i, ln in zip(iids, lotn)]
-    lot_ids = [r[0] for r in lot_rows]
-    start_len = df["_fid"].map({f: h[0] for f, h in heads.items()})
-    seq = (df.groupby("_fid", sort=False).cumcount() + 1 + start_len).tolist()
-    qty, eff, book = df["_q"].tolist(), plan.effect, plan.book
-    recorded_us = str(chain.epoch_us(now))
+    # Per-row lot id and expiry, through each (item, lot) group.
+    lcodes, lfirst = _groups(df, ["_iid", "lot_number"])
+    iids_np, lotn_np = df["_iid"].to_numpy(), df["lot_number"].to_numpy(dtype=object)
+    group_lots = [plan.lots[(int(iids_np[j]), lotn_np[j])] for j in lfirst]
+    lot_ids = np.array([lot[0] for lot in group_lots], dtype="int64")[lcodes]
+    lot_exp = pa.array([lot[1] for lot in group_lots], type=TEXT).take(pa.array(lcodes))
+    start_len = df["_fid"].map({f: h[0] for f, h in heads.items()}).to_numpy()
+    seq = df.groupby("_fid", sort=False).cumcount().to_numpy() + 1 + start_len
+    is_count = (df["kind"] == "count").to_numpy()
+    qty, eff = df["_q"].to_numpy(), np.asarray(plan.effect, dtype="int64")
+    book_text = pc.if_else(pa.array(is_count), _ints_text(np.where(is_count, plan.book, 0).astype("int64")),
+                           pa.scalar("", TEXT))
+    recorded_us = chain.epoch_us(now)
+
+    progress("hashing", 0, m)
+    col = {c: _arrow(df[c]) for c in ("facility_code", "entry_id", "kind", "item_code", "lot_number",
+                                       "recorded_by", "health_card_id", "prescription_id",
+                                       "counterparty_code", "reason", "document_number", "reverses")}
     # The canonical text of each entry, in chain.FIELDS order (see chain.link_text).
-    texts = zip(df["facility_code"].tolist(), map(str, seq), df["entry_id"].tolist(), df["kind"].tolist(),
-                df["item_code"].tolist(), lotn, [r[1] for r in lot_rows], map(str, qty), map(str, eff),
-                ["" if b is None else str(b) for b in book], map(str, df["_occ"].tolist()),
-                [recorded_us] * m, df["recorded_by"].tolist(), cards.tolist(), df["prescription_id"].tolist(),
-                df["counterparty_code"].tolist(), df["reason"].tolist(), df["document_number"].tolist(),
-                df["reverses"].tolist())
-    sep = chain.SEP
-    prefix = "\x1e" + chain.VERSION + sep
+    texts = payloads([col["facility_code"], _ints_text(seq), col["entry_id"], col["kind"], col["item_code"],
+                      col["lot_number"], lot_exp, _ints_text(qty), _ints_text(eff), book_text,
+                      _ints_text(df["_occ"].to_numpy()), str(recorded_us), col["recorded_by"],
+                      col["health_card_id"], col["prescription_id"], col["counterparty_code"], col["reason"],
+                      col["document_number"], col["reverses"]], "\x1e" + chain.VERSION)
+    fids = df["_fid"].tolist()
     prev = {f: h[1] for f, h in heads.items()}
-    hashes: list[str] = [""] * m
-    sha = hashlib.sha256
-    for j, (fid, fields) in enumerate(zip(fids, texts)):
-        h = sha((prev[fid] + prefix + sep.join(fields)).encode("utf-8")).hexdigest()
-        prev[fid] = hashes[j] = h
-        if j % REPORT_EVERY == 0:
-            progress("hashing", j, m)
+    hashes = link_all(texts, fids, prev)
+    del texts
     progress("hashing", m, m)
-    last_seq: dict[int, int] = {}
-    for fid, sq in zip(fids, seq):
-        last_seq[fid] = sq
-    for fid, sq in last_seq.items():
-        heads[fid] = [sq, prev[fid]]
+    last = pd.Series(seq).groupby(df["_fid"].to_numpy()).max()
+    for fid, sq in last.items():
+        heads[int(fid)] = [int(sq), prev[int(fid)]]
 
     dialect = session.get_bind().dialect.name
-    kinds, cps = df["kind"].tolist(), df["counterparty_code"].tolist()
-    cp_ids = [facilities.get(cp) if cp else None for cp in cps]
-    rec_text = _timestamps_text(np.array([chain.epoch_us(now)]), dialect)[0]
-    rows = list(zip(
-        df["entry_id"].tolist(), fids, seq, hashes, kinds, iids, lot_ids, qty, eff, book,
-        _timestamps_text(df["_occ"].to_numpy(), dialect), [rec_text] * m, df["recorded_by"].tolist(),
-        [patients.ids[c] if c else None for c in cards.tolist()], _none(df["prescription_id"].tolist()),
-        _none(cps), cp_ids, _none(df["reason"].tolist()), _none(df["document_number"].tolist()),
+    cps = df["counterparty_code"]
+    cp_ids = cps.map(facilities).astype(object).where(cps != "", None).tolist()
+    cp_ids = [None if v is None or v != v else int(v) for v in cp_ids]
+    patient_col = cards.map(patients.ids).astype(object).where(cards != "", None).tolist()
+    patient_col = [None if v is None or v != v else int(v) for v in patient_col]
+    rec_text = _timestamps_text(np.array([recorded_us]), dialect)[0]
+    book = np.where(is_count, plan.book, 0).astype("int64").tolist()
+    book = [b if c else None for b, c in zip(book, is_count.tolist())]
+    rows = zip(
+        df["entry_id"].tolist(), fids, seq.tolist(), hashes, df["kind"].tolist(), iids_np.tolist(),
+        lot_ids.tolist(), qty.tolist(), eff.tolist(), book,
+        _timestamps_text(df["_occ"].to_numpy(), dialect), repeat(rec_text, m), df["recorded_by"].tolist(),
+        patient_col, _none(df["prescription_id"].tolist()),
+        _none(cps.tolist()), cp_ids, _none(df["reason"].tolist()), _none(df["document_number"].tolist()),
         _none(df["reverses"].tolist()),
-    ))
-    _insert_rows(session, dialect, rows, progress)
+    )
+    _insert_rows(session, dialect, rows, m, progress)
     result.added = m
 
     # Balances and chain heads, in the same transaction.
@@ -453,10 +620,11 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
     session.expire_all()
 
 
-def _insert_rows(session: Session, dialect: str, rows: list[tuple], progress) -> None:
+def _insert_rows(session: Session, dialect: str, rows, m: int, progress) -> None:
+    """Write ``m`` rows (an iterable of tuples in INSERT_COLUMNS order) through the driver."""
     raw = session.connection().connection.driver_connection
     cols = ", ".join(INSERT_COLUMNS)
-    m = len(rows)
+    progress("writing", 0, m)
     if dialect == "postgresql":
         with raw.cursor() as cur, cur.copy(f"COPY ledger_entry ({cols}) FROM STDIN") as copy:
             for done, row in enumerate(rows):
@@ -467,8 +635,9 @@ def _insert_rows(session: Session, dialect: str, rows: list[tuple], progress) ->
         sql = f"INSERT INTO ledger_entry ({cols}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
         cur = raw.cursor()
         rebuild = _drop_lookup_indexes(cur, m)
+        rows = iter(rows)
         for start in range(0, m, REPORT_EVERY):
-            cur.executemany(sql, rows[start:start + REPORT_EVERY])
+            cur.executemany(sql, islice(rows, REPORT_EVERY))
             progress("writing", start, m)
         if rebuild:
             progress("indexing", 0, len(rebuild))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import repeat
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +32,7 @@ from stock.csvread import (
     parse_quantities,
     read_sheet,
 )
-from stock.models import FACILITY_KINDS, SEXES, ChainHead, Facility, Item, Patient, Prescription
+from stock.models import FACILITY_KINDS, SEXES, Facility, Item
 from stock.quantities import from_milli
 
 FACILITY_COLUMNS = {"code": True, "name": True, "region": True, "kind": True, "parent_code": False}
@@ -60,8 +61,16 @@ class ImportReport:
     files: list[str] = field(default_factory=list)
 
 
-def _none(s: pd.Series) -> list:
-    return [v if v != "" else None for v in s.tolist()]
+def _nones(s: pd.Series) -> list:
+    """Text cells with '' as None."""
+    return [v or None for v in s.tolist()]
+
+
+def _optional_ints(s: pd.Series) -> list:
+    """Numbers (NaN where missing) as Python ints and None."""
+    missing = s.isna().to_numpy()
+    values = s.fillna(0).astype("int64").tolist()
+    return [None if m else v for v, m in zip(values, missing.tolist())] if missing.any() else values
 
 
 def _codes(session: Session, model) -> dict[str, int]:
@@ -121,22 +130,33 @@ def _facilities(session: Session, sheet: Sheet, report: ImportReport) -> list[Pr
     sheet.report((parent != "") & (parent == sheet.col("code")), "parent_code", "a facility cannot supply itself")
     if sheet.problems:
         return sheet.problems
-    existing = _codes(session, Facility)
-    f = sheet.frame
-    for code, name, region, kind in zip(f["code"], f["name"], f["region"], f["kind"]):
-        if code in existing:
-            session.execute(update(Facility).where(Facility.id == existing[code])
-                            .values(name=name, region=region, kind=kind))
-        else:
-            fac = Facility(code=code, name=name, region=region, kind=kind)
-            session.add(fac)
-            session.flush()
-            session.add(ChainHead(facility_id=fac.id, length=0, head_hash=chain.GENESIS))
-            existing[code] = fac.id
-    for code, pcode in zip(f["code"], parent):
-        session.execute(update(Facility).where(Facility.id == existing[code])
-                        .values(parent_id=existing[pcode] if pcode else None))
     session.flush()
+    raw, ph = bulk._driver(session)
+    cur = raw.cursor()
+    try:
+        cur.execute("SELECT code, id, name, region, kind, parent_id FROM facility")
+        stored = {r[0]: r[1:] for r in cur.fetchall()}
+        f = sheet.frame
+        rows = list(zip(f["code"].tolist(), f["name"].tolist(), f["region"].tolist(), f["kind"].tolist()))
+        new = [r for r in rows if r[0] not in stored]
+        changed = [(*r[1:], stored[r[0]][0]) for r in rows if r[0] in stored and tuple(stored[r[0]][1:4]) != r[1:]]
+        if new:
+            cur.executemany(f"INSERT INTO facility (code, name, region, kind) VALUES ({ph}, {ph}, {ph}, {ph})", new)
+            cur.execute("SELECT code, id FROM facility")
+            ids = dict(cur.fetchall())
+            cur.executemany(f"INSERT INTO chain_head (facility_id, length, head_hash) VALUES ({ph}, 0, {ph})",
+                            [(ids[r[0]], chain.GENESIS) for r in new])
+        else:
+            ids = {code: v[0] for code, v in stored.items()}
+        if changed:
+            cur.executemany(f"UPDATE facility SET name = {ph}, region = {ph}, kind = {ph} WHERE id = {ph}", changed)
+        parents = [(ids[p] if p else None, ids[c]) for c, p in zip(f["code"].tolist(), parent.tolist())
+                   if c not in stored or stored[c][4] != (ids[p] if p else None)]
+        if parents:
+            cur.executemany(f"UPDATE facility SET parent_id = {ph} WHERE id = {ph}", parents)
+    finally:
+        cur.close()
+    session.expire_all()
     report.facilities = len(f)
     return []
 
@@ -185,15 +205,12 @@ def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Prob
                  lambda i: f"unknown facility {home.iat[i]!r}")
     if sheet.problems:
         return sheet.problems
-    existing = dict(session.execute(select(Patient.health_card_id, Patient.id)).all())
     as_date = bulk.db_date(session)
-    rows = [(card, None if pd.isna(year) else int(year), sex or None,
-             facilities.get(hcode) if hcode else None, as_date(dead), True)
-            for card, year, sex, hcode, dead in zip(
-                sheet.col("health_card_id").tolist(), years.tolist(), sheet.col("sex").tolist(),
-                home.tolist(), sheet.col("deceased_on").tolist())]
+    rows = list(zip(sheet.col("health_card_id").tolist(), _optional_ints(years), _nones(sheet.col("sex")),
+                    _optional_ints(home.map(facilities)), [as_date(d) for d in sheet.col("deceased_on").tolist()],
+                    repeat(True)))
     bulk.upsert_rows(session, "patient", ("health_card_id", "birth_year", "sex", "home_facility_id",
-                                          "deceased_on", "registered"), rows, existing)
+                                          "deceased_on", "registered"), rows)
     report.patients = len(rows)
     return []
 
@@ -219,17 +236,14 @@ def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list
     cards = sheet.col("health_card_id")
     patients = bulk.patient_ids(session, cards.tolist())
     report.unregistered_patients += patients.created
-    existing = dict(session.execute(select(Prescription.code, Prescription.id)).all())
     as_date = bulk.db_date(session)
-    ids = patients.ids
-    rows = [(code, ids[card], facilities[fcode], prescriber, items[icode], int(q), int(d), as_date(iss), dx or None)
-            for code, card, fcode, prescriber, icode, q, d, iss, dx in zip(
-                sheet.col("prescription_id").tolist(), cards.tolist(), fac.tolist(),
-                sheet.col("prescriber").tolist(), item.tolist(), qty.tolist(), days.tolist(),
-                sheet.col("issued_on").tolist(), sheet.col("diagnosis_code").tolist())]
+    rows = list(zip(sheet.col("prescription_id").tolist(), cards.map(patients.ids).astype("int64").tolist(),
+                    fac.map(facilities).astype("int64").tolist(), sheet.col("prescriber").tolist(),
+                    item.map(items).astype("int64").tolist(), qty.tolist(), days.astype("int64").tolist(),
+                    [as_date(d) for d in sheet.col("issued_on").tolist()], _nones(sheet.col("diagnosis_code"))))
     bulk.upsert_rows(session, "prescription", ("code", "patient_id", "facility_id", "prescriber", "item_id",
                                                "quantity", "days_supply", "issued_on", "diagnosis_code"),
-                     rows, existing)
+                     rows)
     report.prescriptions = len(rows)
     return []
 
