@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from web.api import audit, me, patients, stock
+from web.api import flags
 from web.api.schemas import ErrorBody
 
 ERRORS = {401: {"model": ErrorBody, "description": "not logged in / bad token"},
@@ -22,5 +23,6 @@ router.include_router(me.router)
 router.include_router(stock.router)
 router.include_router(audit.router)
 router.include_router(patients.router)
+router.include_router(flags.router)
 
 __all__ = ["router"]

@@ -1,0 +1,142 @@
+"""Flags and the verdict workflow, for auditors and admins within their scope (the same rules
+and the same code as the auditor pages, web.auditor)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from anomaly.workflow import ACTIONS, IllegalTransition
+from stock.models import User
+from web import deps
+from web.app import DOMAIN_STATUS
+from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
+
+DOMAIN_STATUS.setdefault(IllegalTransition, 409)  # the flag's state does not allow the action
+
+router = APIRouter(prefix="/flags", tags=["flags"])
+
+
+class FlagOut(BaseModel):
+    flag_id: str
+    detector: str
+    score: float
+    rank_score: float
+    severity: str
+    status: str
+    facility_code: str
+    region: str
+    subject: str
+    subject_id: str
+    entry_ids: list[str]
+    reason: str
+    created_at: str
+
+
+class FlagPage(BaseModel):
+    flags: list[FlagOut]
+    limit: int
+    offset: int
+    more: bool
+
+
+class HitOut(BaseModel):
+    detector: str
+    score: float
+    reason: str
+    details: dict[str, Any]
+
+
+class EvidenceOut(BaseModel):
+    entry_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    facility_code: str
+    kind: str
+    item_code: str
+    lot_number: str
+    quantity: float
+    effect: float
+    recorded_by: str
+    health_card_id: str | None
+    prescription_id: str | None
+    counterparty: str | None
+    reason: str | None
+    document_number: str | None
+    reverses: str | None
+
+
+class EventOut(BaseModel):
+    at: datetime
+    by: str
+    action: str
+    from_state: str
+    to_state: str
+    comment: str | None
+    assignee: str | None
+    recorded: bool
+
+
+class CaseOut(BaseModel):
+    flag_id: str
+    status: str
+    assignee: str | None
+    severity: str
+    score: float
+    rank_score: float
+    detectors: str
+    reason: str
+    subject: str
+    subject_id: str
+    facility_code: str | None
+    region: str | None
+    created_at: datetime
+    updated_at: datetime
+    allowed_actions: list[str]
+    hits: list[HitOut]
+    evidence: list[EvidenceOut]
+    timeline: list[EventOut]
+
+
+class ActionIn(BaseModel):
+    action: str = Field(description=f"one of {', '.join(ACTIONS)}")
+    comment: str | None = Field(None, description="why; required for a comment")
+    assignee: str | None = Field(None, description="user name of the auditor, for assign")
+
+
+@router.get("", response_model=FlagPage)
+def flags(region: str | None = Query(None), facility: str | None = Query(None, description="facility code"),
+          detector: str | None = Query(None), severity: str | None = Query(None, description="low, medium or high"),
+          status: str | None = Query(None, description="open, assigned, confirmed, dismissed or escalated"),
+          limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+          user: User = Depends(reviewer), db: Session = Depends(deps.read_db)) -> FlagPage:
+    """Flags in your scope, most suspicious first."""
+    rows, more = list_flags(db, user, region=region, facility=facility, detector=detector, severity=severity,
+                            status=status, limit=limit, offset=offset)
+    return FlagPage(flags=[FlagOut(flag_id=r.flag_id, detector=r.detector, score=r.score, rank_score=r.rank_score,
+                                   severity=r.severity, status=r.status, facility_code=r.facility_code,
+                                   region=r.region, subject=r.subject, subject_id=r.subject_id,
+                                   entry_ids=[e for e in r.entry_ids.split(";") if e], reason=r.reason,
+                                   created_at=r.created_at) for r in rows],
+                    limit=limit, offset=offset, more=more)
+
+
+@router.get("/{flag_id}", response_model=CaseOut)
+def flag(flag_id: str, user: User = Depends(reviewer), db: Session = Depends(deps.read_db)) -> CaseOut:
+    """One flag with its detectors' findings, evidence rows and timeline."""
+    return CaseOut(**case(db, flag_in_scope(db, user, flag_id)))
+
+
+@router.post("/{flag_id}/actions", response_model=CaseOut)
+def flag_action(request: Request, flag_id: str, body: ActionIn, user: User = Depends(reviewer),
+                db: Session = Depends(deps.db)) -> CaseOut:
+    """Assign, confirm, dismiss, escalate or comment. A step the flag's state does not allow is a
+    409 naming the state and the action."""
+    f = flag_in_scope(db, user, flag_id)
+    apply_action(request, db, user, f, body.action, body.comment, body.assignee)
+    db.commit()
+    return CaseOut(**case(db, f))
