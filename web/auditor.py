@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -265,7 +266,7 @@ def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = 
         fac_stmt = fac_stmt.where(Facility.id.in_(visible_facility_ids(db, user)))
     places = db.execute(fac_stmt).all()
     detectors = list(db.scalars(select(FlagHit.detector).distinct().order_by(FlagHit.detector)))
-    query_string = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+    query_string = urlencode({k: v for k, v in filters.items() if v})
     ctx = {"rows": rows, "more": more, "page": page, "filters": filters, "query_string": query_string,
            "facilities": [c for c, _r in places], "regions": sorted({r for _c, r in places}),
            "detectors": detectors, "severities": SEVERITIES, "statuses": STATUSES}
