@@ -439,10 +439,12 @@ async def dispense_submit(request: Request, facility: str, user: User = Depends(
     item = _item(request, db, values.get("item_code", ""), errors)
     quantity = _quantity(request, values.get("quantity", ""), errors)
     lot_number = values.get("lot_number", "").strip()
-    if item is not None and "lot_number" not in errors and not any(
-            c.lot_number == lot_number for c in fefo_lots(db, fac, item.code, _today(request, fac))):
-        errors["lot_number"] = _t(request, MSG_NO_LOT if fefo_lots(db, fac, item.code, _today(request, fac))
-                                  else MSG_NOT_HELD, code=item.code)
+    if item is not None:
+        held = fefo_lots(db, fac, item.code, _today(request, fac))
+        if not held:
+            errors["lot_number"] = _t(request, MSG_NOT_HELD, code=item.code)
+        elif not any(c.lot_number == lot_number for c in held):
+            errors["lot_number"] = _t(request, MSG_NO_LOT)
     reason = values.get("reason", "").strip()
     if values.get("confirm") and not reason:
         errors["reason"] = _t(request, MSG_REASON_NEEDED)
