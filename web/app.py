@@ -84,6 +84,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     from web.alerts.routes import router as alerts_router  # in-app notifications
     app.include_router(alerts_router)
     from web import auditor; app.include_router(auditor.router)  # noqa: E702
+    from web import manager; app.include_router(manager.router)  # noqa: E702
     app.mount("/static", VersionedStaticFiles(directory=WEB_DIR / "static"), name="static")
     return app
 

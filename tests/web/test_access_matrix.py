@@ -38,6 +38,10 @@ PHARMACY_STAFF = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOP
                   "admin": (ALLOW, ALLOW)}
 PHARMACY_STAFF_ANYWHERE = {"pharmacist": (ALLOW, ALLOW), "facility_manager": (ALLOW, ALLOW),
                            "auditor": (ROLE, ROLE), "admin": (ALLOW, ALLOW)}
+MANAGERS_IN_SCOPE = {"pharmacist": (ROLE, ROLE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
+                     "admin": (ALLOW, ALLOW)}
+MANAGERS_ANYWHERE = {"pharmacist": (ROLE, ROLE), "facility_manager": (ALLOW, ALLOW), "auditor": (ROLE, ROLE),
+                     "admin": (ALLOW, ALLOW)}
 PHARMACY_REVERSERS = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
                       "admin": (ROLE, ROLE)}
 
@@ -100,6 +104,15 @@ MATRIX = [
     Row("GET", "/api/v1/flags/{flag_id}", AUDITORS, ok=404, params={"flag_id": "F-none"}),
     Row("POST", "/api/v1/flags/{flag_id}/actions", AUDITORS, ok=404, params={"flag_id": "F-none"},
         json={"action": "comment", "comment": "x"}),
+    # Managers' stock pages: facility managers and admins, within their scope.
+    Row("GET", "/stock", MANAGERS_IN_SCOPE, ok=303, query={"facility": "{facility}"}),
+    Row("GET", "/stock/choose", MANAGERS_ANYWHERE),
+    Row("GET", "/expiries", MANAGERS_ANYWHERE, ok=303),
+    Row("GET", "/stock/{facility}", MANAGERS_IN_SCOPE),
+    Row("GET", "/stock/{facility}/lots", MANAGERS_IN_SCOPE, query={"item": "MOR10"}),
+    Row("GET", "/stock/{facility}/export/{table}", MANAGERS_IN_SCOPE, params={"table": "positions"}),
+    Row("GET", "/stock/{facility}/card/{item}", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
+    Row("GET", "/stock/{facility}/card/{item}/export", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
 ]
 
 
