@@ -1,0 +1,228 @@
+"""Posting ledger entries in batches, for integrations (a facility's own system, a sync job).
+
+``POST /api/v1/entries`` takes ``{"entries": [...]}``, each entry in the terms of the data
+contract's ledger rows. The batch goes through the ledger's one write path (stock.ledger.post) in
+one transaction: every entry is recorded, or none is. ``entry_id`` is the idempotency key, so a
+batch sent again (after a timeout, say) records nothing twice and answers which entries were
+already there. ``recorded_by`` is the caller: it may be left out, and if given must be the caller's
+own user name.
+
+Every problem names the batch index and the field (``entries[3].quantity``). Problems found before
+posting (shape, types, scope) are all reported at once, as ``problems`` beside the first one in
+``error``; a refusal while posting (not enough stock, a conflicting entry_id) names the one entry.
+A facility outside the caller's scope is refused (403) whatever else is wrong with the batch.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stock import errors as domain
+from stock.ledger import NewEntry, check_shape, post
+from stock.models import Facility, User
+from web import audit, deps
+from web.access import require_roles, scope_of
+
+router = APIRouter(tags=["ledger"])
+
+POSTERS = ("pharmacist", "facility_manager", "admin")
+"""Who records movements (as on the pharmacy pages). Auditors review; they do not move stock."""
+
+MAX_BATCH = 1000
+"""Entries in one request at most; send more as several batches."""
+
+class EntryIn(BaseModel):
+    """One ledger movement, as in the data contract's ledger.csv."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry_id: str = Field(min_length=1, max_length=64, description="unique, stable id; the idempotency key")
+    occurred_at: AwareDatetime = Field(description="when the movement happened, with its zone offset")
+    facility_code: str = Field(min_length=1, max_length=32, description="the facility whose stock moves")
+    kind: str = Field(description="receipt, dispense, transfer_out, transfer_in, adjustment, loss or count")
+    item_code: str = Field(min_length=1, max_length=32)
+    lot_number: str = Field("", max_length=64, description="empty: the item's untracked lot")
+    expiry_date: date | None = Field(None, description="needed on a receipt or transfer_in of a new lot")
+    quantity: Decimal = Field(max_digits=15, decimal_places=3, allow_inf_nan=False,
+                              description="> 0, except adjustment (signed, non-zero) and count (>= 0)")
+    health_card_id: str | None = Field(None, max_length=64, description="the patient; required on dispense")
+    prescription_id: str | None = Field(None, max_length=64)
+    counterparty_code: str | None = Field(None, max_length=200,
+                                          description="the other facility of a transfer; a supplier on a receipt")
+    reason: str | None = Field(None, max_length=2000, description="required on loss and adjustment")
+    document_number: str | None = Field(None, max_length=64)
+    reverses: str | None = Field(None, max_length=64, description="the entry_id this entry corrects")
+    recorded_by: str | None = Field(None, max_length=64, description="your user name; may be left out")
+
+
+class NoteOut(BaseModel):
+    code: str
+    message: str
+
+
+class EntryResult(BaseModel):
+    index: int
+    entry_id: str
+    created: bool = Field(description="false: this entry_id was recorded before with the same content")
+    notes: list[NoteOut] = Field(description="policies the movement breaks; recorded, never refused")
+
+
+class BatchOut(BaseModel):
+    created: int
+    already_recorded: int
+    entries: list[EntryResult]
+
+
+REQUEST_SCHEMA = {
+    "type": "object",
+    "required": ["entries"],
+    "additionalProperties": False,
+    "properties": {"entries": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
+                               "items": EntryIn.model_json_schema()}},
+}
+
+
+class Problems(Exception):
+    def __init__(self, status: int, problems: list[dict[str, str]]):
+        super().__init__(problems[0]["message"])
+        self.status = status
+        self.problems = problems
+
+
+def problem_response(status: int, problems: list[dict[str, str]]) -> JSONResponse:
+    first = problems[0]
+    body: dict[str, Any] = {"field": first["field"], "message": first["message"]}
+    if len(problems) > 1:
+        body["problems"] = problems
+    return JSONResponse({"error": body}, status_code=status)
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
+def _at(index: int, field: str | None) -> str:
+    return f"entries[{index}]" + (f".{field}" if field else "")
+
+
+def parse_batch(body: Any, user: User) -> tuple[list[NewEntry], list[dict[str, str]]]:
+    """The batch as ledger entries, and every problem found without the database."""
+    if body is _NOT_JSON:
+        raise Problems(400, [{"field": None, "message": "the body is not JSON"}])
+    if not isinstance(body, dict) or not isinstance(body.get("entries"), list):
+        raise Problems(422, [{"field": "entries", "message": 'send {"entries": [...]}, a list of ledger entries'}])
+    extra = sorted(set(body) - {"entries"})
+    if extra:
+        raise Problems(422, [{"field": extra[0], "message": f"unknown field {extra[0]!r}; send only entries"}])
+    raw = body["entries"]
+    if not raw:
+        raise Problems(422, [{"field": "entries", "message": "the batch is empty"}])
+    if len(raw) > MAX_BATCH:
+        raise Problems(422, [{"field": "entries",
+                              "message": f"{len(raw)} entries; send at most {MAX_BATCH} per batch"}])
+    entries: list[NewEntry] = []
+    problems: list[dict[str, str]] = []
+    for i, item in enumerate(raw):
+        try:
+            e = EntryIn.model_validate(item)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err.get("loc", ()))
+                problems.append({"field": _at(i, loc or None), "message": f"{loc or 'entry'}: {err.get('msg')}"})
+            continue
+        if e.recorded_by not in (None, user.username):
+            problems.append({"field": _at(i, "recorded_by"),
+                             "message": f"recorded_by is you ({user.username}); leave it out or give your own"})
+            continue
+        new = NewEntry(entry_id=e.entry_id, kind=e.kind, facility_code=e.facility_code, item_code=e.item_code,
+                       quantity=e.quantity, occurred_at=e.occurred_at, recorded_by=user.username,
+                       lot_number=e.lot_number, expiry_date=e.expiry_date, health_card_id=e.health_card_id,
+                       prescription_id=e.prescription_id, counterparty_code=e.counterparty_code, reason=e.reason,
+                       document_number=e.document_number, reverses=e.reverses)
+        try:
+            check_shape(new)
+        except domain.DawaError as exc:
+            problems.append({"field": _at(i, exc.field), "message": exc.message})
+            continue
+        entries.append(new)
+    return entries, problems
+
+
+def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict]:
+    """(refusals, unknown facilities, facility id by code) for the facilities the batch names,
+    well-formed entries or not: a refusal for scope comes before any other problem."""
+    index: dict[str, list[int]] = {}
+    for i, item in enumerate(raw):
+        if isinstance(item, dict) and isinstance(item.get("facility_code"), str):
+            index.setdefault(item["facility_code"][:64], []).append(i)
+    codes = set(index)
+    found = {f.code: f for f in db.scalars(select(Facility).where(Facility.code.in_(codes)))} if codes else {}
+    scope = scope_of(user)
+    refused, unknown = [], []
+    for code in sorted(codes):
+        fac = found.get(code)
+        for i in index.get(code, []):
+            if fac is None:
+                unknown.append({"field": _at(i, "facility_code"), "message": f"unknown facility {code!r}"})
+            elif not scope.allows(fac):
+                refused.append({"field": _at(i, "facility_code"),
+                                "message": f"facility {code} is outside your scope"})
+    key = lambda p: int(p["field"].split("[")[1].split("]")[0])  # noqa: E731 - batch order
+    return sorted(refused, key=key), sorted(unknown, key=key), {c: f.id for c, f in found.items()}
+
+
+@router.post("/entries", response_model=BatchOut, status_code=201,
+             openapi_extra={"requestBody": {"required": True,
+                                            "content": {"application/json": {"schema": REQUEST_SCHEMA}}}},
+             responses={200: {"model": BatchOut, "description": "every entry was recorded before"},
+                        409: {"description": "not enough stock, or an entry_id recorded with other content"}})
+def post_entries(request: Request, body: Any = Depends(json_body), user: User = Depends(require_roles(*POSTERS)),
+                 db: Session = Depends(deps.db)):
+    """Record a batch of ledger entries, all or nothing, idempotent by entry_id. 201 when at least
+    one entry is new, 200 when all were recorded before."""
+    try:
+        entries, problems = parse_batch(body, user)
+        raw = body["entries"]
+        refused, unknown, facility_ids = scope_problems(db, user, raw)
+        if refused:
+            raise Problems(403, refused)
+        problems = sorted(problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
+        if problems:
+            raise Problems(422, problems)
+    except Problems as exc:
+        return problem_response(exc.status, exc.problems)
+
+    results: list[EntryResult] = []
+    for i, e in enumerate(entries):
+        try:
+            posted = post(db, e)[0]
+        except domain.DawaError as exc:
+            db.rollback()
+            from web.app import domain_status
+
+            return problem_response(domain_status(exc), [{"field": _at(i, exc.field), "message": exc.message}])
+        results.append(EntryResult(index=i, entry_id=e.entry_id, created=posted.created,
+                                   notes=[NoteOut(code=n.code, message=n.message) for n in posted.notes]))
+        if posted.created:
+            audit.record(db, request, "ledger_post", "ledger_entry", e.entry_id,
+                         {"kind": e.kind, "item": e.item_code, "lot": e.lot_number, "quantity": e.quantity,
+                          "notes": [n.code for n in posted.notes], "reason": e.reason, "via": "api"},
+                         facility_id=facility_ids[e.facility_code])
+    db.commit()
+    created = sum(r.created for r in results)
+    out = BatchOut(created=created, already_recorded=len(results) - created, entries=results)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
