@@ -34,6 +34,8 @@ IN_SCOPE = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "a
             "admin": (ALLOW, ALLOW)}
 REVIEWERS_IN_SCOPE = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "auditor": (ALLOW, SCOPE),
                       "admin": (ALLOW, ALLOW)}
+ADMINS = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "auditor": (ROLE, ROLE),
+          "admin": (ALLOW, ALLOW)}
 PHARMACY_STAFF = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
                   "admin": (ALLOW, ALLOW)}
 PHARMACY_STAFF_ANYWHERE = {"pharmacist": (ALLOW, ALLOW), "facility_manager": (ALLOW, ALLOW),
@@ -117,6 +119,10 @@ MATRIX = [
     Row("GET", "/stock/{facility}/export/{table}", MANAGERS_IN_SCOPE, params={"table": "positions"}),
     Row("GET", "/stock/{facility}/card/{item}", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
     Row("GET", "/stock/{facility}/card/{item}/export", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
+    # Admin pages: admins only; disabling a user who does not exist is not found.
+    *[Row("GET", f"/admin/{page}", ADMINS) for page in ("users", "facilities", "ledger")],
+    Row("POST", "/admin/users/{username}/disable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
+    Row("POST", "/admin/ledger/verify", ADMINS, form={}),
 ]
 
 
