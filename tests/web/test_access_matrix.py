@@ -123,6 +123,11 @@ MATRIX = [
     *[Row("GET", f"/admin/{page}", ADMINS) for page in ("users", "facilities", "ledger")],
     Row("POST", "/admin/users/{username}/disable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
     Row("POST", "/admin/ledger/verify", ADMINS, form={}),
+    # Interop API: bundles and exports within scope; importing needs a staff role (an empty body
+    # is let in and refused for its content).
+    Row("GET", "/api/v1/fhir/bundle", IN_SCOPE, query={"facility": "{facility}"}),
+    Row("POST", "/api/v1/fhir/bundle", PHARMACY_STAFF_ANYWHERE, ok=422, json={}),
+    Row("GET", "/api/v1/export/{name}", IN_SCOPE, params={"name": "on-hand.csv"}, query={"facility": "{facility}"}),
 ]
 
 

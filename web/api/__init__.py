@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from web.api import audit, me, patients, stock
 from web.api import flags
 from web.api import entries  # POST /entries: ledger batches
+from web.api import interop  # FHIR bundles, spreadsheet exports
 from web.api.schemas import ErrorBody
 
 ERRORS = {401: {"model": ErrorBody, "description": "not logged in / bad token"},
@@ -26,5 +27,6 @@ router.include_router(audit.router)
 router.include_router(patients.router)
 router.include_router(flags.router)
 router.include_router(entries.router)
+router.include_router(interop.router)
 
 __all__ = ["router"]

@@ -1,0 +1,92 @@
+"""FHIR bundles and spreadsheet exports through the API, against the live app on both databases,
+within the caller's scope."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from sqlalchemy import func, select
+
+from stock.models import LedgerEntry
+from tests.web.test_app_api import bearer, issue_token
+
+
+def client(live_server, username):
+    return live_server.client(headers=bearer(issue_token(live_server, username)))
+
+
+def test_fhir_bundle_export_is_limited_to_the_callers_scope(live_server):
+    pharm = client(live_server, "pharm_h1")
+    r = pharm.get("/api/v1/fhir/bundle")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    bundle = r.json()
+    assert bundle["resourceType"] == "Bundle" and bundle["entry"]
+    text = json.dumps(bundle)
+    assert "H1" in text and "HC2" not in text and "B1" not in text
+    assert pharm.get("/api/v1/fhir/bundle", params={"facility": "HC2"}).status_code == 403
+    assert pharm.get("/api/v1/fhir/bundle", params={"version": "R9"}).status_code in (400, 422)
+    regional = client(live_server, "manager_tripoli")
+    r = regional.get("/api/v1/fhir/bundle")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "facility"
+    assert regional.get("/api/v1/fhir/bundle", params={"facility": "HC2"}).status_code == 200
+    everything = json.dumps(client(live_server, "admin").get("/api/v1/fhir/bundle", params={"version": "R5"}).json())
+    assert "B1" in everything and "HC2" in everything
+
+
+def _dispense_id(live_server) -> str:
+    with live_server.Session() as s:
+        return s.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.kind == "dispense")).one()
+
+
+def _count(live_server) -> int:
+    with live_server.Session() as s:
+        return s.scalar(select(func.count()).select_from(LedgerEntry))
+
+
+def test_fhir_import_is_idempotent_scoped_and_all_or_nothing(live_server):
+    pharm = client(live_server, "pharm_h1")
+    text = pharm.get("/api/v1/fhir/bundle").text
+    before = _count(live_server)
+    again = pharm.post("/api/v1/fhir/bundle", content=text, headers={"content-type": "application/fhir+json"})
+    assert again.status_code == 200, again.text
+    assert again.json()["added"] == 0 and again.json()["already_present"] >= 1
+    # The same dispense under a new id is a new movement at H1: another facility's staff are refused.
+    fresh = text.replace(_dispense_id(live_server), "api-fhir-new-1")
+    r = client(live_server, "pharm_hc2").post("/api/v1/fhir/bundle", content=fresh)
+    assert r.status_code == 403 and "outside your scope" in r.json()["error"]["message"]
+    assert _count(live_server) == before
+    r = pharm.post("/api/v1/fhir/bundle", content=fresh)
+    assert r.status_code == 200 and r.json()["added"] == 1, r.text
+    assert _count(live_server) == before + 1
+    # A broken bundle: every problem listed, nothing stored.
+    r = pharm.post("/api/v1/fhir/bundle", content=json.dumps({"resourceType": "Patient"}))
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["problems"] and err["problems"][0]["field"] == "bundle.resourceType"
+    assert pharm.post("/api/v1/fhir/bundle", content=b"{not json").status_code == 422
+    assert client(live_server, "auditor").post("/api/v1/fhir/bundle", content=fresh).status_code == 403
+    assert _count(live_server) == before + 1
+
+
+def test_spreadsheet_exports_within_scope(live_server):
+    pharm = client(live_server, "pharm_h1")
+    r = pharm.get("/api/v1/export/on-hand.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.text)))
+    body = "\n".join(",".join(x) for x in rows[1:])
+    assert "H1" in body and "HC2" not in body and "B1" not in body
+    x = pharm.get("/api/v1/export/on-hand.xlsx")
+    assert x.status_code == 200 and x.content[:2] == b"PK"
+    assert x.headers["content-type"].startswith("application/vnd.openxmlformats")
+    card = pharm.get("/api/v1/export/stock-card.csv", params={"facility": "H1", "item": "MOR10"})
+    assert card.status_code == 200 and "RX1" in card.text
+    assert pharm.get("/api/v1/export/on-hand.csv", params={"facility": "HC2"}).status_code == 403
+    assert pharm.get("/api/v1/export/flags.csv").status_code == 403
+    assert pharm.get("/api/v1/export/on-hand.pdf").json()["error"]["field"] == "format"
+    assert pharm.get("/api/v1/export/nothing.csv").json()["error"]["field"] == "kind"
+    regional = client(live_server, "auditor_tripoli")
+    body = regional.get("/api/v1/export/on-hand.csv").text
+    assert "HC2" in body and "B1" not in body
+    assert regional.get("/api/v1/export/flags.csv").status_code == 200

@@ -1,0 +1,120 @@
+"""Interoperability over the API: FHIR bundles out and in, spreadsheet exports.
+
+The same access rules as everywhere (web.access): what a user exports is limited to their scope,
+and a FHIR import that would record stock movements at a facility outside the caller's scope is
+refused and rolled back whole. The work itself is web.interop's (the `dawa export` and `dawa fhir`
+commands use the same functions).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stock.errors import InvalidEntry
+from stock.models import Facility, LedgerEntry, User
+from web import audit, deps
+from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of
+from web.api.entries import POSTERS
+from web.interop import fhir, spreadsheets
+
+router = APIRouter(tags=["interop"])
+
+REVIEWERS = ("auditor", "admin")
+
+
+def _zoned(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidEntry(f"{name} must carry a time zone, e.g. 2026-03-01T00:00:00Z", field=name)
+    return value
+
+
+def _one_facility(db: Session, user: User, facility: str | None) -> str | None:
+    """The facility code to limit an export to: the one asked for if in scope, else the user's
+    own; a regional user must name one (an export covers one facility or everything)."""
+    if facility:
+        return facility_in_scope(db, user, facility).code
+    scope = scope_of(user)
+    if scope.kind == "facility":
+        return db.get(Facility, scope.facility_id).code
+    if scope.kind == "region":
+        raise InvalidEntry("name a facility of your region", field="facility")
+    return None
+
+
+@router.get("/fhir/bundle")
+def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or R5"),
+                facility: str | None = Query(None, description="facility code; required unless national"),
+                since: datetime | None = Query(None, description="from this time (with zone)"),
+                until: datetime | None = Query(None, description="before this time (with zone)"),
+                user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> JSONResponse:
+    """Dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
+    code = _one_facility(db, user, facility)
+    result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
+                                until=_zoned("until", until))
+    return JSONResponse(result.bundle, media_type="application/fhir+json")
+
+
+@router.post("/fhir/bundle")
+async def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
+                      db: Session = Depends(deps.db)) -> JSONResponse:
+    """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
+    Problems come back as a list, each naming the bundle entry, the path and the problem."""
+    data = await request.body()
+    now = datetime.now(timezone.utc)
+    try:
+        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now)
+    except fhir.FhirImportFailed as exc:
+        db.rollback()
+        problems = [{"field": ("bundle" if p.index is None else f"entry[{p.index}]") + f".{p.path}",
+                     "message": str(p)} for p in exc.problems]
+        return JSONResponse({"error": {"field": problems[0]["field"] if problems else None,
+                                       "message": exc.message, "problems": problems}}, status_code=422)
+    scope = scope_of(user)
+    touched = list(db.scalars(select(Facility).join(LedgerEntry, LedgerEntry.facility_id == Facility.id)
+                              .where(LedgerEntry.recorded_at == now).distinct()))
+    outside = sorted(f.code for f in touched if not scope.allows(f))
+    if outside:
+        db.rollback()
+        raise Forbidden(f"facility {', '.join(outside)} is outside your scope; nothing was imported",
+                        field="facility")
+    for f in touched:
+        audit.record(db, request, "fhir_import", "facility", f.code,
+                     {"dispenses": report.dispenses, "added": report.added, "via": "api"}, facility_id=f.id)
+    db.commit()
+    return JSONResponse({"dispenses": report.dispenses, "added": report.added,
+                         "already_present": report.already_present, "skipped": report.skipped,
+                         "notes": report.notes})
+
+
+@router.get("/export/{name}")
+def export(name: str, facility: str | None = Query(None, description="facility code"),
+           item: str | None = Query(None, description="item code (a stock card needs one)"),
+           since: datetime | None = Query(None), until: datetime | None = Query(None),
+           user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> Response:
+    """``on-hand``, ``stock-card`` or ``flags`` as ``.csv`` or ``.xlsx`` (e.g. /export/on-hand.xlsx),
+    limited to your scope. Flags are for auditors and admins."""
+    kind, dot, fmt = name.rpartition(".")
+    if not dot or fmt not in spreadsheets.FORMATS:
+        raise InvalidEntry(f"ask for {name}.csv or {name}.xlsx", field="format")
+    if kind not in spreadsheets.KINDS:
+        raise InvalidEntry(f"unknown export {kind!r}: choose one of {', '.join(spreadsheets.KINDS)}", field="kind")
+    if kind == "flags" and user.role not in REVIEWERS:
+        raise Forbidden(f"this needs the role {' or '.join(REVIEWERS)}; you are {user.role}")
+    scope = scope_of(user)
+    region = None
+    if facility or scope.kind == "facility":
+        code = _one_facility(db, user, facility)
+    else:
+        code = None
+        region = scope.region
+        if kind == "stock-card":
+            raise InvalidEntry("a stock card needs a facility and an item", field="facility")
+    body, _ = spreadsheets.export(db, kind, fmt, facility_code=code, item_code=item, region=region,
+                                  since=_zoned("since", since), until=_zoned("until", until))
+    return Response(body, media_type=spreadsheets.MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'})
