@@ -128,6 +128,8 @@ MATRIX = [
     Row("GET", "/api/v1/fhir/bundle", IN_SCOPE, query={"facility": "{facility}"}),
     Row("POST", "/api/v1/fhir/bundle", PHARMACY_STAFF_ANYWHERE, ok=422, json={}),
     Row("GET", "/api/v1/export/{name}", IN_SCOPE, params={"name": "on-hand.csv"}, query={"facility": "{facility}"}),
+    Row("POST", "/api/v1/dhis2/{period}", IN_SCOPE, params={"period": "2026-03"}, query={"facility": "{facility}"},
+        json={"orgUnits": {}, "items": {}}),
 ]
 
 

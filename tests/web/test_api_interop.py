@@ -90,3 +90,40 @@ def test_spreadsheet_exports_within_scope(live_server):
     body = regional.get("/api/v1/export/on-hand.csv").text
     assert "HC2" in body and "B1" not in body
     assert regional.get("/api/v1/export/flags.csv").status_code == 200
+
+
+DHIS2_MAPPING = {"orgUnits": {"H1": "OrgUnitH001", "HC2": "OrgUnitHC02", "B1": "OrgUnitB001"},
+                 "items": {"MOR10": {"stock_on_hand": "MorphineSOH", "consumption": "MorphineUse",
+                                     "stockout_days": "MorphineOut"},
+                           "INSG": {"stock_on_hand": "InsulinSOH1"}}}
+
+
+def _dhis2_values(response) -> dict:
+    assert response.status_code == 200, response.text
+    return {(v["orgUnit"], v["dataElement"]): v["value"] for v in response.json()["payload"]["dataValues"]}
+
+
+def test_dhis2_payload_within_scope(live_server):
+    body = json.dumps(DHIS2_MAPPING)
+    everything = _dhis2_values(client(live_server, "admin").post("/api/v1/dhis2/2026-03", content=body))
+    assert everything[("OrgUnitH001", "MorphineSOH")] == "90"
+    assert everything[("OrgUnitH001", "MorphineUse")] == "10"
+    assert everything[("OrgUnitHC02", "MorphineSOH")] == "50"
+    assert everything[("OrgUnitB001", "InsulinSOH1")] == "20"
+    # A pharmacist's payload holds their facility only, and the warnings name no other facility.
+    pharm = client(live_server, "pharm_h1")
+    r = pharm.post("/api/v1/dhis2/2026-03", content=body)
+    assert set(_dhis2_values(r)) == {("OrgUnitH001", "MorphineSOH"), ("OrgUnitH001", "MorphineUse"),
+                                     ("OrgUnitH001", "MorphineOut")}
+    assert not any("HC2" in w or "B1" in w for w in r.json()["warnings"])
+    assert pharm.post("/api/v1/dhis2/2026-03", params={"facility": "HC2"}, content=body).status_code == 403
+    regional = _dhis2_values(client(live_server, "auditor_tripoli").post("/api/v1/dhis2/2026-03", content=body))
+    assert {org for org, _ in regional} == {"OrgUnitH001", "OrgUnitHC02"}
+    # Bad requests name their field; nothing is stored either way.
+    r = pharm.post("/api/v1/dhis2/2026-13", content=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "period"
+    r = pharm.post("/api/v1/dhis2/2026-03", content=b"{not json")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "mapping"
+    r = pharm.post("/api/v1/dhis2/2026-03", content=json.dumps({"orgUnits": {"H1": "short"}, "items": {}}))
+    assert r.status_code == 422
+    assert "orgUnits.H1" in r.json()["error"]["problems"][0]["message"]

@@ -1,4 +1,4 @@
-"""Interoperability over the API: FHIR bundles out and in, spreadsheet exports.
+"""Interoperability over the API: FHIR bundles out and in, spreadsheet exports, DHIS2 data values.
 
 The same access rules as everywhere (web.access): what a user exports is limited to their scope,
 and a FHIR import that would record stock movements at a facility outside the caller's scope is
@@ -8,6 +8,7 @@ commands use the same functions).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
-from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of
+from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
 from web.interop import fhir, spreadsheets
 
@@ -118,3 +119,35 @@ def export(name: str, facility: str | None = Query(None, description="facility c
                                   since=_zoned("since", since), until=_zoned("until", until))
     return Response(body, media_type=spreadsheets.MEDIA_TYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'})
+
+
+@router.post("/dhis2/{period}")
+async def dhis2_data_values(request: Request, period: str,
+                            facility: str | None = Query(None, description="facility code; default: all in your scope"),
+                            user: User = Depends(current_user),
+                            db: Session = Depends(deps.read_db)) -> JSONResponse:
+    """A month's (``YYYY-MM``) stock on hand, consumption and stockout days per facility and item
+    as a DHIS2 dataValueSets payload, for the mapping posted as the body (the same JSON as `dawa
+    dhis2 export --mapping`). Only facilities in your scope are sent or named; what is unmapped is
+    listed in ``warnings``. Nothing is stored: the payload is yours to send to DHIS2."""
+    from web.interop import dhis2
+
+    dhis2.parse_period(period)
+    if facility:
+        codes: set[str] | None = {facility_in_scope(db, user, facility).code}
+    elif scope_of(user).kind == "national":
+        codes = None
+    else:
+        codes = {f.code for f in visible_facilities(db, user)}
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        raise InvalidEntry("the body is not JSON: post the mapping", field="mapping") from None
+    try:
+        mapping = dhis2.parse_mapping(data, "mapping")
+    except dhis2.MappingError as exc:
+        problems = [{"field": "mapping", "message": p} for p in exc.problems]
+        return JSONResponse({"error": {"field": "mapping", "message": problems[0]["message"],
+                                       "problems": problems}}, status_code=422)
+    result = dhis2.export_data_value_set(db, mapping, period, facility_codes=codes)
+    return JSONResponse({"payload": result.payload, "warnings": result.warnings()})

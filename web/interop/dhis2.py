@@ -39,7 +39,8 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -49,7 +50,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from stock.errors import DawaError
+from stock.errors import DawaError, InvalidEntry
 from stock.models import Facility, Item, LedgerEntry
 from stock.quantities import Quantity
 from stock.settings import get_settings
@@ -168,7 +169,7 @@ class MonthlyAggregate:
 def parse_period(period: str) -> tuple[int, int]:
     m = PERIOD.fullmatch(period or "")
     if not m:
-        raise DawaError(f"period {period!r} must be a month as YYYY-MM", field="period")
+        raise InvalidEntry(f"period {period!r} must be a month as YYYY-MM", field="period")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -180,14 +181,15 @@ def _month_bounds(year: int, month: int, zone: str) -> tuple[datetime, datetime]
 
 
 def monthly_aggregates(session: Session, period: str, *, now: datetime | None = None,
-                       facility_code: str | None = None) -> list[MonthlyAggregate]:
-    """Stock on hand at month end, consumption and stockout days per facility and item."""
+                       facility_codes: Collection[str] | None = None) -> list[MonthlyAggregate]:
+    """Stock on hand at month end, consumption and stockout days per facility and item, for every
+    facility or only those in ``facility_codes``."""
     year, month = parse_period(period)
     now = now or datetime.now(timezone.utc)
     default_zone = get_settings().default_timezone
     stmt = select(Facility.id, Facility.code, Facility.timezone)
-    if facility_code:
-        stmt = stmt.where(Facility.code == facility_code)
+    if facility_codes is not None:
+        stmt = stmt.where(Facility.code.in_(sorted(facility_codes)))
     zones: dict[str, list[int]] = defaultdict(list)
     codes: dict[int, str] = {}
     for fid, code, zone in session.execute(stmt):
@@ -272,10 +274,16 @@ class Dhis2Export:
 
 
 def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
-                          now: datetime | None = None) -> Dhis2Export:
-    """The month's aggregates as a dataValueSets payload, with everything unmapped listed."""
+                          now: datetime | None = None,
+                          facility_codes: Collection[str] | None = None) -> Dhis2Export:
+    """The month's aggregates as a dataValueSets payload, with everything unmapped listed.
+
+    With ``facility_codes`` only those facilities are sent, and the mapping's other org units are
+    neither used nor named in the warnings (a scoped user learns nothing of other facilities)."""
     year, month = parse_period(period)
-    aggregates = monthly_aggregates(session, period, now=now)
+    if facility_codes is not None:
+        mapping = replace(mapping, org_units={c: u for c, u in mapping.org_units.items() if c in facility_codes})
+    aggregates = monthly_aggregates(session, period, now=now, facility_codes=facility_codes)
     result = Dhis2Export(payload={}, aggregates=aggregates)
     values: list[dict] = []
     unmapped_fac: set[str] = set()
