@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -301,9 +303,35 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
     for row in rows:
         table.add_row(*row)
     cli.console.print(table)
-    cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop)")
-    uvicorn.run(create_app(engine, settings), host="127.0.0.1", port=port, proxy_headers=True,
-                log_level="warning")
+    _demo_alerts(engine, settings)
+    scheduler = subprocess.Popen([sys.executable, "-c", "from web.cli import app; app()", "scheduler", "--db", url],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop); "
+                      f"the alert scheduler runs beside it (process {scheduler.pid})")
+    try:
+        uvicorn.run(create_app(engine, settings), host="127.0.0.1", port=port, proxy_headers=True,
+                    log_level="warning")
+    finally:
+        scheduler.terminate()
+        try:
+            scheduler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
+
+
+def _demo_alerts(engine, settings) -> None:
+    """Run the new-flag and stock alert jobs once, so the demo users find their in-app alerts
+    waiting (the scheduler started beside the server runs them on their schedules after that)."""
+    from datetime import datetime, timezone
+
+    from web.scheduler import run_locked
+
+    cli = _cli()
+    now = datetime.now(timezone.utc)
+    for name in ("scan", "stock"):
+        outcome = run_locked(engine, settings, name, now, now=now)
+        if outcome.ran:
+            cli.console.print(f"alerts: {outcome.summary}", highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:
