@@ -122,6 +122,30 @@ def require_facility(user: User, facility: Facility | None) -> Facility:
     return facility
 
 
+@dataclass(frozen=True)
+class RecordScope:
+    """Which audit records a user may read: those of ``facility_ids`` (None: every facility), and
+    records tied to no facility (logins, user changes, ledger verification) when ``include_unplaced``."""
+
+    facility_ids: list[int] | None
+    include_unplaced: bool
+
+
+def audit_scope(session: Session, user: User, facility: str | None = None) -> RecordScope:
+    """The audit records ``user`` may read, the API's and the pages' alike.
+
+    A national user reads every record. Anyone else reads the records of facilities in their scope
+    only, never those tied to no facility: a login or a user change is not about one place, so it
+    is not theirs to see. Narrowed to one ``facility`` (by code) it is that facility's records, if
+    the facility is in scope (404 unknown, 403 outside).
+    """
+    if facility:
+        return RecordScope([facility_in_scope(session, user, facility).id], include_unplaced=False)
+    if scope_of(user).kind == "national":
+        return RecordScope(None, include_unplaced=True)
+    return RecordScope(visible_facility_ids(session, user), include_unplaced=False)
+
+
 def facility_in_scope(session: Session, user: User, code: str) -> Facility:
     """The facility with ``code``, if ``user`` may see it (404 unknown, 403 outside scope)."""
     from stock.errors import UnknownFacility
@@ -135,4 +159,4 @@ def facility_in_scope(session: Session, user: User, code: str) -> Facility:
 
 __all__ = ["PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
            "require_roles", "Scope", "scope_of", "visible_facility_ids", "visible_facilities",
-           "require_facility", "facility_in_scope"]
+           "require_facility", "facility_in_scope", "RecordScope", "audit_scope"]

@@ -86,6 +86,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     from web import auditor; app.include_router(auditor.router)  # noqa: E702
     from web import manager; app.include_router(manager.router)  # noqa: E702
     from web import admin; app.include_router(admin.router)  # noqa: E702
+    from web import audit_trail; app.include_router(audit_trail.router)  # noqa: E702
     app.mount("/static", VersionedStaticFiles(directory=WEB_DIR / "static"), name="static")
     return app
 

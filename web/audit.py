@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stock.models import User
+from web.access import RecordScope
 from web.models import AuditRecord
 
 
@@ -46,17 +47,20 @@ def record(session: Session, request: Request | None, action: str, object_type: 
     return row
 
 
-def records(session: Session, *, facility_ids: list[int] | None = None, action: str | None = None,
+def records(session: Session, scope: RecordScope, *, action: str | None = None,
             object_type: str | None = None, object_id: str | None = None, user_id: int | None = None,
-            include_unplaced: bool = True, limit: int = 100, before_id: int | None = None
-            ) -> list[tuple[AuditRecord, str | None]]:
-    """Records newest first, each with its user's name. ``facility_ids`` limits them to those
-    facilities (plus, with ``include_unplaced``, records about no facility, such as logins)."""
+            since: datetime | None = None, until: datetime | None = None,
+            limit: int = 100, before_id: int | None = None) -> list[tuple[AuditRecord, str | None]]:
+    """Records newest first, each with its user's name, limited to what ``scope`` (from
+    ``web.access.audit_scope``, the one place that decides it) lets the reader see. ``since`` and
+    ``until`` bound ``at`` (until exclusive); ``before_id`` pages back from a record's id."""
     stmt = (select(AuditRecord, User.username).outerjoin(User, User.id == AuditRecord.user_id)
             .order_by(AuditRecord.id.desc()).limit(limit))
-    if facility_ids is not None:
-        placed = AuditRecord.facility_id.in_(facility_ids)
-        stmt = stmt.where(placed | AuditRecord.facility_id.is_(None) if include_unplaced else placed)
+    if scope.facility_ids is not None:
+        placed = AuditRecord.facility_id.in_(scope.facility_ids)
+        stmt = stmt.where(placed | AuditRecord.facility_id.is_(None) if scope.include_unplaced else placed)
+    elif not scope.include_unplaced:
+        stmt = stmt.where(AuditRecord.facility_id.is_not(None))
     if action:
         stmt = stmt.where(AuditRecord.action == action)
     if object_type:
@@ -65,6 +69,10 @@ def records(session: Session, *, facility_ids: list[int] | None = None, action: 
         stmt = stmt.where(AuditRecord.object_id == object_id)
     if user_id is not None:
         stmt = stmt.where(AuditRecord.user_id == user_id)
+    if since is not None:
+        stmt = stmt.where(AuditRecord.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditRecord.at < until)
     if before_id is not None:
         stmt = stmt.where(AuditRecord.id < before_id)
     return [(r, name) for r, name in session.execute(stmt)]

@@ -321,6 +321,11 @@ def text_direction(lang: str) -> str:
 
 # --- rendering --------------------------------------------------------------------------------
 
+def wants_fragment(request: Request) -> bool:
+    """An htmx request for part of a page (not htmx restoring a whole page from its history)."""
+    return bool(request.headers.get("hx-request")) and not request.headers.get("hx-history-restore-request")
+
+
 def render(request: Request, name: str, context: dict | None = None,
            status_code: int = 200) -> HTMLResponse:
     """Render template ``name`` for this request, in its language, with the user and CSRF token."""
@@ -346,6 +351,6 @@ def render(request: Request, name: str, context: dict | None = None,
         _current_lang.reset(token)
 
 
-__all__ = ["templates", "render", "negotiate_language", "text_direction", "translations", "gettext",
+__all__ = ["templates", "render", "wants_fragment", "negotiate_language", "text_direction", "translations", "gettext",
            "ngettext", "LANGUAGES", "LANGUAGE_NAMES", "RTL_LANGUAGES", "TEMPLATES_DIR", "STATIC_DIR",
            "LOCALE_DIR"]

@@ -120,9 +120,14 @@ MATRIX = [
     Row("GET", "/stock/{facility}/card/{item}", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
     Row("GET", "/stock/{facility}/card/{item}/export", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
     # Admin pages: admins only; disabling a user who does not exist is not found.
-    *[Row("GET", f"/admin/{page}", ADMINS) for page in ("users", "facilities", "ledger")],
+    *[Row("GET", f"/admin/{page}", ADMINS) for page in ("users", "facilities", "ledger", "items")],
+    Row("GET", "/admin/items/{code}", ADMINS, params={"code": "MOR10"}),
+    # Editing an item that does not exist is not found (master data: no facility in it).
+    Row("POST", "/admin/items/{code}", ADMINS, ok=404, params={"code": "NOPE"}, form={}),
     Row("POST", "/admin/users/{username}/disable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
     Row("POST", "/admin/ledger/verify", ADMINS, form={}),
+    # The audit trail page: auditors and admins, limited to their scope like /api/v1/audit.
+    Row("GET", "/audit", REVIEWERS_IN_SCOPE, query={"facility": "{facility}"}),
     # Interop API: bundles and exports within scope; importing needs a staff role (an empty body
     # is let in and refused for its content).
     Row("GET", "/api/v1/fhir/bundle", IN_SCOPE, query={"facility": "{facility}"}),

@@ -180,8 +180,9 @@ NAV = {
     "pharmacist": ["Dispense", "Receipts", "Transfers", "Today"],
     "facility_manager": ["Stock", "Expiries"],
     "auditor": ["Flags"],
-    "admin": ["Users", "Facilities", "Ledger"],
+    "admin": ["Users", "Facilities", "Items", "Ledger"],
 }
+AUDIT_TRAIL_READERS = {"auditor", "admin"}
 
 
 def _nav_labels(html: str) -> list[str]:
@@ -197,6 +198,7 @@ def test_navigation_follows_role(client, role):
     for other, others in NAV.items():
         if other != role:
             assert not set(others) & set(labels), (role, other, labels)
+    assert ("Audit trail" in labels) == (role in AUDIT_TRAIL_READERS), (role, labels)
     logout = page.first("form", action="/logout")
     assert logout == {"class": "inline-form", "method": "post", "action": "/logout"}
     assert "Amina Ben Ali" in page.plain

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from stock.models import User
 from web import audit, deps
-from web.access import require_roles, scope_of, visible_facility_ids
+from web.access import audit_scope, require_roles
 from web.api.schemas import AuditOut
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -23,9 +23,7 @@ def audit_records(action: str | None = Query(None), object_type: str | None = Qu
                   user: User = Depends(require_roles("admin", "auditor")),
                   db: Session = Depends(deps.read_db)) -> list[AuditOut]:
     """Newest first. A regional or facility auditor sees the records of facilities in scope only."""
-    national = scope_of(user).kind == "national"
-    rows = audit.records(db, facility_ids=None if national else visible_facility_ids(db, user),
-                         include_unplaced=national, action=action, object_type=object_type,
+    rows = audit.records(db, audit_scope(db, user), action=action, object_type=object_type,
                          object_id=object_id, before_id=before, limit=limit)
     return [AuditOut(id=r.id, at=r.at, username=name, action=r.action, object_type=r.object_type,
                      object_id=r.object_id, facility_id=r.facility_id,
