@@ -25,7 +25,7 @@ SELECT e.id AS seq, e.entry_id, f.code AS facility_code, f.kind AS facility_kind
        i.max_dispense_quantity, l.lot_number, l.expiry_date, e.quantity, e.effect, e.book_quantity,
        e.occurred_at, e.recorded_by, p.health_card_id, p.registered AS patient_registered,
        p.deceased_on, e.prescription_ref AS prescription_id, e.counterparty, e.reason,
-       e.document_number, e.reverses
+       e.document_number, e.reverses, e.serial_number, i.gtin
 FROM ledger_entry e
 JOIN facility f ON f.id = e.facility_id
 JOIN item i ON i.id = e.item_id
@@ -105,7 +105,7 @@ def build(session: Session, settings: Detection | None = None, *, since: datetim
     e["expiry_date"] = pd.to_datetime(e["expiry_date"])
     e["deceased_on"] = pd.to_datetime(e["deceased_on"])
     for col in ("health_card_id", "prescription_id", "counterparty", "reason", "document_number",
-                "reverses", "lot_number"):
+                "reverses", "lot_number", "serial_number", "gtin"):
         e[col] = e[col].fillna("").astype(str)
     e["controlled"] = e["controlled"].astype(bool)
     # No patient (not a dispense) counts as registered: only dispenses are judged on it.

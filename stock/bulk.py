@@ -33,7 +33,8 @@ from stock.csvread import (
     parse_quantities,
     parse_timestamps,
 )
-from stock.ledger import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS
+from stock import gs1
+from stock.ledger import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS, serial_problem
 from stock.models import ENTRY_KINDS, Balance, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
@@ -41,16 +42,16 @@ LEDGER_COLUMNS = {
     "entry_id": True, "occurred_at": True, "facility_code": True, "kind": True, "item_code": True,
     "lot_number": False, "expiry_date": False, "quantity": True, "health_card_id": False,
     "prescription_id": False, "counterparty_code": False, "reason": False, "recorded_by": True,
-    "document_number": False, "reverses": False,
+    "document_number": False, "reverses": False, "serial_number": False,
 }
 # What makes two rows with one entry_id "the same content" (expiry belongs to the lot).
 CONTENT = ("kind", "facility_code", "item_code", "lot_number", "quantity", "occurred_at",
            "recorded_by", "health_card_id", "prescription_id", "counterparty_code", "reason",
-           "document_number", "reverses")
+           "document_number", "reverses", "serial_number")
 INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", "item_id", "lot_id",
                   "quantity", "effect", "book_quantity", "occurred_at", "recorded_at", "recorded_by",
                   "patient_id", "prescription_ref", "counterparty", "counterparty_facility_id",
-                  "reason", "document_number", "reverses")
+                  "reason", "document_number", "reverses", "serial_number")
 NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 REPORT_EVERY = 50_000
 BULK_INDEX_THRESHOLD = 50_000
@@ -146,6 +147,10 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
     for c in ("entry_id", "lot_number", "health_card_id", "prescription_id", "document_number",
               "reverses", "recorded_by"):
         check_length(sheet, c, 64)
+    serial = sheet.col("serial_number")
+    if (serial != "").any():
+        sheet.report((serial != "") & ~serial.str.fullmatch(gs1.SERIAL_PATTERN).fillna(False), "serial_number",
+                     lambda i: serial_problem(serial.iat[i]) or "not a GS1 serial number")
     ts = parse_timestamps(sheet, "occurred_at")
     expiry = parse_dates(sheet, "expiry_date")
     qty, has_qty = parse_quantities(sheet, "quantity")
@@ -186,6 +191,9 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     if sheet.problems:
         raise ImportFailed(sheet.problems)
     frame = sheet.frame
+    for c in LEDGER_COLUMNS:  # an optional column left out of the header is empty throughout
+        if c not in frame.columns:
+            frame[c] = ""
     n = len(frame)
     result = BulkResult()
     if n == 0:
@@ -273,7 +281,7 @@ def _stored_content(session: Session, entry_ids: list[str]) -> dict[str, tuple]:
     sql = text(
         "SELECT e.entry_id, e.kind, f.code, i.code, l.lot_number, e.quantity, e.occurred_at, "
         "e.recorded_by, p.health_card_id, e.prescription_ref, e.counterparty, e.reason, "
-        "e.document_number, e.reverses FROM ledger_entry e JOIN facility f ON f.id = e.facility_id "
+        "e.document_number, e.reverses, e.serial_number FROM ledger_entry e JOIN facility f ON f.id = e.facility_id "
         "JOIN item i ON i.id = e.item_id JOIN lot l ON l.id = e.lot_id "
         "LEFT JOIN patient p ON p.id = e.patient_id WHERE e.entry_id IN :ids"
     ).bindparams(bindparam("ids", expanding=True))
@@ -566,13 +574,20 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
     progress("hashing", 0, m)
     col = {c: _arrow(df[c]) for c in ("facility_code", "entry_id", "kind", "item_code", "lot_number",
                                        "recorded_by", "health_card_id", "prescription_id",
-                                       "counterparty_code", "reason", "document_number", "reverses")}
+                                       "counterparty_code", "reason", "document_number", "reverses",
+                                       "serial_number")}
     # The canonical text of each entry, in chain.FIELDS order (see chain.link_text).
     texts = payloads([col["facility_code"], _ints_text(seq), col["entry_id"], col["kind"], col["item_code"],
                       col["lot_number"], lot_exp, _ints_text(qty), _ints_text(eff), book_text,
                       _ints_text(df["_occ"].to_numpy()), str(recorded_us), col["recorded_by"],
                       col["health_card_id"], col["prescription_id"], col["counterparty_code"], col["reason"],
                       col["document_number"], col["reverses"]], "\x1e" + chain.VERSION)
+    # The optional tail (chain.OPTIONAL_FROM): a separator and the serial, only where there is one.
+    serials = col["serial_number"]
+    if pc.any(pc.not_equal(serials, "")).as_py():
+        tail = pc.if_else(pc.equal(serials, ""), pa.scalar("", TEXT),
+                          pc.binary_join_element_wise(pa.scalar(chain.SEP, TEXT), serials, pa.scalar("", TEXT)))
+        texts = pc.binary_join_element_wise(pa.array(texts, type=TEXT), tail, pa.scalar("", TEXT)).to_pylist()
     fids = df["_fid"].tolist()
     prev = {f: h[1] for f, h in heads.items()}
     hashes = link_all(texts, fids, prev)
@@ -597,7 +612,7 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
         _timestamps_text(df["_occ"].to_numpy(), dialect), repeat(rec_text, m), df["recorded_by"].tolist(),
         patient_col, _none(df["prescription_id"].tolist()),
         _none(cps.tolist()), cp_ids, _none(df["reason"].tolist()), _none(df["document_number"].tolist()),
-        _none(df["reverses"].tolist()),
+        _none(df["reverses"].tolist()), _none(df["serial_number"].tolist()),
     )
     _insert_rows(session, dialect, rows, m, progress)
     result.added = m

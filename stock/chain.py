@@ -47,8 +47,14 @@ FIELDS = (
     "reason",
     "document_number",
     "reverses",
+    "serial_number",
 )
 VERSION = "1"
+OPTIONAL_FROM = FIELDS.index("serial_number")
+"""Fields from here on were added after chains were first written: each is encoded only when it
+has a value (and then after a separator like every other field), so an entry without it encodes
+exactly as before and every stored chain still verifies. A value may hold no separator character
+(the ledger refuses one), so a trailing optional field cannot pass for part of the one before."""
 
 
 def epoch_us(value: datetime) -> int:
@@ -67,13 +73,22 @@ def _text(value) -> str:
     return str(value)
 
 
+def _texts(values: tuple) -> list[str]:
+    """Each value as its canonical text, without the trailing optional fields that are empty."""
+    texts = [_text(v) for v in values]
+    required = OPTIONAL_FROM - 1  # values start after the version
+    while len(texts) > required and values[len(texts) - 1] is None:
+        texts.pop()
+    return texts
+
+
 def encode(values: tuple) -> bytes:
     """Canonical bytes of one entry; ``values`` in FIELDS order (without the version)."""
-    return SEP.join([VERSION, *(_text(v) for v in values)]).encode("utf-8")
+    return SEP.join([VERSION, *_texts(values)]).encode("utf-8")
 
 
 def link(prev_hash: str, values: tuple) -> str:
-    return link_text(prev_hash, [_text(v) for v in values])
+    return link_text(prev_hash, _texts(values))
 
 
 def link_text(prev_hash: str, texts: list[str]) -> str:
@@ -108,7 +123,8 @@ def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] 
             "COALESCE(e.prescription_ref, '')", "COALESCE(e.counterparty, '')", "COALESCE(e.reason, '')",
             "COALESCE(e.document_number, '')", "COALESCE(e.reverses, '')",
         ]
-        payload = f" || {sep} || ".join(parts)
+        # The optional tail (OPTIONAL_FROM): a separator and the value, or nothing when NULL.
+        payload = f" || {sep} || ".join(parts) + f" || COALESCE({sep} || e.serial_number, '')"
     else:
         # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
         # Seconds from the text without its fraction: SQLite keeps times in whole milliseconds,
@@ -121,7 +137,8 @@ def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] 
                  "e.quantity", "e.effect", "e.book_quantity", us.format("e.occurred_at"),
                  us.format("e.recorded_at"), "e.recorded_by", "p.health_card_id", "e.prescription_ref",
                  "e.counterparty", "e.reason", "e.document_number", "e.reverses"]
-        payload = f"printf('{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
+        payload = (f"printf('{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
+                   f" || COALESCE(char(31) || e.serial_number, '')")  # the optional tail (OPTIONAL_FROM)
     return f"""
 SELECT f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id
 FROM ledger_entry e

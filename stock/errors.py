@@ -29,6 +29,19 @@ class InvalidEntry(DawaError):
     """A value missing, of the wrong type, or outside its domain."""
 
 
+class BadScan(InvalidEntry):
+    """A scanned or typed barcode that cannot be used. ``problem`` says which way, for a page to
+    word it in the reader's language: ``empty``, ``unreadable``, ``no_gtin`` or ``check_digit``;
+    ``gtin`` is the GTIN concerned, when there is one."""
+
+    field = "scan"
+
+    def __init__(self, message: str, *, problem: str, gtin: str | None = None):
+        super().__init__(message)
+        self.problem = problem
+        self.gtin = gtin
+
+
 class UnknownFacility(DawaError):
     field = "facility_code"
 

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from stock import bulk, chain
+from stock import bulk, chain, gs1
 from stock import reports as stock_reports
 from stock.csvread import (
     ImportFailed,
@@ -37,7 +37,7 @@ from stock.quantities import from_milli
 
 FACILITY_COLUMNS = {"code": True, "name": True, "region": True, "kind": True, "parent_code": False}
 ITEM_COLUMNS = {"code": True, "name": True, "atc_code": False, "form": False, "unit": True,
-                "controlled": True, "max_dispense_quantity": False}
+                "controlled": True, "max_dispense_quantity": False, "gtin": False}
 PATIENT_COLUMNS = {"health_card_id": True, "birth_year": False, "sex": False,
                    "home_facility_code": False, "deceased_on": False}
 PRESCRIPTION_COLUMNS = {"prescription_id": True, "health_card_id": True, "facility_code": True,
@@ -172,15 +172,25 @@ def _items(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem
                  lambda i: f"{sheet.col('controlled').iat[i]!r} is not true or false")
     mdq, has_mdq = parse_quantities(sheet, "max_dispense_quantity")
     sheet.report(has_mdq & (mdq <= 0), "max_dispense_quantity", "must be greater than zero")
+    gtins = _gtins(session, sheet)
     if sheet.problems:
         return sheet.problems
     existing = _codes(session, Item)
     f = sheet.frame
+    # A GTIN may move from one item of the file to another: let go of the old ones first, so the
+    # unique index never sees one GTIN on two items half-way through.
+    # A file without the gtin column leaves stored GTINs as they are.
+    has_gtin = "gtin" in f.columns
+    moving = [existing[c] for c in f["code"] if c in existing]
+    if has_gtin and moving:
+        session.execute(update(Item).where(Item.id.in_(moving), Item.gtin.is_not(None)).values(gtin=None))
     for i, (code, name, unit, ctl, atc, form) in enumerate(zip(
             f["code"], f["name"], f["unit"], controlled, sheet.col("atc_code"), sheet.col("form"))):
         values = dict(name=name, unit=unit, controlled=ctl == "true", atc_code=atc or None,
                       form=form or None,
                       max_dispense_quantity=from_milli(int(mdq[i])) if has_mdq[i] else None)
+        if has_gtin:
+            values["gtin"] = gtins[i]
         if code in existing:
             session.execute(update(Item).where(Item.id == existing[code]).values(**values))
         else:
@@ -188,6 +198,37 @@ def _items(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem
     session.flush()
     report.items = len(f)
     return []
+
+
+def _gtins(session: Session, sheet: Sheet) -> list[str | None]:
+    """Each row's GTIN as 14 digits (None where the cell is empty). A value that is not a GTIN,
+    one with a wrong check digit, one given twice in the file (in any of its lengths) or one that
+    belongs to a stored item the file does not list is a problem."""
+    cells = sheet.col("gtin").tolist()
+    codes = sheet.col("code").tolist()
+    out: list[str | None] = []
+    first: dict[str, int] = {}
+    for i, value in enumerate(cells):
+        if not value:
+            out.append(None)
+            continue
+        problem = gs1.gtin_problem(value)
+        if problem:
+            sheet.report_row(i, "gtin", problem)
+            out.append(None)
+            continue
+        gtin = value.zfill(14)
+        if gtin in first:
+            sheet.report_row(i, "gtin", f"GTIN {value} is already given on line {first[gtin] + 2}")
+        first.setdefault(gtin, i)
+        out.append(gtin)
+    if first:
+        listed = set(codes)
+        for code, gtin in session.execute(select(Item.code, Item.gtin).where(Item.gtin.in_(list(first)))):
+            if code not in listed:
+                i = first[gtin]
+                sheet.report_row(i, "gtin", f"GTIN {cells[i]} already belongs to item {code}")
+    return out
 
 
 def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Problem]:

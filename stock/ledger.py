@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from stock import chain
+from stock import gs1
 from stock.errors import (
     AlreadyReversed,
     EntryConflict,
@@ -73,6 +74,8 @@ class NewEntry:
     reason: str | None = None
     document_number: str | None = None
     reverses: str | None = None
+    serial_number: str | None = None
+    """The pack's GS1 serial (AI 21) when the pack was scanned."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,22 @@ def check_shape(e: NewEntry) -> None:
         value = getattr(e, name)
         if value is not None and len(value) > MAX_ID:
             raise bad(name, f"{name} is longer than {MAX_ID} characters")
+    if e.serial_number:
+        problem = serial_problem(e.serial_number)
+        if problem:
+            raise bad("serial_number", problem)
+
+
+def serial_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a GS1 serial number (AI 21), or None: 1 to 20 characters of GS1's
+    character set 82 (letters, digits and ``!"%&'()*+,-./:;<=>?_``)."""
+    if len(value) > gs1.SERIAL_MAX:
+        return f"serial_number {value!r} is longer than {gs1.SERIAL_MAX} characters (GS1 AI 21)"
+    bad = sorted(set(value) - gs1.CSET82)
+    if bad:
+        return (f"serial_number {value!r} holds {', '.join(repr(c) for c in bad)}, outside GS1's "
+                "character set for serials (letters, digits and !\"%&'()*+,-./:;<=>?_)")
+    return None
 
 
 def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime | None = None) -> list[Posted]:
@@ -239,6 +258,7 @@ def _stored_view(session: Session, entry: LedgerEntry) -> dict:
         "reason": entry.reason,
         "document_number": entry.document_number,
         "reverses": entry.reverses,
+        "serial_number": entry.serial_number,
     }
 
 
@@ -370,7 +390,7 @@ def _post_one(session: Session, e: NewEntry, now: datetime) -> Posted:
         prescription_ref=e.prescription_id or None, counterparty=e.counterparty_code or None,
         counterparty_facility_id=counterparty_id, reason=e.reason or None,
         document_number=e.document_number or None, reverses=e.reverses or None,
-        chain_seq=head.length + 1,
+        serial_number=e.serial_number or None, chain_seq=head.length + 1,
     )
     entry.chain_hash = chain.link(head.head_hash, hash_values(entry, facility.code, item.code, lot,
                                                                 patient.health_card_id if patient else None))
@@ -390,7 +410,7 @@ def hash_values(entry: LedgerEntry, facility_code: str, item_code: str, lot: Lot
         None if entry.book_quantity is None else to_milli(entry.book_quantity),
         chain.epoch_us(entry.occurred_at), chain.epoch_us(entry.recorded_at), entry.recorded_by,
         health_card_id, entry.prescription_ref, entry.counterparty, entry.reason,
-        entry.document_number, entry.reverses,
+        entry.document_number, entry.reverses, entry.serial_number,
     )
 
 
@@ -419,4 +439,4 @@ def reverse(session: Session, entry_id: str, *, reason: str, by: str,
 
 
 __all__ = ["NewEntry", "Posted", "PolicyNote", "post", "reverse", "effect_of", "check_shape",
-           "new_entry_id", "hash_values"]
+           "new_entry_id", "hash_values", "serial_problem"]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from stock import chain
 from stock.errors import InvalidEntry, UnknownFacility, UnknownItem
+from stock.gs1 import normalize_gtin
 from stock.models import (
     FACILITY_KINDS,
     ROLES,
@@ -31,6 +32,11 @@ def facility_by_code(session: Session, code: str) -> Facility:
     if fac is None:
         raise UnknownFacility(f"unknown facility {code!r}")
     return fac
+
+
+def item_by_gtin(session: Session, gtin: str) -> Item | None:
+    """The item whose packs carry ``gtin`` (any of its lengths), or None."""
+    return session.scalars(select(Item).where(Item.gtin == normalize_gtin(gtin))).one_or_none()
 
 
 def item_by_code(session: Session, code: str) -> Item:
@@ -57,9 +63,11 @@ def add_facility(session: Session, code: str, name: str, region: str, kind: str,
 
 def add_item(session: Session, code: str, name: str, unit: str, controlled: bool = False,
              atc_code: str | None = None, form: str | None = None,
-             max_dispense_quantity: Decimal | int | None = None) -> Item:
+             max_dispense_quantity: Decimal | int | None = None, gtin: str | None = None) -> Item:
+    """``gtin`` is checked (length and check digit) and kept as 14 digits."""
     item = Item(code=code, name=name, unit=unit, controlled=controlled, atc_code=atc_code, form=form,
-                max_dispense_quantity=None if max_dispense_quantity is None else Decimal(max_dispense_quantity))
+                max_dispense_quantity=None if max_dispense_quantity is None else Decimal(max_dispense_quantity),
+                gtin=normalize_gtin(gtin) if gtin else None)
     session.add(item)
     session.flush()
     return item

@@ -110,6 +110,10 @@ class Item(Base):
     max_dispense_quantity: Mapped[Decimal | None] = mapped_column(
         Quantity, doc="protocol ceiling for one dispensing; checked by detection, not enforced"
     )
+    gtin: Mapped[str | None] = mapped_column(
+        String(14), index=True, unique=True,
+        doc="GS1 GTIN (8, 12, 13 or 14 digits, check digit verified) on the item's packs; a scan names "
+            "the item by it. One per item: a second pack size with its own GTIN is another item")
 
 
 class Lot(Base):
@@ -221,6 +225,9 @@ class LedgerEntry(Base):
     document_number: Mapped[str | None] = mapped_column(String(64), index=True)
     reverses: Mapped[str | None] = mapped_column(
         ForeignKey("ledger_entry.entry_id"), doc="entry_id this entry corrects"
+    )
+    serial_number: Mapped[str | None] = mapped_column(
+        String(20), doc="the pack's GS1 serial (AI 21), as scanned; the same pack dispensed twice is a flag"
     )
 
 

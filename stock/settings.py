@@ -36,6 +36,8 @@ class Detection(BaseModel):
         200, description="an incremental scan re-reads this much history before the earliest new movement: "
         "enough for prescriptions' and days-supply windows, transfers in transit and the statistical "
         "detectors' history (min_history_months) and peer months")
+    serial_reuse_min_dispensings: int = Field(
+        2, description="a pack serial (GS1 AI 21) of one item dispensed this many times, none reversed, is a flag")
     high_score: float = Field(0.8, description="score from which a flag is high severity")
     medium_score: float = Field(0.5, description="score from which a flag is medium severity")
 

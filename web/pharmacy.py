@@ -28,6 +28,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from stock import errors as domain
+from stock import gs1
 from stock.ledger import NewEntry, Posted, post, reverse
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Prescription, User
 from stock.queries import on_hand
@@ -61,6 +62,8 @@ A dispense without a prescription is recorded (and noted by the ledger) without 
 
 ENTRY_FIELDS = ("health_card_id", "item_code", "lot_number", "expiry_date", "quantity", "prescription_id",
                 "counterparty_code", "reason", "document_number")
+FIELD_OF = {"serial_number": "scan"}
+"""A refusal about a value the form holds in a hidden field, shown next to the field that set it."""
 
 MSG_REQUIRED = "This is required."
 MSG_NUMBER = "Enter a number, such as 12 or 2.5."
@@ -82,6 +85,16 @@ MSG_IS_REVERSAL = "Entry %(entry)s is itself a reversal (of %(target)s) and cann
 MSG_ALREADY_REVERSED = "Entry %(entry)s was already reversed."
 MSG_NOTHING_TO_REVERSE = "Entry %(entry)s changed no stock; there is nothing to reverse."
 MSG_NO_COUNTS = "Enter at least one counted quantity."
+MSG_SCAN_EMPTY = "Scan a pack, or type the text under its barcode."
+MSG_SCAN_UNREADABLE = "This is not a GS1 barcode that can be read. Scan again, or fill in the fields by hand."
+MSG_SCAN_NO_GTIN = "This barcode holds no GTIN (01): it is not a medicine pack's code."
+MSG_SCAN_CHECK_DIGIT = "The GTIN %(gtin)s in this barcode has a wrong check digit: scan again."
+MSG_SCAN_UNKNOWN_GTIN = "No item has the GTIN %(gtin)s."
+MSG_SCAN_LOT_NOT_HELD = "The scanned lot %(lot)s of %(code)s is not held here."
+MSG_SCAN_OTHER_ITEM = "The scanned pack is %(scanned)s, not %(code)s: scan it again or change the item."
+
+SCAN_PAGES = ("dispense", "receipt")
+"""The forms with a Scan field."""
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -249,7 +262,7 @@ def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
         return Outcome(errors={"_form": _t(request, MSG_RECORDED_OTHERWISE)}, status=409)
     except domain.DawaError as exc:
         db.rollback()
-        field = exc.field if exc.field in ENTRY_FIELDS else "_form"
+        field = FIELD_OF.get(exc.field, exc.field if exc.field in ENTRY_FIELDS else "_form")
         return Outcome(errors={field: exc.message}, status=422)
     if not posted.created:
         return _retried(request, db, fac, posted.entry)
@@ -341,6 +354,83 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# --- scanning a pack ---------------------------------------------------------------------------
+
+def _scan_message(request: Request, exc: domain.BadScan) -> str:
+    if exc.problem == "empty":
+        return _t(request, MSG_SCAN_EMPTY)
+    if exc.problem == "no_gtin":
+        return _t(request, MSG_SCAN_NO_GTIN)
+    if exc.problem == "check_digit":
+        return _t(request, MSG_SCAN_CHECK_DIGIT, gtin=exc.gtin or "")
+    return _t(request, MSG_SCAN_UNREADABLE)
+
+
+def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bool:
+    """Fill item, lot and expiry from the form's Scan field, keeping the pack's GTIN and serial in
+    hidden fields. A scan that cannot be used is an error next to the field, with the scan kept;
+    one that filled the form is cleared, ready for the next pack. True when a scan was applied."""
+    text = values.get("scan", "")
+    if not text.strip():
+        return False
+    try:
+        scan = gs1.parse_scan(text)
+    except domain.BadScan as exc:
+        errors["scan"] = _scan_message(request, exc)
+        return False
+    item = db.scalars(select(Item).where(Item.gtin == scan.gtin)).one_or_none()
+    if item is None:
+        errors["scan"] = _t(request, MSG_SCAN_UNKNOWN_GTIN, gtin=scan.gtin)
+        return False
+    values.update(item_code=item.code, scan_gtin=scan.gtin, serial_number=scan.serial_number or "", scan="")
+    if scan.lot_number is not None:
+        values["lot_number"] = scan.lot_number
+    if scan.expiry_date is not None:
+        values["expiry_date"] = scan.expiry_date.isoformat()
+    return True
+
+
+def _scanned_pack(request: Request, values: dict, item: Item, errors: dict) -> str | None:
+    """The serial to record: the scanned pack's, if the form still names the scanned item."""
+    serial = values.get("serial_number", "").strip()
+    if not serial:
+        return None
+    scanned = values.get("scan_gtin", "").strip()
+    if scanned and item.gtin != scanned:
+        errors["scan"] = _t(request, MSG_SCAN_OTHER_ITEM, scanned=scanned, code=item.code)
+        return None
+    return serial
+
+
+@router.post("/{facility}/scan")
+async def scan_fill(request: Request, facility: str, page: str = "dispense",
+                    user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
+    """htmx: the form, filled from its Scan field (or with the scan's problem next to it), typed
+    input kept. Records nothing; the form's own submit does. Always 200 so htmx swaps it in."""
+    fac = _acting(db, user, facility)
+    page = page if page in SCAN_PAGES else "dispense"
+    values = await _form(request)
+    values["entry_id"] = _form_id(values.get("entry_id"))
+    errors: dict[str, str] = {}
+    if not values.get("scan", "").strip():
+        errors["scan"] = _t(request, MSG_SCAN_EMPTY)
+        scanned = False
+    else:
+        scanned = _apply_scan(request, db, values, errors)
+    if page == "receipt":
+        return _receipt_page(request, fac, values, errors=errors, scanned=scanned)
+    if scanned:
+        _check_scanned_lot(request, db, fac, values, errors)
+    return _dispense_page(request, db, fac, values, errors=errors, scanned=scanned)
+
+
+def _check_scanned_lot(request: Request, db: Session, fac: Facility, values: dict, errors: dict) -> None:
+    lot = values.get("lot_number", "")
+    held = fefo_lots(db, fac, values["item_code"], _today(request, fac))
+    if lot and not any(c.lot_number == lot for c in held):
+        errors["lot_number"] = _t(request, MSG_SCAN_LOT_NOT_HELD, lot=lot, code=values["item_code"])
+
+
 # --- choosing a facility ---------------------------------------------------------------------
 
 @router.get("")
@@ -404,7 +494,7 @@ def prescriptions(request: Request, facility: str, health_card_id: str = "", ite
 
 def _dispense_page(request: Request, db: Session, fac: Facility, values: dict, *, errors: dict | None = None,
                    warnings: list | None = None, done: EntryView | None = None, already: bool = False,
-                   status: int = 200) -> Response:
+                   status: int = 200, scanned: bool = False) -> Response:
     today = _today(request, fac)
     code = (values.get("item_code") or "").strip()
     card = (values.get("health_card_id") or "").strip()
@@ -413,7 +503,7 @@ def _dispense_page(request: Request, db: Session, fac: Facility, values: dict, *
         warned.setdefault(WARN_FIELDS[note.code], []).append(note)
     return _page(request, fac, "dispense", {
         "values": values, "errors": errors or {}, "warnings": warnings or [], "warned": warned,
-        "done": done, "already": already,
+        "done": done, "already": already, "scanned": scanned,
         "items": held_items(db, fac, ""), "lots": fefo_lots(db, fac, code, today),
         "prescriptions": open_prescriptions(db, card, code) if card and code else [],
     }, status)
@@ -433,10 +523,19 @@ async def dispense_submit(request: Request, facility: str, user: User = Depends(
     values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
+    # Without scripts a scanner's Enter submits the form: fill it from the scan, and record only
+    # when the rest is there too.
+    scanned = _apply_scan(request, db, values, errors)
+    if errors:
+        return _dispense_page(request, db, fac, values, errors=errors, status=422)
     card = values.get("health_card_id", "").strip()
+    if scanned and not (card and values.get("quantity", "").strip()):
+        _check_scanned_lot(request, db, fac, values, errors)
+        return _dispense_page(request, db, fac, values, errors=errors, scanned=True)
     if not card:
         errors["health_card_id"] = _t(request, MSG_REQUIRED)
     item = _item(request, db, values.get("item_code", ""), errors)
+    serial = _scanned_pack(request, values, item, errors) if item is not None else None
     quantity = _quantity(request, values.get("quantity", ""), errors)
     lot_number = values.get("lot_number", "").strip()
     if item is not None:
@@ -453,7 +552,7 @@ async def dispense_submit(request: Request, facility: str, user: User = Depends(
     entry = NewEntry(entry_id=values["entry_id"], kind="dispense", facility_code=fac.code, item_code=item.code,
                      quantity=quantity, occurred_at=_now(), recorded_by=user.username, lot_number=lot_number,
                      health_card_id=card, prescription_id=values.get("prescription_id", "").strip() or None,
-                     reason=reason or None)
+                     reason=reason or None, serial_number=serial)
     outcome = _submit(request, db, fac, entry, warn=True)
     if outcome.errors:
         return _dispense_page(request, db, fac, values, errors=outcome.errors, status=outcome.status)
@@ -479,8 +578,13 @@ def _parse_date(request: Request, text: str, errors: dict, field: str) -> date |
 def receipt_form(request: Request, facility: str, done: str = "", user: User = Depends(require_roles(*STAFF)),
                  db: Session = Depends(deps.read_db)):
     fac = _acting(db, user, facility)
-    return _page(request, fac, "receipt", {"values": {"entry_id": _fresh_id()}, "errors": {},
-                                           "done": _done(db, fac, done)})
+    return _receipt_page(request, fac, {"entry_id": _fresh_id()}, done=_done(db, fac, done))
+
+
+def _receipt_page(request: Request, fac: Facility, values: dict, *, errors: dict | None = None,
+                  done: EntryView | None = None, scanned: bool = False, status: int = 200) -> Response:
+    return _page(request, fac, "receipt", {"values": values, "errors": errors or {}, "done": done,
+                                           "scanned": scanned}, status)
 
 
 @router.post("/{facility}/receipt")
@@ -490,20 +594,26 @@ async def receipt_submit(request: Request, facility: str, user: User = Depends(r
     values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
+    scanned = _apply_scan(request, db, values, errors)
+    if errors:
+        return _receipt_page(request, fac, values, errors=errors, status=422)
+    if scanned and not values.get("quantity", "").strip():
+        return _receipt_page(request, fac, values, scanned=True)
     item = _item(request, db, values.get("item_code", ""), errors)
+    serial = _scanned_pack(request, values, item, errors) if item is not None else None
     quantity = _quantity(request, values.get("quantity", ""), errors)
     expiry = _parse_date(request, values.get("expiry_date", ""), errors, "expiry_date")
     if errors:
-        return _page(request, fac, "receipt", {"values": values, "errors": errors, "done": None}, 422)
+        return _receipt_page(request, fac, values, errors=errors, status=422)
     entry = NewEntry(entry_id=values["entry_id"], kind="receipt", facility_code=fac.code, item_code=item.code,
                      quantity=quantity, occurred_at=_now(), recorded_by=user.username,
                      lot_number=values.get("lot_number", "").strip(), expiry_date=expiry,
                      counterparty_code=values.get("counterparty_code", "").strip() or None,
-                     document_number=values.get("document_number", "").strip() or None)
+                     document_number=values.get("document_number", "").strip() or None,
+                     serial_number=serial)
     outcome = _submit(request, db, fac, entry)
     if outcome.errors:
-        return _page(request, fac, "receipt", {"values": values, "errors": outcome.errors, "done": None},
-                     outcome.status)
+        return _receipt_page(request, fac, values, errors=outcome.errors, status=outcome.status)
     return _done_redirect(fac, "receipt", entry.entry_id)
 
 

@@ -17,6 +17,7 @@ ALL = (
     "no_prescription",    # controlled item without a prescription
     "patients",           # unregistered or deceased patient
     "duplicates",         # same patient and item at several facilities within the days-supply
+    "serials",            # one pack (GS1 serial) dispensed more than once
     "counts",             # physical count short of the book
     "writeoffs",          # losses written off far from expiry
     "transfers",          # transfers that never arrive, or arrive short

@@ -392,3 +392,72 @@ def test_sound_chain_stored_out_of_order_still_verifies(tampered, chunked):
     raw(engine, "UPDATE ledger_entry SET quantity = quantity + 1 WHERE entry_id = :e", e=first)
     b = only_break(verify(engine))
     assert (b.facility_code, b.position, b.entry_id) == ("H1", 1, first)
+
+
+# --- pack serials (GS1 AI 21): in the chain only when present -----------------------------------
+
+def test_entry_without_serial_encodes_as_before():
+    """Chains written before serials existed still verify: no serial adds nothing to the encoding."""
+    values = ("H1", 1, "e1", "dispense", "MOR10", "L1", date(2028, 1, 31), 10000, -10000, None, 1, 2,
+              "u1", "LY1", None, None, None, None, None)
+    assert chain.encode((*values, None)) == chain.encode(values) == chain.SEP.join(
+        ["1", "H1", "1", "e1", "dispense", "MOR10", "L1", "2028-01-31", "10000", "-10000", "", "1", "2", "u1",
+         "LY1", "", "", "", "", ""]).encode()
+    assert chain.encode((*values, "SN42")) == chain.encode(values) + b"\x1fSN42"
+    assert chain.link(chain.GENESIS, (*values, None)) == chain.link(chain.GENESIS, values)
+    assert chain.link(chain.GENESIS, (*values, "SN42")) != chain.link(chain.GENESIS, values)
+
+
+def populate_serials(session) -> dict[str, list[str]]:
+    ids = populate(session)
+    at = T0 + timedelta(days=10)
+    post(session, [
+        entry("dispense", 1, facility="H1", lot="L1", serial_number="SN-0001", at=at, entry_id="S1"),
+        entry("dispense", 1, facility="H1", lot="L1", at=at + timedelta(minutes=1), entry_id="S2"),
+        entry("dispense", 1, facility="H1", lot="L1", serial_number="(A)+b/9_?", at=at + timedelta(minutes=2),
+              entry_id="S3"),
+    ])
+    session.commit()
+    ids["H1"] += ["S1", "S2", "S3"]
+    return ids
+
+
+def test_sql_and_python_encodings_agree_with_and_without_serial(session):
+    """verify builds each entry's canonical text in SQL; post builds it in Python: byte for byte
+    the same, serial or not, on SQLite and PostgreSQL."""
+    populate_serials(session)
+    dialect = session.get_bind().dialect.name
+    texts = {row[2]: row[3] for row in chain._rows(session)}
+    assert len(texts) == 16
+    for e in session.scalars(select(LedgerEntry)):
+        lot = session.get(Lot, e.lot_id)
+        card = session.get(Patient, e.patient_id).health_card_id if e.patient_id else None
+        code = session.get(Facility, e.facility_id).code
+        values = hash_values(e, code, session.get(Item, e.item_id).code, lot, card)
+        assert (chain.VERSION + chain.SEP + texts[e.entry_id]).encode() == chain.encode(values), (dialect, e.entry_id)
+    assert texts["S1"].endswith("\x1fSN-0001") and texts["S3"].endswith("\x1f(A)+b/9_?")
+    assert texts["S2"].count("\x1f") == 18 and texts["S1"].count("\x1f") == 19  # no serial, no field
+    assert chain.verify(session).ok
+
+
+def test_altered_or_added_serial_caught(sqlite_engine):
+    with session_factory(sqlite_engine)() as s:
+        ids = populate_serials(s)
+    drop_triggers(sqlite_engine)
+    assert verify(sqlite_engine).ok
+    raw(sqlite_engine, "UPDATE ledger_entry SET serial_number = 'SN-0002' WHERE entry_id = 'S1'")
+    b = only_break(verify(sqlite_engine))
+    assert (b.facility_code, b.position, b.entry_id) == ("H1", ids["H1"].index("S1") + 1, "S1")
+    raw(sqlite_engine, "UPDATE ledger_entry SET serial_number = 'SN-0001' WHERE entry_id = 'S1'")
+    assert verify(sqlite_engine).ok
+    raw(sqlite_engine, "UPDATE ledger_entry SET serial_number = 'SN-0001' WHERE entry_id = 'S2'")
+    b = only_break(verify(sqlite_engine))
+    assert b.entry_id == "S2"
+
+
+def test_serial_removed_caught(sqlite_engine):
+    with session_factory(sqlite_engine)() as s:
+        populate_serials(s)
+    drop_triggers(sqlite_engine)
+    raw(sqlite_engine, "UPDATE ledger_entry SET serial_number = NULL WHERE entry_id = 'S3'")
+    assert only_break(verify(sqlite_engine)).entry_id == "S3"

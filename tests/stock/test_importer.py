@@ -361,3 +361,107 @@ def test_fast_simulation_matches_exact_loop(tmp_path, monkeypatch):
     exact_entries, exact_stock = run("exact", exact=True)
     assert fast_entries == exact_entries and fast_stock == exact_stock
     assert any(book is not None for *_, book, _lot in fast_entries)  # counts were simulated
+
+
+# --- GS1: item GTINs and pack serials ------------------------------------------------------------
+
+ITEMS_GTIN = """code,name,atc_code,form,unit,controlled,max_dispense_quantity,gtin
+MOR10,Morphine 10 mg tablet,N02AA01,tablet,tablet,true,60,5012345678900
+INSG,Insulin glargine 100 IU/ml,A10AE04,injection,ml,false,,09501101530003
+GLOVE,Surgical gloves,,,piece,false,,
+"""
+SERIAL_HEADER = HEADER + ",serial_number"
+SERIAL_ROWS = [r + "," for r in LEDGER_ROWS[:3]] + [
+    "S1,2026-03-02T08:00:00+02:00,WH-C,dispense,MOR10,L1,,1,LY0000000001,,,,u-wh,,,SN-1",
+    "S2,2026-03-02T08:01:00+02:00,WH-C,dispense,MOR10,L1,,1,LY0000000001,,,,u-wh,,,",
+    "S3,2026-03-02T08:02:00+02:00,WH-C,dispense,MOR10,L1,,1,LY0000000001,,,,u-wh,,,SN-1",
+]
+
+
+def serial_dataset(folder: Path, rows=None) -> Path:
+    return write_dataset(folder, items_csv=None, **{
+        "items.csv": ITEMS_GTIN,
+        "ledger.csv": "\n".join([SERIAL_HEADER, *(SERIAL_ROWS if rows is None else rows)]) + "\n"})
+
+
+def test_gtins_and_serials_imported_chained_and_idempotent(session, tmp_path):
+    from stock.models import Item
+
+    report = import_dataset(session, serial_dataset(tmp_path / "ds"))
+    session.commit()
+    assert report.entries_added == 6
+    gtins = dict(session.execute(select(Item.code, Item.gtin)).all())
+    assert gtins == {"MOR10": "05012345678900", "INSG": "09501101530003", "GLOVE": None}
+    serials = dict(session.execute(select(LedgerEntry.entry_id, LedgerEntry.serial_number)).all())
+    assert (serials["S1"], serials["S2"], serials["S3"], serials["R1"]) == ("SN-1", None, "SN-1", None)
+    assert chain.verify(session).ok  # the bulk path's text (Arrow) equals verify's (SQL)
+    again = import_dataset(session, serial_dataset(tmp_path / "ds"))
+    session.commit()
+    assert (again.entries_added, again.entries_already_present) == (0, 6)
+    # A file without the gtin column leaves stored GTINs alone; one with an empty cell clears it.
+    import_dataset(session, write_dataset(tmp_path / "plain", ledger_rows=[]))
+    session.commit()
+    assert session.scalar(select(Item.gtin).where(Item.code == "MOR10")) == "05012345678900"
+
+
+def test_serial_changed_on_reimport_is_a_conflict(session, tmp_path):
+    import_dataset(session, serial_dataset(tmp_path / "ds"))
+    session.commit()
+    rows = [r.replace("u-wh,,,SN-1", "u-wh,,,SN-9") if r.startswith("S1,") else r for r in SERIAL_ROWS]
+    with pytest.raises(ImportFailed) as err:
+        import_dataset(session, serial_dataset(tmp_path / "ds2", rows))
+    session.rollback()
+    assert any(str(p).startswith("ledger.csv:5: entry_id: entry S1 was already recorded with different content")
+               and "serial_number: stored 'SN-1', now 'SN-9'" in str(p) for p in err.value.problems)
+
+
+def test_gtin_moves_between_items_in_one_import(session, tmp_path):
+    from stock.models import Item
+
+    import_dataset(session, serial_dataset(tmp_path / "ds"))
+    session.commit()
+    swapped = ITEMS_GTIN.replace("60,5012345678900", "60,09501101530003").replace(",,09501101530003", ",,5012345678900")
+    import_dataset(session, write_dataset(tmp_path / "swap", ledger_rows=[], **{"items.csv": swapped}))
+    session.commit()
+    gtins = dict(session.execute(select(Item.code, Item.gtin)).all())
+    assert gtins == {"MOR10": "09501101530003", "INSG": "05012345678900", "GLOVE": None}
+
+
+@pytest.mark.parametrize("items,expected", [
+    (ITEMS_GTIN.replace("5012345678900", "5012345678901"),
+     "items.csv:2: gtin: GTIN 5012345678901 has a wrong check digit: 1, where 0 was expected"),
+    (ITEMS_GTIN.replace("5012345678900", "50123456"), "items.csv:2: gtin: GTIN 50123456 has a wrong check digit"),
+    (ITEMS_GTIN.replace("5012345678900", "501234567891"), "items.csv:2: gtin: GTIN 501234567891 has a wrong check digit"),
+    (ITEMS_GTIN.replace("5012345678900", "12345"), "items.csv:2: gtin: '12345' is not a GTIN (8, 12, 13 or 14 digits)"),
+    (ITEMS_GTIN.replace("5012345678900", "ABC"), "items.csv:2: gtin: 'ABC' is not a GTIN"),
+    (ITEMS_GTIN.replace("false,,\n", "false,,05012345678900\n"),
+     "items.csv:4: gtin: GTIN 05012345678900 is already given on line 2"),
+])
+def test_bad_gtin_named_and_nothing_stored(session, tmp_path, items, expected):
+    from stock.models import Item
+
+    problems = problems_of(session, write_dataset(tmp_path / "bad", **{"items.csv": items}))
+    assert any(p.startswith(expected) for p in problems), problems
+    assert session.scalar(select(func.count()).select_from(Item)) == 0
+
+
+def test_gtin_of_another_stored_item_refused(session, tmp_path):
+    import_dataset(session, serial_dataset(tmp_path / "ds"))
+    session.commit()
+    other = "code,name,unit,controlled,gtin\nPARA,Paracetamol 500 mg tablet,tablet,false,5012345678900\n"
+    with pytest.raises(ImportFailed) as err:
+        import_dataset(session, write_dataset(tmp_path / "other", ledger_rows=[], facilities_csv=None,
+                                              **{"items.csv": other}))
+    session.rollback()
+    assert "items.csv:2: gtin: GTIN 5012345678900 already belongs to item MOR10" in [str(p) for p in err.value.problems]
+
+
+@pytest.mark.parametrize("serial,expected", [
+    ("S" * 21, "ledger.csv:5: serial_number: serial_number 'SSSSSSSSSSSSSSSSSSSSS' is longer than 20 characters"),
+    ("SN 1", "ledger.csv:5: serial_number: serial_number 'SN 1' holds ' ', outside GS1's character set"),
+    ("SN#1", "ledger.csv:5: serial_number: serial_number 'SN#1' holds '#'"),
+])
+def test_bad_serial_named_and_nothing_stored(session, tmp_path, serial, expected):
+    rows = [r.replace("u-wh,,,SN-1", f"u-wh,,,{serial}") if r.startswith("S1,") else r for r in SERIAL_ROWS]
+    problems = problems_of(session, serial_dataset(tmp_path / "bad", rows))
+    assert any(p.startswith(expected) for p in problems), problems

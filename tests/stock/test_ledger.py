@@ -270,3 +270,37 @@ def test_chain_verifies_whatever_the_microseconds(world, micro):
     post(s, entry("receipt", 10, at=t), now=t.astimezone(timezone.utc))
     s.commit()
     assert chain.verify(s).ok
+
+
+def test_serial_number_stored_and_part_of_idempotency(world):
+    s = world
+    post(s, entry("receipt", 10, entry_id="R-1"))
+    first = post(s, entry("dispense", 1, entry_id="D-1", serial_number="SN42"))[0]
+    s.commit()
+    assert first.entry.serial_number == "SN42"
+    assert not post(s, entry("dispense", 1, entry_id="D-1", serial_number="SN42"))[0].created
+    with pytest.raises(EntryConflict) as err:
+        post(s, entry("dispense", 1, entry_id="D-1", serial_number="SN43"))
+    assert err.value.differences["serial_number"] == ("SN42", "SN43")
+    with pytest.raises(EntryConflict):
+        post(s, entry("dispense", 1, entry_id="D-1"))
+    s.rollback()
+    # An empty serial is no serial.
+    assert post(s, entry("dispense", 1, entry_id="D-2", serial_number=""))[0].entry.serial_number is None
+    assert not post(s, entry("dispense", 1, entry_id="D-2"))[0].created
+
+
+@pytest.mark.parametrize("serial,words", [
+    ("A" * 21, "longer than 20 characters"),
+    ("SN 42", "' '"),
+    ("SN\x1f42", "'\\x1f'"),
+    ("SN#42", "'#'"),
+    ("sérié", "'é'"),
+])
+def test_serial_outside_gs1_rules_refused(world, serial, words):
+    s = world
+    post(s, entry("receipt", 10))
+    with pytest.raises(InvalidEntry) as err:
+        post(s, entry("dispense", 1, serial_number=serial))
+    assert err.value.field == "serial_number"
+    assert words in err.value.message

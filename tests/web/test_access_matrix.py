@@ -96,6 +96,8 @@ MATRIX = [
     *[Row("POST", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF, ok=422, form={})
       for page in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count")],
     Row("POST", "/pharmacy/{facility}/reverse", PHARMACY_REVERSERS, ok=422, form={}),
+    # Filling a form from a scanned barcode records nothing and always answers the form (200).
+    Row("POST", "/pharmacy/{facility}/scan", PHARMACY_STAFF, form={"scan": "(01)09501101530003"}),
     # Auditor pages and the flags API: auditors and admins, within their scope; a flag that does
     # not exist is not found (scope on existing flags: tests/web/test_auditor.py).
     Row("GET", "/flags", REVIEWERS_IN_SCOPE, query={"facility": "{facility}"}),

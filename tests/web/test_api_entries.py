@@ -166,3 +166,22 @@ def test_the_batch_is_described_in_the_openapi_schema(live_server):
     body = op["requestBody"]["content"]["application/json"]["schema"]
     item = body["properties"]["entries"]["items"]
     assert {"entry_id", "occurred_at", "facility_code", "kind", "item_code", "quantity"} <= set(item["required"])
+
+
+def test_pack_serial_recorded_and_part_of_the_content(live_server):
+    c = live_server.client(headers=bearer(issue_token(live_server, "pharm_h1")))
+    r = c.post("/api/v1/entries", json={"entries": [row("api-s1", quantity=1, serial_number="SN-0042")]})
+    assert r.status_code == 201, r.text
+    with live_server.Session() as s:
+        assert s.scalar(select(LedgerEntry.serial_number).where(LedgerEntry.entry_id == "api-s1")) == "SN-0042"
+    same = c.post("/api/v1/entries", json={"entries": [row("api-s1", quantity=1, serial_number="SN-0042")]})
+    assert same.status_code == 200 and same.json()["already_recorded"] == 1
+    other = c.post("/api/v1/entries", json={"entries": [row("api-s1", quantity=1, serial_number="SN-0043")]})
+    assert other.status_code == 409, other.text
+    assert "serial_number: stored 'SN-0042', now 'SN-0043'" in other.json()["error"]["message"]
+    bad = c.post("/api/v1/entries", json={"entries": [row("api-s2", quantity=1),
+                                                      row("api-s3", quantity=1, serial_number="SN 42")]})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["error"]["field"] == "entries[1].serial_number"
+    assert "outside GS1's character set" in bad.json()["error"]["message"]
+    assert count_entries(live_server, "api-s") == 1

@@ -335,3 +335,146 @@ def test_pages_render_in_french_and_arabic(live_server):
         for path in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count", "today"):
             r = c.get(f"/pharmacy/H1/{path}")
             assert r.status_code == 200 and f'lang="{lang}"' in r.text, (lang, path)
+
+
+# --- the Scan field (GS1 DataMatrix) --------------------------------------------------------------
+
+PACK = "]d2010501234567890017280131" "10L1\x1d21PK0001"
+"""A MOR10 pack of lot L1 (expiring 2028-01-31), serial PK0001, as a scanner types it."""
+
+
+def with_gtins(live_server):
+    from sqlalchemy import update
+
+    from stock.models import Item
+
+    with live_server.Session() as s:
+        s.execute(update(Item).where(Item.code == "MOR10").values(gtin="05012345678900"))
+        s.execute(update(Item).where(Item.code == "INSG").values(gtin="09501101530003"))
+        s.commit()
+
+
+def hidden_value(html: str, name: str) -> str | None:
+    found = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)"', html)
+    return found.group(1) if found else None
+
+
+def selected_lot(html: str) -> str | None:
+    found = re.search(r'<option value="([^"]*)" selected>', html)
+    return found.group(1) if found else None
+
+
+def test_scan_without_scripts_fills_the_dispense_form_then_records_the_serial(live_server):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    page = c.get("/pharmacy/H1/dispense").text
+    assert 'id="f-scan"' in page and 'data-scan="1"' in page and 'hx-trigger="scanned"' in page
+    # The scanner's Enter submits the form with only the scan in it: nothing is recorded yet.
+    r = c.post("/pharmacy/H1/dispense", data={"csrf_token": token, "entry_id": entry_id, "scan": PACK})
+    assert r.status_code == 200, r.text[:500]
+    assert input_value(r.text, "item_code") == "MOR10" and selected_lot(r.text) == "L1"
+    assert hidden_value(r.text, "serial_number") == "PK0001"
+    assert hidden_value(r.text, "scan_gtin") == "05012345678900"
+    assert input_value(r.text, "scan") == ""  # ready for the next pack
+    assert "Scanned pack: GTIN 05012345678900" in r.text and "serial PK0001" in r.text
+    assert field_error(r.text, "quantity") is None and field_error(r.text, "health_card_id") is None
+    assert 'id="f-health_card_id" name="health_card_id" type="text" required autocomplete="off" autofocus' in r.text
+    assert stored(live_server, entry_id) is None
+    r = dispense(c, token, entry_id, quantity="1", serial_number="PK0001", scan_gtin="05012345678900")
+    assert r.status_code == 303, r.text[:500]
+    e = stored(live_server, entry_id)
+    assert (e.serial_number, e.quantity, e.kind) == ("PK0001", 1, "dispense")
+
+
+def test_scan_with_the_rest_filled_records_at_once(live_server):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, entry_id, item_code="", lot_number="", quantity="1", scan=PACK)
+    assert r.status_code == 303, r.text[:500]
+    assert stored(live_server, entry_id).serial_number == "PK0001"
+
+
+def test_scan_through_htmx_fills_the_form_and_keeps_what_was_typed(live_server):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = c.post("/pharmacy/H1/scan?page=dispense",
+               data={"entry_id": entry_id, "scan": "(01)05012345678900(17)280131(10)L1(21)PK0002",
+                     "health_card_id": "LY0000000001"},
+               headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert r.status_code == 200
+    assert 'id="dispense-form"' in r.text
+    assert input_value(r.text, "health_card_id") == "LY0000000001"
+    assert input_value(r.text, "item_code") == "MOR10" and selected_lot(r.text) == "L1"
+    assert hidden_value(r.text, "serial_number") == "PK0002"
+    assert f'value="{entry_id}"' in r.text
+    assert 'id="f-quantity" name="quantity" type="text" required inputmode="decimal" autocomplete="off" autofocus' in r.text
+    assert stored(live_server, entry_id) is None
+    # Without the CSRF token the scan is refused like any other post.
+    assert c.post("/pharmacy/H1/scan?page=dispense", data={"scan": PACK}).status_code == 403
+
+
+@pytest.mark.parametrize("scan,message", [
+    ("(01)09501101530010(10)X", "No item has the GTIN 09501101530010."),
+    ("(01)05012345678901(10)X", "The GTIN 05012345678901 in this barcode has a wrong check digit: scan again."),
+    ("hello", "This is not a GS1 barcode that can be read. Scan again, or fill in the fields by hand."),
+    ("(10)L1(21)X", "This barcode holds no GTIN (01): it is not a medicine pack's code."),
+])
+def test_bad_scan_shown_next_to_the_field_with_the_input_kept(live_server, scan, message):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = c.post("/pharmacy/H1/dispense", data={"csrf_token": token, "entry_id": entry_id, "scan": scan,
+                                              "health_card_id": "LY0000000001"})
+    assert r.status_code == 422
+    assert field_error(r.text, "scan") == message.replace("'", "&#39;")
+    assert input_value(r.text, "scan") == scan.replace("'", "&#39;")
+    assert input_value(r.text, "health_card_id") == "LY0000000001"
+    htmx = c.post("/pharmacy/H1/scan?page=dispense", data={"entry_id": entry_id, "scan": scan},
+                  headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert htmx.status_code == 200 and field_error(htmx.text, "scan") == message.replace("'", "&#39;")
+    assert stored(live_server, entry_id) is None
+
+
+def test_scanned_lot_not_held_is_named(live_server):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = c.post("/pharmacy/H1/dispense", data={"csrf_token": token, "entry_id": entry_id,
+                                              "scan": "(01)05012345678900(10)L2(21)PK9"})
+    assert field_error(r.text, "lot_number") == "The scanned lot L2 of MOR10 is not held here."
+
+
+def test_serial_of_another_item_refused(live_server):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, entry_id, quantity="1", serial_number="PK0001", scan_gtin="09501101530003")
+    assert r.status_code == 422
+    assert field_error(r.text, "scan") == ("The scanned pack is 09501101530003, not MOR10: scan it again or "
+                                          "change the item.")
+    assert stored(live_server, entry_id) is None
+
+
+def test_receipt_scan_fills_item_lot_and_expiry_and_records_the_serial(live_server):
+    with_gtins(live_server)
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/receipt")
+    r = c.post("/pharmacy/H1/receipt", data={"csrf_token": token, "entry_id": entry_id,
+                                             "scan": "0109501101530003172706001" "0NEWLOT\x1d21BOX-7"})
+    assert r.status_code == 200, r.text[:500]
+    assert input_value(r.text, "item_code") == "INSG" and input_value(r.text, "lot_number") == "NEWLOT"
+    assert input_value(r.text, "expiry_date") == "2027-06-30"  # day 00: the month's last day
+    assert hidden_value(r.text, "serial_number") == "BOX-7"
+    r = c.post("/pharmacy/H1/receipt", data={"csrf_token": token, "entry_id": entry_id, "item_code": "INSG",
+                                             "lot_number": "NEWLOT", "expiry_date": "2027-06-30", "quantity": "10",
+                                             "serial_number": "BOX-7", "scan_gtin": "09501101530003"})
+    assert r.status_code == 303, r.text[:500]
+    e = stored(live_server, entry_id)
+    assert (e.kind, e.serial_number, e.quantity) == ("receipt", "BOX-7", 10)
+    htmx = c.post("/pharmacy/H1/scan?page=receipt", data={"scan": "(01)09501101530003(17)270615(10)B2"},
+                  headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert htmx.status_code == 200 and 'id="receipt-form"' in htmx.text
+    assert input_value(htmx.text, "expiry_date") == "2027-06-15" and input_value(htmx.text, "lot_number") == "B2"

@@ -61,6 +61,9 @@ class EntryIn(BaseModel):
     document_number: str | None = Field(None, max_length=64)
     reverses: str | None = Field(None, max_length=64, description="the entry_id this entry corrects")
     recorded_by: str | None = Field(None, max_length=64, description="your user name; may be left out")
+    serial_number: str | None = Field(None, max_length=64,
+                                      description="the pack's GS1 serial number (AI 21) when it was scanned: "
+                                                  "up to 20 characters of GS1 character set 82")
 
 
 class NoteOut(BaseModel):
@@ -152,7 +155,8 @@ def parse_batch(body: Any, user: User) -> tuple[list[NewEntry], list[dict[str, s
                        quantity=e.quantity, occurred_at=e.occurred_at, recorded_by=user.username,
                        lot_number=e.lot_number, expiry_date=e.expiry_date, health_card_id=e.health_card_id,
                        prescription_id=e.prescription_id, counterparty_code=e.counterparty_code, reason=e.reason,
-                       document_number=e.document_number, reverses=e.reverses)
+                       document_number=e.document_number, reverses=e.reverses,
+                       serial_number=e.serial_number or None)
         try:
             check_shape(new)
         except domain.DawaError as exc:

@@ -61,6 +61,20 @@
     drawCharts(event.target);
   });
 
+  // A barcode scanner types a pack's code and Enter into the Scan field. That Enter would submit
+  // the form half filled: instead it raises `scanned`, on which htmx asks the server to fill the
+  // form from the scan (hx-trigger="scanned"). Without scripts the Enter submits, and the server
+  // fills the form the same way.
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.key !== "Enter" || !window.htmx || !target || !target.hasAttribute ||
+        !target.hasAttribute("data-scan") || !target.value.trim()) {
+      return;
+    }
+    event.preventDefault();
+    window.htmx.trigger(target, "scanned");
+  });
+
   // The language switcher applies on change; its button stays for browsers without scripts.
   document.addEventListener("change", function (event) {
     var target = event.target;
