@@ -175,11 +175,11 @@ class Workbook:
                 texts = texts[:width]
             elif len(texts) < width:
                 texts += empty[len(texts):]
-            for k, (v, text) in enumerate(zip(values, texts)):
-                if isinstance(v, str) and v in ERROR_CODES:
+            for k, text in enumerate(texts):
+                if text in ERROR_CODES and isinstance(values[k], str):
                     if errors.get(k, 0) < MAX_PROBLEMS_PER_KIND:
                         problems.append(Problem(name, row_number, header[k] or get_column_letter(k + 1),
-                                                f"the cell holds the Excel error {v}"))
+                                                f"the cell holds the Excel error {text}"))
                     errors[k] = errors.get(k, 0) + 1
                 pending[k].append(text)
             if len(pending[0]) >= CHUNK:
