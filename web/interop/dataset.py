@@ -117,6 +117,7 @@ def _ledger(session: Session, result: DatasetExport) -> Iterator[dict]:
     zones = {code: ZoneInfo(tz or default)
              for code, tz in session.execute(select(Facility.code, Facility.timezone))}
     last_seq: dict[int, int] = {}
+    suspect: set[int] = set()
     rows = session.execute(
         select(LedgerEntry.entry_id, LedgerEntry.occurred_at, Facility.code, LedgerEntry.kind, Item.code,
                Lot.lot_number, Lot.expiry_date, LedgerEntry.quantity, Patient.health_card_id,
@@ -132,7 +133,7 @@ def _ledger(session: Session, result: DatasetExport) -> Iterator[dict]:
     for (entry_id, occurred, fac, kind, item, lot, expiry, qty, card, rx, cp, reason, by, doc, reverses,
          recorded, facility_id, seq) in rows:
         if seq < last_seq.get(facility_id, 0):
-            result.out_of_order[fac] = result.out_of_order.get(fac, 0) + 1
+            suspect.add(facility_id)
         last_seq[facility_id] = max(seq, last_seq.get(facility_id, 0))
         zone = zones[fac]
         yield {"entry_id": entry_id, "occurred_at": _time_text(occurred, zone), "facility_code": fac,
@@ -140,6 +141,21 @@ def _ledger(session: Session, result: DatasetExport) -> Iterator[dict]:
                "health_card_id": card, "prescription_id": rx, "counterparty_code": cp, "reason": reason,
                "recorded_by": by, "document_number": doc, "reverses": reverses,
                "recorded_at": _time_text(recorded, zone)}
+    for facility_id in sorted(suspect):
+        code, n = _backdated(session, facility_id)
+        result.out_of_order[code] = n
+
+
+def _backdated(session: Session, facility_id: int) -> tuple[str, int]:
+    """A facility's code and how many of its entries were recorded after a later-dated one."""
+    latest, n = None, 0
+    for occurred in session.scalars(select(LedgerEntry.occurred_at).where(LedgerEntry.facility_id == facility_id)
+                                    .order_by(LedgerEntry.chain_seq).execution_options(yield_per=FETCH)):
+        if latest is not None and occurred < latest:
+            n += 1
+        else:
+            latest = occurred
+    return session.scalar(select(Facility.code).where(Facility.id == facility_id)), n
 
 
 def _stock_reports(session: Session) -> Iterator[dict]:
