@@ -43,6 +43,7 @@ LEDGER_COLUMNS = {
     "lot_number": False, "expiry_date": False, "quantity": True, "health_card_id": False,
     "prescription_id": False, "counterparty_code": False, "reason": False, "recorded_by": True,
     "document_number": False, "reverses": False, "serial_number": False,
+    "recorded_at": False,
 }
 # What makes two rows with one entry_id "the same content" (expiry belongs to the lot).
 CONTENT = ("kind", "facility_code", "item_code", "lot_number", "quantity", "occurred_at",
@@ -206,6 +207,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
         raise ImportFailed(sheet.problems)
 
     occurred_us = ts
+    recorded_us = _recorded_us(sheet, now)
 
     # Idempotency: rows already stored (or repeated in the file) are skipped when identical and
     # refused when not. Rows are compared value by value only when there is something to compare.
@@ -259,6 +261,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     df["_row"] = order
     df["_q"] = qty[order]
     df["_occ"] = occurred_us[order]
+    df["_rec"] = recorded_us[order]
     df["_fid"] = df["facility_code"].map(facilities).astype("int64")
     df["_iid"] = df["item_code"].map({code: v[0] for code, v in items.items()}).astype("int64")
     heads = _lock_heads(session, sorted(int(f) for f in df["_fid"].unique()))
@@ -272,6 +275,20 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
         raise ImportFailed(sheet.problems)
     _write(session, df, plan, heads, facilities, now, progress, result)
     return result
+
+
+def _recorded_us(sheet: Sheet, now: datetime) -> np.ndarray:
+    """When each row was recorded (epoch microseconds): its ``recorded_at`` when given (a data set
+    exported from Dawa carries it, so a restore rebuilds the same hash chain), else ``now``. A
+    recording time after ``now`` is refused: nothing can have been recorded in the future."""
+    now_us = chain.epoch_us(now)
+    given = (sheet.col("recorded_at") != "").to_numpy()
+    if not given.any():
+        return np.full(len(sheet.frame), now_us, dtype="int64")
+    us = parse_timestamps(sheet, "recorded_at")
+    sheet.report(given & (us > now_us), "recorded_at",
+                 lambda i: f"{sheet.col('recorded_at').iat[i]} is after the time of this import")
+    return np.where(given, us, now_us)
 
 
 def _stored_content(session: Session, entry_ids: list[str]) -> dict[str, tuple]:
@@ -569,7 +586,9 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
     qty, eff = df["_q"].to_numpy(), np.asarray(plan.effect, dtype="int64")
     book_text = pc.if_else(pa.array(is_count), _ints_text(np.where(is_count, plan.book, 0).astype("int64")),
                            pa.scalar("", TEXT))
-    recorded_us = chain.epoch_us(now)
+    rec = df["_rec"].to_numpy()
+    one_time = bool((rec == rec[0]).all())  # the usual case: every row recorded now, by this import
+    rec_payload = str(int(rec[0])) if one_time else _ints_text(rec)
 
     progress("hashing", 0, m)
     col = {c: _arrow(df[c]) for c in ("facility_code", "entry_id", "kind", "item_code", "lot_number",
@@ -579,7 +598,7 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
     # The canonical text of each entry, in chain.FIELDS order (see chain.link_text).
     texts = payloads([col["facility_code"], _ints_text(seq), col["entry_id"], col["kind"], col["item_code"],
                       col["lot_number"], lot_exp, _ints_text(qty), _ints_text(eff), book_text,
-                      _ints_text(df["_occ"].to_numpy()), str(recorded_us), col["recorded_by"],
+                      _ints_text(df["_occ"].to_numpy()), rec_payload, col["recorded_by"],
                       col["health_card_id"], col["prescription_id"], col["counterparty_code"], col["reason"],
                       col["document_number"], col["reverses"]], "\x1e" + chain.VERSION)
     # The optional tail (chain.OPTIONAL_FROM): a separator and the serial, only where there is one.
@@ -603,13 +622,14 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
     cp_ids = [None if v is None or v != v else int(v) for v in cp_ids]
     patient_col = cards.map(patients.ids).astype(object).where(cards != "", None).tolist()
     patient_col = [None if v is None or v != v else int(v) for v in patient_col]
-    rec_text = _timestamps_text(np.array([recorded_us]), dialect)[0]
     book = np.where(is_count, plan.book, 0).astype("int64").tolist()
     book = [b if c else None for b, c in zip(book, is_count.tolist())]
     rows = zip(
         df["entry_id"].tolist(), fids, seq.tolist(), hashes, df["kind"].tolist(), iids_np.tolist(),
         lot_ids.tolist(), qty.tolist(), eff.tolist(), book,
-        _timestamps_text(df["_occ"].to_numpy(), dialect), repeat(rec_text, m), df["recorded_by"].tolist(),
+        _timestamps_text(df["_occ"].to_numpy(), dialect),
+        repeat(_timestamps_text(rec[:1], dialect)[0], m) if one_time else _timestamps_text(rec, dialect),
+        df["recorded_by"].tolist(),
         patient_col, _none(df["prescription_id"].tolist()),
         _none(cps.tolist()), cp_ids, _none(df["reason"].tolist()), _none(df["document_number"].tolist()),
         _none(df["reverses"].tolist()), _none(df["serial_number"].tolist()),

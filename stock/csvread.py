@@ -88,6 +88,17 @@ def read_sheet(path: Path, columns: dict[str, bool]) -> Sheet:
         sheet.problems.append(Problem(name, 0, "", f"not a readable CSV file: {exc}"))
         return sheet
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    sheet = check_header(name, frame, columns)
+    if sheet.problems:
+        return sheet
+    for c in frame.columns:
+        frame[c] = frame[c].str.strip()
+    return sheet
+
+
+def check_header(name: str, frame: pd.DataFrame, columns: dict[str, bool]) -> Sheet:
+    """The header rules shared by every reader (CSV file or workbook sheet): an unknown column,
+    a column named twice and a missing required column are problems on line 1."""
     sheet = Sheet(name, frame)
     seen = set()
     for c in frame.columns:
@@ -99,10 +110,6 @@ def read_sheet(path: Path, columns: dict[str, bool]) -> Sheet:
     for c, required in columns.items():
         if required and c not in frame.columns:
             sheet.problems.append(Problem(name, 1, c, "required column is missing from the header"))
-    if sheet.problems:
-        return sheet
-    for c in frame.columns:
-        frame[c] = frame[c].str.strip()
     return sheet
 
 

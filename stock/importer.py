@@ -1,9 +1,10 @@
-"""``dawa import``: a data set folder in the contract's format, all or nothing.
+"""``dawa import``: a data set folder (or one workbook) in the contract's format, all or nothing.
 
 Master data (facilities, items, patients, prescriptions) is validated and upserted first, then
 ledger.csv goes through ``stock.bulk``, the bulk form of the write path. Every problem in every
 file is collected and reported together; if there is any, the transaction is rolled back by the
-caller and nothing is stored.
+caller and nothing is stored. A workbook's sheets (``stock.workbook``) are read into the same text
+frames as the CSV files, so they meet the same checks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from stock import bulk, chain, gs1
+from stock import bulk, chain, gs1, workbook
 from stock import reports as stock_reports
 from stock.csvread import (
     ImportFailed,
@@ -79,40 +80,53 @@ def _codes(session: Session, model) -> dict[str, int]:
 
 def import_dataset(session: Session, folder: Path, *, progress: Progress | None = None,
                    now: datetime | None = None) -> ImportReport:
-    """Import every contract file present in ``folder`` into the caller's transaction.
+    """Import every contract file present in ``folder`` (or every sheet of the workbook ``folder``
+    names, ``BOOK.xlsx``) into the caller's transaction.
 
     Raises ImportFailed listing every problem; the caller then rolls back (nothing is stored).
     """
-    progress = progress or (lambda phase, done, total: None)
-    now = now or datetime.now(timezone.utc)
     folder = Path(folder)
+    if workbook.is_workbook(folder):
+        with workbook.Workbook(folder, FILES) as book:
+            return _import(session, book.present(FILES), book.read, list(book.problems), folder,
+                           progress=progress, now=now)
     if not folder.is_dir():
         raise ImportFailed([Problem(str(folder), 0, "", "not a folder")])
     present = [f for f in FILES if (folder / f).exists()]
+    return _import(session, present, lambda f, columns: read_sheet(folder / f, columns), [], folder,
+                   progress=progress, now=now)
+
+
+def _import(session: Session, present: list[str], read: Callable[[str, dict], Sheet], problems: list[Problem],
+            source: Path, *, progress: Progress | None, now: datetime | None) -> ImportReport:
+    """``read(file, columns)`` gives the contract file ``file`` as a text Sheet, from a folder or a
+    workbook alike."""
+    progress = progress or (lambda phase, done, total: None)
+    now = now or datetime.now(timezone.utc)
     if not present:
-        raise ImportFailed([Problem(str(folder), 0, "", f"no data set files found (expected some of {', '.join(FILES)})")])
+        raise ImportFailed(problems or [Problem(str(source), 0, "", f"no data set files found (expected some of {', '.join(FILES)})")])
     report = ImportReport(files=present)
-    problems: list[Problem] = []
 
     if "facilities.csv" in present:
-        problems += _facilities(session, read_sheet(folder / "facilities.csv", FACILITY_COLUMNS), report)
+        problems += _facilities(session, read("facilities.csv", FACILITY_COLUMNS), report)
     if "items.csv" in present:
-        problems += _items(session, read_sheet(folder / "items.csv", ITEM_COLUMNS), report)
+        problems += _items(session, read("items.csv", ITEM_COLUMNS), report)
     if "patients.csv" in present:
-        problems += _patients(session, read_sheet(folder / "patients.csv", PATIENT_COLUMNS), report)
+        problems += _patients(session, read("patients.csv", PATIENT_COLUMNS), report)
     if "prescriptions.csv" in present:
-        problems += _prescriptions(session, read_sheet(folder / "prescriptions.csv", PRESCRIPTION_COLUMNS),
-                                   report)
+        problems += _prescriptions(session, read("prescriptions.csv", PRESCRIPTION_COLUMNS), report)
     if problems:
         raise ImportFailed(problems)
     if "ledger.csv" in present:
         progress("reading ledger.csv", 0, 0)
-        sheet = read_sheet(folder / "ledger.csv", bulk.LEDGER_COLUMNS)
+        sheet = read("ledger.csv", bulk.LEDGER_COLUMNS)
         result = bulk.post_frame(session, sheet, now=now, progress=progress)
         report.entries_added = result.added
         report.entries_already_present = result.already_present
         report.unregistered_patients += result.unregistered_patients
-    report.stock_reports = stock_reports.import_folder(session, folder, now=now)  # monthly reports, when present
+    report.stock_reports = (stock_reports.import_sheet(session, read(stock_reports.FILE, stock_reports.COLUMNS),
+                                                       now=now)
+                            if stock_reports.FILE in present else stock_reports.ReportImport())
     return report
 
 

@@ -64,10 +64,12 @@ def init(db: DbOption = None,
 
 
 @app.command("import")
-def import_cmd(folder: Annotated[Path, typer.Argument(help="Data set folder (DATA_CONTRACT.md)")],
+def import_cmd(folder: Annotated[Path, typer.Argument(
+                   help="Data set folder, or one .xlsx workbook with a sheet per file (DATA_CONTRACT.md)")],
                db: DbOption = None,
                quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
-    """Import a data set folder: all or nothing, every problem reported as file:line: column: message."""
+    """Import a data set folder or workbook: all or nothing, every problem reported as file:line: column:
+    message (a workbook's as BOOK.xlsx[sheet]:row: column: message)."""
     report = _import(folder, _engine(db), quiet=quiet)
     console.print(
         f"imported {folder}: {report.facilities} facilities, {report.items} items, "

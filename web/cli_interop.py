@@ -53,10 +53,11 @@ def parse_bound(text: str | None, *, end: bool, option: str) -> datetime | None:
     return value
 
 
-def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card or flags")],
-               out: Annotated[Path, typer.Option(help="File to write")],
+def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card, flags or dataset")],
+               out: Annotated[Path, typer.Option(help="File to write (dataset as csv: a folder)")],
                fmt: Annotated[Optional[str], typer.Option(
-                   "--format", help="xlsx or csv (default: from the --out file's suffix)")] = None,
+                   "--format", help="xlsx or csv (default: from the --out file's suffix; "
+                                    "dataset: a folder of CSV files unless --out ends in .xlsx)")] = None,
                facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,
                item: Annotated[Optional[str], typer.Option(help="Item code (stock card: required)")] = None,
                region: Annotated[Optional[str], typer.Option(help="Region (on hand, flags)")] = None,
@@ -66,10 +67,19 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card or 
                severity: Annotated[Optional[str], typer.Option(help="Flags: low, medium or high")] = None,
                status: Annotated[Optional[str], typer.Option(help="Flags: review status")] = None,
                db: DbOption = None):
-    """Write stock on hand, a stock card or flags as a spreadsheet (.xlsx) or CSV."""
+    """Write stock on hand, a stock card or flags as a spreadsheet (.xlsx) or CSV; or the whole data
+    set (master data, ledger, stock reports) in the data contract's form, for `dawa import`."""
     from web.interop import spreadsheets
 
     cli = _cli()
+    if kind == "dataset":
+        filters = dict(facility=facility, item=item, region=region, since=since, until=until, detector=detector,
+                       severity=severity, status=status)
+        used = [f"--{k}" for k, v in filters.items() if v]
+        if used:
+            cli._fail(f"a dataset export is the whole database, so that it imports back whole; "
+                      f"{', '.join(used)} does not apply", 2)
+        return _export_dataset(cli, out, fmt, db)
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt not in spreadsheets.FORMATS:
         cli._fail(f"--format must be xlsx or csv (got {fmt or 'nothing'!r})", 2)
@@ -85,6 +95,28 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card or 
         except DawaError as exc:
             cli._fail(str(exc))
     cli.console.print(f"{count} rows of {kind} written to {out}")
+
+
+def _export_dataset(cli, out: Path, fmt: str | None, db: str | None) -> None:
+    from web.interop import dataset
+
+    fmt = (fmt or ("xlsx" if out.suffix.lower() == ".xlsx" else "csv")).lower()
+    if fmt not in dataset.FORMATS:
+        cli._fail(f"--format must be xlsx or csv (got {fmt!r})", 2)
+    if fmt == "xlsx" and out.suffix.lower() != ".xlsx":
+        cli._fail(f"a workbook is written to a file ending in .xlsx (got {str(out)!r})", 2)
+    if fmt == "csv" and out.exists() and not out.is_dir():
+        cli._fail(f"{out} is a file; a dataset as CSV is written to a folder", 2)
+    engine = cli._engine(db)
+    if engine.dialect.name == "postgresql":  # one snapshot for every file, whatever is written meanwhile
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    with session_factory(engine, read_only=True)() as s:
+        result = dataset.write(s, out, fmt)
+    for facility, n in sorted(result.out_of_order.items()):
+        cli.err.print(f"note: {facility}: {n} entries were recorded after later-dated ones; import applies rows "
+                      "in occurred_at order, so this facility's hash chain will not be reproduced",
+                      highlight=False, markup=False)
+    cli.console.print(f"data set written to {out}: {result}")
 
 
 @fhir_app.command("export")
