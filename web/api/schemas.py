@@ -16,6 +16,13 @@ def _number(value: Decimal) -> int | float:
 Qty = Annotated[Decimal, PlainSerializer(_number, return_type=int | float, when_used="json")]
 
 
+MAX_OFFSET = 2**31 - 1
+"""Largest paging offset: beyond what any database holds, and within what SQLite and PostgreSQL
+take as an integer parameter (a larger number must be a 422, not a database error)."""
+MAX_ID = 2**63 - 1
+"""Largest row id (a signed 64-bit integer on both databases)."""
+
+
 class ErrorDetail(BaseModel):
     field: str | None
     message: str
