@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from anomaly.workflow import ACTIONS, IllegalTransition
 from stock.models import User
 from web import deps
-from web.api.schemas import MAX_OFFSET
+from web.api.schemas import MAX_OFFSET, ErrorBody
 from web.app import DOMAIN_STATUS
 from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
 
@@ -132,7 +132,8 @@ def flag(flag_id: str, user: User = Depends(reviewer), db: Session = Depends(dep
     return CaseOut(**case(db, flag_in_scope(db, user, flag_id)))
 
 
-@router.post("/{flag_id}/actions", response_model=CaseOut)
+@router.post("/{flag_id}/actions", response_model=CaseOut,
+             responses={409: {"model": ErrorBody, "description": "the flag's state does not allow the action"}})
 def flag_action(request: Request, flag_id: str, body: ActionIn, user: User = Depends(reviewer),
                 db: Session = Depends(deps.db)) -> CaseOut:
     """Assign, confirm, dismiss, escalate or comment. A step the flag's state does not allow is a
