@@ -51,7 +51,7 @@ from web.interop import fhir
 
 SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 MAX_EXAMPLES = int(os.environ.get("DAWA_FUZZ_EXAMPLES", "30"))
-PG_EXAMPLES = max(MAX_EXAMPLES // 3, 5)
+PG_EXAMPLES = max(MAX_EXAMPLES // 5, 5)
 
 ROLES = {
     # role under test: (username, role, facility, region)
