@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from stock.models import User
 from web import audit, deps
 from web.access import audit_scope, require_roles
-from web.api.schemas import AuditOut
+from web.api.schemas import MAX_ID, AuditOut
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 @router.get("", response_model=list[AuditOut])
 def audit_records(action: str | None = Query(None), object_type: str | None = Query(None),
                   object_id: str | None = Query(None),
-                  before: int | None = Query(None, ge=1, description="records older than this id (paging)"),
+                  before: int | None = Query(None, ge=1, le=MAX_ID, description="records older than this id (paging)"),
                   limit: int = Query(100, ge=1, le=1000),
                   user: User = Depends(require_roles("admin", "auditor")),
                   db: Session = Depends(deps.read_db)) -> list[AuditOut]:

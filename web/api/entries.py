@@ -30,6 +30,7 @@ from stock.ledger import NewEntry, check_shape, post
 from stock.models import Facility, User
 from web import audit, deps
 from web.access import require_roles, scope_of
+from web.api.schemas import ErrorBody
 
 router = APIRouter(tags=["ledger"])
 
@@ -193,7 +194,8 @@ def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict
              openapi_extra={"requestBody": {"required": True,
                                             "content": {"application/json": {"schema": REQUEST_SCHEMA}}}},
              responses={200: {"model": BatchOut, "description": "every entry was recorded before"},
-                        409: {"description": "not enough stock, or an entry_id recorded with other content"}})
+                        409: {"model": ErrorBody,
+                              "description": "not enough stock, or an entry_id recorded with other content"}})
 def post_entries(request: Request, body: Any = Depends(json_body), user: User = Depends(require_roles(*POSTERS)),
                  db: Session = Depends(deps.db)):
     """Record a batch of ledger entries, all or nothing, idempotent by entry_id. 201 when at least

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from anomaly.workflow import ACTIONS, IllegalTransition
 from stock.models import User
 from web import deps
+from web.api.schemas import MAX_OFFSET, ErrorBody
 from web.app import DOMAIN_STATUS
 from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
 
@@ -112,7 +113,7 @@ class ActionIn(BaseModel):
 def flags(region: str | None = Query(None), facility: str | None = Query(None, description="facility code"),
           detector: str | None = Query(None), severity: str | None = Query(None, description="low, medium or high"),
           status: str | None = Query(None, description="open, assigned, confirmed, dismissed or escalated"),
-          limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+          limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
           user: User = Depends(reviewer), db: Session = Depends(deps.read_db)) -> FlagPage:
     """Flags in your scope, most suspicious first."""
     rows, more = list_flags(db, user, region=region, facility=facility, detector=detector, severity=severity,
@@ -131,7 +132,8 @@ def flag(flag_id: str, user: User = Depends(reviewer), db: Session = Depends(dep
     return CaseOut(**case(db, flag_in_scope(db, user, flag_id)))
 
 
-@router.post("/{flag_id}/actions", response_model=CaseOut)
+@router.post("/{flag_id}/actions", response_model=CaseOut,
+             responses={409: {"model": ErrorBody, "description": "the flag's state does not allow the action"}})
 def flag_action(request: Request, flag_id: str, body: ActionIn, user: User = Depends(reviewer),
                 db: Session = Depends(deps.db)) -> CaseOut:
     """Assign, confirm, dismiss, escalate or comment. A step the flag's state does not allow is a

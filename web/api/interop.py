@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,11 +22,31 @@ from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
+from web.api.schemas import json_errors
 from web.interop import fhir, spreadsheets
 
 router = APIRouter(tags=["interop"])
 
 REVIEWERS = ("auditor", "admin")
+
+
+class FhirJSONResponse(JSONResponse):
+    media_type = "application/fhir+json"
+
+
+class FhirImportOut(BaseModel):
+    dispenses: int
+    added: int
+    already_present: int
+    skipped: list[str]
+    notes: dict[str, int]
+
+
+BUNDLE_SCHEMA = {"type": "object", "description": "a FHIR Bundle (R4 or R5)",
+                 "required": ["resourceType"], "properties": {"resourceType": {"const": "Bundle"}}}
+SPREADSHEETS = {"content": {"text/csv": {"schema": {"type": "string"}},
+                            spreadsheets.MEDIA_TYPES["xlsx"]: {"schema": {"type": "string", "format": "binary"}}},
+                "description": "the file, as an attachment"}
 
 
 def _zoned(name: str, value: datetime | None) -> datetime | None:
@@ -47,7 +68,12 @@ def _one_facility(db: Session, user: User, facility: str | None) -> str | None:
     return None
 
 
-@router.get("/fhir/bundle")
+@router.get("/fhir/bundle", response_class=FhirJSONResponse,
+            responses={200: {"content": {"application/fhir+json": {"schema": BUNDLE_SCHEMA}},
+                             "description": "a Bundle of type collection"},
+                       **json_errors({400: "an unsupported FHIR version", 401: "not logged in / bad token",
+                                      403: "a facility outside your scope", 404: "no such facility",
+                                      422: "a parameter is invalid; `field` names it"})})
 def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or R5"),
                 facility: str | None = Query(None, description="facility code; required unless national"),
                 since: datetime | None = Query(None, description="from this time (with zone)"),
@@ -57,10 +83,12 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
     code = _one_facility(db, user, facility)
     result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
                                 until=_zoned("until", until))
-    return JSONResponse(result.bundle, media_type="application/fhir+json")
+    return FhirJSONResponse(result.bundle)
 
 
-@router.post("/fhir/bundle")
+@router.post("/fhir/bundle", response_model=FhirImportOut,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/fhir+json": {"schema": BUNDLE_SCHEMA}, "application/json": {"schema": BUNDLE_SCHEMA}}}})
 async def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
                       db: Session = Depends(deps.db)) -> JSONResponse:
     """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
@@ -92,7 +120,7 @@ async def fhir_import(request: Request, user: User = Depends(require_roles(*POST
                          "notes": report.notes})
 
 
-@router.get("/export/{name}")
+@router.get("/export/{name}", response_class=Response, responses={200: SPREADSHEETS})
 def export(name: str, facility: str | None = Query(None, description="facility code"),
            item: str | None = Query(None, description="item code (a stock card needs one)"),
            since: datetime | None = Query(None), until: datetime | None = Query(None),

@@ -16,13 +16,35 @@ def _number(value: Decimal) -> int | float:
 Qty = Annotated[Decimal, PlainSerializer(_number, return_type=int | float, when_used="json")]
 
 
-class ErrorDetail(BaseModel):
+class Problem(BaseModel):
     field: str | None
     message: str
 
 
+class ErrorDetail(BaseModel):
+    field: str | None
+    message: str
+    problems: list[Problem] | None = None
+    """Every problem, when a request had several (a batch of entries, a FHIR bundle)."""
+
+
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+MAX_OFFSET = 2**31 - 1
+"""Largest paging offset: beyond what any database holds, and within what SQLite and PostgreSQL
+take as an integer parameter (a larger number must be a 422, not a database error)."""
+MAX_ID = 2**63 - 1
+"""Largest row id (a signed 64-bit integer on both databases)."""
+
+
+def json_errors(descriptions: dict[int, str]) -> dict[int, dict]:
+    """Error responses documented as JSON ErrorBody, for a route whose own answer is of another
+    media type (FastAPI would otherwise describe its errors in that type too)."""
+    return {code: {"description": text,
+                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            for code, text in descriptions.items()}
 
 
 class ScopeOut(BaseModel):

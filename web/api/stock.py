@@ -13,7 +13,7 @@ from stock.masterdata import item_by_code
 from stock.models import User
 from web import deps
 from web.access import NotFound, current_user, facility_in_scope, scope_of
-from web.api.schemas import CardLineOut, OnHandOut, StockCardOut
+from web.api.schemas import MAX_OFFSET, CardLineOut, OnHandOut, StockCardOut
 
 router = APIRouter(prefix="/stock", tags=["stock"])
 
@@ -28,7 +28,7 @@ def _item(db: Session, code: str):
 @router.get("/on-hand", response_model=list[OnHandOut])
 def on_hand(facility: str | None = Query(None, description="facility code; default: all in your scope"),
             item: str | None = Query(None, description="item code"),
-            limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0),
+            limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
             user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> list[OnHandOut]:
     """Stock on hand per facility, item and lot (lots in stock only), soonest expiry first."""
     scope = scope_of(user)
