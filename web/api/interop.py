@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -149,7 +149,30 @@ def export(name: str, facility: str | None = Query(None, description="facility c
                     headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'})
 
 
-@router.post("/dhis2/{period}")
+UID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$", "description": "a DHIS2 uid"}
+TARGET_SCHEMA = {"oneOf": [UID_SCHEMA, {"type": "object", "required": ["dataElement"], "additionalProperties": False,
+                                        "properties": {"dataElement": UID_SCHEMA, "categoryOptionCombo": UID_SCHEMA}}]}
+MAPPING_SCHEMA = {
+    "type": "object", "required": ["orgUnits", "items"], "additionalProperties": False,
+    "description": "which DHIS2 org unit each facility is and which data elements each item's measures go to",
+    "properties": {
+        "dataSet": UID_SCHEMA, "attributeOptionCombo": UID_SCHEMA,
+        "orgUnits": {"type": "object", "additionalProperties": UID_SCHEMA, "description": "facility code to org unit"},
+        "items": {"type": "object", "description": "item code to its measures' data elements",
+                  "additionalProperties": {"type": "object", "additionalProperties": False,
+                                           "properties": {m: TARGET_SCHEMA for m in
+                                                          ("stock_on_hand", "consumption", "stockout_days")}}},
+    },
+}
+
+
+class Dhis2Out(BaseModel):
+    payload: dict = Field(description="a DHIS2 dataValueSets payload: period and dataValues (and dataSet if mapped)")
+    warnings: list[str] = Field(description="what was left out of the payload and why")
+
+
+@router.post("/dhis2/{period}", response_model=Dhis2Out,
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": MAPPING_SCHEMA}}}})
 async def dhis2_data_values(request: Request, period: str,
                             facility: str | None = Query(None, description="facility code; default: all in your scope"),
                             user: User = Depends(current_user),
