@@ -47,8 +47,9 @@ class NotFound(AccessError):
     status_code = 404
 
 
-def current_user(request: Request) -> User:
-    """The logged-in user (by session cookie, or by personal token on the API), or 401/redirect."""
+async def current_user(request: Request) -> User:
+    """The logged-in user (by session cookie, or by personal token on the API), or 401/redirect.
+    (async: it only reads what the middleware found, so it needs no worker thread.)"""
     user = getattr(request.state, "user", None)
     if user is None:
         raise NotAuthenticated("log in first")
@@ -61,7 +62,7 @@ def require_roles(*roles: str) -> Callable[..., User]:
     if unknown or not roles:
         raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
 
-    def dependency(user: User = Depends(current_user)) -> User:
+    async def dependency(user: User = Depends(current_user)) -> User:
         if user.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
         return user

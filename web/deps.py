@@ -25,7 +25,7 @@ def read_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
