@@ -35,7 +35,7 @@ from anomaly.hits import Hit, amount, plural, qty
 
 NAME = "isolation"
 
-N_ESTIMATORS = 200
+N_ESTIMATORS = 100
 MIN_ROWS = 200
 """Rows below which a forest has too little to learn what is usual, and is not grown."""
 EXPLAIN_TAIL = 0.01
