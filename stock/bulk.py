@@ -78,6 +78,23 @@ def _driver(session: Session):
     return raw, "?" if session.get_bind().dialect.name == "sqlite" else "%s"
 
 
+
+def lookup(values: pd.Series, mapping: dict, missing: int = -1) -> np.ndarray:
+    """``mapping[v]`` for each value (int64; ``missing`` where absent), one dict lookup per
+    distinct value: Series.map on text goes row by row through Python."""
+    codes, uniques = pd.factorize(values)
+    table = np.fromiter((mapping.get(u, missing) for u in uniques), dtype="int64", count=len(uniques))
+    return np.append(table, missing)[codes]  # code -1 (a missing value) takes the last slot
+
+
+def ids_or_none(values: pd.Series, mapping: dict) -> list:
+    """``mapping[v]`` as a Python int, or None where the value is '' or not in ``mapping``."""
+    ids = lookup(values, mapping)
+    out = ids.astype(object)
+    out[(ids == -1) | (values == "").to_numpy()] = None
+    return out.tolist()
+
+
 def patient_ids(session: Session, cards: list[str]) -> PatientIds:
     """Ids of the patients holding ``cards``; a card not in the register becomes an unregistered
     patient (the evidence a ghost-patient detector needs), never an error."""
@@ -262,8 +279,8 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     df["_q"] = qty[order]
     df["_occ"] = occurred_us[order]
     df["_rec"] = recorded_us[order]
-    df["_fid"] = df["facility_code"].map(facilities).astype("int64")
-    df["_iid"] = df["item_code"].map({code: v[0] for code, v in items.items()}).astype("int64")
+    df["_fid"] = lookup(df["facility_code"], facilities)
+    df["_iid"] = lookup(df["item_code"], {code: v[0] for code, v in items.items()})
     heads = _lock_heads(session, sorted(int(f) for f in df["_fid"].unique()))
     lots, balances = _stored_lots_and_balances(session)
     plan = _simulate_fast(df, lots, balances)
@@ -618,10 +635,8 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
 
     dialect = session.get_bind().dialect.name
     cps = df["counterparty_code"]
-    cp_ids = cps.map(facilities).astype(object).where(cps != "", None).tolist()
-    cp_ids = [None if v is None or v != v else int(v) for v in cp_ids]
-    patient_col = cards.map(patients.ids).astype(object).where(cards != "", None).tolist()
-    patient_col = [None if v is None or v != v else int(v) for v in patient_col]
+    cp_ids = ids_or_none(cps, facilities)
+    patient_col = ids_or_none(cards, patients.ids)
     book = np.where(is_count, plan.book, 0).astype("int64").tolist()
     book = [b if c else None for b, c in zip(book, is_count.tolist())]
     rows = zip(
