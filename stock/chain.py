@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -134,8 +135,10 @@ def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] 
         # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
         # Seconds from the text without its fraction: SQLite keeps times in whole milliseconds,
         # so '...:59.9996' would round up to the next second.
-        us = ("CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
-              " + CAST(substr({0}, 21, 6) AS INTEGER)")
+        # unixepoch() (SQLite 3.38+) gives the same integer as CAST(strftime('%s', ...)), NULL
+        # included, without formatting it as text and parsing it back.
+        seconds = "unixepoch({})" if sqlite3.sqlite_version_info >= (3, 38) else "CAST(strftime('%s', {}) AS INTEGER)"
+        us = (seconds.format("substr({0}, 1, 19)") + " * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER)")
         # One printf per row instead of a chain of concatenations: its %s writes NULL as '' and
         # a number as its text, exactly as COALESCE(CAST(x AS TEXT), '') would.
         parts = ["f.code", "e.chain_seq", "e.entry_id", "e.kind", "i.code", "l.lot_number", "l.expiry_date",
