@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -98,14 +99,19 @@ def link_text(prev_hash: str, texts: list[str]) -> str:
 
 
 def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] | None = None,
-                 ids: tuple[int, int] | None = None) -> str:
+                 ids: tuple[int, int] | None = None, lean: bool = False) -> str:
     """The verification query: each entry's canonical text (FIELDS order, after the version) is
     built by the database itself, so Python only hashes. Must agree with ``_text`` exactly:
     NULL is '', quantities are whole thousandths, times are epoch microseconds, dates ISO.
 
     ``ordered`` walks each facility's chain in order; unordered (SQLite only) reads the table in
     storage order (by id), which is cheaper and is how ``verify`` first reads it. ``facility_ids``
-    restricts the walk to those facilities, ``ids`` to the entries with ids in that closed range."""
+    restricts the walk to those facilities, ``ids`` to the entries with ids in that closed range.
+
+    ``lean`` (SQLite, storage order): only (facility id, position, "\\x1e" + version + separator +
+    canonical text, stored hash). Every value a row hands to Python is an object to build, so the
+    fast walk takes no more than it hashes; the facility code comes from its id, and a suspect
+    facility is walked again by the full query."""
     where = ""
     if facility_ids is not None:
         where = f"WHERE e.facility_id IN ({', '.join(str(int(f)) for f in facility_ids) or 'NULL'})"
@@ -129,18 +135,23 @@ def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] 
         # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
         # Seconds from the text without its fraction: SQLite keeps times in whole milliseconds,
         # so '...:59.9996' would round up to the next second.
-        us = ("CAST(strftime('%s', substr({0}, 1, 19)) AS INTEGER) * 1000000"
-              " + CAST(substr({0}, 21, 6) AS INTEGER)")
+        # unixepoch() (SQLite 3.38+) gives the same integer as CAST(strftime('%s', ...)), NULL
+        # included, without formatting it as text and parsing it back.
+        seconds = "unixepoch({})" if sqlite3.sqlite_version_info >= (3, 38) else "CAST(strftime('%s', {}) AS INTEGER)"
+        us = (seconds.format("substr({0}, 1, 19)") + " * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER)")
         # One printf per row instead of a chain of concatenations: its %s writes NULL as '' and
         # a number as its text, exactly as COALESCE(CAST(x AS TEXT), '') would.
         parts = ["f.code", "e.chain_seq", "e.entry_id", "e.kind", "i.code", "l.lot_number", "l.expiry_date",
                  "e.quantity", "e.effect", "e.book_quantity", us.format("e.occurred_at"),
                  us.format("e.recorded_at"), "e.recorded_by", "p.health_card_id", "e.prescription_ref",
                  "e.counterparty", "e.reason", "e.document_number", "e.reverses"]
-        payload = (f"printf('{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
+        head = "\x1e" + VERSION + SEP if lean else ""
+        payload = (f"printf('{head}{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
                    f" || COALESCE(char(31) || e.serial_number, '')")  # the optional tail (OPTIONAL_FROM)
+    columns = ("e.facility_id, e.chain_seq, {payload}, e.chain_hash" if lean else
+               "f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id").format(payload=payload)
     return f"""
-SELECT f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id
+SELECT {columns}
 FROM ledger_entry e
 JOIN facility f ON f.id = e.facility_id
 JOIN item i ON i.id = e.item_id
@@ -212,7 +223,7 @@ def _chunks(conn, ranges: list[tuple[int, int]]):
     cur = conn.cursor()
     try:
         for lo, hi in ranges:
-            yield cur.execute(_payload_sql("sqlite", ordered=False, ids=(lo, hi))).fetchall()
+            yield cur.execute(_payload_sql("sqlite", ordered=False, ids=(lo, hi), lean=True)).fetchall()
     finally:
         cur.close()
 
@@ -329,31 +340,34 @@ def _walk_ordered(rows, want: dict[str, int]) -> dict[int, _Walk]:
     return walks
 
 
-def _walk_storage_order(rows, want: dict[str, int]) -> tuple[dict[int, _Walk], set[int]]:
+def _walk_storage_order(rows, want: dict[str, int], codes: dict[int, str]) -> tuple[dict[int, _Walk], set[int]]:
     """The fast walk: rows in storage order, every facility's chain advanced side by side.
 
     Entries are stored in the order they were written, so a sound chain is met in chain order
     and checks exactly as in ``_walk_ordered``. A facility where anything is out of place (a
     position out of turn, a hash that does not match) is only marked suspect here: the caller
-    walks it again in chain order, which names its first broken entry exactly.
+    walks it again in chain order, which names its first broken entry exactly. Rows come from
+    the lean query (see ``_payload_sql``): their text already starts with the version.
     """
     walks: dict[int, _Walk] = {}
     suspect: set[int] = set()
-    prefix = "\x1e" + VERSION + SEP
     sha = hashlib.sha256
-    for code, seq, entry_id, payload, stored, facility_id in rows:
-        w = walks.get(facility_id)
-        if w is None:
-            w = walks[facility_id] = _Walk(code, facility_id)
-        elif facility_id in suspect:
+    wanted = {fid: want[code] for fid, code in codes.items() if code in want}
+    w = None
+    for facility_id, seq, payload, stored in rows:
+        if w is None or w.facility_id != facility_id:
+            w = walks.get(facility_id)
+            if w is None:
+                w = walks[facility_id] = _Walk(codes.get(facility_id, str(facility_id)), facility_id)
+        if facility_id in suspect:
             continue
         if (seq != w.length + 1 or payload is None
-                or sha((w.last_hash + prefix + payload).encode("utf-8")).hexdigest() != stored):
+                or sha((w.last_hash + payload).encode("utf-8")).hexdigest() != stored):
             suspect.add(facility_id)
             continue
         w.length = w.entries = seq
         w.last_hash = stored
-        if want.get(code) == seq:
+        if wanted and wanted.get(facility_id) == seq:
             w.hash_at_want = stored
     return walks, suspect
 
@@ -368,7 +382,8 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
     heads_now = {h["facility_code"]: (h["length"], h["hash"]) for h in heads(session)}
     want = {code: length for code, (length, _h) in (against or {}).items()}
     if session.get_bind().dialect.name == "sqlite":
-        walks, suspect = _walk_storage_order(_storage_order_rows(session), want)
+        codes = dict(session.execute(text("SELECT id, code FROM facility")).all())
+        walks, suspect = _walk_storage_order(_storage_order_rows(session), want, codes)
         if suspect:
             walks.update(_walk_ordered(_rows(session, facility_ids=sorted(suspect)), want))
     else:

@@ -262,7 +262,7 @@ def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Prob
         return sheet.problems
     as_date = bulk.db_date(session)
     rows = list(zip(sheet.col("health_card_id").tolist(), _optional_ints(years), _nones(sheet.col("sex")),
-                    _optional_ints(home.map(facilities)), [as_date(d) for d in sheet.col("deceased_on").tolist()],
+                    bulk.ids_or_none(home, facilities), [as_date(d) for d in sheet.col("deceased_on").tolist()],
                     repeat(True)))
     bulk.upsert_rows(session, "patient", ("health_card_id", "birth_year", "sex", "home_facility_id",
                                           "deceased_on", "registered"), rows)
@@ -292,9 +292,9 @@ def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list
     patients = bulk.patient_ids(session, cards.tolist())
     report.unregistered_patients += patients.created
     as_date = bulk.db_date(session)
-    rows = list(zip(sheet.col("prescription_id").tolist(), cards.map(patients.ids).astype("int64").tolist(),
-                    fac.map(facilities).astype("int64").tolist(), sheet.col("prescriber").tolist(),
-                    item.map(items).astype("int64").tolist(), qty.tolist(), days.astype("int64").tolist(),
+    rows = list(zip(sheet.col("prescription_id").tolist(), bulk.lookup(cards, patients.ids).tolist(),
+                    bulk.lookup(fac, facilities).tolist(), sheet.col("prescriber").tolist(),
+                    bulk.lookup(item, items).tolist(), qty.tolist(), days.astype("int64").tolist(),
                     [as_date(d) for d in sheet.col("issued_on").tolist()], _nones(sheet.col("diagnosis_code"))))
     bulk.upsert_rows(session, "prescription", ("code", "patient_id", "facility_id", "prescriber", "item_id",
                                                "quantity", "days_supply", "issued_on", "diagnosis_code"),
