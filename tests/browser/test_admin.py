@@ -14,9 +14,8 @@ from stock.importer import import_dataset
 from stock.models import Facility
 from stock.settings import Settings
 from web import audit
+from tests.web.conftest import CHEAP_HASHING, PASSWORD
 
-PASSWORD = "correct-horse-battery"
-CHEAP_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 

@@ -9,10 +9,9 @@ from stock.db import session_factory
 from stock.ledger import post
 from stock.settings import Settings
 from tests.stock.builders import build_world, entry
+from tests.web.conftest import CHEAP_HASHING, PASSWORD
 
-PASSWORD = "correct-horse-battery"
 # argon2id at a cost fit for tests: the same algorithm and code path, milliseconds per hash.
-CHEAP_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 
 
 def _settings() -> Settings:

@@ -14,9 +14,7 @@ from stock.ledger import post
 from stock.models import LedgerEntry
 from stock.settings import Settings
 from tests.stock.builders import build_world, entry
-
-PASSWORD = "correct-horse-battery"
-CHEAP_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+from tests.web.conftest import CHEAP_HASHING, PASSWORD
 
 
 @pytest.fixture
