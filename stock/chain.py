@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import queue
 import sqlite3
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -20,6 +23,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from stock.chain_worker import summarize
 
 GENESIS = "0" * 64
 SEP = "\x1f"
@@ -99,24 +104,27 @@ def link_text(prev_hash: str, texts: list[str]) -> str:
 
 
 def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] | None = None,
-                 ids: tuple[int, int] | None = None, lean: bool = False) -> str:
+                 lean: bool = False) -> str:
     """The verification query: each entry's canonical text (FIELDS order, after the version) is
     built by the database itself, so Python only hashes. Must agree with ``_text`` exactly:
     NULL is '', quantities are whole thousandths, times are epoch microseconds, dates ISO.
 
     ``ordered`` walks each facility's chain in order; unordered (SQLite only) reads the table in
     storage order (by id), which is cheaper and is how ``verify`` first reads it. ``facility_ids``
-    restricts the walk to those facilities, ``ids`` to the entries with ids in that closed range.
+    restricts the walk to those facilities.
 
-    ``lean`` (SQLite, storage order): only (facility id, position, "\\x1e" + version + separator +
-    canonical text, stored hash). Every value a row hands to Python is an object to build, so the
-    fast walk takes no more than it hashes; the facility code comes from its id, and a suspect
-    facility is walked again by the full query."""
+    ``lean`` (SQLite, storage order, entries with ids between the two parameters): only (facility
+    id, position, "\\x1e" + version + separator + canonical text, stored hash), text and hash as
+    bytes, which Python hashes and compares without decoding or encoding them. Every value a row
+    hands to Python is an object to build, so the fast walk takes no more than it hashes; the
+    facility code comes from its id, and a suspect facility is walked again by the full query.
+    A missing position or hash (possible only behind the schema's back) comes as 0 and as empty
+    bytes, which never continue a chain, so that the fast walk need not test for NULL."""
     where = ""
     if facility_ids is not None:
         where = f"WHERE e.facility_id IN ({', '.join(str(int(f)) for f in facility_ids) or 'NULL'})"
-    elif ids is not None:
-        where = f"WHERE e.id BETWEEN {int(ids[0])} AND {int(ids[1])}"
+    elif lean:
+        where = "WHERE e.id BETWEEN ? AND ?"
     order = "ORDER BY e.facility_id, e.chain_seq" if ordered else "ORDER BY e.id"
     if dialect == "postgresql":
         sep, txt = "chr(31)", "{}::text"
@@ -148,7 +156,8 @@ def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] 
         head = "\x1e" + VERSION + SEP if lean else ""
         payload = (f"printf('{head}{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
                    f" || COALESCE(char(31) || e.serial_number, '')")  # the optional tail (OPTIONAL_FROM)
-    columns = ("e.facility_id, e.chain_seq, {payload}, e.chain_hash" if lean else
+    columns = ("e.facility_id, COALESCE(e.chain_seq, 0), CAST({payload} AS BLOB), "
+               "CAST(COALESCE(e.chain_hash, '') AS BLOB)" if lean else
                "f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id").format(payload=payload)
     return f"""
 SELECT {columns}
@@ -216,47 +225,134 @@ def _rows(session: Session, *, ordered: bool = True, facility_ids: list[int] | N
 CHUNK = 50_000
 """Entries per query when SQLite's ledger is read in storage order."""
 PARALLEL_FROM = 200_000
-"""Entries from which a file database is read by two connections side by side."""
+"""Entries from which a file database is read by worker processes (see ``chain_worker``)."""
+WORKERS = 2
+"""Worker processes reading a large file database: one per core of the small servers Dawa runs on."""
+_WORKER = str(Path(__file__).with_name("chain_worker.py"))
 
 
-def _chunks(conn, ranges: list[tuple[int, int]]):
+def _chunks(conn, sql: str, ranges: list[tuple[int, int]]):
     cur = conn.cursor()
     try:
         for lo, hi in ranges:
-            yield cur.execute(_payload_sql("sqlite", ordered=False, ids=(lo, hi), lean=True)).fetchall()
+            yield cur.execute(sql, (lo, hi)).fetchall()
     finally:
         cur.close()
 
 
-def _storage_order_rows(session: Session):
-    """SQLite: every entry in storage (id) order, read in chunks by helper threads a few chunks
-    ahead of the hashing, so the database's work and the hashing overlap (the driver lets go of
-    the interpreter while SQLite works). A large file database is read by a second connection
-    too, the two taking alternate chunks: both cores build payloads. Only entries up to the
-    largest id this session's snapshot sees are read, and entries are never changed once
-    written, so the second connection reads exactly what this session would."""
+def _database_file(conn) -> str | None:
+    """The file of a SQLite connection's main database; None when it is in memory."""
+    for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return file or None
+    return None
+
+
+def _storage_order_summaries(session: Session, wanted: dict[int, int]):
+    """SQLite: every entry in storage (id) order, as one ``chain_worker.summarize`` per range of
+    ids, in order. A large file database is read by worker processes, which both build and hash
+    the rows: both cores work and neither waits for the other's interpreter. Otherwise this
+    process reads, a helper thread a few ranges ahead of the hashing (the driver lets go of the
+    interpreter while SQLite works).
+
+    Only entries up to the largest id this session's snapshot sees are read, and entries are never
+    changed once written and new ones take larger ids, so a worker's connection, which opens
+    later, reads exactly the entries this session would."""
     raw = session.connection().connection.driver_connection
     lo, hi = raw.execute("SELECT min(id), max(id) FROM ledger_entry").fetchone()
     if hi is None:
         return
     ranges = [(a, min(a + CHUNK - 1, hi)) for a in range(lo, hi + 1, CHUNK)]
-    engine = session.get_bind()
-    database = engine.url.database or ""
-    on_file = database not in ("", ":memory:") and "mode=memory" not in str(engine.url)
-    if not on_file or hi - lo + 1 < PARALLEL_FROM:
-        for batch in _ahead(_chunks(raw, ranges)):
-            yield from batch
+    sql = _payload_sql("sqlite", ordered=False, lean=True)
+    path = _database_file(raw)
+    if path is not None and sys.executable and hi - lo + 1 >= PARALLEL_FROM:
+        yield from _worker_summaries(path, sql, ranges, wanted)
         return
-    second = engine.raw_connection()
-    streams = [_ahead(_chunks(raw, ranges[0::2]), depth=1),
-               _ahead(_chunks(second.driver_connection, ranges[1::2]), depth=1)]
+    for rows in _ahead(_chunks(raw, sql, ranges)):
+        yield summarize(rows, wanted)
+
+
+def _worker_summaries(path: str, sql: str, ranges: list[tuple[int, int]], wanted: dict[int, int]):
+    """``summarize`` of each range, in order, by WORKERS processes running ``chain_worker``, each
+    given a new range as it hands one back and kept two ranges ahead, so that none waits. The
+    workers are stopped whatever happens here: on an error, when the consumer stops early, on
+    KeyboardInterrupt."""
+    procs: list[subprocess.Popen] = []
+    readers: list[threading.Thread] = []
+    results: queue.Queue = queue.Queue()
+    finished = False
     try:
-        for k in range(len(ranges)):
-            yield from next(streams[k % 2])
+        for k in range(min(WORKERS, len(ranges))):
+            proc = subprocess.Popen([sys.executable, "-I", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            procs.append(proc)
+            pickle.dump((path, sql, wanted), proc.stdin)
+            reader = threading.Thread(target=_collect, args=(proc, results), name=f"dawa-verify-worker-{k}",
+                                      daemon=True)
+            reader.start()
+            readers.append(reader)
+        jobs = iter(enumerate(ranges))
+        stopped: set[subprocess.Popen] = set()
+        given = dict.fromkeys(procs, 0)  # ranges given and not yet handed back, per worker
+
+        def give(proc: subprocess.Popen) -> None:
+            """The next range to ``proc``, or once there is none, None: it stops after its last."""
+            if proc in stopped:
+                return
+            job = next(jobs, None)
+            if job is None:
+                stopped.add(proc)
+            else:
+                given[proc] += 1
+            pickle.dump(None if job is None else (job[0], *job[1]), proc.stdin)
+            proc.stdin.flush()
+
+        for proc in procs * 2:
+            give(proc)
+        done: dict[int, dict] = {}
+        for n in range(len(ranges)):
+            while n not in done:
+                proc, message = results.get()
+                if message[0] == "ok":
+                    given[proc] -= 1
+                    done[message[1]] = message[2]
+                    give(proc)
+                elif message[0] == "error":  # raised as if it had been raised here
+                    _kind, exc, trace = message
+                    exc.add_note(f"in a chain verification worker:\n{trace}")
+                    raise exc
+                elif not (message[0] == "exited" and proc in stopped and not given[proc]):
+                    raise RuntimeError(f"a chain verification worker ended early: {message[1]}")
+            yield done.pop(n)
+        finished = True
     finally:
-        for stream in streams:
-            stream.close()
-        second.close()
+        for proc in procs:
+            if not finished and proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for reader in readers:
+            reader.join()
+        for proc in procs:
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+
+def _collect(proc: subprocess.Popen, results: queue.Queue) -> None:
+    """Hand each message of a worker to the consumer, then the worker's end: an error unless
+    it had handed back every range it was given and been told to stop."""
+    try:
+        while True:
+            results.put((proc, pickle.load(proc.stdout)))
+    except EOFError:
+        results.put((proc, ("exited", f"it exited with code {proc.wait()}")))
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+        results.put((proc, ("lost", f"its answer could not be read ({exc!r})")))
 
 
 _DONE = object()
@@ -340,35 +436,44 @@ def _walk_ordered(rows, want: dict[str, int]) -> dict[int, _Walk]:
     return walks
 
 
-def _walk_storage_order(rows, want: dict[str, int], codes: dict[int, str]) -> tuple[dict[int, _Walk], set[int]]:
-    """The fast walk: rows in storage order, every facility's chain advanced side by side.
+def _walk_storage_order(summaries, codes: dict[int, str]) -> tuple[dict[int, _Walk], set[int]]:
+    """The fast walk: the ledger in storage order, range by range, every facility's chain
+    advanced side by side.
 
     Entries are stored in the order they were written, so a sound chain is met in chain order
-    and checks exactly as in ``_walk_ordered``. A facility where anything is out of place (a
-    position out of turn, a hash that does not match) is only marked suspect here: the caller
-    walks it again in chain order, which names its first broken entry exactly. Rows come from
-    the lean query (see ``_payload_sql``): their text already starts with the version.
+    and checks exactly as in ``_walk_ordered``: each range's summary has checked every entry but a
+    facility's first in the range, which must follow the last stored hash of the ranges before.
+    A facility where anything is out of place (a position out of turn, a hash that does not match)
+    is only marked suspect here: the caller walks it again in chain order, which names its first
+    broken entry exactly. Texts come from the lean query (see ``_payload_sql``): they already start
+    with the version.
     """
-    walks: dict[int, _Walk] = {}
+    lengths: dict[int, int] = {}
+    hashes: dict[int, bytes] = {}
+    at_want: dict[int, bytes] = {}
     suspect: set[int] = set()
     sha = hashlib.sha256
-    wanted = {fid: want[code] for fid, code in codes.items() if code in want}
-    w = None
-    for facility_id, seq, payload, stored in rows:
-        if w is None or w.facility_id != facility_id:
-            w = walks.get(facility_id)
-            if w is None:
-                w = walks[facility_id] = _Walk(codes.get(facility_id, str(facility_id)), facility_id)
-        if facility_id in suspect:
-            continue
-        if (seq != w.length + 1 or payload is None
-                or sha((w.last_hash + payload).encode("utf-8")).hexdigest() != stored):
-            suspect.add(facility_id)
-            continue
-        w.length = w.entries = seq
-        w.last_hash = stored
-        if wanted and wanted.get(facility_id) == seq:
-            w.hash_at_want = stored
+    genesis = GENESIS.encode()
+    for summary in summaries:
+        for facility_id, (seq, payload, stored, last_seq, last_stored, sound, at) in summary.items():
+            if facility_id in suspect:
+                continue
+            if (not sound or seq != lengths.get(facility_id, 0) + 1 or payload is None
+                    or sha(hashes.get(facility_id, genesis) + payload).hexdigest().encode() != stored):
+                suspect.add(facility_id)
+                continue
+            lengths[facility_id] = last_seq
+            hashes[facility_id] = last_stored
+            if at is not None:
+                at_want[facility_id] = at
+    walks: dict[int, _Walk] = {}
+    for facility_id in lengths.keys() | suspect:
+        w = walks[facility_id] = _Walk(codes.get(facility_id, str(facility_id)), facility_id)
+        if facility_id not in suspect:
+            w.length = w.entries = lengths[facility_id]
+            w.last_hash = hashes[facility_id].decode("ascii")
+            if facility_id in at_want:
+                w.hash_at_want = at_want[facility_id].decode("ascii")
     return walks, suspect
 
 
@@ -383,7 +488,8 @@ def verify(session: Session, against: dict[str, tuple[int, str]] | None = None) 
     want = {code: length for code, (length, _h) in (against or {}).items()}
     if session.get_bind().dialect.name == "sqlite":
         codes = dict(session.execute(text("SELECT id, code FROM facility")).all())
-        walks, suspect = _walk_storage_order(_storage_order_rows(session), want, codes)
+        wanted = {fid: want[code] for fid, code in codes.items() if code in want}
+        walks, suspect = _walk_storage_order(_storage_order_summaries(session, wanted), codes)
         if suspect:
             walks.update(_walk_ordered(_rows(session, facility_ids=sorted(suspect)), want))
     else:

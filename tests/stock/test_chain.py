@@ -7,16 +7,25 @@ rewinds or recomputes the chain.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from stock import chain
-from stock.db import session_factory
+from stock.db import make_engine, session_factory
 from stock.ledger import hash_values, post
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient
+from tests.conftest import make_sqlite
 from tests.stock.builders import T0, build_world, entry
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -355,11 +364,12 @@ def test_postgres_tamper_without_trigger_is_still_caught(pg_engine):
 
 
 
-@pytest.fixture(params=["one connection", "two connections"])
+@pytest.fixture(params=["this process", "worker processes"])
 def chunked(request, monkeypatch):
-    """SQLite's storage-order read, cut into chunks of two entries, by one or two connections."""
+    """SQLite's storage-order read, cut into chunks of two entries, by this process or by worker
+    processes."""
     monkeypatch.setattr(chain, "CHUNK", 2)
-    monkeypatch.setattr(chain, "PARALLEL_FROM", 1 if request.param == "two connections" else 10**9)
+    monkeypatch.setattr(chain, "PARALLEL_FROM", 1 if request.param == "worker processes" else 10**9)
 
 
 def test_chunked_read_verifies_clean_ledger_and_heads(tampered, chunked, tmp_path):
@@ -461,3 +471,213 @@ def test_serial_removed_caught(sqlite_engine):
     drop_triggers(sqlite_engine)
     raw(sqlite_engine, "UPDATE ledger_entry SET serial_number = NULL WHERE entry_id = 'S3'")
     assert only_break(verify(sqlite_engine)).entry_id == "S3"
+
+
+# --- worker processes: a large file database is read by two processes, range by range ----------
+
+@pytest.fixture
+def workers(monkeypatch):
+    """The worker processes' read from the first entry on, in ranges of 50 entries: small enough
+    that every facility's chain crosses many seams between ranges."""
+    monkeypatch.setattr(chain, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(chain, "CHUNK", 50)
+
+
+def populate_many(session, n: int = 600) -> None:
+    """``populate`` and then ``n`` more entries spread over the three facilities in an uneven
+    rhythm, with and without patients and serials, so that seams fall everywhere in their chains."""
+    populate(session)
+    rhythm = ["H1", "H1", "WH-C", "HC2", "H1", "WH-C", "H1"]
+    post(session, [entry("receipt", 10_000, facility=f, lot="M1", at=T0 + timedelta(days=5))
+                   for f in ("H1", "HC2", "WH-C")])
+    at = T0 + timedelta(days=6)
+    batch = []
+    for k in range(n):
+        extra = {"serial_number": f"SN{k}"} if k % 11 == 0 else {}
+        if k % 3:
+            extra["health_card_id"] = "LY0000000001"
+        batch.append(entry("dispense" if k % 3 else "loss", 1, facility=rhythm[k % len(rhythm)], lot="M1",
+                           at=at + timedelta(minutes=k, microseconds=k), **extra))
+    post(session, batch)
+    session.commit()
+
+
+@pytest.fixture(scope="module")
+def many_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("many")
+    engine = make_sqlite(path)
+    with session_factory(engine)() as s:
+        populate_many(s)
+    engine.dispose()  # the last connection to close folds the WAL into the file
+    return path / "dawa.sqlite"
+
+
+@pytest.fixture
+def many(many_file, tmp_path):
+    """A copy of a ledger of 616 entries whose append-only triggers an attacker has dropped."""
+    shutil.copy(many_file, tmp_path / "dawa.sqlite")
+    engine = make_engine(f"sqlite:///{tmp_path / 'dawa.sqlite'}")
+    drop_triggers(engine)
+    yield engine
+    engine.dispose()
+
+
+def by_id(engine, row_id: int) -> tuple[str, int, str]:
+    """(facility code, position, entry_id) of the entry stored with this id."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(text(
+            "SELECT f.code, e.chain_seq, e.entry_id FROM ledger_entry e JOIN facility f ON f.id = e.facility_id "
+            "WHERE e.id = :i"), {"i": row_id}).one())
+
+
+def worker_pids() -> set[int]:
+    """Live chain verification workers started by this process."""
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if (int(fields.get("PPid", 0)) == os.getpid() and b"chain_worker.py" in cmdline
+                and not fields.get("State", "").startswith("Z")):
+            found.add(int(status.parent.name))
+    return found
+
+
+def test_workers_verify_as_this_process_does(many, workers, monkeypatch, tmp_path):
+    report = verify(many)
+    assert report.ok, [str(b) for b in report.breaks]
+    assert (report.facilities, report.entries) == (3, 616)
+    with session_factory(many, read_only=True)() as s:
+        chain.write_heads(s, tmp_path / "heads.json", NOW)
+    assert verify(many, against=chain.read_heads(tmp_path / "heads.json")).ok
+    monkeypatch.setattr(chain, "PARALLEL_FROM", 10**9)
+    alone = verify(many)
+    assert (alone.ok, alone.facilities, alone.entries) == (True, 3, 616)
+    assert worker_pids() == set()
+
+
+@pytest.mark.parametrize("row_id", [1, 50, 51, 52, 100, 101, 616], ids=lambda i: f"id{i}")
+def test_workers_name_altered_entry_at_and_near_seams(many, workers, row_id):
+    """Ranges are 1-50, 51-100, ...: an entry whose predecessor in its chain lies in the range
+    before is checked by this process, the others by the workers; all are named exactly."""
+    code, position, entry_id = by_id(many, row_id)
+    raw(many, "UPDATE ledger_entry SET reason = 'x' WHERE id = :i", i=row_id)
+    b = only_break(verify(many))
+    assert (b.facility_code, b.position, b.entry_id) == (code, position, entry_id)
+    assert "altered" in b.problem
+
+
+@pytest.mark.parametrize("row_id", [50, 51, 300], ids=lambda i: f"id{i}")
+def test_workers_name_entry_after_a_deleted_one(many, workers, row_id):
+    code, position, _entry_id = by_id(many, row_id)
+    with many.connect() as conn:
+        after = conn.scalar(text(
+            "SELECT entry_id FROM ledger_entry WHERE chain_seq = :n AND facility_id = "
+            "(SELECT id FROM facility WHERE code = :c)"), {"n": position + 1, "c": code})
+    raw(many, "DELETE FROM ledger_entry WHERE id = :i", i=row_id)
+    b = only_break(verify(many))
+    assert (b.facility_code, b.position, b.entry_id) == (code, position, after)
+    assert "1 entry before it deleted" in b.problem
+
+
+def test_workers_catch_forged_tail_and_cut_tail(many, workers, tmp_path):
+    with session_factory(many, read_only=True)() as s:
+        chain.write_heads(s, tmp_path / "heads.json", NOW)
+    _forge_tail(many, "WH-C", "FORGED-3", correct_hash=True)
+    b = only_break(verify(many))
+    assert (b.facility_code, b.entry_id) == ("WH-C", "FORGED-3")
+    assert "inserted out of band" in b.problem
+    raw(many, "DELETE FROM ledger_entry WHERE entry_id = 'FORGED-3'")
+    with many.connect() as conn:
+        length, last = conn.execute(text(
+            "SELECT max(chain_seq), max(id) FROM ledger_entry WHERE facility_id = "
+            "(SELECT id FROM facility WHERE code = 'HC2')")).one()
+    # HC2's last entry is cut off and its head wound back to match: only the exported head knows.
+    raw(many, "DELETE FROM ledger_entry WHERE id = :i", i=last)
+    raw(many, "UPDATE chain_head SET length = :n, head_hash = (SELECT chain_hash FROM ledger_entry "
+              "WHERE chain_seq = :n AND facility_id = chain_head.facility_id) "
+              "WHERE facility_id = (SELECT id FROM facility WHERE code = 'HC2')", n=length - 1)
+    assert verify(many).ok
+    b = only_break(verify(many, against=chain.read_heads(tmp_path / "heads.json")))
+    assert (b.facility_code, b.position) == ("HC2", length)
+    assert "cut off or rewritten" in b.problem
+
+
+def test_workers_read_nothing_past_this_sessions_snapshot(many, workers):
+    """Entries appended after verify began are not read by the workers either, which open their
+    connections later: the chains end where this session saw them end."""
+    with session_factory(many, read_only=True)() as s:
+        s.execute(text("SELECT 1 FROM chain_head")).all()  # the read transaction, and so the snapshot, begins
+        with session_factory(many)() as w:
+            post(w, [entry("receipt", 1, facility=f, lot="M1", at=T0 + timedelta(days=30))
+                     for f in ("H1", "HC2", "WH-C", "H1")])
+            w.commit()
+        report = chain.verify(s)
+    assert report.ok, [str(b) for b in report.breaks]
+    assert report.entries == 616
+    assert verify(many).entries == 620
+
+
+@pytest.mark.parametrize("mode", ["this process", "worker processes"])
+def test_database_error_raised_as_is_and_no_worker_left(many, monkeypatch, mode):
+    monkeypatch.setattr(chain, "CHUNK", 50)
+    monkeypatch.setattr(chain, "PARALLEL_FROM", 1 if mode == "worker processes" else 10**9)
+    raw(many, "ALTER TABLE lot RENAME COLUMN lot_number TO lot_no")
+    with pytest.raises(sqlite3.OperationalError) as err:
+        verify(many)
+    assert "lot_number" in str(err.value)
+    assert worker_pids() == set()
+
+
+def test_workers_stopped_when_the_reader_stops_early(many, workers):
+    with session_factory(many, read_only=True)() as s:
+        summaries = chain._storage_order_summaries(s, {})
+        first = next(summaries)
+        assert len(first) == 3 and len(worker_pids()) == 2  # a summary per facility
+        summaries.close()
+    assert worker_pids() == set()
+
+
+INTERRUPTED = """
+import sys
+from stock import chain
+from stock.db import make_engine, session_factory
+chain.PARALLEL_FROM, chain.CHUNK = 1, 1
+engine = make_engine(sys.argv[1])
+print("started", flush=True)
+while True:
+    with session_factory(engine, read_only=True)() as s:
+        assert chain.verify(s).ok
+"""
+
+
+def test_interrupted_verify_leaves_no_worker(many):
+    """Ctrl-C (SIGINT to the process alone: a terminal would send it to the workers too) stops
+    verify at once, workers included."""
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, many.url.render_as_string()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 and time.monotonic() < deadline:
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    if (f"PPid:\t{proc.pid}\n" in status.read_text()
+                            and b"chain_worker.py" in (status.parent / "cmdline").read_bytes()):
+                        seen.add(int(status.parent.name))
+                except OSError:
+                    pass
+        assert len(seen) >= 2, "no workers seen"
+        proc.send_signal(signal.SIGINT)
+        _out, errors = proc.communicate(timeout=20)
+        assert proc.returncode != 0 and b"KeyboardInterrupt" in errors
+        for pid in seen:
+            state = Path(f"/proc/{pid}/status")
+            assert not state.exists() or "State:\tZ" in state.read_text(), f"worker {pid} still running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -224,8 +224,16 @@ def test_same_entry_from_16_threads_never_raises(engine, world):
     assert outcome == {"created": 1, "returned": THREADS - 1}
 
 
-def test_verify_while_writers_append_never_reports_a_false_break(engine, world):
-    """Heads and entries are read by separate statements; appends in between are not tampering."""
+@pytest.mark.parametrize("read", ["as configured", "worker processes"])
+def test_verify_while_writers_append_never_reports_a_false_break(engine, world, read, monkeypatch):
+    """Heads and entries are read by separate statements; appends in between are not tampering.
+    On SQLite also with the entries read by worker processes, in ranges of three: their
+    connections open after the session's snapshot was taken, while writers go on appending."""
+    if read == "worker processes":
+        if engine.dialect.name != "sqlite":
+            pytest.skip("worker processes read SQLite files only")
+        monkeypatch.setattr(chain, "PARALLEL_FROM", 1)
+        monkeypatch.setattr(chain, "CHUNK", 3)
     eng = threaded_engine(engine, 8)
     Session = session_factory(eng)
     Reader = session_factory(eng, read_only=True)
