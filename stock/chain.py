@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import queue
 import sqlite3
@@ -226,8 +227,9 @@ CHUNK = 50_000
 """Entries per query when SQLite's ledger is read in storage order."""
 PARALLEL_FROM = 200_000
 """Entries from which a file database is read by worker processes (see ``chain_worker``)."""
-WORKERS = 2
-"""Worker processes reading a large file database: one per core of the small servers Dawa runs on."""
+WORKERS = min(max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 2), 8)
+"""Worker processes reading a large file database: one per core this process may run on, at least
+two and at most eight."""
 _WORKER = str(Path(__file__).with_name("chain_worker.py"))
 
 

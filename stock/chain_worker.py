@@ -3,7 +3,7 @@ checks each entry against the entry before it in the same range.
 
 An entry's hash covers the previous entry's stored hash, so entries are checked independently of
 each other given the one before: a range is checked on its own but for the first entry of each
-facility in it, which ``verify`` checks against the range before. Two workers use both cores for
+facility in it, which ``verify`` checks against the range before. Workers use every core for
 what one interpreter cannot: building each row (SQLite) and hashing it (Python).
 
 Imports nothing but the standard library, so that a worker starts in milliseconds: ``chain`` runs

@@ -477,10 +477,11 @@ def test_serial_removed_caught(sqlite_engine):
 
 @pytest.fixture
 def workers(monkeypatch):
-    """The worker processes' read from the first entry on, in ranges of 50 entries: small enough
-    that every facility's chain crosses many seams between ranges."""
+    """The read by two worker processes from the first entry on, in ranges of 50 entries: small
+    enough that every facility's chain crosses many seams between ranges."""
     monkeypatch.setattr(chain, "PARALLEL_FROM", 1)
     monkeypatch.setattr(chain, "CHUNK", 50)
+    monkeypatch.setattr(chain, "WORKERS", 2)
 
 
 def populate_many(session, n: int = 600) -> None:
