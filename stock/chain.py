@@ -267,11 +267,20 @@ def _storage_order_summaries(session: Session, wanted: dict[int, int]):
     ranges = [(a, min(a + CHUNK - 1, hi)) for a in range(lo, hi + 1, CHUNK)]
     sql = _payload_sql("sqlite", ordered=False, lean=True)
     path = _database_file(raw)
-    if path is not None and sys.executable and hi - lo + 1 >= PARALLEL_FROM:
+    if path is not None and _python() and hi - lo + 1 >= PARALLEL_FROM:
         yield from _worker_summaries(path, sql, ranges, wanted)
         return
     for rows in _ahead(_chunks(raw, sql, ranges)):
         yield summarize(rows, wanted)
+
+
+def _python() -> str | None:
+    """The interpreter to run workers with; None where this process was not started by one
+    (a frozen application, a server that embeds Python), which then reads alone."""
+    exe = sys.executable
+    if not exe or getattr(sys, "frozen", False) or not Path(exe).name.lower().startswith("python"):
+        return None
+    return exe
 
 
 def _worker_summaries(path: str, sql: str, ranges: list[tuple[int, int]], wanted: dict[int, int]):
@@ -285,7 +294,7 @@ def _worker_summaries(path: str, sql: str, ranges: list[tuple[int, int]], wanted
     finished = False
     try:
         for k in range(min(WORKERS, len(ranges))):
-            proc = subprocess.Popen([sys.executable, "-I", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc = subprocess.Popen([_python(), "-I", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             procs.append(proc)
             pickle.dump((path, sql, wanted), proc.stdin)
             reader = threading.Thread(target=_collect, args=(proc, results), name=f"dawa-verify-worker-{k}",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import signal
 import sqlite3
 import sys
 import traceback
@@ -56,6 +57,9 @@ def summarize(rows, wanted: dict[int, int]) -> dict[int, tuple]:
 
 
 def main() -> int:
+    # Ctrl-C at a terminal reaches the whole process group: the caller stops the workers itself,
+    # so that it raises KeyboardInterrupt and not the error of a worker gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
         path, sql, wanted = pickle.load(stdin)
@@ -70,7 +74,7 @@ def main() -> int:
             pickle.dump(("ok", number, summary), stdout, protocol=pickle.HIGHEST_PROTOCOL)
             stdout.flush()
         conn.close()
-    except (KeyboardInterrupt, BrokenPipeError, EOFError):
+    except (BrokenPipeError, EOFError):
         return 1  # the caller stopped or went away: nobody to tell
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, who raises it
         trace = traceback.format_exc()
