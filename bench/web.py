@@ -14,7 +14,9 @@ Everything is served by `dawa serve` started as a subprocess on 127.0.0.1 (one w
     created). Reports requests/s and p50/p95/p99 latency, then checks that no entry was lost or
     doubled: ledger rows, their sum and the lots' balance after the run against the dispenses
     the server acknowledged, and a burst re-posting a sample of entry_ids concurrently (every
-    answer 200, nothing created). On SQLite, and on PostgreSQL in a scratch database on
+    answer 200, nothing created). The CPU time the server (all its processes) and the clients
+    spent per request is shown too: on a machine the clients share with the server, their share
+    bounds what the server can get. On SQLite, and on PostgreSQL in a scratch database on
     127.0.0.1:5432 (user postgres) dropped afterwards. Target: >= 300 requests/s, p95 < 200 ms.
 (b) Pages: the facility manager's stock dashboard (/stock/{facility}) of the busiest facility and
     the auditor's flag queue (/flags), --page-requests each after a warm-up, on a database of
@@ -112,6 +114,28 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and every process under it (uvicorn's
+    workers), from /proc; 0 where /proc is not there."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        cpu[child] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo.extend(c for c, parent in parents.items() if parent == p)
+    return total
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -283,7 +307,10 @@ def bench_dispensing(label: str, url: str, workdir: Path, args) -> dict:
     with Server(url, workdir, args.workers) as server:
         print(f"[{label}] {args.clients} clients posting up to {args.requests} dispenses "
               f"(at most {args.seconds:.0f} s) ...", flush=True)
+        server_cpu, client_cpu = process_tree_cpu(server.proc.pid), time.process_time()
         load = asyncio.run(run_load(server.base_url, world, args.clients, args.requests, args.seconds))
+        server_cpu = process_tree_cpu(server.proc.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
         burst_ok, burst_n = asyncio.run(repost_burst(server.base_url, world, load, args.clients, 200))
         after = ledger_check(url, world, load)
     ok = [x for s, x in load.statuses.items() if 200 <= s < 300]
@@ -294,6 +321,7 @@ def bench_dispensing(label: str, url: str, workdir: Path, args) -> dict:
         "p99": percentile(load.latencies, 99), "statuses": load.statuses, "errors": load.errors[:3], "retries": load.retries,
         "non_2xx": n - sum(ok), "created": len(load.created), "reposts": load.reposts,
         "reposts_ok": load.reposts_ok, "burst": (burst_ok, burst_n), "after": after,
+        "server_cpu_ms": 1e3 * server_cpu / n if n else 0, "client_cpu_ms": 1e3 * client_cpu / n if n else 0,
     }
 
 
@@ -420,6 +448,8 @@ def print_load(results: list[dict]) -> None:
         ("requests/s", lambda r: f"{r['rps']:.0f}", f">= {TARGET_RPS}"),
         ("latency p50 / p95 / p99 (ms)", lambda r: f"{ms(r['p50'])}/{ms(r['p95'])}/{ms(r['p99'])}",
          f"p95 < {ms(TARGET_P95_API)}"),
+        ("CPU per request: server / clients (ms)", lambda r: f"{r['server_cpu_ms']:.1f} / {r['client_cpu_ms']:.1f}",
+         ""),
         ("answers other than 2xx", lambda r: str(r["non_2xx"]), "0"),
         ("dispenses acknowledged (201)", lambda r: str(r["created"]), ""),
         ("sent again after a transport error", lambda r: str(r["retries"]), ""),

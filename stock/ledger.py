@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from stock import chain
 from stock import gs1
@@ -46,7 +48,7 @@ from stock.models import (
     Patient,
     Prescription,
 )
-from stock.quantities import to_milli, unit_allows
+from stock.quantities import Quantity, to_milli, unit_allows
 
 ADDS = ("receipt", "transfer_in")
 SUBTRACTS = ("dispense", "transfer_out", "loss")
@@ -169,45 +171,240 @@ def serial_problem(value: str) -> str | None:
 
 def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime | None = None) -> list[Posted]:
     """Record movements in order, in the caller's transaction. All or nothing is the caller's
-    commit or rollback: a domain error leaves earlier entries of the batch flushed but uncommitted."""
+    commit or rollback: a domain error leaves earlier entries of the batch flushed but uncommitted,
+    and nothing of the entry that raised it."""
     if isinstance(entries, NewEntry):
         entries = [entries]
     now = now or datetime.now(timezone.utc)
-    return [_post_one(session, e, now) for e in entries]
+    if not entries:
+        return []
+    # The statements below are Core statements on the session's connection, which do not autoflush:
+    # objects the caller added (a new facility, item or patient) reach the database first.
+    session.flush()
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    return [_post_one(session, conn, pg, e, now) for e in entries]
 
 
-def _insert_ignore(session: Session, model, values: dict, keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING: create a row that a concurrent writer may create too."""
-    ins = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(ins(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+# Tables of the hot path. The write path speaks Core on the session's connection: the ORM's unit of
+# work, identity map and per-object events cost more than the SQL itself for one small entry.
+_ENTRY = LedgerEntry.__table__
+_BALANCE = Balance.__table__
+_HEAD = ChainHead.__table__
+_FACILITY = Facility.__table__
+_ITEM = Item.__table__
+_LOT = Lot.__table__
+_PATIENT = Patient.__table__
 
 
-def _lock_head(session: Session, facility_id: int) -> ChainHead:
-    """Lock the facility's chain head: every writer of a facility queues here, which keeps the
-    chain linear and makes the balance read-modify-write below safe."""
-    stmt = select(ChainHead).where(ChainHead.facility_id == facility_id).with_for_update()
-    head = session.scalars(stmt.execution_options(populate_existing=True)).one_or_none()
-    if head is None:
-        _insert_ignore(session, ChainHead,
-                       {"facility_id": facility_id, "length": 0, "head_hash": chain.GENESIS},
-                       ["facility_id"])
-        head = session.scalars(stmt.execution_options(populate_existing=True)).one()
-    return head
+@dataclass(frozen=True)
+class _LotRow:
+    id: int
+    lot_number: str
+    expiry_date: date | None
 
 
-def _facility(session: Session, code: str, entry_id: str, field_: str = "facility_code") -> Facility:
-    fac = session.scalars(select(Facility).where(Facility.code == code)).one_or_none()
+@dataclass(frozen=True)
+class _ItemRow:
+    id: int
+    code: str
+    unit: str
+    max_dispense_quantity: Decimal | None
+
+
+@dataclass(frozen=True)
+class _PatientRow:
+    id: int
+    health_card_id: str
+    registered: bool
+    deceased_on: date | None
+
+
+# The facility and its chain head, locked: every writer of a facility queues here, which keeps the
+# chain linear and makes the balance read-modify-write below safe (SQLite: BEGIN IMMEDIATE already
+# holds the database's write lock; FOR UPDATE is left out there).
+_HEAD_STMT = (
+    select(_FACILITY.c.id, _FACILITY.c.code, _HEAD.c.length, _HEAD.c.head_hash)
+    .select_from(_FACILITY.join(_HEAD, _HEAD.c.facility_id == _FACILITY.c.id))
+    .where(_FACILITY.c.code == bindparam("code"))
+    .with_for_update(of=_HEAD)
+)
+_FACILITY_STMT = select(_FACILITY.c.id, _FACILITY.c.code).where(_FACILITY.c.code == bindparam("code"))
+_STORED_ID = select(_ENTRY.c.id).where(_ENTRY.c.entry_id == bindparam("entry_id")).scalar_subquery()
+# After the lock, in one statement: whether this entry_id is already recorded (a retry may have
+# committed while we queued; on PostgreSQL a statement run after the lock sees it), the item, the
+# lot and the patient.
+_ENTRY_CONTEXT = (
+    select(_STORED_ID.label("stored_id"), _ITEM.c.id, _ITEM.c.code, _ITEM.c.unit, _ITEM.c.max_dispense_quantity,
+           _LOT.c.id.label("lot_id"), _LOT.c.lot_number, _LOT.c.expiry_date,
+           _PATIENT.c.id.label("patient_id"), _PATIENT.c.health_card_id, _PATIENT.c.registered,
+           _PATIENT.c.deceased_on)
+    .select_from(
+        _ITEM.outerjoin(_LOT, and_(_LOT.c.item_id == _ITEM.c.id, _LOT.c.lot_number == bindparam("lot_number")))
+        .outerjoin(_PATIENT, _PATIENT.c.health_card_id == bindparam("card")))
+    .where(_ITEM.c.code == bindparam("item_code"))
+)
+_STORED_STMT = select(_ENTRY.c.id).where(_ENTRY.c.entry_id == bindparam("entry_id"))
+_LOT_STMT = select(_LOT.c.id, _LOT.c.lot_number, _LOT.c.expiry_date).where(
+    _LOT.c.item_id == bindparam("item_id"), _LOT.c.lot_number == bindparam("lot_number"))
+_PATIENT_STMT = select(_PATIENT.c.id, _PATIENT.c.health_card_id, _PATIENT.c.registered,
+                       _PATIENT.c.deceased_on).where(_PATIENT.c.health_card_id == bindparam("card"))
+_BALANCE_KEY = and_(_BALANCE.c.facility_id == bindparam("fid"), _BALANCE.c.lot_id == bindparam("lid"))
+_ON_HAND_STMT = select(_BALANCE.c.on_hand).where(_BALANCE_KEY).with_for_update()
+_EFFECT = bindparam("effect", type_=Quantity())
+# Moves stock and checks it in one statement: no row back means no balance row, or too little.
+_MOVE_STMT = (
+    update(_BALANCE).where(_BALANCE_KEY, _BALANCE.c.on_hand + _EFFECT >= 0)
+    .values(on_hand=_BALANCE.c.on_hand + _EFFECT).returning(_BALANCE.c.on_hand)
+)
+_SET_HEAD_STMT = (
+    update(_HEAD).where(_HEAD.c.facility_id == bindparam("fid"))
+    .values(length=bindparam("new_length"), head_hash=bindparam("new_hash"))
+)
+
+
+def _lock_head(conn, pg: bool, facility_code: str):
+    """(facility id, facility code, chain length, head hash) with the chain head locked, or None for
+    an unknown facility. A head that is missing (a facility from before heads were made with it) is
+    created first, so concurrent first writers only ever lock it."""
+    row = conn.execute(_HEAD_STMT, {"code": facility_code}).first()
+    if row is not None:
+        return row
+    fac = conn.execute(_FACILITY_STMT, {"code": facility_code}).first()
     if fac is None:
-        cls = UnknownFacility if field_ == "facility_code" else UnknownCounterparty
-        raise cls(f"unknown facility {code!r}", field=field_, entry_id=entry_id)
-    return fac
+        return None
+    _insert_ignore_conn(conn, pg, ChainHead, {"facility_id": fac.id, "length": 0, "head_hash": chain.GENESIS},
+                        ["facility_id"])
+    return conn.execute(_HEAD_STMT, {"code": facility_code}).one()
 
 
-def _lot(session: Session, e: NewEntry, item: Item) -> Lot:
+def _insert_ignore_conn(conn, pg: bool, model, values: dict, keys: list[str]) -> None:
+    ins = pg_insert if pg else sqlite_insert
+    conn.execute(ins(model.__table__).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+
+def _stored_or_none(session: Session, conn, e: NewEntry, stored_id: int | None = None,
+                    look: bool = False) -> Posted | None:
+    """The stored entry of a retry (same content), a conflict (other content), or None."""
+    if look:
+        stored_id = conn.execute(_STORED_STMT, {"entry_id": e.entry_id}).scalar()
+    if stored_id is None:
+        return None
+    stored, view = _stored_with_view(session, stored_id)
+    _compare(view, e)
+    return Posted(stored, created=False)
+
+
+def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> Posted:
+    check_shape(e)
+    head = _lock_head(conn, pg, e.facility_code)
+    if head is None:
+        # The entry_id decides first: a retry whose facility has since become unknown is a conflict.
+        if (done := _stored_or_none(session, conn, e, look=True)) is not None:
+            return done
+        raise UnknownFacility(f"unknown facility {e.facility_code!r}", field="facility_code", entry_id=e.entry_id)
+    facility_id, facility_code, length, head_hash = head
+
     lot_number = (e.lot_number or "").strip()
-    lot = session.scalars(
-        select(Lot).where(Lot.item_id == item.id, Lot.lot_number == lot_number)
-    ).one_or_none()
+    ctx = conn.execute(_ENTRY_CONTEXT, {"entry_id": e.entry_id, "item_code": e.item_code,
+                                        "lot_number": lot_number, "card": e.health_card_id or None}).first()
+    if ctx is None:
+        if (done := _stored_or_none(session, conn, e, look=True)) is not None:
+            return done
+        raise UnknownItem(f"unknown item {e.item_code!r}", entry_id=e.entry_id)
+    if (done := _stored_or_none(session, conn, e, ctx.stored_id)) is not None:
+        return done
+    item = _ItemRow(ctx.id, ctx.code, ctx.unit, ctx.max_dispense_quantity)
+    if not unit_allows(item.unit, e.quantity):
+        raise InvalidEntry(f"{e.quantity} is not a whole number of {item.unit}s ({item.code})",
+                           field="quantity", entry_id=e.entry_id)
+    counterparty_id = None
+    if e.kind in TRANSFERS:
+        other = conn.execute(_FACILITY_STMT, {"code": e.counterparty_code}).first()
+        if other is None:
+            raise UnknownCounterparty(f"unknown facility {e.counterparty_code!r}", field="counterparty_code",
+                                      entry_id=e.entry_id)
+        if other.id == facility_id:
+            raise InvalidEntry("a transfer's counterparty must be another facility",
+                               field="counterparty_code", entry_id=e.entry_id)
+        counterparty_id = other.id
+    elif e.kind == "receipt" and e.counterparty_code:
+        other = conn.execute(_FACILITY_STMT, {"code": e.counterparty_code}).first()
+        counterparty_id = other.id if other else None
+
+    if e.reverses:
+        _check_reversible(session, e)
+    lot = (_LotRow(ctx.lot_id, ctx.lot_number, ctx.expiry_date) if ctx.lot_id is not None
+           else None)
+    lot = _lot(conn, pg, e, item, lot_number, lot)
+    patient = None
+    if e.health_card_id:
+        patient = (_PatientRow(ctx.patient_id, ctx.health_card_id, ctx.registered, ctx.deceased_on)
+                   if ctx.patient_id is not None else _patient(conn, pg, e.health_card_id))
+    notes = _policy_notes(session, e, item, lot, patient) if e.kind == "dispense" else []
+
+    key = {"fid": facility_id, "lid": lot.id}
+    if e.kind == "count":
+        on_hand = conn.execute(_ON_HAND_STMT, key).scalar()
+        exists = on_hand is not None
+        on_hand = Decimal(0) if on_hand is None else on_hand
+        effect = effect_of(e.kind, e.quantity, on_hand)
+        if exists:
+            conn.execute(_MOVE_STMT, {**key, "effect": effect}).one()
+    else:
+        effect = effect_of(e.kind, e.quantity, Decimal(0))
+        after = conn.execute(_MOVE_STMT, {**key, "effect": effect}).scalar()
+        if after is not None:
+            exists, on_hand = True, after - effect
+        else:  # no balance row, or too little stock
+            on_hand = conn.execute(_ON_HAND_STMT, key).scalar()
+            exists = on_hand is not None
+            on_hand = Decimal(0) if on_hand is None else on_hand
+    if on_hand + effect < 0:
+        raise InsufficientStock(facility=facility_code, item=item.code, lot=lot.lot_number,
+                                on_hand=on_hand, asked=-effect, entry_id=e.entry_id)
+    if not exists:
+        conn.execute(_INSERT_BALANCE, {"facility_id": facility_id, "item_id": item.id, "lot_id": lot.id,
+                                       "on_hand": on_hand + effect})
+    _refresh_cached(session, Balance, (facility_id, lot.id), on_hand=on_hand + effect)
+
+    entry = LedgerEntry(
+        entry_id=e.entry_id, facility_id=facility_id, kind=e.kind, item_id=item.id, lot_id=lot.id,
+        quantity=e.quantity, effect=effect, book_quantity=on_hand if e.kind == "count" else None,
+        occurred_at=e.occurred_at.astimezone(timezone.utc), recorded_at=now,
+        recorded_by=e.recorded_by, patient_id=patient.id if patient else None,
+        prescription_ref=e.prescription_id or None, counterparty=e.counterparty_code or None,
+        counterparty_facility_id=counterparty_id, reason=e.reason or None,
+        document_number=e.document_number or None, reverses=e.reverses or None,
+        serial_number=e.serial_number or None, chain_seq=length + 1,
+    )
+    entry.chain_hash = chain.link(head_hash, hash_values(entry, facility_code, item.code, lot,
+                                                         patient.health_card_id if patient else None))
+    values = {c: getattr(entry, c) for c in _ENTRY_COLUMNS}
+    entry.id = conn.execute(_INSERT_ENTRY, values).inserted_primary_key[0]
+    conn.execute(_SET_HEAD_STMT, {"fid": facility_id, "new_length": entry.chain_seq,
+                                  "new_hash": entry.chain_hash})
+    _refresh_cached(session, ChainHead, (facility_id,), length=entry.chain_seq, head_hash=entry.chain_hash)
+    # The entry as if loaded: in the session's identity map, with nothing left to flush.
+    make_transient_to_detached(entry)
+    session.add(entry)
+    return Posted(entry, created=True, notes=notes)
+
+
+_ENTRY_COLUMNS = tuple(c.key for c in _ENTRY.columns if c.key != "id")
+_INSERT_ENTRY = insert(_ENTRY)
+_INSERT_BALANCE = insert(_BALANCE)
+
+
+def _refresh_cached(session: Session, model, key: tuple, **values) -> None:
+    """Bring a row the session already holds (a caller read it) in step with what Core wrote."""
+    obj = session.identity_map.get(identity_key(model, key))
+    if obj is not None:
+        for name, value in values.items():
+            set_committed_value(obj, name, value)
+
+
+def _lot(conn, pg: bool, e: NewEntry, item: _ItemRow, lot_number: str, lot: _LotRow | None) -> _LotRow:
     if lot is not None:
         if e.expiry_date is not None and lot.expiry_date is not None and lot.expiry_date != e.expiry_date:
             raise InvalidEntry(
@@ -222,37 +419,40 @@ def _lot(session: Session, e: NewEntry, item: Item) -> Lot:
         raise InvalidEntry(
             f"expiry_date is required on the {e.kind} of new lot {lot_number} of {item.code}",
             field="expiry_date", entry_id=e.entry_id)
-    _insert_ignore(session, Lot,
-                   {"item_id": item.id, "lot_number": lot_number, "expiry_date": e.expiry_date},
-                   ["item_id", "lot_number"])
-    return session.scalars(
-        select(Lot).where(Lot.item_id == item.id, Lot.lot_number == lot_number)
-    ).one()
+    _insert_ignore_conn(conn, pg, Lot, {"item_id": item.id, "lot_number": lot_number,
+                                        "expiry_date": e.expiry_date}, ["item_id", "lot_number"])
+    return _LotRow(*conn.execute(_LOT_STMT, {"item_id": item.id, "lot_number": lot_number}).one())
 
 
-def _patient(session: Session, card: str) -> Patient:
-    patient = session.scalars(select(Patient).where(Patient.health_card_id == card)).one_or_none()
-    if patient is None:
-        _insert_ignore(session, Patient, {"health_card_id": card, "registered": False},
-                       ["health_card_id"])
-        patient = session.scalars(select(Patient).where(Patient.health_card_id == card)).one()
-    return patient
+def _patient(conn, pg: bool, card: str) -> _PatientRow:
+    """The patient of a health card, registered as unknown (not in the register) when first seen."""
+    _insert_ignore_conn(conn, pg, Patient, {"health_card_id": card, "registered": False}, ["health_card_id"])
+    return _PatientRow(*conn.execute(_PATIENT_STMT, {"card": card}).one())
 
 
-def _stored_view(session: Session, entry: LedgerEntry) -> dict:
-    fac = session.get(Facility, entry.facility_id)
-    item = session.get(Item, entry.item_id)
-    lot = session.get(Lot, entry.lot_id)
-    patient = session.get(Patient, entry.patient_id) if entry.patient_id else None
-    return {
+_STORED_VIEW = (
+    select(LedgerEntry, Facility.code, Item.code, Lot.lot_number, Patient.health_card_id)
+    .join(Facility, Facility.id == LedgerEntry.facility_id)
+    .join(Item, Item.id == LedgerEntry.item_id)
+    .join(Lot, Lot.id == LedgerEntry.lot_id)
+    .outerjoin(Patient, Patient.id == LedgerEntry.patient_id)
+    .where(LedgerEntry.id == bindparam("id"))
+)
+
+
+def _stored_with_view(session: Session, entry_id_pk: int) -> tuple[LedgerEntry, dict]:
+    """A stored entry and its content in the terms of the data contract, in one query."""
+    entry, facility_code, item_code, lot_number, card = session.execute(
+        _STORED_VIEW, {"id": entry_id_pk}).one()
+    return entry, {
         "kind": entry.kind,
-        "facility_code": fac.code,
-        "item_code": item.code,
-        "lot_number": lot.lot_number,
+        "facility_code": facility_code,
+        "item_code": item_code,
+        "lot_number": lot_number,
         "quantity": entry.quantity,
         "occurred_at": entry.occurred_at,
         "recorded_by": entry.recorded_by,
-        "health_card_id": patient.health_card_id if patient else None,
+        "health_card_id": card,
         "prescription_id": entry.prescription_ref,
         "counterparty_code": entry.counterparty,
         "reason": entry.reason,
@@ -262,8 +462,11 @@ def _stored_view(session: Session, entry: LedgerEntry) -> dict:
     }
 
 
-def _same_or_conflict(session: Session, stored: LedgerEntry, e: NewEntry) -> None:
-    have = _stored_view(session, stored)
+def _stored_view(session: Session, entry: LedgerEntry) -> dict:
+    return _stored_with_view(session, entry.id)[1]
+
+
+def _compare(have: dict, e: NewEntry) -> None:
     diffs = {}
     for name, old in have.items():
         new = getattr(e, name)
@@ -279,7 +482,21 @@ def _same_or_conflict(session: Session, stored: LedgerEntry, e: NewEntry) -> Non
         raise EntryConflict(e.entry_id, diffs)
 
 
-def _policy_notes(session: Session, e: NewEntry, item: Item, lot: Lot, patient: Patient) -> list[PolicyNote]:
+def _same_or_conflict(session: Session, stored: LedgerEntry, e: NewEntry) -> None:
+    _compare(_stored_view(session, stored), e)
+
+
+_RX_STMT = select(Prescription.code, Prescription.patient_id, Prescription.item_id, Prescription.quantity).where(
+    Prescription.code == bindparam("code"))
+_DISPENSED_ON_RX = select(func.coalesce(func.sum(LedgerEntry.quantity), 0)).where(
+    LedgerEntry.prescription_ref == bindparam("code"),
+    LedgerEntry.kind == "dispense",
+    LedgerEntry.entry_id.not_in(select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))),
+)
+
+
+def _policy_notes(session: Session, e: NewEntry, item: _ItemRow, lot: _LotRow,
+                  patient: _PatientRow) -> list[PolicyNote]:
     notes: list[PolicyNote] = []
     day = e.occurred_at.date()
     if not patient.registered:
@@ -297,7 +514,7 @@ def _policy_notes(session: Session, e: NewEntry, item: Item, lot: Lot, patient: 
     if not e.prescription_id:
         notes.append(PolicyNote("no_prescription", "dispensed without a prescription"))
         return notes
-    rx = session.scalars(select(Prescription).where(Prescription.code == e.prescription_id)).one_or_none()
+    rx = session.execute(_RX_STMT, {"code": e.prescription_id}).first()
     if rx is None:
         notes.append(PolicyNote("unknown_prescription", f"prescription {e.prescription_id} is not on record"))
         return notes
@@ -305,14 +522,7 @@ def _policy_notes(session: Session, e: NewEntry, item: Item, lot: Lot, patient: 
         notes.append(PolicyNote("prescription_mismatch",
                                 f"prescription {rx.code} is for another patient or item"))
         return notes
-    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
-    already = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.quantity), 0)).where(
-            LedgerEntry.prescription_ref == rx.code,
-            LedgerEntry.kind == "dispense",
-            LedgerEntry.entry_id.not_in(reversed_ids),
-        )
-    )
+    already = session.scalar(_DISPENSED_ON_RX, {"code": rx.code})
     if already + e.quantity > rx.quantity:
         notes.append(PolicyNote("beyond_prescription",
                                 f"{already + e.quantity} {item.unit} dispensed against prescription "
@@ -322,83 +532,12 @@ def _policy_notes(session: Session, e: NewEntry, item: Item, lot: Lot, patient: 
 
 def _check_reversible(session: Session, e: NewEntry) -> None:
     """Called under the facility lock, so two reversals of one entry cannot both pass."""
-    target = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.reverses)).one_or_none()
+    target = session.scalar(select(LedgerEntry.id).where(LedgerEntry.entry_id == e.reverses))
     if target is None:
         raise InvalidEntry(f"reverses names unknown entry {e.reverses!r}", field="reverses", entry_id=e.entry_id)
     taken = session.scalar(select(LedgerEntry.entry_id).where(LedgerEntry.reverses == e.reverses))
     if taken is not None:
         raise AlreadyReversed(f"entry {e.reverses} was already reversed by {taken}", entry_id=e.entry_id)
-
-
-def _post_one(session: Session, e: NewEntry, now: datetime) -> Posted:
-    check_shape(e)
-    stored = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.entry_id)).one_or_none()
-    if stored is not None:
-        _same_or_conflict(session, stored, e)
-        return Posted(stored, created=False)
-
-    facility = _facility(session, e.facility_code, e.entry_id)
-    item = session.scalars(select(Item).where(Item.code == e.item_code)).one_or_none()
-    if item is None:
-        raise UnknownItem(f"unknown item {e.item_code!r}", entry_id=e.entry_id)
-    if not unit_allows(item.unit, e.quantity):
-        raise InvalidEntry(f"{e.quantity} is not a whole number of {item.unit}s ({item.code})",
-                           field="quantity", entry_id=e.entry_id)
-    counterparty_id = None
-    if e.kind in TRANSFERS:
-        other = _facility(session, e.counterparty_code, e.entry_id, "counterparty_code")
-        if other.id == facility.id:
-            raise InvalidEntry("a transfer's counterparty must be another facility",
-                               field="counterparty_code", entry_id=e.entry_id)
-        counterparty_id = other.id
-    elif e.kind == "receipt" and e.counterparty_code:
-        other = session.scalars(select(Facility).where(Facility.code == e.counterparty_code)).one_or_none()
-        counterparty_id = other.id if other else None
-
-    head = _lock_head(session, facility.id)
-    # A retry of this very entry may have committed while we queued for the lock.
-    stored = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == e.entry_id)).one_or_none()
-    if stored is not None:
-        _same_or_conflict(session, stored, e)
-        return Posted(stored, created=False)
-    if e.reverses:
-        _check_reversible(session, e)
-    lot = _lot(session, e, item)
-    patient = _patient(session, e.health_card_id) if e.health_card_id else None
-    notes = _policy_notes(session, e, item, lot, patient) if e.kind == "dispense" else []
-
-    balance = session.scalars(
-        select(Balance).where(Balance.facility_id == facility.id, Balance.lot_id == lot.id)
-        .with_for_update().execution_options(populate_existing=True)
-    ).one_or_none()
-    on_hand = balance.on_hand if balance is not None else Decimal(0)
-    effect = effect_of(e.kind, e.quantity, on_hand)
-    if on_hand + effect < 0:
-        raise InsufficientStock(facility=facility.code, item=item.code, lot=lot.lot_number,
-                                on_hand=on_hand, asked=-effect, entry_id=e.entry_id)
-    if balance is None:
-        session.add(Balance(facility_id=facility.id, item_id=item.id, lot_id=lot.id,
-                            on_hand=on_hand + effect))
-    else:
-        balance.on_hand = on_hand + effect
-
-    entry = LedgerEntry(
-        entry_id=e.entry_id, facility_id=facility.id, kind=e.kind, item_id=item.id, lot_id=lot.id,
-        quantity=e.quantity, effect=effect, book_quantity=on_hand if e.kind == "count" else None,
-        occurred_at=e.occurred_at.astimezone(timezone.utc), recorded_at=now,
-        recorded_by=e.recorded_by, patient_id=patient.id if patient else None,
-        prescription_ref=e.prescription_id or None, counterparty=e.counterparty_code or None,
-        counterparty_facility_id=counterparty_id, reason=e.reason or None,
-        document_number=e.document_number or None, reverses=e.reverses or None,
-        serial_number=e.serial_number or None, chain_seq=head.length + 1,
-    )
-    entry.chain_hash = chain.link(head.head_hash, hash_values(entry, facility.code, item.code, lot,
-                                                                patient.health_card_id if patient else None))
-    head.length = entry.chain_seq
-    head.head_hash = entry.chain_hash
-    session.add(entry)
-    session.flush()
-    return Posted(entry, created=True, notes=notes)
 
 
 def hash_values(entry: LedgerEntry, facility_code: str, item_code: str, lot: Lot,

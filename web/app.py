@@ -67,6 +67,9 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = session_factory(engine, read_only=True)
+    from web.auth import TokenCache
+
+    app.state.token_cache = TokenCache()
 
     # Added last runs first: security headers wrap everything, identity and CSRF run inside them.
     app.add_middleware(IdentityMiddleware)

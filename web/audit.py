@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
 from web.access import RecordScope
@@ -42,9 +42,18 @@ def record(session: Session, request: Request | None, action: str, object_type: 
         detail=json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
         ip=client_ip(request),
     )
-    session.add(row)
+    # Inserted by one Core statement rather than the unit of work (a record is written on every
+    # change, so its cost is paid on every dispense), after whatever the caller left to flush.
     session.flush()
+    values = {name: getattr(row, name) for name in _COLUMNS}
+    row.id = session.connection().execute(_INSERT, values).inserted_primary_key[0]
+    make_transient_to_detached(row)
+    session.add(row)
     return row
+
+
+_COLUMNS = tuple(c.key for c in AuditRecord.__table__.columns if c.key != "id")
+_INSERT = insert(AuditRecord.__table__)
 
 
 def records(session: Session, scope: RecordScope, *, action: str | None = None,

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, event, func, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
 from stock.settings import WebSettings
@@ -206,8 +208,125 @@ def api_token_user(session: Session, token: str) -> tuple[ApiToken, User] | None
     return api_token, user
 
 
-def touch_api_token(session: Session, api_token_id: int) -> None:
-    session.execute(update(ApiToken).where(ApiToken.id == api_token_id).values(last_used_at=now()))
+def touch_api_token(session: Session, api_token_id: int) -> datetime:
+    at = now()
+    session.execute(update(ApiToken).where(ApiToken.id == api_token_id).values(last_used_at=at),
+                    execution_options={TOUCH: True})
+    return at
+
+
+# --- recently checked tokens ------------------------------------------------------------------
+
+TOKEN_CACHE_SECONDS = 5.0
+"""How long a checked personal token is taken as checked without reading the database again.
+
+A token revoked, or its owner disabled or changed (role, scope), by anything in this process (a
+page, a CLI command, a test) counts from the next request: every commit that touches a user, a
+token or a login empties the caches of the process. A change made by another process (the CLI
+while `dawa serve` runs, another worker, a hand edit of the database) counts within this many
+seconds."""
+
+TOUCH = "dawa_token_touch"
+"""Execution option of the statement that only records a token's last use (it changes nothing
+the cache holds)."""
+
+_generation = 0
+_generation_lock = threading.Lock()
+
+
+def credentials_changed() -> None:
+    """Forget every token checked so far in this process (called after a commit that changed a
+    user or a token)."""
+    global _generation
+    with _generation_lock:
+        _generation += 1
+
+
+@dataclass(frozen=True)
+class CheckedToken:
+    api_token_id: int
+    last_used_at: datetime | None
+    user: dict
+    generation: int
+    until: float
+
+
+_USER_COLUMNS = tuple(c.key for c in User.__table__.columns)
+
+
+class TokenCache:
+    """Personal tokens checked in the last TOKEN_CACHE_SECONDS, by their SHA-256: an API request
+    that presents one again needs no database read (nor a worker thread) to know who is asking."""
+
+    def __init__(self, seconds: float = TOKEN_CACHE_SECONDS, size: int = 10_000):
+        self.seconds = seconds
+        self.size = size
+        self._rows: dict[str, CheckedToken] = {}
+
+    @staticmethod
+    def generation() -> int:
+        """Read before the database is: a change committed after that voids what is then put."""
+        return _generation
+
+    def get(self, digest: str) -> CheckedToken | None:
+        found = self._rows.get(digest)
+        if found is None:
+            return None
+        if found.generation != _generation or found.until < time.monotonic():
+            self._rows.pop(digest, None)
+            return None
+        return found
+
+    def put(self, digest: str, api_token: ApiToken, user: User, generation: int,
+            last_used_at: datetime | None = None) -> None:
+        if self.seconds <= 0 or generation != _generation:
+            return
+        if len(self._rows) >= self.size:
+            self._rows.clear()
+        self._rows[digest] = CheckedToken(
+            api_token.id, last_used_at or api_token.last_used_at,
+            {name: getattr(user, name) for name in _USER_COLUMNS}, generation,
+            time.monotonic() + self.seconds)
+
+    def forget(self, digest: str) -> None:
+        self._rows.pop(digest, None)
+
+
+def user_from(checked: CheckedToken) -> User:
+    """A fresh User of the request's own, as if loaded from the database (detached)."""
+    user = User(**checked.user)
+    make_transient_to_detached(user)
+    return user
+
+
+_CREDENTIALS = ("app_user", "api_token")
+
+
+@event.listens_for(Session, "after_flush")
+def _note_credentials(session: Session, _flush_context) -> None:
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, (User, ApiToken)):
+            session.info["dawa_credentials_changed"] = True
+            return
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_credential_statements(state) -> None:
+    if (state.is_update or state.is_delete) and not state.execution_options.get(TOUCH):
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in _CREDENTIALS:
+            state.session.info["dawa_credentials_changed"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_on_commit(session: Session) -> None:
+    if session.info.pop("dawa_credentials_changed", False):
+        credentials_changed()
+
+
+@event.listens_for(Session, "after_rollback")
+def _clear_on_rollback(session: Session) -> None:
+    session.info.pop("dawa_credentials_changed", None)
 
 
 # --- throttling -------------------------------------------------------------------------------
@@ -264,5 +383,5 @@ __all__ = [
     "check_password", "user_by_username", "new_token", "token_hash", "presession_csrf",
     "tokens_equal", "Login", "start_session", "end_session", "session_user", "touch_session",
     "end_user_sessions", "purge_expired", "issue_api_token", "api_token_user",
-    "touch_api_token", "Refusal", "login_refusal", "record_attempt",
+    "touch_api_token", "TokenCache", "TOKEN_CACHE_SECONDS", "credentials_changed", "user_from", "Refusal", "login_refusal", "record_attempt",
 ]

@@ -7,22 +7,40 @@ write lock, so pages and reports do not hold up dispensing).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from fastapi import Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from stock.settings import Settings
 
 
-def db(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
+async def db(request: Request) -> AsyncIterator[Session]:
+    session = request.app.state.sessions()
+    try:
         yield session
+    finally:
+        await _close(session)
 
 
-def read_db(request: Request) -> Iterator[Session]:
-    with request.app.state.read_sessions() as session:
+async def read_db(request: Request) -> AsyncIterator[Session]:
+    session = request.app.state.read_sessions()
+    try:
         yield session
+    finally:
+        await _close(session)
+
+
+async def _close(session: Session) -> None:
+    """Close a request's session. Dependencies are async so that a request makes no extra trips to
+    a worker thread: making a session reads nothing, and closing one whose route committed gives
+    back no connection. A session still in a transaction (a read, or a route that failed) is closed
+    in a worker thread, since its rollback talks to the database."""
+    if session.in_transaction():
+        await run_in_threadpool(session.close)
+    else:
+        session.close()
 
 
 async def settings(request: Request) -> Settings:

@@ -97,7 +97,9 @@ class IdentityMiddleware:
             await self.app(scope, receive, send)
             return
         app_state = scope["app"].state
-        identity = await run_in_threadpool(_resolve, app_state, request, path)
+        identity = _checked_token_identity(app_state, request, path)
+        if identity is None:  # the database must be read: in a worker thread
+            identity = await run_in_threadpool(_resolve, app_state, request, path)
         state.update(user=identity.user, csrf_token=identity.csrf_token, auth_via=identity.via,
                      lang=identity.lang)
         if identity.refusal is not None:
@@ -216,20 +218,57 @@ def cookie_options(request: Request, *, http_only: bool = True, max_age: int | N
             "path": "/", "max_age": max_age}
 
 
-def _resolve(app_state, request: Request, path: str) -> Identity:
-    """Who is asking (runs in a worker thread: it reads the database)."""
+def _bearer(request: Request, path: str) -> str | None:
+    """The personal token of an API request's Authorization header ('' for a malformed one), or
+    None when there is no such header or the request is not for the API."""
+    if not is_api(path):
+        return None
+    authorization = request.headers.get("authorization", "")
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _checked_token_identity(app_state, request: Request, path: str) -> Identity | None:
+    """Who is asking, when it is a personal token checked moments ago (web.auth.TokenCache) whose
+    last use needs no new record: no database, so no worker thread. None otherwise."""
+    token = _bearer(request, path)
+    cache = getattr(app_state, "token_cache", None)
+    if not token or cache is None:
+        return None
+    checked = cache.get(auth.token_hash(token))
+    if checked is None or checked.last_used_at is None or auth.now() - checked.last_used_at > auth.TOUCH_EVERY:
+        return None
+    identity = Identity(user=auth.user_from(checked), via="token")
+    identity.lang = _language(request, identity.user)
+    return identity
+
+
+def _language(request: Request, user: User | None) -> str:
     from web.templating import negotiate_language
 
+    chosen = request.cookies.get(auth.LANGUAGE_COOKIE)
+    if user is not None and user.language in LANGUAGES:
+        return user.language
+    if chosen in LANGUAGES:
+        return chosen
+    return negotiate_language(request, user)
+
+
+def _resolve(app_state, request: Request, path: str) -> Identity:
+    """Who is asking (runs in a worker thread: it reads the database)."""
     settings = app_state.settings
     web = settings.web
     identity = Identity()
-    authorization = request.headers.get("authorization", "")
-    if is_api(path) and authorization:
-        scheme, _, token = authorization.partition(" ")
+    token = _bearer(request, path)
+    if token is not None:
         found = None
-        if scheme.lower() == "bearer" and token.strip():
+        cache = getattr(app_state, "token_cache", None)
+        generation = cache.generation() if cache is not None else None
+        if token:
             with app_state.read_sessions() as s:
-                found = auth.api_token_user(s, token.strip())
+                found = auth.api_token_user(s, token)
         if found is None:
             identity.refusal = JSONResponse(
                 {"error": {"field": "Authorization", "message": "invalid or revoked API token"}},
@@ -237,10 +276,13 @@ def _resolve(app_state, request: Request, path: str) -> Identity:
             return identity
         api_token, user = found
         identity.user, identity.via = user, "token"
-        if api_token.last_used_at is None or auth.now() - api_token.last_used_at > auth.TOUCH_EVERY:
+        last_used_at = api_token.last_used_at
+        if last_used_at is None or auth.now() - last_used_at > auth.TOUCH_EVERY:
             with app_state.sessions() as s:
-                auth.touch_api_token(s, api_token.id)
+                last_used_at = auth.touch_api_token(s, api_token.id)
                 s.commit()
+        if cache is not None:
+            cache.put(auth.token_hash(token), api_token, user, generation, last_used_at)
     else:
         token = request.cookies.get(auth.SESSION_COOKIE)
         found = None
@@ -263,13 +305,7 @@ def _resolve(app_state, request: Request, path: str) -> Identity:
                 identity.set_cookies.append(
                     (auth.PRESESSION_COOKIE, presession, cookie_options(request)))
             identity.csrf_token = auth.presession_csrf(settings.secret_key, presession)
-    chosen = request.cookies.get(auth.LANGUAGE_COOKIE)
-    if identity.user is not None and identity.user.language in LANGUAGES:
-        identity.lang = identity.user.language
-    elif chosen in LANGUAGES:
-        identity.lang = chosen
-    else:
-        identity.lang = negotiate_language(request, identity.user)
+    identity.lang = _language(request, identity.user)
     return identity
 
 

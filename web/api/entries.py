@@ -175,7 +175,8 @@ def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict
         if isinstance(item, dict) and isinstance(item.get("facility_code"), str):
             index.setdefault(item["facility_code"][:64], []).append(i)
     codes = set(index)
-    found = {f.code: f for f in db.scalars(select(Facility).where(Facility.code.in_(codes)))} if codes else {}
+    found = ({f.code: f for f in db.execute(select(Facility.id, Facility.code, Facility.region)
+                                            .where(Facility.code.in_(codes)))} if codes else {})
     scope = scope_of(user)
     refused, unknown = [], []
     for code in sorted(codes):
