@@ -87,6 +87,17 @@ def verify(engine, against=None) -> chain.VerifyReport:
         return chain.verify(s, against=against)
 
 
+def assert_sound_with_heads(engine, folder: Path, *, facilities: int, entries: int) -> None:
+    """The ledger verifies with no break, counts as expected, and verifies again against the
+    chain heads exported from it."""
+    report = verify(engine)
+    assert report.ok, [str(b) for b in report.breaks]
+    assert (report.facilities, report.entries) == (facilities, entries)
+    with session_factory(engine, read_only=True)() as s:
+        chain.write_heads(s, folder / "heads.json", NOW)
+    assert verify(engine, against=chain.read_heads(folder / "heads.json")).ok
+
+
 def only_break(report: chain.VerifyReport) -> chain.ChainBreak:
     assert not report.ok
     assert len(report.breaks) == 1, [str(b) for b in report.breaks]
@@ -374,12 +385,7 @@ def chunked(request, monkeypatch):
 
 def test_chunked_read_verifies_clean_ledger_and_heads(tampered, chunked, tmp_path):
     engine, ids = tampered
-    report = verify(engine)
-    assert report.ok, [str(b) for b in report.breaks]
-    assert (report.facilities, report.entries) == (3, 13)
-    with session_factory(engine, read_only=True)() as s:
-        chain.write_heads(s, tmp_path / "heads.json", NOW)
-    assert verify(engine, against=chain.read_heads(tmp_path / "heads.json")).ok
+    assert_sound_with_heads(engine, tmp_path, facilities=3, entries=13)
 
 
 @pytest.mark.parametrize("k", [1, 4, 6])
@@ -547,12 +553,7 @@ def worker_pids() -> set[int]:
 
 
 def test_workers_verify_as_this_process_does(many, workers, monkeypatch, tmp_path):
-    report = verify(many)
-    assert report.ok, [str(b) for b in report.breaks]
-    assert (report.facilities, report.entries) == (3, 616)
-    with session_factory(many, read_only=True)() as s:
-        chain.write_heads(s, tmp_path / "heads.json", NOW)
-    assert verify(many, against=chain.read_heads(tmp_path / "heads.json")).ok
+    assert_sound_with_heads(many, tmp_path, facilities=3, entries=616)
     monkeypatch.setattr(chain, "PARALLEL_FROM", 10**9)
     alone = verify(many)
     assert (alone.ok, alone.facilities, alone.entries) == (True, 3, 616)
