@@ -9,7 +9,7 @@ import anomaly.models  # noqa: F401  (registers detection's tables)
 import stock.models  # noqa: F401  (registers the tables)
 import web.models  # noqa: F401  (registers the web app's tables)
 import web.alerts.models  # noqa: F401  (registers the alerts' tables)
-from stock.db import make_engine
+from stock.db import FOREIGN_KEYS_OFF, make_engine
 from stock.models import Base
 
 target_metadata = Base.metadata
@@ -31,6 +31,10 @@ def render_item(type_, obj, autogen_context):
 def run_migrations_online() -> None:
     engine = context.config.attributes.get("engine") or make_engine()
     with engine.connect() as connection:
+        # SQLite alters a table by rebuilding it, which foreign-key enforcement would refuse (the
+        # old table's rows are still referenced when it is dropped): migrations run with it off,
+        # and every reference is checked before the commit.
+        connection.execution_options(**{FOREIGN_KEYS_OFF: True})
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -40,6 +44,10 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if connection.dialect.name == "sqlite":
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left {len(broken)} broken references, first: {broken[0]}")
         connection.commit()
 
 

@@ -707,17 +707,23 @@ def _insert_rows(session: Session, dialect: str, rows, m: int, progress) -> None
 
 
 def _drop_lookup_indexes(cur, adding: int) -> list[str]:
-    """For a large SQLite import, drop the ledger's lookup indexes and return the DDL to rebuild
-    them: building an index by sorting once is several times cheaper than updating it row by row.
-    This happens inside the import's transaction (SQLite DDL is transactional), so a failed
-    import leaves them as they were. Unique indexes stay: they guard identity and foreign keys."""
+    """For a large SQLite import, drop the ledger's indexes and return the DDL to rebuild them:
+    building an index by sorting once is several times cheaper than updating it row by row. This
+    happens inside the import's transaction (SQLite DDL is transactional), so a failed import
+    leaves them as they were.
+
+    The unique indexes go too when foreign-key enforcement is off for this transaction (see
+    stock.db.FOREIGN_KEYS_OFF): with it on, SQLite needs the index on entry_id to check each
+    reversal. Rebuilding a unique index checks every row again, so a duplicate still fails the
+    import."""
     existing = cur.execute("SELECT count(*) FROM ledger_entry").fetchone()[0]
     if adding < BULK_INDEX_THRESHOLD or adding < existing:
         return []
+    keep_unique = cur.execute("PRAGMA foreign_keys").fetchone()[0]
     ddl = [sql for (sql,) in cur.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_entry' "
-        "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'")]
+        "AND sql IS NOT NULL AND (? = 0 OR sql NOT LIKE 'CREATE UNIQUE%')", (keep_unique,))]
     for stmt in ddl:
-        name = stmt.split()[2]
+        name = stmt.split()[3 if stmt.startswith("CREATE UNIQUE") else 2]
         cur.execute(f"DROP INDEX {name}")
     return ddl

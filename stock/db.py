@@ -20,6 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from stock.settings import get_settings
 
 READ_ONLY = "dawa_read_only"
+FOREIGN_KEYS_OFF = "dawa_foreign_keys_off"
+"""Execution option, set on a connection before its transaction begins: on SQLite that transaction
+runs with foreign-key enforcement off (PostgreSQL ignores it). Two writers use it:
+- the bulk import, which resolves every reference it writes (facility, item, lot, patient,
+  reversed entry) against the database in the same transaction: checking them again row by row
+  cost more than all the rest of inserting a million ledger rows;
+- migrations, which rebuild tables (SQLite's way to alter them) and check every reference with
+  ``PRAGMA foreign_key_check`` before they commit.
+The pragma cannot change inside a transaction, so it is set before BEGIN and set back when the
+connection returns to the pool."""
 _HOLDS_WRITE_LOCK = "dawa_holds_write_lock"
 
 
@@ -88,7 +98,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        if conn.get_execution_options().get(READ_ONLY):
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
         if not writers.acquire(timeout=busy_timeout_s):
@@ -96,6 +107,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
                 f"another writer of this process held the database for over {busy_timeout_s:g} s"))
         conn.info[_HOLDS_WRITE_LOCK] = True
         try:
+            if options.get(FOREIGN_KEYS_OFF):
+                conn.info[FOREIGN_KEYS_OFF] = True
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             _release(conn)
@@ -114,6 +128,11 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn):
         _release(conn)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection, record):
+        if record.info.pop(FOREIGN_KEYS_OFF, False) and dbapi_connection is not None:
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     @event.listens_for(engine, "close")
     def _on_close(dbapi_connection, record):

@@ -19,6 +19,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from stock.db import FOREIGN_KEYS_OFF
 from stock import bulk, chain, gs1, workbook
 from stock import reports as stock_reports
 from stock.csvread import (
@@ -86,6 +87,11 @@ def import_dataset(session: Session, folder: Path, *, progress: Progress | None 
     Raises ImportFailed listing every problem; the caller then rolls back (nothing is stored).
     """
     folder = Path(folder)
+    if not session.in_transaction():
+        # A transaction the import starts runs without SQLite's row-by-row foreign-key checks: every
+        # reference it writes is resolved against the database first (stock.db.FOREIGN_KEYS_OFF).
+        # A transaction the caller has already begun is joined as it is.
+        session.connection(execution_options={FOREIGN_KEYS_OFF: True})
     if workbook.is_workbook(folder):
         with workbook.Workbook(folder, FILES) as book:
             return _import(session, book.present(FILES), book.read, list(book.problems), folder,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +75,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """The same rule as ``_in``, written as comparisons joined by OR, for tables that bulk imports
+    fill: SQLite evaluates an IN list in a CHECK by building a lookup table again for every row
+    inserted, which was a third of the time it took to insert a million ledger rows."""
+    return " OR ".join(f"{column} = {v!r}" for v in values)
 
 
 class Base(DeclarativeBase):
@@ -130,7 +138,7 @@ class Lot(Base):
 
 class Patient(Base):
     __tablename__ = "patient"
-    __table_args__ = (CheckConstraint(_in("sex", SEXES), name="sex"),)
+    __table_args__ = (CheckConstraint(_one_of("sex", SEXES), name="sex"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     health_card_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -189,16 +197,21 @@ class LedgerEntry(Base):
 
     __tablename__ = "ledger_entry"
     __table_args__ = (
-        CheckConstraint(_in("kind", ENTRY_KINDS), name="kind"),
-        UniqueConstraint("facility_id", "chain_seq"),
-        UniqueConstraint("reverses", name="uq_ledger_entry_reverses"),
+        CheckConstraint(_one_of("kind", ENTRY_KINDS), name="kind"),
+        # Uniqueness is held by named unique indexes rather than table constraints: a large import
+        # into SQLite drops and rebuilds them (see stock.bulk), which a table's UNIQUE constraint
+        # does not allow. They refuse a duplicate all the same.
+        Index("uq_ledger_entry_entry_id", "entry_id", unique=True),
+        Index("uq_ledger_entry_facility_id_chain_seq", "facility_id", "chain_seq", unique=True),
+        Index("uq_ledger_entry_reverses", "reverses", unique=True,
+              sqlite_where=text("reverses IS NOT NULL"), postgresql_where=text("reverses IS NOT NULL")),
         Index("ix_ledger_entry_facility_item_occurred", "facility_id", "item_id", "occurred_at"),
         Index("ix_ledger_entry_patient_id", "patient_id"),
         Index("ix_ledger_entry_prescription_ref", "prescription_ref"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    entry_id: Mapped[str] = mapped_column(String(64), unique=True, doc="client's idempotency key")
+    entry_id: Mapped[str] = mapped_column(String(64), doc="client's idempotency key")
     facility_id: Mapped[int] = mapped_column(ForeignKey("facility.id"))
     chain_seq: Mapped[int] = mapped_column(BigInteger, doc="1-based position in the facility's chain")
     chain_hash: Mapped[str] = mapped_column(String(64), doc="SHA-256 over previous hash and this entry")

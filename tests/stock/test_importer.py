@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from stock import balances, chain
+from stock.db import session_factory
 from stock.importer import ImportFailed, import_dataset
 from stock.ledger import post
 from stock.models import LedgerEntry, Patient
@@ -465,3 +467,36 @@ def test_bad_serial_named_and_nothing_stored(session, tmp_path, serial, expected
     rows = [r.replace("u-wh,,,SN-1", f"u-wh,,,{serial}") if r.startswith("S1,") else r for r in SERIAL_ROWS]
     problems = problems_of(session, serial_dataset(tmp_path / "bad", rows))
     assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_sqlite_import_checks_references_itself_and_leaves_enforcement_on(sqlite_engine, tmp_path):
+    """An import into SQLite runs without the row-by-row foreign-key checks (it resolves every
+    reference itself) and hands its connection back with them on, after a success as after a
+    refusal."""
+    Session = session_factory(sqlite_engine)
+    seen: list[int] = []
+    with Session() as s:
+        probe = lambda *_: seen.append(s.connection().exec_driver_sql("PRAGMA foreign_keys").scalar())  # noqa: E731
+        import_dataset(s, SMALL, progress=probe)
+        s.commit()
+    assert seen and set(seen) == {0}
+
+    def enforced() -> int:
+        with sqlite_engine.connect() as conn:
+            return conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+
+    assert enforced() == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ledger.csv").write_text(
+        "entry_id,occurred_at,facility_code,kind,item_code,lot_number,expiry_date,quantity,health_card_id,"
+        "prescription_id,counterparty_code,reason,recorded_by,document_number,reverses\n"
+        "x1,2026-03-01T09:00:00+02:00,NOPE,receipt,NOPE,L1,2027-01-01,5,,,,,u1,,\n", encoding="utf-8")
+    with Session() as s, pytest.raises(ImportFailed) as err:
+        import_dataset(s, bad)
+    told = [str(p) for p in err.value.problems]
+    assert any("facility_code: unknown facility 'NOPE'" in p for p in told)
+    assert any("item_code: unknown item 'NOPE'" in p for p in told)
+    assert enforced() == 1
+    with sqlite_engine.begin() as conn, pytest.raises(IntegrityError):
+        conn.exec_driver_sql("INSERT INTO lot (item_id, lot_number) VALUES (999999, 'orphan')")
