@@ -519,16 +519,20 @@ def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
         chunk = wanted[start:start + 500]
         known |= set(session.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.entry_id.in_(chunk))))
         taken |= set(session.scalars(select(LedgerEntry.reverses).where(LedgerEntry.reverses.in_(chunk))))
-    seen: set[str] = set()
-    for target, eid, row in zip(df["reverses"].tolist(), df["entry_id"].tolist(), df["_row"].tolist()):
-        if target:
-            if target not in known and target not in seen:
-                sheet.report_row(row, "reverses",
-                                 f"reverses names entry {target!r}, which is not recorded before this one")
-            elif target in taken:
-                sheet.report_row(row, "reverses", f"entry {target} is already reversed")
-            taken.add(target)
-        seen.add(eid)
+    # Where each reversed entry stands in this file's application order (entry ids are unique here):
+    # one that comes later than its reversal is not "recorded before" it. Only the few rows that
+    # reverse something are visited one by one.
+    ids = df["entry_id"]
+    in_file = ids.isin(wanted).to_numpy()
+    position = dict(zip(ids[in_file].tolist(), np.flatnonzero(in_file).tolist()))
+    at = np.flatnonzero(has.to_numpy())
+    for j, target, row in zip(at.tolist(), df["reverses"].to_numpy()[at].tolist(), df["_row"].to_numpy()[at].tolist()):
+        if target not in known and position.get(target, j) >= j:
+            sheet.report_row(row, "reverses",
+                             f"reverses names entry {target!r}, which is not recorded before this one")
+        elif target in taken:
+            sheet.report_row(row, "reverses", f"entry {target} is already reversed")
+        taken.add(target)
 
 
 def _none(values: list[str]) -> list[str | None]:

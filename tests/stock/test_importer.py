@@ -500,3 +500,37 @@ def test_sqlite_import_checks_references_itself_and_leaves_enforcement_on(sqlite
     assert enforced() == 1
     with sqlite_engine.begin() as conn, pytest.raises(IntegrityError):
         conn.exec_driver_sql("INSERT INTO lot (item_id, lot_number) VALUES (999999, 'orphan')")
+
+
+ADJ = "{eid},{at},WH-C,adjustment,MOR10,L1,,{q},,,,correction,u,,{rev}"
+
+
+@pytest.mark.parametrize("rows,expected", [
+    # The reversed entry happens after its reversal (the file's lines are applied in time order).
+    ([ADJ.format(eid="V", at="2026-03-09T10:00:00Z", q=-1, rev="A"),
+      ADJ.format(eid="A", at="2026-03-09T11:00:00Z", q=1, rev="")],
+     ["ledger.csv:5: reverses: reverses names entry 'A', which is not recorded before this one"]),
+    ([ADJ.format(eid="V", at="2026-03-09T10:00:00Z", q=-1, rev="V")],
+     ["ledger.csv:5: reverses: reverses names entry 'V', which is not recorded before this one"]),
+    # Two reversals of one entry: the later is refused.
+    ([ADJ.format(eid="A", at="2026-03-09T09:00:00Z", q=2, rev=""),
+      ADJ.format(eid="V2", at="2026-03-09T11:00:00Z", q=-2, rev="A"),
+      ADJ.format(eid="V1", at="2026-03-09T10:00:00Z", q=-2, rev="A")],
+     ["ledger.csv:6: reverses: entry A is already reversed"]),
+], ids=["reverses-a-later-entry", "reverses-itself", "reversed-twice"])
+def test_reversal_order_in_one_file(session, tmp_path, rows, expected):
+    assert [p for p in problems_of(session, bad_ledger(tmp_path, *rows)) if ": reverses: " in p] == expected
+
+
+def test_reversal_of_an_entry_stored_and_reversed_before(session, tmp_path):
+    rows = [ADJ.format(eid="A", at="2026-03-09T09:00:00Z", q=2, rev=""),
+            ADJ.format(eid="V1", at="2026-03-09T10:00:00Z", q=-2, rev="A")]
+    import_dataset(session, bad_ledger(tmp_path, *rows))
+    session.commit()
+    again = write_dataset(tmp_path / "again", ledger_rows=[ADJ.format(eid="V2", at="2026-03-10T10:00:00Z", q=-2, rev="A"),
+                                                           ADJ.format(eid="B", at="2026-03-10T11:00:00Z", q=1, rev=""),
+                                                           ADJ.format(eid="VB", at="2026-03-10T12:00:00Z", q=-1, rev="B")])
+    with pytest.raises(ImportFailed) as err:
+        import_dataset(session, again)
+    session.rollback()
+    assert [str(p) for p in err.value.problems] == ["ledger.csv:2: reverses: entry A is already reversed"]
