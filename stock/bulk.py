@@ -27,6 +27,7 @@ from stock import chain
 from stock.csvread import (
     ImportFailed,
     Sheet,
+    check_characters,
     check_domain,
     check_length,
     parse_dates,
@@ -165,6 +166,8 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
     for c in ("entry_id", "lot_number", "health_card_id", "prescription_id", "document_number",
               "reverses", "recorded_by"):
         check_length(sheet, c, 64)
+    for c in LEDGER_COLUMNS:
+        check_characters(sheet, c, chain.REFUSED, chain.refused_character)
     serial = sheet.col("serial_number")
     if (serial != "").any():
         sheet.report((serial != "") & ~serial.str.fullmatch(gs1.SERIAL_PATTERN).fillna(False), "serial_number",

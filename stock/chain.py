@@ -29,6 +29,18 @@ from stock.chain_worker import summarize
 
 GENESIS = "0" * 64
 SEP = "\x1f"
+REFUSED = ("\x00", "\x1e", SEP)
+"""Characters no text of an entry may hold. The canonical text marks a record with U+001E and
+separates its fields with U+001F: text holding them could be moved from one field into the next
+and leave the hash unchanged. PostgreSQL cannot store U+0000 at all."""
+
+
+def refused_character(value: str) -> str | None:
+    """Why ``value`` cannot be stored in an entry, or None when it can."""
+    for ch in REFUSED:
+        if ch in value:
+            return f"contains the control character U+{ord(ch):04X}, which an entry cannot hold"
+    return None
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # The canonical field order. Changing it invalidates every stored chain: never reorder, only

@@ -196,6 +196,38 @@ def check_unique(sheet: Sheet, column: str) -> None:
     sheet.report(dup, column, lambda i: f"{s.iat[i]!r} already appears on line {first[s.iat[i]] + 2}")
 
 
+def check_characters(sheet: Sheet, column: str, refused: tuple[str, ...], why) -> None:
+    """Report each value holding one of the ``refused`` characters; ``why(value)`` says which.
+
+    A column's text is first searched as one block of bytes, so a clean column (the usual case)
+    costs a scan at memory speed instead of a search per value and character."""
+    s = sheet.col(column)
+    if not _may_hold(s, refused):
+        return
+    mask = np.zeros(len(s), dtype=bool)
+    for ch in refused:
+        mask |= s.str.contains(ch, regex=False).fillna(False).to_numpy(dtype=bool)
+    sheet.report(mask, column, lambda i: why(s.iat[i]))
+
+
+def _may_hold(s: pd.Series, chars: tuple[str, ...]) -> bool:
+    """False only when no value of ``s`` holds any of ``chars``."""
+    try:
+        arr = pa.array(s, from_pandas=True)  # no copy for Arrow-backed text
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return True
+    needles = [c.encode("utf-8") for c in chars]
+    for chunk in (arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]):
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True
+        data = chunk.buffers()[2]
+        if data is not None:
+            block = data.to_pybytes()
+            if any(n in block for n in needles):
+                return True
+    return False
+
+
 def check_length(sheet: Sheet, column: str, limit: int) -> None:
     s = sheet.col(column)
     sheet.report(s.str.len() > limit, column, f"longer than {limit} characters")

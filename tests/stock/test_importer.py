@@ -161,6 +161,9 @@ BAD_ROWS = [
     ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,GHOST,,1,LY0000000001,,,,u,,", "ledger.csv:5: lot_number: MOR10 has no lot 'GHOST'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,L1,,1001,LY0000000001,,,,u,,", "ledger.csv:5: quantity: insufficient stock of MOR10 lot L1 at WH-C: on hand 1000, asked 1001"),
     ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,1,,,,correction,u,,NOPE", "ledger.csv:5: reverses: reverses names entry 'NOPE'"),
+    # The chain's field separator inside a text would let text move between fields unseen.
+    ("Z,2026-03-09T10:00:00Z,WH-C,loss,MOR10,L1,,1,,,,dam\x1faged,u,,", "ledger.csv:5: reason: contains the control character U+001F"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,1,,,,,u,GRN\x1e7,", "ledger.csv:5: document_number: contains the control character U+001E"),
     ("R1,2026-03-01T08:00:00+02:00,WH-C,receipt,MOR10,L1,2028-01-31,999,,,MEDIPHARM,,u-wh,GRN-1,", "ledger.csv:5: entry_id: entry R1 already appears on line 2 with different content"),
 ]
 

@@ -172,8 +172,12 @@ def problems_of(session, path) -> list[str]:
     return [str(p) for p in err.value.problems]
 
 
-@pytest.mark.parametrize("row,expected", BAD_ROWS,
-                         ids=[e.split(": ")[1] + "-" + str(i) for i, (_r, e) in enumerate(BAD_ROWS)])
+# A worksheet cannot hold the control characters some of the CSV cases carry.
+SHEET_BAD_ROWS = [(r, e) for r, e in BAD_ROWS if r.isprintable()]
+
+
+@pytest.mark.parametrize("row,expected", SHEET_BAD_ROWS,
+                         ids=[e.split(": ")[1] + "-" + str(i) for i, (_r, e) in enumerate(SHEET_BAD_ROWS)])
 def test_bad_ledger_row_named_by_workbook_sheet_row_and_column(session, tmp_path, row, expected):
     """Every refusal of the CSV path (missing value, wrong type, outside domain, unknown facility
     or item, duplicate entry_id with other content, stock below zero ...) from a typed sheet."""
