@@ -206,8 +206,11 @@ class LedgerEntry(Base):
         Index("uq_ledger_entry_reverses", "reverses", unique=True,
               sqlite_where=text("reverses IS NOT NULL"), postgresql_where=text("reverses IS NOT NULL")),
         Index("ix_ledger_entry_facility_item_occurred", "facility_id", "item_id", "occurred_at"),
-        Index("ix_ledger_entry_patient_id", "patient_id"),
-        Index("ix_ledger_entry_prescription_ref", "prescription_ref"),
+        # Lookups by a column most entries leave empty index only the entries that have one: every
+        # query on them asks for a value, and a large import builds them in a fraction of the time.
+        *(Index(f"ix_ledger_entry_{c}", c, sqlite_where=text(f"{c} IS NOT NULL"),
+                postgresql_where=text(f"{c} IS NOT NULL"))
+          for c in ("patient_id", "prescription_ref", "document_number")),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -235,7 +238,7 @@ class LedgerEntry(Base):
     )
     counterparty_facility_id: Mapped[int | None] = mapped_column(ForeignKey("facility.id"))
     reason: Mapped[str | None] = mapped_column(Text)
-    document_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    document_number: Mapped[str | None] = mapped_column(String(64))
     reverses: Mapped[str | None] = mapped_column(
         ForeignKey("ledger_entry.entry_id"), doc="entry_id this entry corrects"
     )

@@ -4,7 +4,8 @@
   of table constraints. A large import into SQLite drops the ledger's indexes and builds them again
   once all rows are in, several times cheaper than updating them row by row, and a table's UNIQUE
   constraint cannot be dropped. The index on reverses leaves out the entries that reverse nothing
-  (nearly all of them).
+  (nearly all of them), and so do the lookup indexes on patient_id, prescription_ref and
+  document_number for entries without one: every query on them asks for a value.
 - The checks on ledger_entry.kind and patient.sex are written as comparisons joined by OR instead
   of an IN list, which SQLite turns into a lookup table built again for every row inserted.
 
@@ -43,6 +44,7 @@ REFERENCES = [
     ("fk_flag_evidence_entry_id_ledger_entry", "flag_evidence", "entry_id"),
 ]
 NOT_REVERSING = sa.text("reverses IS NOT NULL")
+SPARSE = ("patient_id", "prescription_ref", "document_number")
 # (table, constraint name as the naming convention completes it, old rule, new rule)
 CHECKS = [
     ("ledger_entry", "kind",
@@ -57,6 +59,14 @@ def _unique_indexes(create_index) -> None:
     for name, columns in UNIQUE.items():
         where = NOT_REVERSING if name == "uq_ledger_entry_reverses" else None
         create_index(name, columns, unique=True, sqlite_where=where, postgresql_where=where)
+
+
+def _sparse_indexes(drop_index, create_index, *, partial: bool) -> None:
+    for column in SPARSE:
+        name = f"ix_ledger_entry_{column}"
+        where = sa.text(f"{column} IS NOT NULL") if partial else None
+        drop_index(name)
+        create_index(name, [column], sqlite_where=where, postgresql_where=where)
 
 
 def _checks(table: str, batch_op, *, new: bool) -> None:
@@ -75,6 +85,8 @@ def upgrade() -> None:
         _unique_indexes(lambda name, cols, **kw: op.create_index(name, "ledger_entry", cols, **kw))
         for fk, table, column in REFERENCES:
             op.create_foreign_key(fk, table, "ledger_entry", [column], ["entry_id"])
+        _sparse_indexes(lambda name: op.drop_index(name, table_name="ledger_entry"),
+                        lambda name, cols, **kw: op.create_index(name, "ledger_entry", cols, **kw), partial=True)
         for table in ("ledger_entry", "patient"):
             with op.batch_alter_table(table) as batch_op:
                 _checks(table, batch_op, new=True)
@@ -84,6 +96,7 @@ def upgrade() -> None:
         for name in UNIQUE:
             batch_op.drop_constraint(name, type_="unique")
         _unique_indexes(batch_op.create_index)
+        _sparse_indexes(batch_op.drop_index, batch_op.create_index, partial=True)
         _checks("ledger_entry", batch_op, new=True)
     _first.append_only()
     with op.batch_alter_table("patient", recreate="always") as batch_op:
@@ -95,6 +108,8 @@ def downgrade() -> None:
         for table in ("ledger_entry", "patient"):
             with op.batch_alter_table(table) as batch_op:
                 _checks(table, batch_op, new=False)
+        _sparse_indexes(lambda name: op.drop_index(name, table_name="ledger_entry"),
+                        lambda name, cols, **kw: op.create_index(name, "ledger_entry", cols, **kw), partial=False)
         for fk, table, _column in REFERENCES:
             op.drop_constraint(fk, table, type_="foreignkey")
         for name, columns in UNIQUE.items():
@@ -110,5 +125,6 @@ def downgrade() -> None:
         for name, columns in UNIQUE.items():
             batch_op.drop_index(name)
             batch_op.create_unique_constraint(name, columns)
+        _sparse_indexes(batch_op.drop_index, batch_op.create_index, partial=False)
         _checks("ledger_entry", batch_op, new=False)
     _first.append_only()
