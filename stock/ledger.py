@@ -55,6 +55,10 @@ SUBTRACTS = ("dispense", "transfer_out", "loss")
 NEEDS_REASON = ("loss", "adjustment")
 TRANSFERS = ("transfer_out", "transfer_in")
 MAX_ID = 64
+TEXT_FIELDS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_number", "health_card_id",
+               "prescription_id", "counterparty_code", "reason", "document_number", "reverses")
+"""The entry's texts that no rule of their own confines: none may hold a character the hash chain
+refuses (chain.REFUSED). The serial number keeps to GS1's character set (stock.gs1)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,10 @@ def check_shape(e: NewEntry) -> None:
         raise bad("entry_id", "entry_id is required")
     if len(e.entry_id) > MAX_ID:
         raise bad("entry_id", f"entry_id is longer than {MAX_ID} characters")
+    for name in TEXT_FIELDS:
+        problem = isinstance(value := getattr(e, name), str) and chain.refused_character(value)
+        if problem:
+            raise bad(name, problem)
     if e.kind not in ENTRY_KINDS:
         raise bad("kind", f"kind {e.kind!r} is not one of {', '.join(ENTRY_KINDS)}")
     if not e.facility_code:
