@@ -108,10 +108,12 @@ def patient_ids(session: Session, cards: list[str]) -> PatientIds:
         ids = dict(cur.fetchall())
         missing = sorted(wanted - ids.keys())
         if missing:
+            newest = max(ids.values(), default=0)
             cur.executemany(f"INSERT INTO patient (health_card_id, registered) VALUES ({ph}, {ph})",
                             [(c, False) for c in missing])
-            cur.execute("SELECT health_card_id, id FROM patient")
-            ids = dict(cur.fetchall())
+            # Ids only grow: the rows just added are the ones above the newest seen.
+            cur.execute(f"SELECT health_card_id, id FROM patient WHERE id > {ph}", (newest,))
+            ids.update(cur.fetchall())
     finally:
         cur.close()
     return PatientIds(ids, len(missing))
