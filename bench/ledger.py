@@ -107,25 +107,30 @@ def bench_import(ds: Path, db: Path) -> ImportRun:
     return ImportRun(elapsed, ledger, cpu, report.entries_added, master, engine)
 
 
+def bare_insert(db: Path, columns: list[str], rows: list[tuple]) -> tuple[float, float, int]:
+    """Plain sqlite3 executemany of ``rows`` into a fresh bare table of ``columns``, one transaction."""
+    for p in db.parent.glob(db.name + "*"):
+        p.unlink()
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute(f"CREATE TABLE ledger ({', '.join(columns)})")
+    cpu, t = time.process_time(), time.perf_counter()
+    con.execute("BEGIN")
+    con.executemany(f"INSERT INTO ledger VALUES ({', '.join('?' * len(columns))})", rows)
+    con.execute("COMMIT")
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
+    con.close()
+    return elapsed, cpu, len(rows)
+
+
 def bench_bare(ds: Path, db: Path) -> tuple[float, float, int]:
     """Plain sqlite3 executemany of the same rows into a bare table with the same columns."""
     with (ds / "ledger.csv").open(encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader)
         rows = [tuple(r) for r in reader]
-    for p in db.parent.glob(db.name + "*"):
-        p.unlink()
-    con = sqlite3.connect(db, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    con.execute(f"CREATE TABLE ledger ({', '.join(h + ' TEXT' for h in header)})")
-    cpu, t = time.process_time(), time.perf_counter()
-    con.execute("BEGIN")
-    con.executemany(f"INSERT INTO ledger VALUES ({', '.join('?' * len(header))})", rows)
-    con.execute("COMMIT")
-    elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
-    con.close()
-    return elapsed, cpu, len(rows)
+    return bare_insert(db, [h + " TEXT" for h in header], rows)
 
 
 def bench_bare_stored(engine, db: Path) -> tuple[float, float, int]:
@@ -136,20 +141,7 @@ def bench_bare_stored(engine, db: Path) -> tuple[float, float, int]:
     with engine.connect() as conn:
         cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(ledger_entry)") if r[1] != "id"]
         rows = conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM ledger_entry ORDER BY id").fetchall()
-    rows = [tuple(r) for r in rows]
-    for p in db.parent.glob(db.name + "*"):
-        p.unlink()
-    con = sqlite3.connect(db, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    con.execute(f"CREATE TABLE ledger ({', '.join(cols)})")
-    cpu, t = time.process_time(), time.perf_counter()
-    con.execute("BEGIN")
-    con.executemany(f"INSERT INTO ledger VALUES ({', '.join('?' * len(cols))})", rows)
-    con.execute("COMMIT")
-    elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
-    con.close()
-    return elapsed, cpu, len(rows)
+    return bare_insert(db, cols, [tuple(r) for r in rows])
 
 
 def bench_verify(engine) -> tuple[float, float, int]:
