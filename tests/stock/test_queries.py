@@ -6,11 +6,12 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 
 from stock.errors import UnknownFacility, UnknownItem
 from stock.ledger import post, reverse
 from stock.masterdata import add_facility
-from stock.queries import expiring, on_hand, stock_card, stock_positions, stockouts
+from stock.queries import expiring, on_hand, patient_dispensings, stock_card, stock_positions, stockouts
 from stock.transfers import match_transfers
 from tests.stock.builders import build_world, entry
 
@@ -218,3 +219,38 @@ def test_reversed_transfer_leg_is_not_reported_unmatched(transfers):
     m = match_transfers(transfers)
     assert "O-MISTAKE" not in [leg.entry_id for leg in m.unmatched_out]
     assert "O-MISTAKE" not in [p.out.entry_id for p in m.matched]
+
+
+def test_patient_dispensings_across_facilities_with_reversals(world):
+    s = world
+    post(s, entry("dispense", 3, facility="B1", lot="L1", at=at(2026, 3, 20), entry_id="D-B1"))
+    s.commit()
+    got = patient_dispensings(s, "LY0000000001")
+    by_id = {d.entry_id: d for d in got}
+    assert by_id["D-B1"].facility_code == "B1" and {d.facility_code for d in got} == {"H1", "B1"}
+    assert by_id["D-REV"].reversed_by == "REV-1" and by_id["D-B1"].reversed_by is None
+    assert len(got) == 8 and [d.occurred_at for d in got] == sorted((d.occurred_at for d in got), reverse=True)
+    assert patient_dispensings(s, "LY0000000002") == []
+
+
+def test_lookups_by_patient_prescription_and_document_use_their_indexes(world):
+    """The lookup indexes on patient_id, prescription_ref, document_number and reverses leave out
+    entries without a value; the queries must still reach them instead of reading the ledger."""
+    s = world
+    if s.get_bind().dialect.name != "sqlite":
+        pytest.skip("query plans are checked on SQLite, whose planner does not weigh table sizes")
+    statements = []
+    event.listen(s.get_bind(), "before_cursor_execute",
+                 lambda conn, cur, stmt, params, ctx, many: statements.append((stmt, params)))
+    patient_dispensings(s, "LY0000000001")
+    stmt, params = statements[-1]
+    checks = [(stmt, params),
+              ("SELECT count(*) FROM ledger_entry WHERE prescription_ref = ? AND kind = 'dispense'", ("RX1",)),
+              ("SELECT a.entry_id FROM ledger_entry a JOIN ledger_entry b ON b.document_number = a.document_number "
+               "WHERE a.facility_id = ?", (1,))]
+    for sql, args in checks:
+        plan = " | ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql, args))
+        assert "SCAN ledger_entry" not in plan and "SCAN b" not in plan, plan
+    plan = " | ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params))
+    for index in ("ix_ledger_entry_patient_id", "uq_ledger_entry_reverses"):
+        assert index in plan, plan
