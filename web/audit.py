@@ -26,26 +26,41 @@ def client_ip(request: Request | None) -> str | None:
     return request.client.host
 
 
+def _values(request: Request | None, action: str, object_type: str | None, object_id: object | None,
+            detail: dict[str, Any] | None, facility_id: int | None, user: User | None) -> dict[str, Any]:
+    if user is None and request is not None:
+        user = getattr(request.state, "user", None)
+    return {
+        "at": datetime.now(timezone.utc),
+        "user_id": user.id if user is not None else None,
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id)[:200],
+        "facility_id": facility_id,
+        "detail": json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
+        "ip": client_ip(request),
+    }
+
+
+def append(session: Session, request: Request | None, action: str, object_type: str | None = None,
+           object_id: object | None = None, detail: dict[str, Any] | None = None, *,
+           facility_id: int | None = None, user: User | None = None) -> None:
+    """Write an audit record like ``record``, for callers that need nothing back: no object is
+    built for it (the API writes one on every dispense). The caller commits."""
+    session.flush()
+    session.connection().execute(_INSERT, _values(request, action, object_type, object_id, detail,
+                                                  facility_id, user))
+
+
 def record(session: Session, request: Request | None, action: str, object_type: str | None = None,
            object_id: object | None = None, detail: dict[str, Any] | None = None, *,
            facility_id: int | None = None, user: User | None = None) -> AuditRecord:
     """Add an audit record; ``user`` defaults to the request's user. The caller commits."""
-    if user is None and request is not None:
-        user = getattr(request.state, "user", None)
-    row = AuditRecord(
-        at=datetime.now(timezone.utc),
-        user_id=user.id if user is not None else None,
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id)[:200],
-        facility_id=facility_id,
-        detail=json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
-        ip=client_ip(request),
-    )
+    values = _values(request, action, object_type, object_id, detail, facility_id, user)
+    row = AuditRecord(**values)
     # Inserted by one Core statement rather than the unit of work (a record is written on every
     # change, so its cost is paid on every dispense), after whatever the caller left to flush.
     session.flush()
-    values = {name: getattr(row, name) for name in _COLUMNS}
     row.id = session.connection().execute(_INSERT, values).inserted_primary_key[0]
     make_transient_to_detached(row)
     session.add(row)
@@ -87,4 +102,4 @@ def records(session: Session, scope: RecordScope, *, action: str | None = None,
     return [(r, name) for r, name in session.execute(stmt)]
 
 
-__all__ = ["record", "records", "client_ip"]
+__all__ = ["record", "append", "records", "client_ip"]
