@@ -16,6 +16,7 @@ A facility outside the caller's scope is refused (403) whatever else is wrong wi
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,9 +31,10 @@ from sqlalchemy.orm import Session
 from stock import errors as domain
 from stock.ledger import NewEntry, check_shape, post
 from stock.models import Facility, User
-from web import audit, deps
+from web import audit
 from web.access import require_roles, scope_of
 from web.api.schemas import ErrorBody
+from web.api.writers import GroupWriter
 
 router = APIRouter(tags=["ledger"])
 
@@ -206,7 +208,7 @@ def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict
                         409: {"model": ErrorBody,
                               "description": "not enough stock, or an entry_id recorded with other content"}})
 async def post_entries(request: Request, body: Any = Depends(json_body),
-                       user: User = Depends(require_roles(*POSTERS)), db: Session = Depends(deps.db)):
+                       user: User = Depends(require_roles(*POSTERS))):
     """Record a batch of ledger entries, all or nothing, idempotent by entry_id. 201 when at least
     one entry is new, 200 when all were recorded before."""
     # A small batch is checked on the event loop (no database, a fraction of a millisecond); a
@@ -217,39 +219,96 @@ async def post_entries(request: Request, body: Any = Depends(json_body),
             parse_batch, body, user)
     except Problems as exc:
         return problem_response(exc.status, exc.problems)
-    return await anyio.to_thread.run_sync(_record, request, body, user, db, entries, problems,
-                                          limiter=_writers(request))
+    return await _writer(request).submit(Batch(request, user, body["entries"], entries, problems))
 
 
-PG_WRITERS = 8
-"""Batches posted at once on PostgreSQL, each in a worker thread with a connection of its own:
-enough to keep the server busy while others wait on their commit's flush to disk."""
+PG_GROUPS = 2
+"""Groups of batches posted at once on PostgreSQL: one runs while another waits on its commit's
+flush to disk. SQLite takes one writer at a time, so one group."""
 
 
-def _writers(request: Request) -> anyio.CapacityLimiter:
-    """How many batches are posted at once. SQLite takes one writer at a time: further threads
-    would only queue on its write lock while contending with the event loop for the GIL, which
-    stretched every write transaction (p95 latency, requests/s). They wait here instead, as
-    coroutines, in order of arrival."""
+def _writer(request: Request) -> GroupWriter:
+    """The app's group writer for the running event loop (tests start several loops)."""
     state = request.app.state
     loop = asyncio.get_running_loop()
-    held = getattr(state, "entry_writers", None)
-    if held is None or held[0] is not loop:  # one per event loop (tests start several)
-        held = state.entry_writers = (loop, anyio.CapacityLimiter(
-            1 if state.engine.dialect.name == "sqlite" else PG_WRITERS))
-    return held[1]
+    writer = getattr(state, "entry_writer", None)
+    if writer is None or writer.loop is not loop:
+        sessions = state.sessions
+        writer = state.entry_writer = GroupWriter(
+            lambda batches: record_group(sessions, batches),
+            concurrency=1 if state.engine.dialect.name == "sqlite" else PG_GROUPS)
+    return writer
 
 
-def _record(request: Request, body: dict, user: User, db: Session, entries: list[NewEntry],
-            problems: list[dict[str, str]]) -> JSONResponse:
-    """The part of a batch that needs the database, in a worker thread: scope, posting, audit
-    records and the commit."""
+@dataclass
+class Batch:
+    """A request's batch, checked without the database, waiting to be posted."""
+
+    request: Request
+    user: User
+    raw: list
+    entries: list[NewEntry]
+    problems: list[dict[str, str]]
+
+    def facilities(self) -> list[str]:
+        return sorted({e.facility_code for e in self.entries})
+
+
+class _Refused(Exception):
+    """An entry the ledger refused: the batch's transaction must be rolled back."""
+
+    def __init__(self, index: int, error: domain.DawaError):
+        super().__init__(error.message)
+        self.index, self.error = index, error
+
+    def response(self) -> JSONResponse:
+        from web.app import domain_status
+
+        return problem_response(domain_status(self.error),
+                                [{"field": _at(self.index, self.error.field), "message": self.error.message}])
+
+
+def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exception]:
+    """Post ``batches`` in one transaction and commit once (in a worker thread); if any of them
+    fails, roll back and post each in a transaction of its own, so that each answers as it would
+    alone. On PostgreSQL the batches go in order of facility code: concurrent groups then take
+    the facilities' chain-head locks in the same order and cannot deadlock."""
+    if len(batches) > 1:
+        order = sorted(range(len(batches)), key=lambda i: batches[i].facilities())
+        with sessions() as db:
+            try:
+                answers = {i: record_batch(db, batches[i]) for i in order}
+                db.commit()
+                return [answers[i] for i in range(len(batches))]
+            except Exception:  # noqa: BLE001 - each batch runs again alone and answers for itself
+                db.rollback()
+    return [record_alone(sessions, b) for b in batches]
+
+
+def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
+    with sessions() as db:
+        try:
+            answer = record_batch(db, batch)
+            db.commit()
+            return answer
+        except _Refused as refused:
+            db.rollback()
+            return refused.response()
+        except Exception as exc:  # noqa: BLE001 - raised in the request's own handler (a 500)
+            db.rollback()
+            return exc
+
+
+def record_batch(db: Session, batch: Batch) -> JSONResponse:
+    """Scope, posting and audit records of one batch in ``db``'s transaction, which the caller
+    commits. A refusal found before posting is answered (nothing was written); an entry the
+    ledger refuses raises _Refused (the caller rolls back)."""
+    request, user, entries = batch.request, batch.user, batch.entries
     try:
-        raw = body["entries"]
-        refused, unknown, facility_ids = scope_problems(db, user, raw)
+        refused, unknown, facility_ids = scope_problems(db, user, batch.raw)
         if refused:
             raise Problems(403, refused)
-        problems = sorted(problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
+        problems = sorted(batch.problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
         if problems:
             raise Problems(422, problems)
     except Problems as exc:
@@ -262,10 +321,7 @@ def _record(request: Request, body: dict, user: User, db: Session, entries: list
         try:
             posted = post(db, e)[0]
         except domain.DawaError as exc:
-            db.rollback()
-            from web.app import domain_status
-
-            return problem_response(domain_status(exc), [{"field": _at(i, exc.field), "message": exc.message}])
+            raise _Refused(i, exc) from exc
         results.append({"index": i, "entry_id": e.entry_id, "created": posted.created,
                         "notes": [{"code": n.code, "message": n.message} for n in posted.notes]})
         if posted.created:
@@ -273,7 +329,6 @@ def _record(request: Request, body: dict, user: User, db: Session, entries: list
                          {"kind": e.kind, "item": e.item_code, "lot": e.lot_number, "quantity": e.quantity,
                           "notes": [n.code for n in posted.notes], "reason": e.reason, "via": "api"},
                          facility_id=facility_ids[e.facility_code])
-    db.commit()
     created = sum(r["created"] for r in results)
     return JSONResponse({"created": created, "already_recorded": len(results) - created, "entries": results},
                         status_code=201 if created else 200)
