@@ -88,3 +88,13 @@ def test_concurrent_clients_lose_and_double_nothing(live_server):
     with live_server.Session() as s:
         assert s.scalar(select(func.count()).select_from(AuditRecord)
                         .where(AuditRecord.action == "ledger_post")) == 44
+
+
+def test_a_large_batch_in_a_group_is_posted_on_its_own(live_server):
+    sessions = live_server.app.state.sessions
+    large = [row(f"api-big{i}", quantity=1) for i in range(21)]
+    answers = record_group(sessions, [batch_of(live_server, "pharm_h1", [row("api-s1", quantity=1)]),
+                                      batch_of(live_server, "pharm_h1", large),
+                                      batch_of(live_server, "pharm_h1", [row("api-s2", quantity=1)])])
+    assert [a.status_code for a in answers] == [201, 201, 201]
+    assert count_entries(live_server) == 23

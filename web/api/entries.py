@@ -11,6 +11,10 @@ Every problem names the batch index and the field (``entries[3].quantity``). Pro
 posting (shape, types, scope) are all reported at once, as ``problems`` beside the first one in
 ``error``; a refusal while posting (not enough stock, a conflicting entry_id) names the one entry.
 A facility outside the caller's scope is refused (403) whatever else is wrong with the batch.
+
+Batches that arrive together are posted together, one transaction and one commit for the group
+(web.api.writers): each is answered after the commit that holds it, and one refused takes none of
+the others down.
 """
 
 from __future__ import annotations
@@ -273,16 +277,26 @@ def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exceptio
     fails, roll back and post each in a transaction of its own, so that each answers as it would
     alone. On PostgreSQL the batches go in order of facility code: concurrent groups then take
     the facilities' chain-head locks in the same order and cannot deadlock."""
-    if len(batches) > 1:
-        order = sorted(range(len(batches)), key=lambda i: batches[i].facilities())
+    answers: dict[int, JSONResponse | Exception] = {}
+    # Large batches go alone: a group holds the write lock (SQLite) for as long as it runs.
+    small = [i for i, b in enumerate(batches) if len(b.entries) <= GROUP_BATCH_MAX]
+    if len(small) > 1:
         with sessions() as db:
             try:
-                answers = {i: record_batch(db, batches[i]) for i in order}
+                grouped = {i: record_batch(db, batches[i])
+                           for i in sorted(small, key=lambda i: batches[i].facilities())}
                 db.commit()
-                return [answers[i] for i in range(len(batches))]
+                answers.update(grouped)
             except Exception:  # noqa: BLE001 - each batch runs again alone and answers for itself
                 db.rollback()
-    return [record_alone(sessions, b) for b in batches]
+    for i, b in enumerate(batches):
+        if i not in answers:
+            answers[i] = record_alone(sessions, b)
+    return [answers[i] for i in range(len(batches))]
+
+
+GROUP_BATCH_MAX = 20
+"""Batches of more entries than this are posted in a transaction of their own."""
 
 
 def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
