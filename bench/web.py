@@ -15,8 +15,9 @@ Everything is served by `dawa serve` started as a subprocess on 127.0.0.1 (one w
     doubled: ledger rows, their sum and the lots' balance after the run against the dispenses
     the server acknowledged, and a burst re-posting a sample of entry_ids concurrently (every
     answer 200, nothing created). The CPU time the server (all its processes) and the clients
-    spent per request is shown too: on a machine the clients share with the server, their share
-    bounds what the server can get. On SQLite, and on PostgreSQL in a scratch database on
+    spent per request is shown too (and on PostgreSQL its backends' for this database): on a
+    machine the clients and the database share with the server, their share bounds what the
+    server can get. On SQLite, and on PostgreSQL in a scratch database on
     127.0.0.1:5432 (user postgres) dropped afterwards. Target: >= 300 requests/s, p95 < 200 ms.
     The clients are part of the apparatus, so they are kept lean: one HTTP/1.1 keep-alive
     connection each over asyncio streams (uvloop's event loop when installed), the request head
@@ -140,6 +141,26 @@ def process_tree_cpu(pid: int) -> float:
         p = todo.pop()
         total += cpu.get(p, 0.0)
         todo.extend(c for c, parent in parents.items() if parent == p)
+    return total
+
+
+def database_cpu(url: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving ``url``'s database (found by the
+    database name in their process titles, from /proc); 0 for SQLite, which runs in the server."""
+    if not url.startswith("postgresql"):
+        return 0.0
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes()
+            if not title.startswith(b"postgres: ") or f" {name} ".encode() not in title:
+                continue
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 
@@ -409,8 +430,10 @@ def bench_dispensing(label: str, url: str, workdir: Path, args) -> dict:
         print(f"[{label}] {args.clients} clients posting up to {args.requests} dispenses "
               f"(at most {args.seconds:.0f} s) ...", flush=True)
         server_cpu, client_cpu = process_tree_cpu(server.proc.pid), time.process_time()
+        db_cpu = database_cpu(url)
         load = run_async(run_load(server.base_url, world, args.clients, args.requests, args.seconds))
         server_cpu = process_tree_cpu(server.proc.pid) - server_cpu
+        db_cpu = database_cpu(url) - db_cpu
         client_cpu = time.process_time() - client_cpu
         burst_ok, burst_n = run_async(repost_burst(server.base_url, world, load, args.clients, 200))
         after = ledger_check(url, world, load)
@@ -423,6 +446,7 @@ def bench_dispensing(label: str, url: str, workdir: Path, args) -> dict:
         "non_2xx": n - sum(ok), "created": len(load.created), "reposts": load.reposts,
         "reposts_ok": load.reposts_ok, "burst": (burst_ok, burst_n), "after": after,
         "server_cpu_ms": 1e3 * server_cpu / n if n else 0, "client_cpu_ms": 1e3 * client_cpu / n if n else 0,
+        "db_cpu_ms": 1e3 * db_cpu / n if n else 0,
     }
 
 
@@ -551,6 +575,7 @@ def print_load(results: list[dict]) -> None:
          f"p95 < {ms(TARGET_P95_API)}"),
         ("CPU per request: server / clients (ms)", lambda r: f"{r['server_cpu_ms']:.1f} / {r['client_cpu_ms']:.1f}",
          ""),
+        ("  PostgreSQL backends (ms)", lambda r: f"{r['db_cpu_ms']:.1f}" if r["db_cpu_ms"] else "-", ""),
         ("answers other than 2xx", lambda r: str(r["non_2xx"]), "0"),
         ("dispenses acknowledged (201)", lambda r: str(r["created"]), ""),
         ("sent again after a transport error", lambda r: str(r["retries"]), ""),

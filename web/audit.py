@@ -26,8 +26,10 @@ def client_ip(request: Request | None) -> str | None:
     return request.client.host
 
 
-def _values(request: Request | None, action: str, object_type: str | None, object_id: object | None,
-            detail: dict[str, Any] | None, facility_id: int | None, user: User | None) -> dict[str, Any]:
+def row_values(request: Request | None, action: str, object_type: str | None = None,
+               object_id: object | None = None, detail: dict[str, Any] | None = None, *,
+               facility_id: int | None = None, user: User | None = None) -> dict[str, Any]:
+    """The values of an audit record as ``record`` writes it, for ``insert_rows``."""
     if user is None and request is not None:
         user = getattr(request.state, "user", None)
     return {
@@ -42,21 +44,20 @@ def _values(request: Request | None, action: str, object_type: str | None, objec
     }
 
 
-def append(session: Session, request: Request | None, action: str, object_type: str | None = None,
-           object_id: object | None = None, detail: dict[str, Any] | None = None, *,
-           facility_id: int | None = None, user: User | None = None) -> None:
-    """Write an audit record like ``record``, for callers that need nothing back: no object is
-    built for it (the API writes one on every dispense). The caller commits."""
-    session.flush()
-    session.connection().execute(_INSERT, _values(request, action, object_type, object_id, detail,
-                                                  facility_id, user))
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write audit records from ``row_values`` in one statement, for callers that need nothing
+    back (the API writes one per dispense: one round trip for all of a transaction's). The caller
+    commits."""
+    if rows:
+        session.flush()
+        session.connection().execute(_INSERT, rows)
 
 
 def record(session: Session, request: Request | None, action: str, object_type: str | None = None,
            object_id: object | None = None, detail: dict[str, Any] | None = None, *,
            facility_id: int | None = None, user: User | None = None) -> AuditRecord:
     """Add an audit record; ``user`` defaults to the request's user. The caller commits."""
-    values = _values(request, action, object_type, object_id, detail, facility_id, user)
+    values = row_values(request, action, object_type, object_id, detail, facility_id=facility_id, user=user)
     row = AuditRecord(**values)
     # Inserted by one Core statement rather than the unit of work (a record is written on every
     # change, so its cost is paid on every dispense), after whatever the caller left to flush.
@@ -102,4 +103,4 @@ def records(session: Session, scope: RecordScope, *, action: str | None = None,
     return [(r, name) for r, name in session.execute(stmt)]
 
 
-__all__ = ["record", "append", "records", "client_ip"]
+__all__ = ["record", "row_values", "insert_rows", "records", "client_ip"]

@@ -181,16 +181,20 @@ _FACILITIES = select(_FACILITY.c.id, _FACILITY.c.code, _FACILITY.c.region).where
     _FACILITY.c.code.in_(bindparam("codes", expanding=True)))
 
 
-def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict]:
+def scope_problems(db: Session, user: User, raw: list, known: dict | None = None) -> tuple[list, list, dict]:
     """(refusals, unknown facilities, facility id by code) for the facilities the batch names,
-    well-formed entries or not: a refusal for scope comes before any other problem."""
+    well-formed entries or not: a refusal for scope comes before any other problem. ``known``
+    holds the facilities read before in the same transaction (a group's), and gains those read."""
     index: dict[str, list[int]] = {}
     for i, item in enumerate(raw):
         if isinstance(item, dict) and isinstance(item.get("facility_code"), str):
             index.setdefault(item["facility_code"][:64], []).append(i)
     codes = set(index)
-    found = ({f.code: f for f in db.connection().execute(_FACILITIES, {"codes": sorted(codes)})}
-             if codes else {})
+    known = {} if known is None else known
+    missing = sorted(codes - set(known))
+    if missing:
+        known.update((f.code, f) for f in db.connection().execute(_FACILITIES, {"codes": missing}))
+    found = {code: known[code] for code in codes if code in known}
     scope = scope_of(user)
     refused, unknown = [], []
     for code in sorted(codes):
@@ -283,8 +287,11 @@ def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exceptio
     if len(small) > 1:
         with sessions() as db:
             try:
-                grouped = {i: record_batch(db, batches[i])
+                known: dict = {}
+                audits: list[dict] = []
+                grouped = {i: record_batch(db, batches[i], known, audits)
                            for i in sorted(small, key=lambda i: batches[i].facilities())}
+                audit.insert_rows(db, audits)
                 db.commit()
                 answers.update(grouped)
             except Exception:  # noqa: BLE001 - each batch runs again alone and answers for itself
@@ -302,7 +309,9 @@ GROUP_BATCH_MAX = 20
 def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
     with sessions() as db:
         try:
-            answer = record_batch(db, batch)
+            audits: list[dict] = []
+            answer = record_batch(db, batch, {}, audits)
+            audit.insert_rows(db, audits)
             db.commit()
             return answer
         except _Refused as refused:
@@ -313,13 +322,14 @@ def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
             return exc
 
 
-def record_batch(db: Session, batch: Batch) -> JSONResponse:
-    """Scope, posting and audit records of one batch in ``db``'s transaction, which the caller
-    commits. A refusal found before posting is answered (nothing was written); an entry the
-    ledger refuses raises _Refused (the caller rolls back)."""
+def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> JSONResponse:
+    """Scope and posting of one batch in ``db``'s transaction, its audit records added to
+    ``audits``; the caller writes them and commits. A refusal found before posting is answered
+    (nothing was written); an entry the ledger refuses raises _Refused (the caller rolls back).
+    ``known``: the facilities the transaction has read, for scope_problems."""
     request, user, entries = batch.request, batch.user, batch.entries
     try:
-        refused, unknown, facility_ids = scope_problems(db, user, batch.raw)
+        refused, unknown, facility_ids = scope_problems(db, user, batch.raw, known)
         if refused:
             raise Problems(403, refused)
         problems = sorted(batch.problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
@@ -339,10 +349,11 @@ def record_batch(db: Session, batch: Batch) -> JSONResponse:
         results.append({"index": i, "entry_id": e.entry_id, "created": posted.created,
                         "notes": [{"code": n.code, "message": n.message} for n in posted.notes]})
         if posted.created:
-            audit.append(db, request, "ledger_post", "ledger_entry", e.entry_id,
-                         {"kind": e.kind, "item": e.item_code, "lot": e.lot_number, "quantity": e.quantity,
-                          "notes": [n.code for n in posted.notes], "reason": e.reason, "via": "api"},
-                         facility_id=facility_ids[e.facility_code])
+            audits.append(audit.row_values(
+                request, "ledger_post", "ledger_entry", e.entry_id,
+                {"kind": e.kind, "item": e.item_code, "lot": e.lot_number, "quantity": e.quantity,
+                 "notes": [n.code for n in posted.notes], "reason": e.reason, "via": "api"},
+                facility_id=facility_ids[e.facility_code]))
     created = sum(r["created"] for r in results)
     return JSONResponse({"created": created, "already_recorded": len(results) - created, "entries": results},
                         status_code=201 if created else 200)
