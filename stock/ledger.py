@@ -352,6 +352,8 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
     notes = _policy_notes(session, e, item, lot, patient) if e.kind == "dispense" else []
 
     key = {"fid": facility_id, "lid": lot.id}
+    patient_id = patient.id if patient else None
+    card = patient.health_card_id if patient else None
     if e.kind == "count":
         on_hand = conn.execute(_ON_HAND_STMT, key).scalar()
         exists = on_hand is not None
@@ -361,7 +363,18 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
             conn.execute(_MOVE_STMT, {**key, "effect": effect}).one()
     else:
         effect = effect_of(e.kind, e.quantity, Decimal(0))
-        after = conn.execute(_MOVE_STMT, {**key, "effect": effect}).scalar()
+        if pg:
+            # The usual case in one round trip: stock moved, entry inserted, chain head advanced.
+            entry = _entry(e, now, facility_id, facility_code, item, lot, patient_id, card, counterparty_id,
+                           length, head_hash, effect, None)
+            row = conn.execute(_PG_RECORD_STMT, {**key, "effect": effect,
+                                                 **{f"new_{c}": getattr(entry, c) for c in _ENTRY_COLUMNS}}).one()
+            if row.entry_pk is not None:
+                _refresh_cached(session, Balance, (facility_id, lot.id), on_hand=row.on_hand)
+                return _recorded(session, entry, row.entry_pk, facility_id, notes)
+            after = None  # nothing moved, nothing written
+        else:
+            after = conn.execute(_MOVE_STMT, {**key, "effect": effect}).scalar()
         if after is not None:
             exists, on_hand = True, after - effect
         else:  # no balance row, or too little stock
@@ -376,22 +389,36 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
                                        "on_hand": on_hand + effect})
     _refresh_cached(session, Balance, (facility_id, lot.id), on_hand=on_hand + effect)
 
+    entry = _entry(e, now, facility_id, facility_code, item, lot, patient_id, card, counterparty_id,
+                   length, head_hash, effect, on_hand if e.kind == "count" else None)
+    values = {c: getattr(entry, c) for c in _ENTRY_COLUMNS}
+    entry_pk = conn.execute(_INSERT_ENTRY, values).inserted_primary_key[0]
+    conn.execute(_SET_HEAD_STMT, {"fid": facility_id, "new_length": entry.chain_seq,
+                                  "new_hash": entry.chain_hash})
+    return _recorded(session, entry, entry_pk, facility_id, notes)
+
+
+def _entry(e: NewEntry, now: datetime, facility_id: int, facility_code: str, item: _ItemRow, lot: _LotRow,
+           patient_id: int | None, card: str | None, counterparty_id: int | None, length: int,
+           head_hash: str, effect: Decimal, book_quantity: Decimal | None) -> LedgerEntry:
+    """The new entry, linked to the facility's chain after ``head_hash``."""
     entry = LedgerEntry(
         entry_id=e.entry_id, facility_id=facility_id, kind=e.kind, item_id=item.id, lot_id=lot.id,
-        quantity=e.quantity, effect=effect, book_quantity=on_hand if e.kind == "count" else None,
+        quantity=e.quantity, effect=effect, book_quantity=book_quantity,
         occurred_at=e.occurred_at.astimezone(timezone.utc), recorded_at=now,
-        recorded_by=e.recorded_by, patient_id=patient.id if patient else None,
+        recorded_by=e.recorded_by, patient_id=patient_id,
         prescription_ref=e.prescription_id or None, counterparty=e.counterparty_code or None,
         counterparty_facility_id=counterparty_id, reason=e.reason or None,
         document_number=e.document_number or None, reverses=e.reverses or None,
         serial_number=e.serial_number or None, chain_seq=length + 1,
     )
-    entry.chain_hash = chain.link(head_hash, hash_values(entry, facility_code, item.code, lot,
-                                                         patient.health_card_id if patient else None))
-    values = {c: getattr(entry, c) for c in _ENTRY_COLUMNS}
-    entry.id = conn.execute(_INSERT_ENTRY, values).inserted_primary_key[0]
-    conn.execute(_SET_HEAD_STMT, {"fid": facility_id, "new_length": entry.chain_seq,
-                                  "new_hash": entry.chain_hash})
+    entry.chain_hash = chain.link(head_hash, hash_values(entry, facility_code, item.code, lot, card))
+    return entry
+
+
+def _recorded(session: Session, entry: LedgerEntry, entry_pk: int, facility_id: int,
+              notes: list[PolicyNote]) -> Posted:
+    entry.id = entry_pk
     _refresh_cached(session, ChainHead, (facility_id,), length=entry.chain_seq, head_hash=entry.chain_hash)
     # The entry as if loaded: in the session's identity map, with nothing left to flush.
     make_transient_to_detached(entry)
@@ -402,6 +429,30 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
 _ENTRY_COLUMNS = tuple(c.key for c in _ENTRY.columns if c.key != "id")
 _INSERT_ENTRY = insert(_ENTRY)
 _INSERT_BALANCE = insert(_BALANCE)
+
+
+def _pg_record_stmt():
+    """PostgreSQL: _MOVE_STMT, _INSERT_ENTRY and _SET_HEAD_STMT as one statement (data-modifying
+    CTEs), the entry and the head written only if the stock moved. One round trip instead of
+    three for a movement that changes an existing balance: the rest (no balance row yet, too
+    little stock) goes the long way. Answers (on_hand after, entry id), both None if nothing moved."""
+    moved = _MOVE_STMT.cte("moved")
+    # Parameters named like no column of the tables updated here: an UPDATE takes a parameter
+    # named like one of its columns as a value to SET.
+    values = select(*[bindparam(f"new_{c}", type_=_ENTRY.c[c].type) for c in _ENTRY_COLUMNS]).where(
+        select(moved.c.on_hand).exists())
+    inserted = (insert(_ENTRY).from_select(list(_ENTRY_COLUMNS), values)
+                .returning(_ENTRY.c.id).cte("inserted"))
+    head = (update(_HEAD)
+            .where(_HEAD.c.facility_id == bindparam("fid"), select(inserted.c.id).exists())
+            .values(length=bindparam("new_chain_seq", type_=_ENTRY.c.chain_seq.type),
+                    head_hash=bindparam("new_chain_hash", type_=_ENTRY.c.chain_hash.type))
+            .cte("head"))
+    return select(select(moved.c.on_hand).scalar_subquery().label("on_hand"),
+                  select(inserted.c.id).scalar_subquery().label("entry_pk")).add_cte(head)
+
+
+_PG_RECORD_STMT = _pg_record_stmt()
 
 
 def _refresh_cached(session: Session, model, key: tuple, **values) -> None:

@@ -26,26 +26,42 @@ def client_ip(request: Request | None) -> str | None:
     return request.client.host
 
 
+def row_values(request: Request | None, action: str, object_type: str | None = None,
+               object_id: object | None = None, detail: dict[str, Any] | None = None, *,
+               facility_id: int | None = None, user: User | None = None) -> dict[str, Any]:
+    """The values of an audit record as ``record`` writes it, for ``insert_rows``."""
+    if user is None and request is not None:
+        user = getattr(request.state, "user", None)
+    return {
+        "at": datetime.now(timezone.utc),
+        "user_id": user.id if user is not None else None,
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id)[:200],
+        "facility_id": facility_id,
+        "detail": json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
+        "ip": client_ip(request),
+    }
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write audit records from ``row_values`` in one statement, for callers that need nothing
+    back (the API writes one per dispense: one round trip for all of a transaction's). The caller
+    commits."""
+    if rows:
+        session.flush()
+        session.connection().execute(_INSERT, rows)
+
+
 def record(session: Session, request: Request | None, action: str, object_type: str | None = None,
            object_id: object | None = None, detail: dict[str, Any] | None = None, *,
            facility_id: int | None = None, user: User | None = None) -> AuditRecord:
     """Add an audit record; ``user`` defaults to the request's user. The caller commits."""
-    if user is None and request is not None:
-        user = getattr(request.state, "user", None)
-    row = AuditRecord(
-        at=datetime.now(timezone.utc),
-        user_id=user.id if user is not None else None,
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id)[:200],
-        facility_id=facility_id,
-        detail=json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
-        ip=client_ip(request),
-    )
+    values = row_values(request, action, object_type, object_id, detail, facility_id=facility_id, user=user)
+    row = AuditRecord(**values)
     # Inserted by one Core statement rather than the unit of work (a record is written on every
     # change, so its cost is paid on every dispense), after whatever the caller left to flush.
     session.flush()
-    values = {name: getattr(row, name) for name in _COLUMNS}
     row.id = session.connection().execute(_INSERT, values).inserted_primary_key[0]
     make_transient_to_detached(row)
     session.add(row)
@@ -87,4 +103,4 @@ def records(session: Session, scope: RecordScope, *, action: str | None = None,
     return [(r, name) for r, name in session.execute(stmt)]
 
 
-__all__ = ["record", "records", "client_ip"]
+__all__ = ["record", "row_values", "insert_rows", "records", "client_ip"]

@@ -11,26 +11,34 @@ Every problem names the batch index and the field (``entries[3].quantity``). Pro
 posting (shape, types, scope) are all reported at once, as ``problems`` beside the first one in
 ``error``; a refusal while posting (not enough stock, a conflicting entry_id) names the one entry.
 A facility outside the caller's scope is refused (403) whatever else is wrong with the batch.
+
+Batches that arrive together are posted together, one transaction and one commit for the group
+(web.api.writers): each is answered after the commit that holds it, and one refused takes none of
+the others down.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from stock import errors as domain
 from stock.ledger import NewEntry, check_shape, post
 from stock.models import Facility, User
-from web import audit, deps
+from web import audit
 from web.access import require_roles, scope_of
 from web.api.schemas import ErrorBody
+from web.api.writers import GroupWriter
 
 router = APIRouter(tags=["ledger"])
 
@@ -167,16 +175,26 @@ def parse_batch(body: Any, user: User) -> tuple[list[NewEntry], list[dict[str, s
     return entries, problems
 
 
-def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict]:
+_FACILITY = Facility.__table__
+# Built once: a statement made per request costs more to construct and look up than to run.
+_FACILITIES = select(_FACILITY.c.id, _FACILITY.c.code, _FACILITY.c.region).where(
+    _FACILITY.c.code.in_(bindparam("codes", expanding=True)))
+
+
+def scope_problems(db: Session, user: User, raw: list, known: dict | None = None) -> tuple[list, list, dict]:
     """(refusals, unknown facilities, facility id by code) for the facilities the batch names,
-    well-formed entries or not: a refusal for scope comes before any other problem."""
+    well-formed entries or not: a refusal for scope comes before any other problem. ``known``
+    holds the facilities read before in the same transaction (a group's), and gains those read."""
     index: dict[str, list[int]] = {}
     for i, item in enumerate(raw):
         if isinstance(item, dict) and isinstance(item.get("facility_code"), str):
             index.setdefault(item["facility_code"][:64], []).append(i)
     codes = set(index)
-    found = ({f.code: f for f in db.execute(select(Facility.id, Facility.code, Facility.region)
-                                            .where(Facility.code.in_(codes)))} if codes else {})
+    known = {} if known is None else known
+    missing = sorted(codes - set(known))
+    if missing:
+        known.update((f.code, f) for f in db.connection().execute(_FACILITIES, {"codes": missing}))
+    found = {code: known[code] for code in codes if code in known}
     scope = scope_of(user)
     refused, unknown = [], []
     for code in sorted(codes):
@@ -197,39 +215,145 @@ def scope_problems(db: Session, user: User, raw: list) -> tuple[list, list, dict
              responses={200: {"model": BatchOut, "description": "every entry was recorded before"},
                         409: {"model": ErrorBody,
                               "description": "not enough stock, or an entry_id recorded with other content"}})
-def post_entries(request: Request, body: Any = Depends(json_body), user: User = Depends(require_roles(*POSTERS)),
-                 db: Session = Depends(deps.db)):
+async def post_entries(request: Request, body: Any = Depends(json_body),
+                       user: User = Depends(require_roles(*POSTERS))):
     """Record a batch of ledger entries, all or nothing, idempotent by entry_id. 201 when at least
     one entry is new, 200 when all were recorded before."""
+    # A small batch is checked on the event loop (no database, a fraction of a millisecond); a
+    # large one in a worker thread, so that the loop keeps serving other requests meanwhile.
+    small = isinstance(body, dict) and isinstance(body.get("entries"), list) and len(body["entries"]) <= 20
     try:
-        entries, problems = parse_batch(body, user)
-        raw = body["entries"]
-        refused, unknown, facility_ids = scope_problems(db, user, raw)
+        entries, problems = parse_batch(body, user) if small else await anyio.to_thread.run_sync(
+            parse_batch, body, user)
+    except Problems as exc:
+        return problem_response(exc.status, exc.problems)
+    return await _writer(request).submit(Batch(request, user, body["entries"], entries, problems))
+
+
+PG_GROUPS = 2
+"""Groups of batches posted at once on PostgreSQL: one runs while another waits on its commit's
+flush to disk. SQLite takes one writer at a time, so one group."""
+
+
+def _writer(request: Request) -> GroupWriter:
+    """The app's group writer for the running event loop (tests start several loops)."""
+    state = request.app.state
+    loop = asyncio.get_running_loop()
+    writer = getattr(state, "entry_writer", None)
+    if writer is None or writer.loop is not loop:
+        sessions = state.sessions
+        writer = state.entry_writer = GroupWriter(
+            lambda batches: record_group(sessions, batches),
+            concurrency=1 if state.engine.dialect.name == "sqlite" else PG_GROUPS)
+    return writer
+
+
+@dataclass
+class Batch:
+    """A request's batch, checked without the database, waiting to be posted."""
+
+    request: Request
+    user: User
+    raw: list
+    entries: list[NewEntry]
+    problems: list[dict[str, str]]
+
+    def facilities(self) -> list[str]:
+        return sorted({e.facility_code for e in self.entries})
+
+
+class _Refused(Exception):
+    """An entry the ledger refused: the batch's transaction must be rolled back."""
+
+    def __init__(self, index: int, error: domain.DawaError):
+        super().__init__(error.message)
+        self.index, self.error = index, error
+
+    def response(self) -> JSONResponse:
+        from web.app import domain_status
+
+        return problem_response(domain_status(self.error),
+                                [{"field": _at(self.index, self.error.field), "message": self.error.message}])
+
+
+def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exception]:
+    """Post ``batches`` in one transaction and commit once (in a worker thread); if any of them
+    fails, roll back and post each in a transaction of its own, so that each answers as it would
+    alone. On PostgreSQL the batches go in order of facility code: concurrent groups then take
+    the facilities' chain-head locks in the same order and cannot deadlock."""
+    answers: dict[int, JSONResponse | Exception] = {}
+    # Large batches go alone: a group holds the write lock (SQLite) for as long as it runs.
+    small = [i for i, b in enumerate(batches) if len(b.entries) <= GROUP_BATCH_MAX]
+    if len(small) > 1:
+        with sessions() as db:
+            try:
+                known: dict = {}
+                audits: list[dict] = []
+                grouped = {i: record_batch(db, batches[i], known, audits)
+                           for i in sorted(small, key=lambda i: batches[i].facilities())}
+                audit.insert_rows(db, audits)
+                db.commit()
+                answers.update(grouped)
+            except Exception:  # noqa: BLE001 - each batch runs again alone and answers for itself
+                db.rollback()
+    for i, b in enumerate(batches):
+        if i not in answers:
+            answers[i] = record_alone(sessions, b)
+    return [answers[i] for i in range(len(batches))]
+
+
+GROUP_BATCH_MAX = 20
+"""Batches of more entries than this are posted in a transaction of their own."""
+
+
+def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
+    with sessions() as db:
+        try:
+            audits: list[dict] = []
+            answer = record_batch(db, batch, {}, audits)
+            audit.insert_rows(db, audits)
+            db.commit()
+            return answer
+        except _Refused as refused:
+            db.rollback()
+            return refused.response()
+        except Exception as exc:  # noqa: BLE001 - raised in the request's own handler (a 500)
+            db.rollback()
+            return exc
+
+
+def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> JSONResponse:
+    """Scope and posting of one batch in ``db``'s transaction, its audit records added to
+    ``audits``; the caller writes them and commits. A refusal found before posting is answered
+    (nothing was written); an entry the ledger refuses raises _Refused (the caller rolls back).
+    ``known``: the facilities the transaction has read, for scope_problems."""
+    request, user, entries = batch.request, batch.user, batch.entries
+    try:
+        refused, unknown, facility_ids = scope_problems(db, user, batch.raw, known)
         if refused:
             raise Problems(403, refused)
-        problems = sorted(problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
+        problems = sorted(batch.problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
         if problems:
             raise Problems(422, problems)
     except Problems as exc:
         return problem_response(exc.status, exc.problems)
 
-    results: list[EntryResult] = []
+    # The answer is BatchOut's JSON, built as plain dicts: one small entry's models and their
+    # dump cost more than its SQL.
+    results: list[dict[str, Any]] = []
     for i, e in enumerate(entries):
         try:
             posted = post(db, e)[0]
         except domain.DawaError as exc:
-            db.rollback()
-            from web.app import domain_status
-
-            return problem_response(domain_status(exc), [{"field": _at(i, exc.field), "message": exc.message}])
-        results.append(EntryResult(index=i, entry_id=e.entry_id, created=posted.created,
-                                   notes=[NoteOut(code=n.code, message=n.message) for n in posted.notes]))
+            raise _Refused(i, exc) from exc
+        results.append({"index": i, "entry_id": e.entry_id, "created": posted.created,
+                        "notes": [{"code": n.code, "message": n.message} for n in posted.notes]})
         if posted.created:
-            audit.record(db, request, "ledger_post", "ledger_entry", e.entry_id,
-                         {"kind": e.kind, "item": e.item_code, "lot": e.lot_number, "quantity": e.quantity,
-                          "notes": [n.code for n in posted.notes], "reason": e.reason, "via": "api"},
-                         facility_id=facility_ids[e.facility_code])
-    db.commit()
-    created = sum(r.created for r in results)
-    out = BatchOut(created=created, already_recorded=len(results) - created, entries=results)
-    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+            audits.append(audit.row_values(
+                request, "ledger_post", "ledger_entry", e.entry_id,
+                {"kind": e.kind, "item": e.item_code, "lot": e.lot_number, "quantity": e.quantity,
+                 "notes": [n.code for n in posted.notes], "reason": e.reason, "via": "api"},
+                facility_id=facility_ids[e.facility_code]))
+    created = sum(r["created"] for r in results)
+    return JSONResponse({"created": created, "already_recorded": len(results) - created, "entries": results},
+                        status_code=201 if created else 200)
