@@ -191,7 +191,21 @@ def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime 
     session.flush()
     conn = session.connection()
     pg = conn.dialect.name == "postgresql"
+    if pg and len(entries) > 1:
+        lock_chains(session, [e.facility_code for e in entries])
     return [_post_one(session, conn, pg, e, now) for e in entries]
+
+
+def lock_chains(session: Session, facility_codes: list[str]) -> None:
+    """Take the chain-head locks of these facilities now, in facility id order, as the bulk import
+    does. A transaction that writes to several facilities takes them all before its first write:
+    two such transactions then queue in one order and never wait for each other in a cycle, which
+    PostgreSQL would break by failing one ("deadlock detected"). Posting locks each head again as
+    it goes, at no cost. SQLite needs none of this: a writing transaction holds the database."""
+    codes = sorted(set(facility_codes))
+    if len(codes) < 2 or session.get_bind().dialect.name != "postgresql":
+        return
+    session.connection().execute(_LOCK_HEADS_STMT, {"codes": codes}).all()
 
 
 # Tables of the hot path. The write path speaks Core on the session's connection: the ORM's unit of
@@ -238,6 +252,13 @@ _HEAD_STMT = (
     .with_for_update(of=_HEAD)
 )
 _FACILITY_STMT = select(_FACILITY.c.id, _FACILITY.c.code).where(_FACILITY.c.code == bindparam("code"))
+_LOCK_HEADS_STMT = (
+    select(_HEAD.c.facility_id)
+    .select_from(_FACILITY.join(_HEAD, _HEAD.c.facility_id == _FACILITY.c.id))
+    .where(_FACILITY.c.code.in_(bindparam("codes", expanding=True)))
+    .order_by(_HEAD.c.facility_id)
+    .with_for_update(of=_HEAD)
+)
 _STORED_ID = select(_ENTRY.c.id).where(_ENTRY.c.entry_id == bindparam("entry_id")).scalar_subquery()
 # After the lock, in one statement: whether this entry_id is already recorded (a retry may have
 # committed while we queued; on PostgreSQL a statement run after the lock sees it), the item, the
@@ -636,5 +657,5 @@ def reverse(session: Session, entry_id: str, *, reason: str, by: str,
     ), now=now)[0]
 
 
-__all__ = ["NewEntry", "Posted", "PolicyNote", "post", "reverse", "effect_of", "check_shape",
+__all__ = ["NewEntry", "Posted", "PolicyNote", "post", "lock_chains", "reverse", "effect_of", "check_shape",
            "new_entry_id", "hash_values", "serial_problem"]

@@ -274,3 +274,32 @@ def test_verify_while_writers_append_never_reports_a_false_break(engine, world, 
     with session_factory(engine)() as s:
         final = chain.verify(s)
         assert final.ok and final.entries == 241
+
+
+def test_batches_over_two_facilities_in_opposite_orders_never_deadlock(engine, world):
+    """One writer posts to H1 then HC2, another to HC2 then H1, again and again: each batch locks
+    every facility's chain first, in one order, so neither ever waits for the other in a cycle
+    (PostgreSQL would break the cycle by failing one of them: 'deadlock detected')."""
+    with session_factory(engine)() as s:
+        post(s, [entry("receipt", 1000, facility="H1", at=T0), entry("receipt", 1000, facility="HC2", at=T0)])
+        s.commit()
+    rounds, n = 25, 4
+    eng = threaded_engine(engine, n)
+    Session = session_factory(eng)
+
+    def writer(i: int) -> None:
+        order = ["H1", "HC2"] if i % 2 else ["HC2", "H1"]
+        for r in range(rounds):
+            with Session() as s:
+                post(s, [entry("dispense", 1, facility=f, at=T0 + timedelta(minutes=1),
+                               entry_id=f"W{i}-{r}-{f}") for f in order])
+                s.commit()
+
+    try:
+        run_threads(writer, n)
+    finally:
+        eng.dispose()
+    with session_factory(engine)() as s:
+        assert s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "dispense")) \
+            == rounds * n * 2
+        assert chain.verify(s).ok

@@ -33,7 +33,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from stock import errors as domain
-from stock.ledger import NewEntry, check_shape, post
+from stock.ledger import NewEntry, check_shape, lock_chains, post
 from stock.models import Facility, User
 from web import audit
 from web.access import require_roles, scope_of
@@ -279,8 +279,9 @@ class _Refused(Exception):
 def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exception]:
     """Post ``batches`` in one transaction and commit once (in a worker thread); if any of them
     fails, roll back and post each in a transaction of its own, so that each answers as it would
-    alone. On PostgreSQL the batches go in order of facility code: concurrent groups then take
-    the facilities' chain-head locks in the same order and cannot deadlock."""
+    alone. The group takes every facility's chain-head lock before its first write, in one order
+    (stock.ledger.lock_chains), so concurrent groups on PostgreSQL cannot deadlock, whichever
+    facilities their batches name and in whatever order."""
     answers: dict[int, JSONResponse | Exception] = {}
     # Large batches go alone: a group holds the write lock (SQLite) for as long as it runs.
     small = [i for i, b in enumerate(batches) if len(b.entries) <= GROUP_BATCH_MAX]
@@ -289,8 +290,8 @@ def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exceptio
             try:
                 known: dict = {}
                 audits: list[dict] = []
-                grouped = {i: record_batch(db, batches[i], known, audits)
-                           for i in sorted(small, key=lambda i: batches[i].facilities())}
+                lock_chains(db, [f for i in small for f in batches[i].facilities()])
+                grouped = {i: record_batch(db, batches[i], known, audits) for i in small}
                 audit.insert_rows(db, audits)
                 db.commit()
                 answers.update(grouped)
