@@ -223,12 +223,12 @@ def item_form(request: Request, code: str, user: User = Depends(admin), db: Sess
 
 
 @router.post("/items/{code}")
-async def update_item(request: Request, code: str, user: User = Depends(admin), db: Session = Depends(deps.db)):
+def update_item(request: Request, code: str, user: User = Depends(admin), db: Session = Depends(deps.db),
+                form: dict[str, str] = Depends(deps.form_fields)):
     """Set an item's protocol ceiling and controlled flag; the change is audited, old and new."""
     item = db.scalars(select(Item).where(Item.code == code).with_for_update()).first()
     if item is None:
         raise NotFound(f"no item {code!r}", field="code")
-    form = await request.form()
     values = {"max_dispense_quantity": str(form.get("max_dispense_quantity") or "")[:50],
               "controlled": form.get("controlled") in ("1", "on", "true")}
     ceiling, error = parse_ceiling(request.state.lang, values["max_dispense_quantity"], item.unit)

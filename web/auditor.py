@@ -322,9 +322,9 @@ def flag_page(request: Request, flag_id: str, user: User = Depends(reviewer), db
 
 
 @router.post("/{flag_id}/actions")
-async def flag_action(request: Request, flag_id: str, user: User = Depends(reviewer), db: Session = Depends(deps.db)):
+def flag_action(request: Request, flag_id: str, user: User = Depends(reviewer), db: Session = Depends(deps.db),
+                form: dict[str, str] = Depends(deps.form_fields)):
     flag = flag_in_scope(db, user, flag_id)
-    form = await request.form()
     values = {k: str(form.get(k) or "") for k in ("action", "comment", "assignee")}
     try:
         apply_action(request, db, user, flag, values["action"], values["comment"], values["assignee"] or None)

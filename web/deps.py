@@ -47,4 +47,18 @@ async def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-__all__ = ["db", "read_db", "settings"]
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form's text fields, read on the event loop. A route that takes its form this way
+    can be a plain function, which FastAPI runs in a worker thread: a route that works with the
+    database must never run on the event loop, where a wait for the write lock would hold up
+    every other request."""
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def body(request: Request) -> bytes:
+    """The request's raw body, read on the event loop (see ``form_fields``)."""
+    return await request.body()
+
+
+__all__ = ["db", "read_db", "settings", "form_fields", "body"]

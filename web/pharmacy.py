@@ -345,11 +345,6 @@ def _page(request: Request, fac: Facility, name: str, ctx: dict, status: int = 2
                    "today": _today(request, fac), **ctx}, status_code=status)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -403,13 +398,12 @@ def _scanned_pack(request: Request, values: dict, item: Item, errors: dict) -> s
 
 
 @router.post("/{facility}/scan")
-async def scan_fill(request: Request, facility: str, page: str = "dispense",
-                    user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
+def scan_fill(request: Request, facility: str, page: str = "dispense",
+                    user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db), values: dict[str, str] = Depends(deps.form_fields)):
     """htmx: the form, filled from its Scan field (or with the scan's problem next to it), typed
     input kept. Records nothing; the form's own submit does. Always 200 so htmx swaps it in."""
     fac = _acting(db, user, facility)
     page = page if page in SCAN_PAGES else "dispense"
-    values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
     if not values.get("scan", "").strip():
@@ -517,10 +511,9 @@ def dispense_form(request: Request, facility: str, done: str = "", user: User = 
 
 
 @router.post("/{facility}/dispense")
-async def dispense_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
-                          db: Session = Depends(deps.db)):
+def dispense_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                          db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     fac = _acting(db, user, facility)
-    values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
     # Without scripts a scanner's Enter submits the form: fill it from the scan, and record only
@@ -588,10 +581,9 @@ def _receipt_page(request: Request, fac: Facility, values: dict, *, errors: dict
 
 
 @router.post("/{facility}/receipt")
-async def receipt_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
-                         db: Session = Depends(deps.db)):
+def receipt_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                         db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     fac = _acting(db, user, facility)
-    values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
     scanned = _apply_scan(request, db, values, errors)
@@ -647,10 +639,9 @@ def transfer_out_form(request: Request, facility: str, done: str = "",
 
 
 @router.post("/{facility}/transfer-out")
-async def transfer_out_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
-                              db: Session = Depends(deps.db)):
+def transfer_out_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                              db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     fac = _acting(db, user, facility)
-    values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
     to = values.get("counterparty_code", "").strip()
@@ -704,10 +695,9 @@ def transfers_in(request: Request, facility: str, done: str = "", user: User = D
 
 
 @router.post("/{facility}/transfers-in")
-async def transfer_in_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
-                             db: Session = Depends(deps.db)):
+def transfer_in_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                             db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     fac = _acting(db, user, facility)
-    values = await _form(request)
     entry_id = _form_id(values.get("entry_id"))
     out_id = values.get("out_entry_id", "").strip()
     stored = _stored(db, entry_id)
@@ -758,10 +748,9 @@ def loss_form(request: Request, facility: str, done: str = "", user: User = Depe
 
 
 @router.post("/{facility}/loss")
-async def loss_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
-                      db: Session = Depends(deps.db)):
+def loss_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                      db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     fac = _acting(db, user, facility)
-    values = await _form(request)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
     item = _item(request, db, values.get("item_code", ""), errors)
@@ -825,11 +814,10 @@ def count_form(request: Request, facility: str, done: int | None = None,
 
 
 @router.post("/{facility}/count")
-async def count_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
-                       db: Session = Depends(deps.db)):
+def count_submit(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                       db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     """Post a count for every line filled in, all in one transaction, or none."""
     fac = _acting(db, user, facility)
-    values = await _form(request)
     sheet_id = values.get("sheet_id", "").strip()[:36] or _fresh_id()
     values["sheet_id"] = sheet_id
     errors: dict[str, str] = {}
@@ -894,11 +882,10 @@ def today(request: Request, facility: str, done: str = "", user: User = Depends(
 
 
 @router.post("/{facility}/reverse")
-async def reverse_submit(request: Request, facility: str, user: User = Depends(require_roles(*REVERSERS)),
-                         db: Session = Depends(deps.db)):
+def reverse_submit(request: Request, facility: str, user: User = Depends(require_roles(*REVERSERS)),
+                         db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
     """Reverse one of the facility's entries by a compensating adjustment, with a stated reason."""
     fac = _acting(db, user, facility)
-    values = await _form(request)
     target_id = values.get("entry_id", "").strip()
     new_id = _form_id(values.get("new_id"))
     reason = values.get("reason", "").strip()

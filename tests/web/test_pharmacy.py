@@ -478,3 +478,34 @@ def test_receipt_scan_fills_item_lot_and_expiry_and_records_the_serial(live_serv
                   headers={"X-CSRF-Token": token, "HX-Request": "true"})
     assert htmx.status_code == 200 and 'id="receipt-form"' in htmx.text
     assert input_value(htmx.text, "expiry_date") == "2027-06-15" and input_value(htmx.text, "lot_number") == "B2"
+
+
+def test_a_form_waiting_for_the_ledger_does_not_hold_up_other_requests(live_server):
+    """While another writer holds H1's chain (on SQLite: the database's write lock), a dispense
+    posted for H1 waits for it in a worker thread; the server keeps answering everyone else."""
+    import threading
+    import time
+
+    from stock.models import ChainHead
+
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    other = live_server.client()
+    holder = live_server.app.state.sessions()
+    h1 = holder.scalar(select(Facility.id).where(Facility.code == "H1"))
+    holder.execute(select(ChainHead).where(ChainHead.facility_id == h1).with_for_update()).all()
+    answer: list[int] = []
+    waiting = threading.Thread(target=lambda: answer.append(dispense(c, token, entry_id).status_code))
+    try:
+        waiting.start()
+        time.sleep(0.5)  # the dispense is now queued behind the holder
+        assert not answer
+        started = time.monotonic()
+        assert other.get("/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - started < 2
+    finally:
+        holder.rollback()
+        holder.close()
+        waiting.join(30)
+    assert answer == [303]
+    assert stored(live_server, entry_id) is not None

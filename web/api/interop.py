@@ -89,11 +89,10 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
 @router.post("/fhir/bundle", response_model=FhirImportOut,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/fhir+json": {"schema": BUNDLE_SCHEMA}, "application/json": {"schema": BUNDLE_SCHEMA}}}})
-async def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
-                      db: Session = Depends(deps.db)) -> JSONResponse:
+def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
+                db: Session = Depends(deps.db), data: bytes = Depends(deps.body)) -> JSONResponse:
     """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
     Problems come back as a list, each naming the bundle entry, the path and the problem."""
-    data = await request.body()
     now = datetime.now(timezone.utc)
     try:
         report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now)
@@ -173,10 +172,10 @@ class Dhis2Out(BaseModel):
 
 @router.post("/dhis2/{period}", response_model=Dhis2Out,
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": MAPPING_SCHEMA}}}})
-async def dhis2_data_values(request: Request, period: str,
-                            facility: str | None = Query(None, description="facility code; default: all in your scope"),
-                            user: User = Depends(current_user),
-                            db: Session = Depends(deps.read_db)) -> JSONResponse:
+def dhis2_data_values(request: Request, period: str,
+                      facility: str | None = Query(None, description="facility code; default: all in your scope"),
+                      user: User = Depends(current_user),
+                      db: Session = Depends(deps.read_db), body: bytes = Depends(deps.body)) -> JSONResponse:
     """A month's (``YYYY-MM``) stock on hand, consumption and stockout days per facility and item
     as a DHIS2 dataValueSets payload, for the mapping posted as the body (the same JSON as `dawa
     dhis2 export --mapping`). Only facilities in your scope are sent or named; what is unmapped is
@@ -191,7 +190,7 @@ async def dhis2_data_values(request: Request, period: str,
     else:
         codes = {f.code for f in visible_facilities(db, user)}
     try:
-        data = json.loads(await request.body())
+        data = json.loads(body)
     except ValueError:
         raise InvalidEntry("the body is not JSON: post the mapping", field="mapping") from None
     try:
