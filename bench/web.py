@@ -40,10 +40,8 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -62,10 +60,10 @@ import httpx  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 import migrations  # noqa: E402
+from sample_data import SMALL  # noqa: E402
 from stock.db import make_engine, session_factory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL_SAMPLE = ROOT / "sample_data" / "small"
 DAWA = Path(sys.executable).with_name("dawa")
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench-password-" + "x" * 12
@@ -200,7 +198,7 @@ def prepare_load_db(url: str) -> LoadWorld:
                                                 "argon2_parallelism": 1})
     initial = Decimal(10_000_000)
     with session_factory(engine)() as s:
-        import_dataset(s, SMALL_SAMPLE)
+        import_dataset(s, SMALL)
         facilities = list(s.scalars(select(Facility.code).where(Facility.kind != "warehouse").order_by(Facility.code)))
         item = s.scalar(select(Item.code).where(Item.controlled.is_(False)).order_by(Item.code))
         cards = list(s.scalars(select(Patient.health_card_id).where(Patient.deceased_on.is_(None))

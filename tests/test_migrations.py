@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -20,8 +19,8 @@ from stock.db import make_engine, session_factory
 from stock.importer import import_dataset
 from stock.models import Base
 from tests.conftest import PgSchema, _pg_or_skip
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[1] / "sample_data" / "small"
 
 
 def test_models_and_migrations_agree(engine):

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from anomaly.baselines import _modified_z
 from anomaly.evaluate import (Evaluation, NoGroundTruth, Truth, evaluate, format_report, measure)
 from web.cli import app
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 # Measured with the prescriptions, no_prescription and patients detectors: recall at budget 0.40
 # (8 of 20 incidents: over_dispense, ghost_patient, deceased_patient, no_prescription_controlled),

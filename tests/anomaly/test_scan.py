@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -21,8 +20,8 @@ from stock.errors import InvalidEntry
 from stock.importer import import_dataset
 from tests.anomaly.helpers import at, post_all, stocked
 from tests.stock.builders import entry
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 
 @pytest.fixture

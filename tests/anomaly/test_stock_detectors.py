@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,8 @@ from stock.settings import Detection
 from tests.anomaly.helpers import at, post_all, run, stocked
 from tests.conftest import PgSchema, _pg_or_skip, make_sqlite
 from tests.stock.builders import entry
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 CARD = "LY0000000001"
 
 

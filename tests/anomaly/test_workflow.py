@@ -4,7 +4,6 @@ on SQLite and PostgreSQL over the small sample imported and scanned."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -17,8 +16,8 @@ from anomaly.workflow import ACTIONS, TRANSITIONS, IllegalTransition, act, allow
 from stock.errors import InvalidEntry
 from stock.importer import import_dataset
 from stock.models import User
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 
 

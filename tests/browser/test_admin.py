@@ -4,7 +4,6 @@ right to left, and finds her own and her region's records only. Screenshots of b
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,8 +14,8 @@ from stock.models import Facility
 from stock.settings import Settings
 from web import audit
 from tests.web.conftest import CHEAP_HASHING, PASSWORD
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 
 @pytest.fixture

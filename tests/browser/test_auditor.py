@@ -3,7 +3,6 @@ it, confirms it, and sees both steps in the timeline. Screenshots of the queue a
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -14,8 +13,8 @@ from stock.db import session_factory
 from stock.importer import import_dataset
 from stock.settings import Settings
 from tests.web.conftest import CHEAP_HASHING, PASSWORD
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from sample_data.generator import FILES, GenerationSummary, generate, main
 from sample_data.scenarios import SCENARIOS
+from sample_data import SMALL
 
 CONTRACT = {
     "facilities.csv": ["code", "name", "region", "kind", "parent_code"],
@@ -400,7 +401,7 @@ def test_command_line_writes_a_data_set(tmp_path, capsys):
 
 
 def test_committed_small_set_is_the_generators_output_and_valid(tmp_path):
-    committed = Path(__file__).resolve().parents[2] / "sample_data" / "small"
+    committed = SMALL
     if not (committed / "ledger.csv").exists():
         pytest.skip("sample_data/small has not been generated")
     generate(tmp_path, seed=1, scale=0.05)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from sample_data import SMALL
 from stock import balances, chain
 from stock.db import session_factory
 from stock.importer import ImportFailed, import_dataset
@@ -247,7 +248,6 @@ def test_ledger_only_import_against_existing_master_data(session, tmp_path):
     shutil.rmtree(only)
 
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 
 def test_sample_dataset_imports_and_reimports(session):

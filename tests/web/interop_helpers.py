@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 import migrations
+from sample_data import SMALL
 from stock.db import session_factory
 from stock.importer import import_dataset
 from tests.conftest import PgSchema, _pg_or_skip, make_sqlite
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 
 
 def import_small(session) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import hypothesis
 import pytest
@@ -48,8 +47,8 @@ from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Pre
 from tests.web.conftest import PASSWORD, Served, make_settings
 from web import auth
 from web.interop import fhir
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 MAX_EXAMPLES = int(os.environ.get("DAWA_FUZZ_EXAMPLES", "30"))
 PG_EXAMPLES = max(MAX_EXAMPLES // 5, 5)
 

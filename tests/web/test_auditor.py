@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,8 +17,8 @@ from stock.db import session_factory
 from stock.importer import import_dataset
 from tests.web.conftest import PASSWORD, LiveServer, Served, csrf_of, make_settings
 from web.models import AuditRecord
+from sample_data import SMALL
 
-SMALL = Path(__file__).resolve().parents[2] / "sample_data" / "small"
 USERS = {
     "aud_trp": ("auditor", None, "Tripoli"),
     "aud_trp2": ("auditor", None, "Tripoli"),
