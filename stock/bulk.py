@@ -729,10 +729,9 @@ def _drop_lookup_indexes(cur, adding: int) -> list[str]:
     if adding < BULK_INDEX_THRESHOLD or adding < existing:
         return []
     keep_unique = cur.execute("PRAGMA foreign_keys").fetchone()[0]
-    ddl = [sql for (sql,) in cur.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_entry' "
-        "AND sql IS NOT NULL AND (? = 0 OR sql NOT LIKE 'CREATE UNIQUE%')", (keep_unique,))]
-    for stmt in ddl:
-        name = stmt.split()[3 if stmt.startswith("CREATE UNIQUE") else 2]
-        cur.execute(f"DROP INDEX {name}")
-    return ddl
+    indexes = cur.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_entry' "
+        "AND sql IS NOT NULL AND (? = 0 OR sql NOT LIKE 'CREATE UNIQUE%')", (keep_unique,)).fetchall()
+    for name, _sql in indexes:
+        cur.execute(f'DROP INDEX "{name}"')
+    return [sql for _name, sql in indexes]

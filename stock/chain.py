@@ -41,6 +41,8 @@ def refused_character(value: str) -> str | None:
         if ch in value:
             return f"contains the control character U+{ord(ch):04X}, which an entry cannot hold"
     return None
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # The canonical field order. Changing it invalidates every stored chain: never reorder, only

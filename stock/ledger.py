@@ -191,7 +191,7 @@ def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime 
     session.flush()
     conn = session.connection()
     pg = conn.dialect.name == "postgresql"
-    if pg and len(entries) > 1:
+    if len(entries) > 1:
         lock_chains(session, [e.facility_code for e in entries])
     return [_post_one(session, conn, pg, e, now) for e in entries]
 

@@ -221,7 +221,8 @@ async def post_entries(request: Request, body: Any = Depends(json_body),
     one entry is new, 200 when all were recorded before."""
     # A small batch is checked on the event loop (no database, a fraction of a millisecond); a
     # large one in a worker thread, so that the loop keeps serving other requests meanwhile.
-    small = isinstance(body, dict) and isinstance(body.get("entries"), list) and len(body["entries"]) <= 20
+    small = (isinstance(body, dict) and isinstance(body.get("entries"), list)
+             and len(body["entries"]) <= GROUP_BATCH_MAX)
     try:
         entries, problems = parse_batch(body, user) if small else await anyio.to_thread.run_sync(
             parse_batch, body, user)
@@ -230,6 +231,9 @@ async def post_entries(request: Request, body: Any = Depends(json_body),
     return await _writer(request).submit(Batch(request, user, body["entries"], entries, problems))
 
 
+GROUP_BATCH_MAX = 20
+"""A small batch: checked on the event loop and posted in a group. Batches of more entries than
+this are checked in a worker thread and posted in a transaction of their own."""
 PG_GROUPS = 2
 """Groups of batches posted at once on PostgreSQL: one runs while another waits on its commit's
 flush to disk. SQLite takes one writer at a time, so one group."""
@@ -301,10 +305,6 @@ def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exceptio
         if i not in answers:
             answers[i] = record_alone(sessions, b)
     return [answers[i] for i in range(len(batches))]
-
-
-GROUP_BATCH_MAX = 20
-"""Batches of more entries than this are posted in a transaction of their own."""
 
 
 def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
