@@ -54,6 +54,10 @@ INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", 
                   "quantity", "effect", "book_quantity", "occurred_at", "recorded_at", "recorded_by",
                   "patient_id", "prescription_ref", "counterparty", "counterparty_facility_id",
                   "reason", "document_number", "reverses", "serial_number")
+NULLABLE_COLUMNS = frozenset({"book_quantity", "patient_id", "prescription_ref", "counterparty",
+                              "counterparty_facility_id", "reason", "document_number", "reverses",
+                              "serial_number"})
+"""INSERT_COLUMNS that hold NULL where an entry has no value (see ``null_value``)."""
 NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 REPORT_EVERY = 50_000
 BULK_INDEX_THRESHOLD = 50_000
@@ -88,11 +92,11 @@ def lookup(values: pd.Series, mapping: dict, missing: int = -1) -> np.ndarray:
     return np.append(table, missing)[codes]  # code -1 (a missing value) takes the last slot
 
 
-def ids_or_none(values: pd.Series, mapping: dict) -> list:
-    """``mapping[v]`` as a Python int, or None where the value is '' or not in ``mapping``."""
+def ids_or_none(values: pd.Series, mapping: dict, missing: str | None = None) -> list:
+    """``mapping[v]`` as a Python int, or ``missing`` where the value is '' or not in ``mapping``."""
     ids = lookup(values, mapping)
     out = ids.astype(object)
-    out[(ids == -1) | (values == "").to_numpy()] = None
+    out[(ids == -1) | (values == "").to_numpy()] = missing
     return out.tolist()
 
 
@@ -110,7 +114,7 @@ def patient_ids(session: Session, cards: list[str]) -> PatientIds:
         if missing:
             newest = max(ids.values(), default=0)
             cur.executemany(f"INSERT INTO patient (health_card_id, registered) VALUES ({ph}, {ph})",
-                            [(c, False) for c in missing])
+                            [(c, db_bool(session, False)) for c in missing])
             # Ids only grow: the rows just added are the ones above the newest seen.
             cur.execute(f"SELECT health_card_id, id FROM patient WHERE id > {ph}", (newest,))
             ids.update(cur.fetchall())
@@ -119,16 +123,39 @@ def patient_ids(session: Session, cards: list[str]) -> PatientIds:
     return PatientIds(ids, len(missing))
 
 
-def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple]) -> int:
+def null_value(session: Session) -> str | None:
+    """What a bulk write hands the driver for SQL NULL.
+
+    On SQLite it is '', which the INSERT turns back into NULL (see ``insert_sql``): the sqlite3
+    module binds a str directly but sends None through its adapter lookup, which cost more than
+    all the rest of binding a ledger row (about 4 s of 9 s for a million rows). On PostgreSQL
+    (COPY, executemany) it is None."""
+    return "" if session.get_bind().dialect.name == "sqlite" else None
+
+
+def insert_sql(session: Session, table: str, columns: tuple[str, ...], nullable: frozenset[str] = frozenset()) -> str:
+    """An INSERT of ``columns`` for the driver's executemany. On SQLite each column in
+    ``nullable`` is written NULLIF(?, ''), so that '' (``null_value``) stores NULL."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    marks = ["NULLIF(?, '')" if sqlite and c in nullable else ("?" if sqlite else "%s") for c in columns]
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"
+
+
+def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple],
+                nullable: frozenset[str] = frozenset()) -> int:
     """Insert or update master-data rows through the driver: ``rows[i][0]`` is the natural key
     (the first of ``columns``). A row equal to what is stored is left alone, so re-importing the
     same file writes nothing. Values must be as the driver stores and returns them (see
-    ``db_date``). Returns how many rows were inserted or changed."""
+    ``db_date``), with ``null_value`` for NULL in the ``nullable`` columns. Returns how many rows
+    were inserted or changed."""
     session.flush()
     raw, ph = _driver(session)
+    nul = null_value(session)
+    # Stored NULLs read back as ``nul``, so that a row compares equal to what it would store.
+    read = [c if c not in nullable or nul is None else f"IFNULL({c}, '')" for c in columns]
     cur = raw.cursor()
     try:
-        cur.execute(f"SELECT {', '.join(columns)}, id FROM {table}")
+        cur.execute(f"SELECT {', '.join(read)}, id FROM {table}")
         stored = {r[0]: r for r in cur.fetchall()}
         new, changed = [], []
         for r in rows:
@@ -138,10 +165,10 @@ def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: li
             elif tuple(old[:-1]) != r:
                 changed.append((*r[1:], old[-1]))
         if new:
-            cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) "
-                            f"VALUES ({', '.join([ph] * len(columns))})", new)
+            cur.executemany(insert_sql(session, table, columns, nullable), new)
         if changed:
-            sets = ", ".join(f"{c} = {ph}" for c in columns[1:])
+            sets = ", ".join(f"{c} = NULLIF({ph}, '')" if nul == "" and c in nullable else f"{c} = {ph}"
+                             for c in columns[1:])
             cur.executemany(f"UPDATE {table} SET {sets} WHERE id = {ph}", changed)
     finally:
         cur.close()
@@ -149,11 +176,18 @@ def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: li
     return len(new) + len(changed)
 
 
-def db_date(session: Session):
-    """How a contract date (validated 'YYYY-MM-DD' text, or '') is handed to the driver."""
+def db_dates(session: Session, values: list[str]) -> list:
+    """Contract dates (validated 'YYYY-MM-DD' text, or '') as the driver is handed them: SQLite
+    stores the text itself ('' stands for none, see ``null_value``); PostgreSQL takes dates."""
     if session.get_bind().dialect.name == "sqlite":
-        return lambda v: v or None
-    return lambda v: date.fromisoformat(v) if v else None
+        return values
+    return [date.fromisoformat(v) if v else None for v in values]
+
+
+def db_bool(session: Session, value: bool) -> bool | int:
+    """A boolean as the driver is handed it: SQLite stores 0 and 1, and the sqlite3 module binds
+    an int directly but sends a bool through its adapter lookup (see ``null_value``)."""
+    return int(value) if session.get_bind().dialect.name == "sqlite" else value
 
 
 def _content_key(cols: dict[str, list], i: int) -> tuple:
@@ -540,8 +574,9 @@ def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
         taken.add(target)
 
 
-def _none(values: list[str]) -> list[str | None]:
-    return [v or None for v in values]
+def _none(values: list[str], nul: str | None) -> list[str | None]:
+    """Text cells with '' as ``nul`` (see ``null_value``)."""
+    return values if nul == "" else [v or nul for v in values]
 
 
 TEXT = pa.large_string()
@@ -643,20 +678,22 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
         heads[int(fid)] = [int(sq), prev[int(fid)]]
 
     dialect = session.get_bind().dialect.name
+    nul = null_value(session)
     cps = df["counterparty_code"]
-    cp_ids = ids_or_none(cps, facilities)
-    patient_col = ids_or_none(cards, patients.ids)
+    cp_ids = ids_or_none(cps, facilities, nul)
+    patient_col = ids_or_none(cards, patients.ids, nul)
     book = np.where(is_count, plan.book, 0).astype("int64").tolist()
-    book = [b if c else None for b, c in zip(book, is_count.tolist())]
+    book = [b if c else nul for b, c in zip(book, is_count.tolist())]
     rows = zip(
         df["entry_id"].tolist(), fids, seq.tolist(), hashes, df["kind"].tolist(), iids_np.tolist(),
         lot_ids.tolist(), qty.tolist(), eff.tolist(), book,
         _timestamps_text(df["_occ"].to_numpy(), dialect),
         repeat(_timestamps_text(rec[:1], dialect)[0], m) if one_time else _timestamps_text(rec, dialect),
         df["recorded_by"].tolist(),
-        patient_col, _none(df["prescription_id"].tolist()),
-        _none(cps.tolist()), cp_ids, _none(df["reason"].tolist()), _none(df["document_number"].tolist()),
-        _none(df["reverses"].tolist()), _none(df["serial_number"].tolist()),
+        patient_col, _none(df["prescription_id"].tolist(), nul),
+        _none(cps.tolist(), nul), cp_ids, _none(df["reason"].tolist(), nul),
+        _none(df["document_number"].tolist(), nul),
+        _none(df["reverses"].tolist(), nul), _none(df["serial_number"].tolist(), nul),
     )
     _insert_rows(session, dialect, rows, m, progress)
     result.added = m
@@ -699,7 +736,7 @@ def _insert_rows(session: Session, dialect: str, rows, m: int, progress) -> None
                 if done % REPORT_EVERY == 0:
                     progress("writing", done, m)
     else:
-        sql = f"INSERT INTO ledger_entry ({cols}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
+        sql = insert_sql(session, "ledger_entry", INSERT_COLUMNS, NULLABLE_COLUMNS)
         cur = raw.cursor()
         rebuild = _drop_lookup_indexes(cur, m)
         rows = iter(rows)

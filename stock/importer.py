@@ -63,16 +63,16 @@ class ImportReport:
     files: list[str] = field(default_factory=list)
 
 
-def _nones(s: pd.Series) -> list:
-    """Text cells with '' as None."""
-    return [v or None for v in s.tolist()]
+def _nones(s: pd.Series, nul: str | None) -> list:
+    """Text cells with '' as ``nul`` (see ``bulk.null_value``)."""
+    return s.tolist() if nul == "" else [v or nul for v in s.tolist()]
 
 
-def _optional_ints(s: pd.Series) -> list:
-    """Numbers (NaN where missing) as Python ints and None."""
+def _optional_ints(s: pd.Series, nul: str | None) -> list:
+    """Numbers (NaN where missing) as Python ints, ``nul`` where missing."""
     missing = s.isna().to_numpy()
     values = s.fillna(0).astype("int64").tolist()
-    return [None if m else v for v, m in zip(values, missing.tolist())] if missing.any() else values
+    return [nul if m else v for v, m in zip(values, missing.tolist())] if missing.any() else values
 
 
 def _codes(session: Session, model) -> dict[str, int]:
@@ -266,12 +266,13 @@ def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Prob
                  lambda i: f"unknown facility {home.iat[i]!r}")
     if sheet.problems:
         return sheet.problems
-    as_date = bulk.db_date(session)
-    rows = list(zip(sheet.col("health_card_id").tolist(), _optional_ints(years), _nones(sheet.col("sex")),
-                    bulk.ids_or_none(home, facilities), [as_date(d) for d in sheet.col("deceased_on").tolist()],
-                    repeat(True)))
+    nul = bulk.null_value(session)
+    rows = list(zip(sheet.col("health_card_id").tolist(), _optional_ints(years, nul), _nones(sheet.col("sex"), nul),
+                    bulk.ids_or_none(home, facilities, nul), bulk.db_dates(session, sheet.col("deceased_on").tolist()),
+                    repeat(bulk.db_bool(session, True))))
     bulk.upsert_rows(session, "patient", ("health_card_id", "birth_year", "sex", "home_facility_id",
-                                          "deceased_on", "registered"), rows)
+                                          "deceased_on", "registered"), rows,
+                     nullable=frozenset({"birth_year", "sex", "home_facility_id", "deceased_on"}))
     report.patients = len(rows)
     return []
 
@@ -297,14 +298,14 @@ def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list
     cards = sheet.col("health_card_id")
     patients = bulk.patient_ids(session, cards.tolist())
     report.unregistered_patients += patients.created
-    as_date = bulk.db_date(session)
+    nul = bulk.null_value(session)
     rows = list(zip(sheet.col("prescription_id").tolist(), bulk.lookup(cards, patients.ids).tolist(),
                     bulk.lookup(fac, facilities).tolist(), sheet.col("prescriber").tolist(),
                     bulk.lookup(item, items).tolist(), qty.tolist(), days.astype("int64").tolist(),
-                    [as_date(d) for d in sheet.col("issued_on").tolist()], _nones(sheet.col("diagnosis_code"))))
+                    bulk.db_dates(session, sheet.col("issued_on").tolist()), _nones(sheet.col("diagnosis_code"), nul)))
     bulk.upsert_rows(session, "prescription", ("code", "patient_id", "facility_id", "prescriber", "item_id",
                                                "quantity", "days_supply", "issued_on", "diagnosis_code"),
-                     rows)
+                     rows, nullable=frozenset({"diagnosis_code"}))
     report.prescriptions = len(rows)
     return []
 

@@ -250,6 +250,57 @@ def test_ledger_only_import_against_existing_master_data(session, tmp_path):
 
 
 
+def test_empty_cells_are_stored_as_null(session, tmp_path):
+    """An empty cell is stored as NULL, never as '', in the ledger and in master data (on SQLite the
+    bulk writes hand the driver '' and the INSERT turns it into NULL). A re-import that empties a
+    master-data cell sets it back to NULL; an unchanged re-import writes nothing."""
+    from sqlalchemy import text
+
+    def one(sql):
+        return session.execute(text(sql)).one()
+
+    import_dataset(session, write_dataset(tmp_path / "ds"))
+    session.commit()
+    empty = " OR ".join(f"{c} = ''" for c in ("prescription_ref", "counterparty", "reason", "document_number",
+                                               "reverses", "serial_number"))
+    assert one(f"SELECT count(*) FROM ledger_entry WHERE {empty}") == (0,)
+    receipt = one("SELECT patient_id, prescription_ref, book_quantity, reason, reverses, serial_number, "
+                  "counterparty_facility_id, counterparty, document_number FROM ledger_entry WHERE entry_id = 'R1'")
+    assert tuple(receipt) == (None, None, None, None, None, None, None, "MEDIPHARM", "GRN-1")
+    dispense = one("SELECT p.health_card_id, e.prescription_ref, e.counterparty_facility_id FROM ledger_entry e "
+                   "JOIN patient p ON p.id = e.patient_id WHERE e.entry_id = 'D1'")
+    assert tuple(dispense) == ("LY0000000001", "RX1", None)
+    assert one("SELECT book_quantity, reverses FROM ledger_entry WHERE entry_id = 'C1'")[0] == 163_000
+    assert one("SELECT reverses FROM ledger_entry WHERE entry_id = 'V1'") == ("D4",)
+    assert one("SELECT count(*) FROM ledger_entry e JOIN facility f ON f.id = e.counterparty_facility_id "
+               "WHERE f.code = 'H1' AND e.kind = 'transfer_out'") == (2,)
+    if session.get_bind().dialect.name == "sqlite":
+        assert one("SELECT typeof(patient_id), typeof(book_quantity) FROM ledger_entry WHERE entry_id = 'C1'") \
+            == ("null", "integer")
+        assert one("SELECT typeof(patient_id) FROM ledger_entry WHERE entry_id = 'D1'") == ("integer",)
+    patient = "SELECT birth_year, sex, home_facility_id, deceased_on, registered FROM patient WHERE health_card_id = '{}'"
+    first = one(patient.format("LY0000000001"))
+    assert first[:2] == (1970, "F") and first[2] is not None and first[3] is None and bool(first[4])
+    assert one("SELECT diagnosis_code FROM prescription WHERE code = 'RX1'") == ("C50.9",)
+    assert not bool(one(patient.format("LY9999999999"))[4])
+
+    again = import_dataset(session, write_dataset(tmp_path / "ds"))
+    session.commit()
+    assert again.entries_added == 0
+
+    emptied = write_dataset(
+        tmp_path / "emptied",
+        patients=None, prescriptions=None,
+        **{"patients.csv": "health_card_id,birth_year,sex,home_facility_code,deceased_on\n"
+                           "LY0000000001,,,,\nLY0000000002,1950,M,H1,2026-02-01\n",
+           "prescriptions.csv": PRESCRIPTIONS.replace(",C50.9", ",")})
+    import_dataset(session, emptied)
+    session.commit()
+    assert tuple(one(patient.format("LY0000000001"))[:4]) == (None, None, None, None)
+    assert one(patient.format("LY0000000002"))[:2] == (1950, "M")
+    assert one("SELECT diagnosis_code FROM prescription WHERE code = 'RX1'") == (None,)
+
+
 def test_sample_dataset_imports_and_reimports(session):
     """The committed generated set imports whole, verifies, and a second import adds nothing."""
     rows = sum(1 for _ in (SMALL / "ledger.csv").open(encoding="utf-8")) - 1
