@@ -11,8 +11,11 @@ Prints figures and side-by-side ratios measured in the same run:
   that whole time. The ledger phase alone (reading ledger.csv to the end of the import, before
   the commit) is reported apart, and so are CPU seconds: other jobs on the machine slow wall
   time, which the load average printed beside the figures shows;
-  A diagnostic line beside it inserts the rows as the import stored them (the ledger table's 21
-  columns: resolved ids, hashes, timestamps) into a bare table the same way;
+  Diagnostic lines beside it insert the rows as the import stored them (the ledger table's 21
+  columns: resolved ids, hashes, timestamps), bound as the import binds them: into a bare table
+  the same way, and into a fresh table with the ledger's own schema, building its indexes and
+  committing. The last is the floor: what SQLite alone takes for any import into this schema,
+  before any reading, checking or hashing, and without master data;
 - `ledger verify` (target: >= 200,000 rows/s);
 - stock on hand for one facility at 10,000 and at N ledger rows (target: p95 within 1.5x).
 """
@@ -107,8 +110,9 @@ def bench_import(ds: Path, db: Path) -> ImportRun:
     return ImportRun(elapsed, ledger, cpu, report.entries_added, master, engine)
 
 
-def bare_insert(db: Path, columns: list[str], rows: list[tuple]) -> tuple[float, float, int]:
-    """Plain sqlite3 executemany of ``rows`` into a fresh bare table of ``columns``, one transaction."""
+def bare_insert(db: Path, columns: list[str], rows: list[tuple], values: str | None = None) -> tuple[float, float, int]:
+    """Plain sqlite3 executemany of ``rows`` into a fresh bare table of ``columns``, one transaction
+    (``values``: the VALUES list, one ? per column unless given)."""
     for p in db.parent.glob(db.name + "*"):
         p.unlink()
     con = sqlite3.connect(db, isolation_level=None)
@@ -117,7 +121,7 @@ def bare_insert(db: Path, columns: list[str], rows: list[tuple]) -> tuple[float,
     con.execute(f"CREATE TABLE ledger ({', '.join(columns)})")
     cpu, t = time.process_time(), time.perf_counter()
     con.execute("BEGIN")
-    con.executemany(f"INSERT INTO ledger VALUES ({', '.join('?' * len(columns))})", rows)
+    con.executemany(f"INSERT INTO ledger VALUES ({values or ', '.join('?' * len(columns))})", rows)
     con.execute("COMMIT")
     elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
     con.close()
@@ -133,15 +137,54 @@ def bench_bare(ds: Path, db: Path) -> tuple[float, float, int]:
     return bare_insert(db, [h + " TEXT" for h in header], rows)
 
 
-def bench_bare_stored(engine, db: Path) -> tuple[float, float, int]:
-    """Diagnostic, not the target's baseline: plain executemany of the rows as the import stored
-    them (ids resolved, hashes, timestamps as text: the ledger table's columns) into a bare table
-    with those columns and no constraint or index. Set against the figure above, it tells how much
-    of the gap is the stored rows' shape and how much is the import's own work."""
+def stored_rows(engine) -> tuple[list[str], set[str], list[tuple]]:
+    """The ledger table's columns (but id), which of them are nullable, and its rows as the import
+    hands them to the driver ('' for NULL, see stock.bulk.null_value), in storage order."""
     with engine.connect() as conn:
-        cols = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(ledger_entry)") if r[1] != "id"]
-        rows = conn.exec_driver_sql(f"SELECT {', '.join(cols)} FROM ledger_entry ORDER BY id").fetchall()
-    return bare_insert(db, cols, [tuple(r) for r in rows])
+        info = [r for r in conn.exec_driver_sql("PRAGMA table_info(ledger_entry)") if r[1] != "id"]
+        cols = [r[1] for r in info]
+        nullable = {r[1] for r in info if not r[3]}
+        read = [f"IFNULL({c}, '')" if c in nullable else c for c in cols]
+        rows = conn.exec_driver_sql(f"SELECT {', '.join(read)} FROM ledger_entry ORDER BY id").fetchall()
+    return cols, nullable, [tuple(r) for r in rows]
+
+
+def bench_bare_stored(cols: list[str], nullable: set[str], rows: list[tuple], db: Path) -> tuple[float, float, int]:
+    """Diagnostic, not the target's baseline: plain executemany of the rows as the import stores
+    them (ids resolved, hashes, timestamps as text: the ledger table's columns) into a bare table
+    with those columns and no constraint or index, bound as the import binds them. Set against
+    the baseline, it tells how much of the gap is the stored rows' shape."""
+    values = ", ".join("NULLIF(?, '')" if c in nullable else "?" for c in cols)
+    return bare_insert(db, cols, rows, values)
+
+
+def bench_floor(engine, cols: list[str], nullable: set[str], rows: list[tuple], db: Path) -> tuple[float, float, int]:
+    """Diagnostic: the least any import into the ledger's schema can take in SQLite. The stored
+    rows go into a fresh table with the ledger's own DDL (constraints, the same pragmas as the
+    application's connections), bound as the import binds them; then the ledger's indexes are
+    built (as a large import rebuilds them) and the transaction commits. No Python work at all:
+    no reading, checking, simulating or hashing, no master data."""
+    with engine.connect() as conn:
+        ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entry'").scalar()
+        indexes = [r[0] for r in conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger_entry' AND sql IS NOT NULL")]
+    for p in db.parent.glob(db.name + "*"):
+        p.unlink()
+    floor = make_engine(f"sqlite:///{db}")
+    with floor.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute(ddl)
+        raw.execute("PRAGMA foreign_keys=OFF")  # as in the import's transaction (stock.db.FOREIGN_KEYS_OFF)
+        values = ", ".join("NULLIF(?, '')" if c in nullable else "?" for c in cols)
+        cpu, t = time.process_time(), time.perf_counter()
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany(f"INSERT INTO ledger_entry ({', '.join(cols)}) VALUES ({values})", rows)
+        for sql in indexes:
+            raw.execute(sql)
+        raw.execute("COMMIT")
+        elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
+    floor.dispose()
+    return elapsed, cpu, len(rows)
 
 
 def bench_verify(engine) -> tuple[float, float, int]:
@@ -196,7 +239,10 @@ def main() -> None:
     bare_s, bare_cpu, bare_n = bench_bare(big, args.workdir / "bare.sqlite")
     imp = bench_import(big, args.workdir / "big.sqlite")
     ver_s, ver_cpu, ver_n = bench_verify(imp.engine)
-    stored_s, stored_cpu, stored_n = bench_bare_stored(imp.engine, args.workdir / "bare-stored.sqlite")
+    cols, nullable, rows = stored_rows(imp.engine)
+    stored_s, stored_cpu, stored_n = bench_bare_stored(cols, nullable, rows, args.workdir / "bare-stored.sqlite")
+    floor_s, floor_cpu, floor_n = bench_floor(imp.engine, cols, nullable, rows, args.workdir / "floor.sqlite")
+    del rows
     small_run = bench_import(small, args.workdir / "small.sqlite")
     facility = busiest_facility(small)
     small_p50, small_p95 = bench_on_hand(small_run.engine, facility)
@@ -217,6 +263,9 @@ def main() -> None:
     print(f"{'ratio ledger phase / bare executemany':<52}{imp.rows / imp.ledger_seconds / bare_rate:>12.2f}")
     print(f"{'  diagnostic: bare executemany of the stored rows':<52}{stored_n / stored_s:>12,.0f}{'':>14}{stored_cpu:>9.1f}")
     print(f"{'  diagnostic: ratio ledger phase / that':<52}{imp.rows / imp.ledger_seconds / (stored_n / stored_s):>12.2f}")
+    print(f"{'  floor: stored rows into the ledger schema (rows/s)':<52}{floor_n / floor_s:>12,.0f}{'':>14}{floor_cpu:>9.1f}")
+    print(f"{'    insert, build its indexes, commit: s':<52}{floor_s:>12.1f}")
+    print(f"{'    ratio floor / bare executemany':<52}{floor_n / floor_s / bare_rate:>12.2f}")
     print(f"{'ledger verify (rows/s)':<52}{ver_n / ver_s:>12,.0f}{'>= 200,000':>14}{ver_cpu:>9.1f}")
     print(f"{'on hand, ' + facility + ', ' + format(args.small, ',') + ' rows: p50 / p95 (ms)':<52}"
           f"{small_p50 * 1e3:>5.2f} / {small_p95 * 1e3:>4.2f}")

@@ -88,7 +88,8 @@ def lookup(values: pd.Series, mapping: dict, missing: int = -1) -> np.ndarray:
     """``mapping[v]`` for each value (int64; ``missing`` where absent), one dict lookup per
     distinct value: Series.map on text goes row by row through Python."""
     codes, uniques = pd.factorize(values)
-    table = np.fromiter((mapping.get(u, missing) for u in uniques), dtype="int64", count=len(uniques))
+    # Iterating an Arrow-backed Index goes value by value through pandas: make it a list first.
+    table = np.fromiter((mapping.get(u, missing) for u in uniques.tolist()), dtype="int64", count=len(uniques))
     return np.append(table, missing)[codes]  # code -1 (a missing value) takes the last slot
 
 
