@@ -22,6 +22,7 @@ from stock.errors import InsufficientStock
 from stock.ledger import post
 from stock.models import Balance, ChainHead, Facility, LedgerEntry
 from tests.stock.builders import T0, build_world, entry
+from tests.threads import run_threads
 
 THREADS = 16
 
@@ -39,25 +40,6 @@ def threaded_engine(engine: Engine, size: int, name: str = "dawa-test") -> Engin
                            connect_args={"options": f"-csearch_path={schema} -csynchronous_commit=off",
                                          "application_name": name})
     return make_engine(url, pool_size=size, max_overflow=0)
-
-
-def run_threads(target, n: int = THREADS, timeout: float = 60) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(i):
-        try:
-            target(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "threads still running: deadlock or starvation"
-    if errors:
-        raise errors[0]
 
 
 @pytest.fixture
@@ -99,7 +81,7 @@ def test_concurrent_dispenses_never_oversell(engine, world):
 
     began = time.monotonic()
     try:
-        run_threads(dispense)
+        run_threads(dispense, THREADS)
     finally:
         eng.dispose()
     elapsed = time.monotonic() - began
@@ -182,7 +164,7 @@ def _post_same_entry_from_threads(engine: Engine) -> tuple[Counter, list[str]]:
 
     def all_threads() -> None:
         try:
-            run_threads(once)
+            run_threads(once, THREADS)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             failures.append(exc)
 

@@ -5,7 +5,6 @@ starts at once."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from stock.ledger import post
 from stock.models import LedgerEntry
 from tests.conftest import make_sqlite
 from tests.stock.builders import build_world, entry
+from tests.threads import run_threads
 
 
 @pytest.fixture
@@ -40,23 +40,13 @@ def _write_starts_within(Session, seconds: float) -> None:  # noqa: N803
 
 
 def test_many_threads_writing_at_once_all_get_through(Session):  # noqa: N803
-    errors: list[BaseException] = []
-
     def writer(n: int) -> None:
-        try:
-            for i in range(10):
-                with Session() as s:
-                    post(s, entry("dispense", 1, lot="L1", entry_id=f"w{n}-{i}"))
-                    s.commit()
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for i in range(10):
+            with Session() as s:
+                post(s, entry("dispense", 1, lot="L1", entry_id=f"w{n}-{i}"))
+                s.commit()
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    run_threads(writer, 16)
     with Session() as s:
         assert s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "dispense")) == 160
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from stock.db import session_factory
 from tests.conftest import PG_URL
+from tests.threads import run_threads
 from tests.web.alerts_world import NOW, notified, populate, settings, stocked_out
 from web.alerts.models import JobRun
 from web.scheduler import next_runs, run_locked
@@ -109,15 +110,11 @@ def test_concurrent_runs_of_one_scheduled_time_run_once(engine, world):
     outcomes = []
     barrier = threading.Barrier(4)
 
-    def go():
+    def go(_i):
         barrier.wait()
         outcomes.append(run_locked(engine, s, "verify", NOW, now=NOW))
 
-    threads = [threading.Thread(target=go) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    run_threads(go, 4, timeout=120)
     assert len(outcomes) == 4
     assert sum(o.ran for o in outcomes) == 1
     assert len(runs(world, "verify", status=None)) == 1

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 
 from stock.models import LedgerEntry
+from tests.threads import run_threads
 from tests.web.test_api_entries import count_entries, on_hand_h1, row
 from tests.web.test_app_api import bearer, issue_token
 from web import auth
@@ -74,11 +75,7 @@ def test_concurrent_clients_lose_and_double_nothing(live_server):
             if again.status_code != (409 if n == 0 else 200):
                 wrong.append(f"{entry_id} again: {again.status_code} {again.text}")
 
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(client, 12)
     assert not wrong
     assert sorted(set(answers.values())) == [201, 409]
     assert sum(1 for s in answers.values() if s == 409) == 4
