@@ -137,28 +137,29 @@ def bench_bare(ds: Path, db: Path) -> tuple[float, float, int]:
     return bare_insert(db, [h + " TEXT" for h in header], rows)
 
 
-def stored_rows(engine) -> tuple[list[str], set[str], list[tuple]]:
-    """The ledger table's columns (but id), which of them are nullable, and its rows as the import
-    hands them to the driver ('' for NULL, see stock.bulk.null_value), in storage order."""
+def stored_rows(engine) -> tuple[list[str], str, list[tuple]]:
+    """The ledger table's columns (but id), the VALUES list the import inserts them with (NULLIF(?, '')
+    for a nullable column) and its rows as the import hands them to the driver ('' for NULL, see
+    stock.bulk.null_value), in storage order."""
     with engine.connect() as conn:
         info = [r for r in conn.exec_driver_sql("PRAGMA table_info(ledger_entry)") if r[1] != "id"]
         cols = [r[1] for r in info]
         nullable = {r[1] for r in info if not r[3]}
         read = [f"IFNULL({c}, '')" if c in nullable else c for c in cols]
         rows = conn.exec_driver_sql(f"SELECT {', '.join(read)} FROM ledger_entry ORDER BY id").fetchall()
-    return cols, nullable, [tuple(r) for r in rows]
+    values = ", ".join("NULLIF(?, '')" if c in nullable else "?" for c in cols)
+    return cols, values, [tuple(r) for r in rows]
 
 
-def bench_bare_stored(cols: list[str], nullable: set[str], rows: list[tuple], db: Path) -> tuple[float, float, int]:
+def bench_bare_stored(cols: list[str], values: str, rows: list[tuple], db: Path) -> tuple[float, float, int]:
     """Diagnostic, not the target's baseline: plain executemany of the rows as the import stores
     them (ids resolved, hashes, timestamps as text: the ledger table's columns) into a bare table
     with those columns and no constraint or index, bound as the import binds them. Set against
     the baseline, it tells how much of the gap is the stored rows' shape."""
-    values = ", ".join("NULLIF(?, '')" if c in nullable else "?" for c in cols)
     return bare_insert(db, cols, rows, values)
 
 
-def bench_floor(engine, cols: list[str], nullable: set[str], rows: list[tuple], db: Path) -> tuple[float, float, int]:
+def bench_floor(engine, cols: list[str], values: str, rows: list[tuple], db: Path) -> tuple[float, float, int]:
     """Diagnostic: the least any import into the ledger's schema can take in SQLite. The stored
     rows go into a fresh table with the ledger's own DDL (constraints, the same pragmas as the
     application's connections), bound as the import binds them; then the ledger's indexes are
@@ -175,7 +176,6 @@ def bench_floor(engine, cols: list[str], nullable: set[str], rows: list[tuple], 
         raw = conn.connection.driver_connection
         raw.execute(ddl)
         raw.execute("PRAGMA foreign_keys=OFF")  # as in the import's transaction (stock.db.FOREIGN_KEYS_OFF)
-        values = ", ".join("NULLIF(?, '')" if c in nullable else "?" for c in cols)
         cpu, t = time.process_time(), time.perf_counter()
         raw.execute("BEGIN IMMEDIATE")
         raw.executemany(f"INSERT INTO ledger_entry ({', '.join(cols)}) VALUES ({values})", rows)
@@ -239,9 +239,9 @@ def main() -> None:
     bare_s, bare_cpu, bare_n = bench_bare(big, args.workdir / "bare.sqlite")
     imp = bench_import(big, args.workdir / "big.sqlite")
     ver_s, ver_cpu, ver_n = bench_verify(imp.engine)
-    cols, nullable, rows = stored_rows(imp.engine)
-    stored_s, stored_cpu, stored_n = bench_bare_stored(cols, nullable, rows, args.workdir / "bare-stored.sqlite")
-    floor_s, floor_cpu, floor_n = bench_floor(imp.engine, cols, nullable, rows, args.workdir / "floor.sqlite")
+    cols, values, rows = stored_rows(imp.engine)
+    stored_s, stored_cpu, stored_n = bench_bare_stored(cols, values, rows, args.workdir / "bare-stored.sqlite")
+    floor_s, floor_cpu, floor_n = bench_floor(imp.engine, cols, values, rows, args.workdir / "floor.sqlite")
     del rows
     small_run = bench_import(small, args.workdir / "small.sqlite")
     facility = busiest_facility(small)

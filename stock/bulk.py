@@ -36,7 +36,7 @@ from stock.csvread import (
 )
 from stock import gs1
 from stock.ledger import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS, serial_problem
-from stock.models import ENTRY_KINDS, ChainHead, Facility, Item, Lot
+from stock.models import ENTRY_KINDS, Base, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
 LEDGER_COLUMNS = {
@@ -54,10 +54,6 @@ INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", 
                   "quantity", "effect", "book_quantity", "occurred_at", "recorded_at", "recorded_by",
                   "patient_id", "prescription_ref", "counterparty", "counterparty_facility_id",
                   "reason", "document_number", "reverses", "serial_number")
-NULLABLE_COLUMNS = frozenset({"book_quantity", "patient_id", "prescription_ref", "counterparty",
-                              "counterparty_facility_id", "reason", "document_number", "reverses",
-                              "serial_number"})
-"""INSERT_COLUMNS that hold NULL where an entry has no value (see ``null_value``)."""
 NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 REPORT_EVERY = 50_000
 BULK_INDEX_THRESHOLD = 50_000
@@ -134,26 +130,37 @@ def null_value(session: Session) -> str | None:
     return "" if session.get_bind().dialect.name == "sqlite" else None
 
 
-def insert_sql(session: Session, table: str, columns: tuple[str, ...], nullable: frozenset[str] = frozenset()) -> str:
-    """An INSERT of ``columns`` for the driver's executemany. On SQLite each column in
-    ``nullable`` is written NULLIF(?, ''), so that '' (``null_value``) stores NULL."""
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    marks = ["NULLIF(?, '')" if sqlite and c in nullable else ("?" if sqlite else "%s") for c in columns]
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(marks)})"
+def nulls(values: list, nul: str | None) -> list:
+    """Cells with '' (or None) as ``nul``: what a bulk write hands the driver for an empty cell."""
+    return values if nul == "" else [v or nul for v in values]
 
 
-def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple],
-                nullable: frozenset[str] = frozenset()) -> int:
+def _params(session: Session, table: str, columns: tuple[str, ...]) -> list[str]:
+    """The driver's parameter for each of ``columns``. On SQLite a column the schema lets be NULL
+    takes NULLIF(?, ''), so that '' (``null_value``) stores NULL."""
+    if session.get_bind().dialect.name != "sqlite":
+        return ["%s"] * len(columns)
+    schema = Base.metadata.tables[table].c
+    return ["NULLIF(?, '')" if schema[c].nullable else "?" for c in columns]
+
+
+def insert_sql(session: Session, table: str, columns: tuple[str, ...]) -> str:
+    """An INSERT of ``columns`` for the driver's executemany, ``null_value`` meaning NULL."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(_params(session, table, columns))})"
+
+
+def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple]) -> int:
     """Insert or update master-data rows through the driver: ``rows[i][0]`` is the natural key
     (the first of ``columns``). A row equal to what is stored is left alone, so re-importing the
     same file writes nothing. Values must be as the driver stores and returns them (see
-    ``db_date``), with ``null_value`` for NULL in the ``nullable`` columns. Returns how many rows
-    were inserted or changed."""
+    ``db_dates`` and ``db_bool``), with ``null_value`` for NULL. Returns how many rows were
+    inserted or changed."""
     session.flush()
     raw, ph = _driver(session)
-    nul = null_value(session)
-    # Stored NULLs read back as ``nul``, so that a row compares equal to what it would store.
-    read = [c if c not in nullable or nul is None else f"IFNULL({c}, '')" for c in columns]
+    params = _params(session, table, columns)
+    # Stored NULLs read back as '' where '' stands for NULL, so that a row compares equal to what
+    # it would store.
+    read = [f"IFNULL({c}, '')" if p.startswith("NULLIF") else c for c, p in zip(columns, params)]
     cur = raw.cursor()
     try:
         cur.execute(f"SELECT {', '.join(read)}, id FROM {table}")
@@ -166,10 +173,9 @@ def upsert_rows(session: Session, table: str, columns: tuple[str, ...], rows: li
             elif tuple(old[:-1]) != r:
                 changed.append((*r[1:], old[-1]))
         if new:
-            cur.executemany(insert_sql(session, table, columns, nullable), new)
+            cur.executemany(insert_sql(session, table, columns), new)
         if changed:
-            sets = ", ".join(f"{c} = NULLIF({ph}, '')" if nul == "" and c in nullable else f"{c} = {ph}"
-                             for c in columns[1:])
+            sets = ", ".join(f"{c} = {p}" for c, p in zip(columns[1:], params[1:]))
             cur.executemany(f"UPDATE {table} SET {sets} WHERE id = {ph}", changed)
     finally:
         cur.close()
@@ -575,11 +581,6 @@ def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
         taken.add(target)
 
 
-def _none(values: list[str], nul: str | None) -> list[str | None]:
-    """Text cells with '' as ``nul`` (see ``null_value``)."""
-    return values if nul == "" else [v or nul for v in values]
-
-
 TEXT = pa.large_string()
 
 
@@ -691,10 +692,10 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
         _timestamps_text(df["_occ"].to_numpy(), dialect),
         repeat(_timestamps_text(rec[:1], dialect)[0], m) if one_time else _timestamps_text(rec, dialect),
         df["recorded_by"].tolist(),
-        patient_col, _none(df["prescription_id"].tolist(), nul),
-        _none(cps.tolist(), nul), cp_ids, _none(df["reason"].tolist(), nul),
-        _none(df["document_number"].tolist(), nul),
-        _none(df["reverses"].tolist(), nul), _none(df["serial_number"].tolist(), nul),
+        patient_col, nulls(df["prescription_id"].tolist(), nul),
+        nulls(cps.tolist(), nul), cp_ids, nulls(df["reason"].tolist(), nul),
+        nulls(df["document_number"].tolist(), nul),
+        nulls(df["reverses"].tolist(), nul), nulls(df["serial_number"].tolist(), nul),
     )
     _insert_rows(session, dialect, rows, m, progress)
     result.added = m
@@ -737,7 +738,7 @@ def _insert_rows(session: Session, dialect: str, rows, m: int, progress) -> None
                 if done % REPORT_EVERY == 0:
                     progress("writing", done, m)
     else:
-        sql = insert_sql(session, "ledger_entry", INSERT_COLUMNS, NULLABLE_COLUMNS)
+        sql = insert_sql(session, "ledger_entry", INSERT_COLUMNS)
         cur = raw.cursor()
         rebuild = _drop_lookup_indexes(cur, m)
         rows = iter(rows)

@@ -63,11 +63,6 @@ class ImportReport:
     files: list[str] = field(default_factory=list)
 
 
-def _nones(s: pd.Series, nul: str | None) -> list:
-    """Text cells with '' as ``nul`` (see ``bulk.null_value``)."""
-    return s.tolist() if nul == "" else [v or nul for v in s.tolist()]
-
-
 def _optional_ints(s: pd.Series, nul: str | None) -> list:
     """Numbers (NaN where missing) as Python ints, ``nul`` where missing."""
     missing = s.isna().to_numpy()
@@ -267,12 +262,12 @@ def _patients(session: Session, sheet: Sheet, report: ImportReport) -> list[Prob
     if sheet.problems:
         return sheet.problems
     nul = bulk.null_value(session)
-    rows = list(zip(sheet.col("health_card_id").tolist(), _optional_ints(years, nul), _nones(sheet.col("sex"), nul),
+    rows = list(zip(sheet.col("health_card_id").tolist(), _optional_ints(years, nul),
+                    bulk.nulls(sheet.col("sex").tolist(), nul),
                     bulk.ids_or_none(home, facilities, nul), bulk.db_dates(session, sheet.col("deceased_on").tolist()),
                     repeat(bulk.db_bool(session, True))))
     bulk.upsert_rows(session, "patient", ("health_card_id", "birth_year", "sex", "home_facility_id",
-                                          "deceased_on", "registered"), rows,
-                     nullable=frozenset({"birth_year", "sex", "home_facility_id", "deceased_on"}))
+                                          "deceased_on", "registered"), rows)
     report.patients = len(rows)
     return []
 
@@ -302,10 +297,11 @@ def _prescriptions(session: Session, sheet: Sheet, report: ImportReport) -> list
     rows = list(zip(sheet.col("prescription_id").tolist(), bulk.lookup(cards, patients.ids).tolist(),
                     bulk.lookup(fac, facilities).tolist(), sheet.col("prescriber").tolist(),
                     bulk.lookup(item, items).tolist(), qty.tolist(), days.astype("int64").tolist(),
-                    bulk.db_dates(session, sheet.col("issued_on").tolist()), _nones(sheet.col("diagnosis_code"), nul)))
+                    bulk.db_dates(session, sheet.col("issued_on").tolist()),
+                    bulk.nulls(sheet.col("diagnosis_code").tolist(), nul)))
     bulk.upsert_rows(session, "prescription", ("code", "patient_id", "facility_id", "prescriber", "item_id",
                                                "quantity", "days_supply", "issued_on", "diagnosis_code"),
-                     rows, nullable=frozenset({"diagnosis_code"}))
+                     rows)
     report.prescriptions = len(rows)
     return []
 
