@@ -232,14 +232,14 @@ def test_real_cote_divoire_reports_import_and_scan(session, tmp_path):
     assert (again.added, again.revised, again.unchanged) == (0, 0, 38842)
 
 
-def test_stock_put_back_by_the_same_months_adjustment_weighs_less(session, tmp_path):
+def test_stock_put_back_by_the_same_months_adjustment_is_no_loss(session, tmp_path):
     load(session, tmp_path, [
         "H1,PILL,2019-01,100,0,20,0,80,0,", "H1,PILL,2019-02,0,0,20,80,60,0,",     # zeroed, re-entered
         "HC1,PILL,2019-01,100,0,20,0,80,0,", "HC1,PILL,2019-02,0,0,20,30,10,0,",   # 50 of 80 not put back
     ])
     found = {h.subject_id: h for h in hits(session, "report_carryover")}
-    back, short = found["H1:PILL:2019-02"], found["HC1:PILL:2019-02"]
-    assert back.reason.endswith("80 cycles disappeared between the two reports; a positive adjustment of 80 "
-                                "in 2019-02 puts it all back.")
-    assert short.reason.endswith("a positive adjustment of 30 in 2019-02 puts back all but 50.")
-    assert back.score < 0.5 <= short.score
+    assert list(found) == ["HC1:PILL:2019-02"]
+    short = found["HC1:PILL:2019-02"]
+    assert short.reason.endswith("80 cycles disappeared between the two reports; figures of 2019-02 undo 30 "
+                                 "of it, leaving 50.")
+    assert short.details["gap"] == -80 and short.details["not_undone"] == -50

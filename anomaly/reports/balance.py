@@ -1,0 +1,202 @@
+"""Figures that do not add up: within a month (arithmetic), between months (carry-over), and
+consumption beyond the stock there was (overdraw).
+
+Before a figure that does not add up is called a loss, two honest explanations are taken out:
+
+- A figure that undoes another. Stock that disappears between two reports and comes back a month
+  later, phantom stock that a later write-off removes, a zeroed opening whose stock is re-entered
+  as an adjustment: every unexplained change (carry-over gap, arithmetic difference) and every
+  adjustment of a facility and item is netted against changes of the other sign within
+  UNDO_MONTHS months, nearest first, and only what nothing undoes is a finding, to the extent
+  nothing undoes it (a +1 does not excuse 89).
+- A unit change. A figure that is a whole number of packs times the other (4,320 after 30, where a
+  box holds 144) is one count made in packs and the other in units: when the ratio is a pack size
+  the item's name states, the difference is not a finding at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+from anomaly.hits import amount, qty
+from anomaly.reports.surprise import Finding, rarity
+
+UNDO_MONTHS = 3
+"""A change this many months before or after another of the other sign can undo it."""
+
+
+def pack_sizes(name: str) -> set[int]:
+    """Whole numbers of 2 or more in an item's name ("BTE/144", "box of 3 cycles"): what a pack may hold."""
+    return {int(n) for n in re.findall(r"(?<![\d.,])(\d+)(?![\d.,]\d)", name) if int(n) >= 2}
+
+
+def unit_change(a: float, b: float, name: str) -> int | None:
+    """The pack size k when one figure is exactly k times the other and the item's name states k."""
+    small, big = sorted((abs(a), abs(b)))
+    if small <= 0 or big % small:
+        return None
+    k = int(big // small)
+    return k if k in pack_sizes(name) else None
+
+
+def _of(row) -> str:
+    return f"{row.item_name} ({row.item_code})"
+
+
+def net(r: pd.DataFrame) -> pd.DataFrame:
+    """Per report: the carry-over gap and arithmetic difference (signed, units) and what of them and
+    of the adjustment is left once changes of the other sign within UNDO_MONTHS undo each other,
+    with the references of the undoing reports."""
+    out = pd.DataFrame(index=r.index)
+    follows = ((r["facility_code"] == r["facility_code"].shift()) & (r["item_code"] == r["item_code"].shift())
+               & (r["month_no"] == r["month_no"].shift() + 1))
+    out["follows"] = follows
+    out["prev_closing"] = r["closing"].shift().where(follows)
+    out["prev_ref"] = r["ref"].shift().where(follows)
+    out["prev_period"] = r["period"].shift().where(follows)
+    gap = ((r["opening_m"] - r["closing_m"].shift()) / 1000.0).where(follows, 0.0)
+    arith = (r["closing_m"] - (r["opening_m"] + r["received_m"] - r["consumed_m"] + r["adjustment_m"])) / 1000.0
+    out["gap"], out["arith"] = gap, arith
+    left = {"gap": gap.copy(), "arith": arith.copy(), "adjustment": r["adjustment"].copy()}
+    undone_by: dict[tuple[str, int], list[str]] = defaultdict(list)
+    moving = r.index[(gap != 0) | (arith != 0) | (r["adjustment"] != 0)]
+    sub = r.loc[moving, ["facility_code", "item_code", "month_no", "ref"]]
+    for _, grp in sub.groupby(["facility_code", "item_code"], sort=False):
+        moves = [(i, kind, m, ref) for i, m, ref in zip(grp.index, grp["month_no"], grp["ref"])
+                 for kind in ("gap", "arith", "adjustment") if left[kind][i] != 0]
+        for i, kind, m, ref in sorted((x for x in moves if left[x[1]][x[0]] < 0), key=lambda x: x[2]):
+            others = sorted((x for x in moves if left[x[1]][x[0]] > 0 and abs(x[2] - m) <= UNDO_MONTHS
+                             and not (kind == "adjustment" and x[1] == "adjustment" and x[0] == i)),
+                            key=lambda x: (abs(x[2] - m), x[2]))
+            for j, other, _, other_ref in others:
+                if left[kind][i] >= 0:
+                    break
+                take = min(-left[kind][i], left[other][j])
+                left[kind][i] += take
+                left[other][j] -= take
+                undone_by[(kind, i)].append(other_ref)
+                undone_by[(other, j)].append(ref)
+    for kind in ("gap", "arith", "adjustment"):
+        out[f"{kind}_left"] = left[kind]
+        out[f"{kind}_undone_by"] = [sorted(set(undone_by.get((kind, i), []))) for i in r.index]
+    return out
+
+
+def _undo_text(original: float, left: float, refs: list[str]) -> str:
+    if not refs or original == left:
+        return ""
+    months = ", ".join(sorted({ref.split("/")[-1].split("#")[0] for ref in refs}))
+    return f"; figures of {months} undo {qty(abs(original - left))} of it, leaving {qty(abs(left))}"
+
+
+def arithmetic(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
+    """Closing differs from opening + received - consumed + adjustment, by more than other figures undo.
+
+    Less stock at the close than the figures leave (stock gone unrecorded, the pattern of leakage)
+    outranks more stock (an unrecorded receipt or a miscount)."""
+    left = moves["arith_left"]
+    base = np.maximum(np.maximum(r["opening"] + r["received"], r["consumed"]), 1.0)
+    finding = left != 0
+    expected = r["closing"] - moves["arith"]
+    is_unit = pd.Series([bool(f) and unit_change(c, e, n) is not None for f, c, e, n in
+                         zip(finding, r["closing"], expected, r["item_name"])], index=r.index)
+    finding &= ~is_unit
+    evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
+                             "units": left.abs().where(finding, 0.0),
+                             "item_code": r["item_code"], "period": r["period"]})
+    p = rarity(evidence, finding)
+    out = []
+    for i, pi in p.items():
+        row, diff, orig = r.loc[i], left[i], moves.at[i, "arith"]
+        gap = (f"{amount(-diff, row.unit)} fewer than the figures leave" if diff < 0
+               else f"{amount(diff, row.unit)} more than the figures leave")
+        reason = (f"{row.facility_code} reported a closing stock of {amount(row.closing, row.unit)} of {_of(row)} "
+                  f"for {row.period}, but opening {qty(row.opening)} + received {qty(row.received)} "
+                  f"- consumed {qty(row.consumed)} + adjustment {qty(row.adjustment)} = {qty(expected[i])}: "
+                  f"{gap if orig == diff else ('a difference of ' + qty(orig))}"
+                  f"{_undo_text(orig, diff, moves.at[i, 'arith_undone_by'])} "
+                  f"({abs(diff) / base[i]:.0%} of the stock handled).")
+        out.append(Finding("report_arithmetic", row.facility_code, row.item_code, int(row.month_no), row.ref,
+                           row.period, float(pi), reason, [row.ref],
+                           {"expected_closing": float(expected[i]), "closing": float(row.closing),
+                            "difference": float(orig), "not_undone": float(diff)}))
+    return out
+
+
+def carryover(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
+    """A month's opening differs from the previous month's closing (consecutive months only), by
+    more than other figures undo and not by a pack-size factor.
+
+    Stock that disappeared between two reports, outside any month's figures, outranks stock that
+    appeared."""
+    left = moves["gap_left"]
+    finding = left != 0
+    is_unit = pd.Series([bool(f) and unit_change(a, b, n) is not None for f, a, b, n in
+                         zip(finding, moves["prev_closing"].fillna(0), r["opening"], r["item_name"])], index=r.index)
+    finding &= ~is_unit
+    base = np.maximum(np.maximum(moves["prev_closing"].fillna(0), r["opening"]), 1.0)
+    evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
+                             "units": left.abs().where(finding, 0.0),
+                             "item_code": r["item_code"], "period": r["period"]})[moves["follows"]]
+    p = rarity(evidence, finding[moves["follows"]])
+    out = []
+    for i, pi in p.items():
+        row, gap, orig = r.loc[i], left[i], moves.at[i, "gap"]
+        what = (f"{amount(-orig, row.unit)} disappeared between the two reports" if orig < 0
+                else f"{amount(orig, row.unit)} appeared between the two reports")
+        reason = (f"{row.facility_code} closed {moves.at[i, 'prev_period']} with "
+                  f"{amount(moves.at[i, 'prev_closing'], row.unit)} of {_of(row)} but opened {row.period} with "
+                  f"{qty(row.opening)}: {what}{_undo_text(orig, gap, moves.at[i, 'gap_undone_by'])}.")
+        out.append(Finding("report_carryover", row.facility_code, row.item_code, int(row.month_no), row.ref,
+                           row.period, float(pi), reason, [moves.at[i, "prev_ref"], row.ref],
+                           {"previous_closing": float(moves.at[i, "prev_closing"]), "opening": float(row.opening),
+                            "gap": float(orig), "not_undone": float(gap)}))
+    return out
+
+
+def overdraw(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
+    """Consumed more than was available (opening + received + a positive adjustment).
+
+    Consumption made possible only by a positive adjustment is also a finding, ranked below every
+    true overdraw: a paper adjustment that covers consumption of stock never received is how a
+    balanced report hides a diversion, though stock borrowed from a neighbour looks the same."""
+    stocked = r["opening"] + r["received"]
+    available = stocked + r["adjustment"].clip(lower=0)
+    over = r["consumed_m"] > r["opening_m"] + r["received_m"] + r["adjustment_m"].clip(lower=0)
+    covered = ~over & (r["consumed_m"] > r["opening_m"] + r["received_m"]) & (r["adjustment_m"] > 0)
+    # The first stock a facility ever records of an item, entered as an adjustment, is how a
+    # product's opening balance is written: not a cover.
+    closed = (r["closing"] > 0).astype(int)
+    had_stock = closed.groupby([r["facility_code"], r["item_code"]]).cumsum() - closed + (r["opening"] > 0)
+    covered &= had_stock > 0
+    excess = np.where(over, r["consumed"] - available, r["consumed"] - stocked)
+    finding = over | covered
+    evidence = pd.DataFrame({"kind": over.astype(int) * 2 + covered.astype(int),
+                             "share": np.where(finding, excess / np.maximum(np.where(over, available, stocked), 1.0), 0),
+                             "units": np.where(finding, excess, 0.0),
+                             "item_code": r["item_code"], "period": r["period"]}, index=r.index)
+    p = rarity(evidence, finding)
+    out = []
+    for i, pi in p.items():
+        row = r.loc[i]
+        if over[i]:
+            reason = (f"{row.facility_code} reported consuming {amount(row.consumed, row.unit)} of {_of(row)} in "
+                      f"{row.period} with only {qty(available[i])} available (opening {qty(row.opening)} + received "
+                      f"{qty(row.received)}{f' + adjustment {qty(row.adjustment)}' if row.adjustment > 0 else ''}): "
+                      f"{qty(excess[r.index.get_loc(i)])} more than there was.")
+            details = {"available": float(available[i]), "consumed": float(row.consumed),
+                       "excess": float(excess[r.index.get_loc(i)])}
+        else:
+            reason = (f"{row.facility_code} reported consuming {amount(row.consumed, row.unit)} of {_of(row)} in "
+                      f"{row.period} with opening {qty(row.opening)} + received {qty(row.received)} = "
+                      f"{qty(stocked[i])}; a positive adjustment of {qty(row.adjustment)} covers the "
+                      f"{qty(excess[r.index.get_loc(i)])} consumed beyond that.")
+            details = {"opening_plus_received": float(stocked[i]), "consumed": float(row.consumed),
+                       "adjustment": float(row.adjustment), "covered_by_adjustment": float(excess[r.index.get_loc(i)])}
+        out.append(Finding("report_overdraw", row.facility_code, row.item_code, int(row.month_no), row.ref,
+                           row.period, float(pi), reason, [row.ref], details))
+    return out
