@@ -106,9 +106,8 @@ def arithmetic(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
                          zip(finding, r["closing"], expected, r["item_name"])], index=r.index)
     finding &= ~is_unit
     evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
-                             "units": left.abs().where(finding, 0.0),
-                             "item_code": r["item_code"], "period": r["period"]})
-    p = rarity(evidence, finding)
+                             "units": left.abs().where(finding, 0.0)})
+    p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
         row, diff, orig = r.loc[i], left[i], moves.at[i, "arith"]
@@ -140,9 +139,8 @@ def carryover(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     finding &= ~is_unit
     base = np.maximum(np.maximum(moves["prev_closing"].fillna(0), r["opening"]), 1.0)
     evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
-                             "units": left.abs().where(finding, 0.0),
-                             "item_code": r["item_code"], "period": r["period"]})[moves["follows"]]
-    p = rarity(evidence, finding[moves["follows"]])
+                             "units": left.abs().where(finding, 0.0)})[moves["follows"]]
+    p = rarity(evidence, finding[moves["follows"]], r)
     out = []
     for i, pi in p.items():
         row, gap, orig = r.loc[i], left[i], moves.at[i, "gap"]
@@ -177,9 +175,8 @@ def overdraw(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     finding = over | covered
     evidence = pd.DataFrame({"kind": over.astype(int) * 2 + covered.astype(int),
                              "share": np.where(finding, excess / np.maximum(np.where(over, available, stocked), 1.0), 0),
-                             "units": np.where(finding, excess, 0.0),
-                             "item_code": r["item_code"], "period": r["period"]}, index=r.index)
-    p = rarity(evidence, finding)
+                             "units": np.where(finding, excess, 0.0)}, index=r.index)
+    p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
         row = r.loc[i]

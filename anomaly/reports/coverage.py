@@ -94,8 +94,7 @@ def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     length[anchor.to_numpy()] = (runs["last"] - runs["first"] + 1).to_numpy()
     hidden = pd.Series(0.0, index=r.index)
     hidden[anchor.to_numpy()] = np.maximum(runs["before"], runs["after"]).to_numpy()
-    p = rarity(pd.DataFrame({"months": length, "units": hidden, "item_code": r["item_code"], "period": r["period"]}),
-               finding)
+    p = rarity(pd.DataFrame({"months": length, "units": hidden}), finding, r)
     spans = runs.assign(anchor=anchor, refs=[[r.at[i, "ref"] for i in rows] for rows in runs["rows"]])
 
     def describe(facility, months, n, items, grp, r):
@@ -114,8 +113,7 @@ def missing(r: pd.DataFrame) -> list[Finding]:
     before, after = r["closing"].shift(), r["opening"]
     finding = same & (step > 1) & ((before > 0) | (after > 0))
     drop = (r["closing"].shift() - r["opening"]).where(finding, 0.0)
-    p = rarity(pd.DataFrame({"months": (step - 1).where(finding, 0.0), "units": drop.clip(lower=0),
-                             "item_code": r["item_code"], "period": r["period"]}), finding)
+    p = rarity(pd.DataFrame({"months": (step - 1).where(finding, 0.0), "units": drop.clip(lower=0)}), finding, r)
     gaps = r[finding].assign(first=(r["month_no"].shift() + 1)[finding].astype(int),
                              last=(r["month_no"] - 1)[finding].astype(int),
                              before=r["closing"].shift()[finding], after=r["opening"][finding])
@@ -152,9 +150,8 @@ def stockout(r: pd.DataFrame) -> list[Finding]:
     # Stockouts are common; what is rare is stock to spare next door during one. So the finding is
     # ranked among the data's stockouts, not among all its reports.
     evidence = pd.DataFrame({"months": months_spare.where(finding, 0.0),
-                             "days": r["stockout_days"].fillna(0).where(finding, 0.0),
-                             "item_code": r["item_code"], "period": r["period"]})[out_now]
-    p = rarity(evidence, finding[out_now])
+                             "days": r["stockout_days"].fillna(0).where(finding, 0.0)})[out_now]
+    p = rarity(evidence, finding[out_now], r)
     out = []
     for i, pi in p.items():
         row, h = r.loc[i], holder.loc[i]

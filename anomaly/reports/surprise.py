@@ -10,9 +10,10 @@ handful of reports cannot make a finding look ordinary.
 
 Same-month peers. A finding that many facilities share in the same month (a national write-off
 wave after a recall, the first months of a new reporting system) is not a local event. The rate of
-findings among the reports of the same item that month, and of any item that month, each smoothed
-towards the data's overall rate with PEER_PRIOR pseudo-reports, is divided by the overall rate; the
-larger ratio (at least 1) multiplies ``p_data``. A finding is kept when the resulting ``p`` is at
+findings among the reports of the same item that month, and among the facilities reporting any item that month, each smoothed
+towards the data's overall rate with PEER_PRIOR pseudo-reports and leaving the finding's own
+report out (peers are the others), is divided by the overall rate; the
+larger ratio (at least 1) multiplies ``p_data``; for any item, a facility counts once. A finding is kept when the resulting ``p`` is at
 most ALPHA, and its score is ``1 - p ** (1/4)``: about 0.93 for the rarest of 40,000 reports, 0.82
 for 1 in 1,000, 0.53 at ALPHA. No threshold depends on the data set; the same evidence scores
 lower where it is common.
@@ -42,29 +43,37 @@ EPISODE_GAP = 2
 """Findings this many months apart or closer, same facility and item, are one event."""
 
 
-def rarity(evidence: pd.DataFrame, finding: pd.Series) -> pd.Series:
+def rarity(evidence: pd.DataFrame, finding: pd.Series, reports: pd.DataFrame) -> pd.Series:
     """Empirical tail probability of each report's evidence among all reports (the rows of
     ``evidence``, columns compared in order, larger = stronger), times its same-month peer lift.
 
-    ``evidence`` is indexed like the report frame and carries ``item_code`` and ``period`` after
-    the evidence columns; ``finding`` marks the reports that are findings. Returns ``p`` for the
-    findings only."""
-    cols = [c for c in evidence.columns if c not in ("item_code", "period")]
+    ``finding`` marks the reports that are findings; ``reports`` is the report frame (facility,
+    item and period of each row). Returns ``p`` for the findings only."""
     n = len(evidence)
     if not finding.any():
         return pd.Series(dtype=float)
+    cols = list(evidence.columns)
     order = evidence.sort_values(cols, ascending=False, kind="stable")
     pos = pd.Series(np.arange(1, n + 1), index=order.index)
     group = order.groupby(cols, sort=False, dropna=False).ngroup()
     at_least = pos.groupby(group.to_numpy()).transform("max")
-    p_data = at_least / (n + PRIOR_REPORTS + 1)
-    overall = max(finding.sum(), 1) / n
-    lift = pd.Series(1.0, index=evidence.index)
-    for keys in (["item_code", "period"], ["period"]):
-        grouped = finding.astype(float).groupby([evidence[k] for k in keys])
-        rate = (grouped.transform("sum") + PEER_PRIOR * overall) / (grouped.transform("size") + PEER_PRIOR)
-        lift = np.maximum(lift, rate / overall)
-    p = (p_data.reindex(evidence.index) * lift).clip(upper=1.0)
+    p_data = at_least.reindex(evidence.index) / (n + PRIOR_REPORTS + 1)
+    ctx = reports.loc[evidence.index, ["facility_code", "item_code", "period"]].assign(f=finding.astype(float))
+    # Same item, same month: the share of its reports that are findings.
+    overall = ctx["f"].mean()
+    by_item = ctx.groupby(["item_code", "period"])["f"]
+    lift = ((by_item.transform("sum") - ctx["f"] + PEER_PRIOR * overall)
+            / (by_item.transform("size") - 1 + PEER_PRIOR)) / overall
+    # Any item, same month: the share of reporting facilities with a finding (a facility's several
+    # items are one site).
+    sites = ctx.groupby(["facility_code", "period"])["f"].max().reset_index()
+    site_overall = sites["f"].mean()
+    by_month = sites.groupby("period")["f"]
+    sites["lift"] = ((by_month.transform("sum") - sites["f"] + PEER_PRIOR * site_overall)
+                     / (by_month.transform("size") - 1 + PEER_PRIOR)) / site_overall
+    site_lift = ctx[["facility_code", "period"]].merge(sites, how="left", on=["facility_code", "period"])["lift"]
+    lift = np.maximum(np.maximum(lift, site_lift.to_numpy()), 1.0)
+    p = (p_data * lift).clip(upper=1.0)
     return p[finding]
 
 

@@ -36,9 +36,8 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     reference = np.maximum(r["consumed"], median)
     finding = (loss >= ADJUSTMENT_MIN_UNITS) & (loss > ADJUSTMENT_RATIO * reference)
     times = loss / np.maximum(reference, 1.0)
-    evidence = pd.DataFrame({"times": times.where(finding, 0.0), "units": loss.where(finding, 0.0),
-                             "item_code": r["item_code"], "period": r["period"]})
-    p = rarity(evidence, finding)
+    evidence = pd.DataFrame({"times": times.where(finding, 0.0), "units": loss.where(finding, 0.0)})
+    p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
         row = r.loc[i]
@@ -96,9 +95,8 @@ def consumption(r: pd.DataFrame, settings: Detection) -> list[Finding]:
     in_units = pd.Series([bool(f) and any(c % k == 0 and c / k <= top for k in pack_sizes(name))
                           for f, c, top, name in zip(finding, r["consumed"], largest, r["item_name"])], index=r.index)
     finding &= ~in_units
-    evidence = pd.DataFrame({"z": z.where(own_ok, 0.0), "units": r["consumed"].where(own_ok, 0.0),
-                             "item_code": r["item_code"], "period": r["period"]})
-    p = rarity(evidence, finding)
+    evidence = pd.DataFrame({"z": z.where(own_ok, 0.0), "units": r["consumed"].where(own_ok, 0.0)})
+    p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
         row = r.loc[i]
