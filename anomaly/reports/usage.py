@@ -35,8 +35,14 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     loss = -moves["adjustment_left"].clip(upper=0)
     reference = np.maximum(r["consumed"], median)
     finding = (loss >= ADJUSTMENT_MIN_UNITS) & (loss > ADJUSTMENT_RATIO * reference)
-    times = loss / np.maximum(reference, 1.0)
-    evidence = pd.DataFrame({"times": times.where(finding, 0.0), "units": loss.where(finding, 0.0)})
+    # Ranked against a month's use; where the facility uses none, against what a facility that
+    # uses the item uses in a month (stock it never uses expiring is not many months of use).
+    used = r.loc[r["consumed"] > 0]
+    typical = r["item_code"].map(used.groupby("item_code")["consumed"].median()).fillna(1.0)
+    times = loss / np.maximum(np.where(reference > 0, reference, typical), 1.0)
+    held = (loss / (r["opening"] + r["received"]).where(lambda x: x > 0)).fillna(1.0)
+    evidence = pd.DataFrame({"times": times.where(finding, 0.0), "units": loss.where(finding, 0.0),
+                             "share": held.where(finding, 0.0)})
     p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
