@@ -4,16 +4,18 @@ dispensing reaches them): opening, received, consumed, adjustment, closing.
 A report is one facility's own account of a month. Leakage shows in it the way it shows on any
 balance sheet: figures that do not add up, stock that vanishes between one month's closing and the
 next month's opening, more consumed than there was, stock written off in bulk with no reason
-given, and consumption far above what the facility and its peers usually use. Each detector reads
-the current revision of every report (a frame built once per scan) and returns hits.
+given, consumption far above what the facility and its peers usually use, months not accounted
+for, and stock idle next door during a stockout. Each detector reads the current revision of every
+report (a frame built once per scan); scores say how rare a finding is in this data and among the
+same month's peers.
 
 Evidence. Flag evidence in the flag tables names ledger rows (a foreign key to the ledger), and a
 report is not a ledger row. So a report hit names its reports in ``details["reports"]`` as stable
-references, ``report:FACILITY/ITEM/YYYY-MM`` (with ``#rN`` for a resubmitted revision N), its
-subject is ``facility_item`` with subject id ``FACILITY:ITEM:YYYY-MM`` (the month the finding is
-about), and its case is the reference of that month's report. Findings of several detectors about
-the same report merge into one flag; a resubmitted report with other figures is new evidence and
-is judged as a new case, while the verdicts on the old figures stay.
+references, ``report:FACILITY/ITEM/YYYY-MM`` (with ``#rN`` for a resubmitted revision N). Findings
+about one facility and item in nearby months are one event (see ``surprise``): its subject is
+``facility_item`` with subject id ``FACILITY:ITEM:YYYY-MM`` of its first month (``facility`` and
+``FACILITY:YYYY-MM`` for missing and all-zero reports), its case the first report's reference, and
+several detectors' findings about it merge into one flag.
 
 Quantities are read as the integer thousandths they are stored as, so balances are checked
 exactly.
