@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -29,9 +30,10 @@ UNDO_MONTHS = 3
 """A change this many months before or after another of the other sign can undo it."""
 
 
-def pack_sizes(name: str) -> set[int]:
+@cache
+def pack_sizes(name: str) -> frozenset[int]:
     """Whole numbers of 2 or more in an item's name ("BTE/144", "box of 3 cycles"): what a pack may hold."""
-    return {int(n) for n in re.findall(r"(?<![\d.,])(\d+)(?![\d.,]\d)", name) if int(n) >= 2}
+    return frozenset(int(n) for n in re.findall(r"(?<![\d.,])(\d+)(?![\d.,]\d)", name) if int(n) >= 2)
 
 
 def unit_change(a: float, b: float, name: str) -> int | None:
@@ -159,18 +161,18 @@ def carryover(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
 def overdraw(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     """Consumed more than was available (opening + received + a positive adjustment).
 
-    Consumption made possible only by a positive adjustment is also a finding, ranked below every
-    true overdraw: a paper adjustment that covers consumption of stock never received is how a
-    balanced report hides a diversion, though stock borrowed from a neighbour looks the same."""
+    Consumption beyond opening + receipts made possible only by a positive adjustment is also a
+    finding, ranked below every true overdraw: a paper adjustment that covers consumption of stock
+    never received is how a balanced report hides a diversion, though stock borrowed from a
+    neighbour looks the same. Not when there was no opening stock and nothing received: then the
+    adjustment is simply how the month's stock was written in."""
     stocked = r["opening"] + r["received"]
     available = stocked + r["adjustment"].clip(lower=0)
     over = r["consumed_m"] > r["opening_m"] + r["received_m"] + r["adjustment_m"].clip(lower=0)
     covered = ~over & (r["consumed_m"] > r["opening_m"] + r["received_m"]) & (r["adjustment_m"] > 0)
-    # The first stock a facility ever records of an item, entered as an adjustment, is how a
-    # product's opening balance is written: not a cover.
-    closed = (r["closing"] > 0).astype(int)
-    had_stock = closed.groupby([r["facility_code"], r["item_code"]]).cumsum() - closed + (r["opening"] > 0)
-    covered &= had_stock > 0
+    # With no opening stock and nothing received, the adjustment is the month's only stock: a
+    # receipt (or a product's first balance) written as an adjustment, not a top-up of stock.
+    covered &= r["opening_m"] + r["received_m"] > 0
     excess = np.where(over, r["consumed"] - available, r["consumed"] - stocked)
     finding = over | covered
     evidence = pd.DataFrame({"kind": over.astype(int) * 2 + covered.astype(int),

@@ -1,11 +1,10 @@
 """Months a facility did not account for, and stock that sat idle next door during a stockout.
 
 - Missing reports: a facility and item that report before and after some months but not in them.
-- All-zero reports: a run of reports with every figure zero although the report before the run
-  closed with stock or the one after opens with stock: the form was sent, the stock was not
-  counted. Those months are not reports for the other detectors (the stock did not vanish into
-  them and come back out of them); a run of zeros with no stock on either side is an item the
-  facility does not carry and says nothing.
+- All-zero reports: a run of reports with every figure zero although the report just before the
+  run closed with stock: the form was sent, the stock was not counted. Those months are not
+  reports for the other detectors (the stock did not vanish into them and come back out of
+  them). Zeros after a closing of zero are an item out of stock or not carried, and say nothing.
 - Stockout beside stock: a facility closed a month with none of an item it uses (in most months)
   while another facility of its region held more than MAX_STOCK_MONTHS months of its own use,
   enough to cover at least a month of the first one's: stock to redistribute as much as a
@@ -34,8 +33,8 @@ def _zero(r: pd.DataFrame) -> pd.Series:
 
 
 def zero_runs(r: pd.DataFrame) -> pd.DataFrame:
-    """Runs of consecutive all-zero reports with stock on a side: facility, item, first and last
-    month, the report index of each month, and the stock just before and after."""
+    """Runs of consecutive all-zero reports right after a closing with stock: facility, item, first
+    and last month, the report index of each month, and the stock just before and after."""
     zero = _zero(r)
     key_change = ((r["facility_code"] != r["facility_code"].shift()) | (r["item_code"] != r["item_code"].shift())
                   | (r["month_no"] != r["month_no"].shift() + 1))
@@ -59,7 +58,7 @@ def zero_runs(r: pd.DataFrame) -> pd.DataFrame:
 
     runs["before"] = beside(prev, starts, -1, "closing")
     runs["after"] = beside(nxt, ends, 1, "opening")
-    return runs[(runs["before"] > 0) | (runs["after"] > 0)].reset_index(drop=True)
+    return runs[runs["before"] > 0].reset_index(drop=True)
 
 
 def placeholders(runs: pd.DataFrame) -> list:
@@ -84,7 +83,7 @@ def _facility_findings(detector: str, r: pd.DataFrame, spans: pd.DataFrame, p: p
 
 
 def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
-    """All-zero reports between months with stock: ranked by months zeroed, then stock hidden."""
+    """All-zero reports after a month closed with stock: ranked by months zeroed, then stock hidden."""
     if runs.empty:
         return []
     anchor = pd.Series([rows[0] for rows in runs["rows"]], index=runs.index)
@@ -93,7 +92,7 @@ def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     length = pd.Series(0.0, index=r.index)
     length[anchor.to_numpy()] = (runs["last"] - runs["first"] + 1).to_numpy()
     hidden = pd.Series(0.0, index=r.index)
-    hidden[anchor.to_numpy()] = np.maximum(runs["before"], runs["after"]).to_numpy()
+    hidden[anchor.to_numpy()] = runs["before"].to_numpy()
     p = rarity(pd.DataFrame({"months": length, "units": hidden}), finding, r)
     spans = runs.assign(anchor=anchor, refs=[[r.at[i, "ref"] for i in rows] for rows in runs["rows"]])
 
@@ -101,7 +100,7 @@ def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
         around = "; ".join(f"{_of(r.loc[a])}: closed {qty(b)} before, opened {qty(c)} after"
                            for a, b, c in zip(grp["anchor"], grp["before"], grp["after"]))
         return (f"{facility} sent {plural(n, 'report')} of all zeros for {plural(len(items), 'item')} "
-                f"({months}) though it held stock before or after ({around}): the stock was not counted.")
+                f"({months}) right after closing with stock ({around}): the stock was not counted.")
     return _facility_findings("report_zero", r, spans, p, describe)
 
 

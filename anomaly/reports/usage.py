@@ -30,11 +30,16 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     """A negative adjustment (stock written off; the form gives no reason) larger than what the
     facility consumes in a month, both this month and in its usual (median) month, once figures
     that undo it are taken out. A write-off most facilities made the same month (a recall, a batch
-    expiring everywhere) is common among its peers and so not surprising here."""
+    expiring everywhere) is common among its peers and so not surprising here. A write-off that is
+    a stated pack size times at most a month's use is a unit count being put right."""
     median = r.groupby(["facility_code", "item_code"])["consumed"].transform("median")
     loss = -moves["adjustment_left"].clip(upper=0)
     reference = np.maximum(r["consumed"], median)
     finding = (loss >= ADJUSTMENT_MIN_UNITS) & (loss > ADJUSTMENT_RATIO * reference)
+    # Read in packs of a size the item's name states, a write-off of at most a month's use is a
+    # figure counted in units being put right, not stock lost.
+    finding &= ~pd.Series([bool(f) and any(x % k == 0 and x / k <= max(ref, 1.0) for k in pack_sizes(name))
+                           for f, x, ref, name in zip(finding, loss, reference, r["item_name"])], index=r.index)
     # Ranked against a month's use; where the facility uses none, against what a facility that
     # uses the item uses in a month (stock it never uses expiring is not many months of use).
     used = r.loc[r["consumed"] > 0]
@@ -97,7 +102,10 @@ def consumption(r: pd.DataFrame, settings: Detection) -> list[Finding]:
                & (r["consumed"] >= CONSUMPTION_MIN_RATIO * r["own_median"]))
     # Counted in units where the facility counts packs: the figure divided by a pack size the
     # item's name states is an ordinary month of its own (at most its largest other month).
-    largest = r.groupby(["facility_code", "item_code"])["consumed"].transform(lambda s: s.nlargest(2).iloc[-1])
+    keys = [r["facility_code"], r["item_code"]]
+    place = r["consumed"].groupby(keys).rank(method="first", ascending=False)
+    second = r["consumed"].where(place == 2).groupby(keys).transform("max")
+    largest = second.fillna(r["consumed"].groupby(keys).transform("max"))
     in_units = pd.Series([bool(f) and any(c % k == 0 and c / k <= top for k in pack_sizes(name))
                           for f, c, top, name in zip(finding, r["consumed"], largest, r["item_name"])], index=r.index)
     finding &= ~in_units
