@@ -162,23 +162,25 @@ def overdraw(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     """Consumed more than was available (opening + received + a positive adjustment).
 
     Consumption beyond opening + receipts made possible only by a positive adjustment is also a
-    finding, ranked below every true overdraw: a paper adjustment that covers consumption of stock
-    never received is how a balanced report hides a diversion, though stock borrowed from a
-    neighbour looks the same. Not when there was no opening stock and nothing received: then the
-    adjustment is simply how the month's stock was written in."""
+    finding: a paper adjustment that covers consumption of stock never received is how a balanced
+    report hides a diversion, though stock borrowed from a neighbour looks the same. Such a cover
+    needs a positive adjustment, so it is ranked among the data's positive adjustments (by the share
+    of the month's consumption it covers), where a true overdraw is ranked among all reports. Not
+    when there was no opening stock and nothing received: then the adjustment is simply how the
+    month's stock was written in."""
     stocked = r["opening"] + r["received"]
     available = stocked + r["adjustment"].clip(lower=0)
     over = r["consumed_m"] > r["opening_m"] + r["received_m"] + r["adjustment_m"].clip(lower=0)
     covered = ~over & (r["consumed_m"] > r["opening_m"] + r["received_m"]) & (r["adjustment_m"] > 0)
-    # With no opening stock and nothing received, the adjustment is the month's only stock: a
-    # receipt (or a product's first balance) written as an adjustment, not a top-up of stock.
     covered &= r["opening_m"] + r["received_m"] > 0
-    excess = np.where(over, r["consumed"] - available, r["consumed"] - stocked)
-    finding = over | covered
-    evidence = pd.DataFrame({"kind": over.astype(int) * 2 + covered.astype(int),
-                             "share": np.where(finding, excess / np.maximum(np.where(over, available, stocked), 1.0), 0),
-                             "units": np.where(finding, excess, 0.0)}, index=r.index)
-    p = rarity(evidence, finding, r)
+    excess = pd.Series(np.where(over, r["consumed"] - available, r["consumed"] - stocked), index=r.index)
+    p_over = rarity(pd.DataFrame({"share": (excess / np.maximum(available, 1.0)).where(over, 0.0),
+                                  "units": excess.where(over, 0.0)}), over, r)
+    topped_up = r["adjustment_m"] > 0
+    p_cover = rarity(pd.DataFrame({"share": (excess / r["consumed"].clip(lower=1.0)).where(covered, 0.0),
+                                   "units": excess.where(covered, 0.0)})[topped_up], covered[topped_up], r)
+    p = pd.concat([p_over, p_cover])
+    excess = excess.to_numpy()
     out = []
     for i, pi in p.items():
         row = r.loc[i]

@@ -38,8 +38,10 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     finding = (loss >= ADJUSTMENT_MIN_UNITS) & (loss > ADJUSTMENT_RATIO * reference)
     # Read in packs of a size the item's name states, a write-off of at most a month's use is a
     # figure counted in units being put right, not stock lost.
-    finding &= ~pd.Series([bool(f) and any(x % k == 0 and x / k <= max(ref, 1.0) for k in pack_sizes(name))
-                           for f, x, ref, name in zip(finding, loss, reference, r["item_name"])], index=r.index)
+    finding &= ~pd.Series([bool(f) and any(x % k == 0 and x / k <= max(ref, 1.0) for k in pack_sizes(name)
+                                           for x in (left, -adj))
+                           for f, left, adj, ref, name in zip(finding, loss, r["adjustment"], reference, r["item_name"])],
+                          index=r.index)
     # Ranked against a month's use; where the facility uses none, against what a facility that
     # uses the item uses in a month (stock it never uses expiring is not many months of use).
     used = r.loc[r["consumed"] > 0]
