@@ -30,7 +30,9 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     """A negative adjustment (stock written off; the form gives no reason) larger than what the
     facility consumes in a month, both this month and in its usual (median) month, once figures
     that undo it are taken out. A write-off most facilities made the same month (a recall, a batch
-    expiring everywhere) is common among its peers and so not surprising here. A write-off that is
+    expiring everywhere) is common among its peers and so not surprising here. Write-offs of an
+    item the facility does not use in most months (dead stock expiring) rank below the others. A
+    write-off that is
     a stated pack size times at most a month's use is a unit count being put right."""
     median = r.groupby(["facility_code", "item_code"])["consumed"].transform("median")
     loss = -moves["adjustment_left"].clip(upper=0)
@@ -48,8 +50,10 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     typical = r["item_code"].map(used.groupby("item_code")["consumed"].median()).fillna(1.0)
     times = loss / np.maximum(np.where(reference > 0, reference, typical), 1.0)
     held = (loss / (r["opening"] + r["received"]).where(lambda x: x > 0)).fillna(1.0)
-    evidence = pd.DataFrame({"times": times.where(finding, 0.0), "units": loss.where(finding, 0.0),
-                             "share": held.where(finding, 0.0)})
+    # Stock that moves and is written off says more than stock that sat unused until it expired:
+    # a write-off where the facility uses the item ranks above every one where it does not.
+    evidence = pd.DataFrame({"in_use": ((median > 0) & finding).astype(int), "times": times.where(finding, 0.0),
+                             "units": loss.where(finding, 0.0), "share": held.where(finding, 0.0)})
     p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
