@@ -95,6 +95,16 @@ def _undo_text(original: float, left: float, refs: list[str]) -> str:
     return f"; figures of {months} undo {qty(abs(original - left))} of it, leaving {qty(abs(left))}"
 
 
+def _unexplained(r: pd.DataFrame, left: pd.Series, figure: pd.Series, expected: pd.Series, base: pd.Series):
+    """What nothing undoes, unless the figure is a stated pack size times the one expected; and its
+    evidence: a loss before a surplus, then the share of the stock, then the units."""
+    finding = (left != 0) & ~pd.Series([bool(f) and unit_change(a, b, n) is not None for f, a, b, n in
+                                        zip(left != 0, figure, expected, r["item_name"])], index=r.index)
+    evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
+                             "units": left.abs().where(finding, 0.0)})
+    return finding, evidence
+
+
 def arithmetic(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     """Closing differs from opening + received - consumed + adjustment, by more than other figures undo.
 
@@ -102,13 +112,8 @@ def arithmetic(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     outranks more stock (an unrecorded receipt or a miscount)."""
     left = moves["arith_left"]
     base = np.maximum(np.maximum(r["opening"] + r["received"], r["consumed"]), 1.0)
-    finding = left != 0
     expected = r["closing"] - moves["arith"]
-    is_unit = pd.Series([bool(f) and unit_change(c, e, n) is not None for f, c, e, n in
-                         zip(finding, r["closing"], expected, r["item_name"])], index=r.index)
-    finding &= ~is_unit
-    evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
-                             "units": left.abs().where(finding, 0.0)})
+    finding, evidence = _unexplained(r, left, r["closing"], expected, base)
     p = rarity(evidence, finding, r)
     out = []
     for i, pi in p.items():
@@ -135,14 +140,9 @@ def carryover(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     Stock that disappeared between two reports, outside any month's figures, outranks stock that
     appeared."""
     left = moves["gap_left"]
-    finding = left != 0
-    is_unit = pd.Series([bool(f) and unit_change(a, b, n) is not None for f, a, b, n in
-                         zip(finding, moves["prev_closing"].fillna(0), r["opening"], r["item_name"])], index=r.index)
-    finding &= ~is_unit
-    base = np.maximum(np.maximum(moves["prev_closing"].fillna(0), r["opening"]), 1.0)
-    evidence = pd.DataFrame({"loss": (left < 0).astype(int), "share": (left.abs() / base).where(finding, 0.0),
-                             "units": left.abs().where(finding, 0.0)})[moves["follows"]]
-    p = rarity(evidence, finding[moves["follows"]], r)
+    before = moves["prev_closing"].fillna(0)
+    finding, evidence = _unexplained(r, left, before, r["opening"], np.maximum(np.maximum(before, r["opening"]), 1.0))
+    p = rarity(evidence[moves["follows"]], finding[moves["follows"]], r)
     out = []
     for i, pi in p.items():
         row, gap, orig = r.loc[i], left[i], moves.at[i, "gap"]

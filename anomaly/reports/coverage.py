@@ -82,6 +82,11 @@ def _facility_findings(detector: str, r: pd.DataFrame, spans: pd.DataFrame, p: p
     return out
 
 
+def _around(grp: pd.DataFrame, r: pd.DataFrame) -> str:
+    return "; ".join(f"{_of(r.loc[a])}: closed {qty(b)} before, opened {qty(c)} after"
+                     for a, b, c in zip(grp["anchor"], grp["before"], grp["after"]))
+
+
 def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     """All-zero reports after a month closed with stock: ranked by months zeroed, then stock hidden."""
     if runs.empty:
@@ -97,8 +102,7 @@ def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
     spans = runs.assign(anchor=anchor, refs=[[r.at[i, "ref"] for i in rows] for rows in runs["rows"]])
 
     def describe(facility, months, n, items, grp, r):
-        around = "; ".join(f"{_of(r.loc[a])}: closed {qty(b)} before, opened {qty(c)} after"
-                           for a, b, c in zip(grp["anchor"], grp["before"], grp["after"]))
+        around = _around(grp, r)
         return (f"{facility} sent {plural(n, 'report')} of all zeros for {plural(len(items), 'item')} "
                 f"({months}) right after closing with stock ({around}): the stock was not counted.")
     return _facility_findings("report_zero", r, spans, p, describe)
@@ -122,8 +126,7 @@ def missing(r: pd.DataFrame) -> list[Finding]:
                           "refs": [[prev, ref] for prev, ref in zip(r["ref"].shift()[finding], gaps["ref"])]})
 
     def describe(facility, months, n, items, grp, r):
-        around = "; ".join(f"{_of(r.loc[a])}: closed {qty(b)} before, opened {qty(c)} after"
-                           for a, b, c in zip(grp["anchor"], grp["before"], grp["after"]))
+        around = _around(grp, r)
         return (f"{facility} sent no report for {plural(len(items), 'item')} for {plural(n, 'month')} ({months}) "
                 f"between months it reported ({around}).")
     return _facility_findings("report_missing", r, spans, p, describe)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from anomaly import reports as report_detection
 from anomaly import scan
 from anomaly.models import Flag
-from stock.importer import import_dataset
 from stock.settings import Detection
+from tests.anomaly import test_report_detectors as report_tests
 
 PEERS = [f"HC{i}" for i in range(1, 13)]
 FACILITIES = "code,name,region,kind,parent_code\n" + "".join(
@@ -20,7 +20,6 @@ ITEMS = """code,name,atc_code,form,unit,controlled,max_dispense_quantity
 PILL,Levonorgestrel 0.03 mg,G03AC03,tablet,cycle,false,
 CONDOM,Male condom BTE/144,,condom,box,false,
 """
-HEADER = "facility_code,item_code,period,opening,received,consumed,adjustment,closing,stockout_days,ordered"
 USE = [28, 31, 30, 29, 32, 30, 28, 31, 30, 29, 31, 30]
 
 
@@ -43,13 +42,7 @@ def series(facility: str, item: str = "PILL", *, start: int = 300, received: int
 
 
 def load(session, tmp_path: Path, rows: list[str]):
-    folder = tmp_path / "data"
-    folder.mkdir(exist_ok=True)
-    (folder / "facilities.csv").write_text(FACILITIES)
-    (folder / "items.csv").write_text(ITEMS)
-    (folder / "stock_reports.csv").write_text("\n".join([HEADER, *rows]) + "\n")
-    import_dataset(session, folder)
-    session.commit()
+    report_tests.load(session, tmp_path, rows, facilities=FACILITIES, items=ITEMS)
 
 
 def found(session, *names: str):

@@ -45,11 +45,11 @@ def balanced(facility: str, consumptions: list[int], *, start: int = 500, receiv
     return rows
 
 
-def load(session, tmp_path: Path, rows: list[str]):
+def load(session, tmp_path: Path, rows: list[str], *, facilities: str = FACILITIES, items: str = ITEMS):
     folder = tmp_path / "data"
     folder.mkdir(exist_ok=True)
-    (folder / "facilities.csv").write_text(FACILITIES)
-    (folder / "items.csv").write_text(ITEMS)
+    (folder / "facilities.csv").write_text(facilities)
+    (folder / "items.csv").write_text(items)
     (folder / "stock_reports.csv").write_text("\n".join([HEADER, *rows]) + "\n")
     import_dataset(session, folder)
     session.commit()
