@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from anomaly.hits import Hit
 from anomaly.reports import balance, coverage, usage
-from anomaly.reports.surprise import ALPHA, Finding, to_hits
+from anomaly.reports.surprise import Finding, to_hits
 from stock.models import StockReport
 from stock.settings import Detection
 
@@ -103,7 +103,7 @@ def detect(reports: pd.DataFrame, settings: Detection, only: list[str] | None = 
     }
     findings: list[Finding] = []
     for name in wanted:
-        findings.extend(f for f in run[name]() if f.p <= ALPHA)
+        findings.extend(run[name]())
     return to_hits(findings)
 
 

@@ -48,7 +48,8 @@ def rarity(evidence: pd.DataFrame, finding: pd.Series, reports: pd.DataFrame) ->
     ``evidence``, columns compared in order, larger = stronger), times its same-month peer lift.
 
     ``finding`` marks the reports that are findings; ``reports`` is the report frame (facility,
-    item and period of each row). Returns ``p`` for the findings only."""
+    item and period of each row). Returns ``p`` for the findings surprising enough to keep
+    (at most ALPHA)."""
     n = len(evidence)
     if not finding.any():
         return pd.Series(dtype=float)
@@ -73,8 +74,8 @@ def rarity(evidence: pd.DataFrame, finding: pd.Series, reports: pd.DataFrame) ->
                      / (by_month.transform("size") - 1 + PEER_PRIOR)) / site_overall
     site_lift = ctx[["facility_code", "period"]].merge(sites, how="left", on=["facility_code", "period"])["lift"]
     lift = np.maximum(np.maximum(lift, site_lift.to_numpy()), 1.0)
-    p = (p_data * lift).clip(upper=1.0)
-    return p[finding]
+    p = (p_data * lift).clip(upper=1.0)[finding]
+    return p[p <= ALPHA]
 
 
 def score(p: float) -> float:
