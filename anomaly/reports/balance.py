@@ -166,13 +166,21 @@ def overdraw(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     report hides a diversion, though stock borrowed from a neighbour looks the same. Such a cover
     needs a positive adjustment, so it is ranked among the data's positive adjustments (by the share
     of the month's consumption it covers), where a true overdraw is ranked among all reports. Not
-    when there was no opening stock and nothing received: then the adjustment is simply how the
-    month's stock was written in."""
+    when there was no opening stock and nothing received (the adjustment is then simply how the
+    month's stock was written in), nor when the consumption, read in packs of a size the item's
+    name states, fits in the opening stock and receipts (units counted against stock in packs)."""
     stocked = r["opening"] + r["received"]
     available = stocked + r["adjustment"].clip(lower=0)
     over = r["consumed_m"] > r["opening_m"] + r["received_m"] + r["adjustment_m"].clip(lower=0)
     covered = ~over & (r["consumed_m"] > r["opening_m"] + r["received_m"]) & (r["adjustment_m"] > 0)
     covered &= r["opening_m"] + r["received_m"] > 0
+    # Consumption counted in units against stock counted in packs: read in packs of a size the
+    # item's name states, it fits in the stock there was.
+    in_units = pd.Series([bool(f) and any(c % k == 0 and c / k <= have for k in pack_sizes(name))
+                          for f, c, have, name in zip(over | covered, r["consumed"], stocked, r["item_name"])],
+                         index=r.index)
+    over &= ~in_units
+    covered &= ~in_units
     excess = pd.Series(np.where(over, r["consumed"] - available, r["consumed"] - stocked), index=r.index)
     p_over = rarity(pd.DataFrame({"share": (excess / np.maximum(available, 1.0)).where(over, 0.0),
                                   "units": excess.where(over, 0.0)}), over, r)

@@ -75,6 +75,14 @@ def test_a_pack_size_unit_change_is_not_a_loss(session, tmp_path):
     assert "4,285 boxes disappeared between the two reports" in hits[0].reason
 
 
+def test_consumption_counted_in_units_against_packs_is_not_an_overdraw(session, tmp_path):
+    load(session, tmp_path, ["HC1,CONDOM,2019-03,2,0,288,286,0,0,",    # 288 = the 2 boxes of 144 it had
+                             "HC2,CONDOM,2019-03,2,0,250,248,0,0,"])   # 250 is no number of boxes
+    hits = found(session, "report_overdraw")
+    assert [h.subject_id for h in hits] == ["HC2:CONDOM:2019-03"]
+    assert "a positive adjustment of 248 covers the 248 consumed beyond that" in hits[0].reason
+
+
 def test_a_figure_that_undoes_an_earlier_one_is_not_flagged(session, tmp_path):
     # HC1: 100 vanish between months 3 and 4 and are back in month 5; HC2: 100 vanish and a +1
     # "correction" comes back, which excuses one cycle, not 99.
