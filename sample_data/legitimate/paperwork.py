@@ -21,14 +21,22 @@ from sample_data.network import HEALTH_CENTER, HOSPITAL, PHARMACY, WAREHOUSE, Ne
 from sample_data.output import LedgerRows
 
 
+def _some(rng: np.random.Generator, n: int, share: float) -> np.ndarray:
+    """A mask of ``share`` of ``n`` facilities, at least one."""
+    mask = np.zeros(n, bool)
+    mask[rng.choice(n, size=min(n, max(1, int(round(share * n)))), replace=False)] = True
+    return mask
+
+
 def apply(rng: np.random.Generator, net: Network, tl: Timeline, led: LedgerRows,
           beh: Behaviours) -> tuple[np.ndarray, dict]:
     """Empty the document numbers of facilities that write none (in ``led``), and return each
     row's recording time in seconds from the start (-1: not written) and a summary."""
-    no_doc = rng.random(net.size) < beh.no_document_share
+    no_doc = _some(rng, net.size, beh.no_document_share)
     no_doc[net.central] = False
-    no_rec = rng.random(net.size) < beh.no_recorded_at_share
-    batch = rng.random(net.size) < beh.batch_keying_share
+    no_rec = _some(rng, net.size, beh.no_recorded_at_share)
+    batch = _some(rng, net.size, beh.batch_keying_share)
+    batch &= ~no_rec
     led.doc[no_doc[led.fac] & (led.doc != "")] = ""
 
     t = led.t
@@ -58,6 +66,6 @@ def apply(rng: np.random.Generator, net: Network, tl: Timeline, led: LedgerRows,
     rec[no_rec[led.fac]] = -1
     summary = {"facilities_without_document_numbers": int(no_doc.sum()),
                "facilities_without_recorded_at": int(no_rec.sum()),
-               "facilities_keying_after_the_fact": int((batch & ~no_rec).sum()),
+               "facilities_keying_after_the_fact": int(batch.sum()),
                "rows_recorded_an_hour_or_more_late": int(((rec - t) >= HOUR).sum())}
     return rec, summary

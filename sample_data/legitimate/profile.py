@@ -21,7 +21,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "whole_pack_rate": (0.02, 0.06, True),        # prescribed fills rounded up to whole strips/bottles
     "partial_chronic": (0.02, 0.06, True),        # fills given in two parts days apart
     "partial_acute": (0.01, 0.03, True),
-    "keyed_ten_rate": (0.0005, 0.002, True),      # dispensings keyed ten times too large
+    "keyed_ten_rate": (0.001, 0.003, True),      # dispensings keyed ten times too large
     "keyed_ten_days": (1.0, 3.0, True),           # longest delay of a correction, in days
     "early_refill_rate": (0.03, 0.08, True),      # chronic refills collected early
     "early_refill_days": (5.0, 9.0, True),        # how early, at most
@@ -49,6 +49,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "damaged_arrival_rate": (0.005, 0.02, True),  # lines with breakage found on unpacking
     "late_shipment_share": (0.1, 0.3, True),      # facilities with a delivery still on the road at the end
     "monthend_expiry_share": (0.2, 0.5, True),    # facilities that clear short-dated lots at month end
+    "monthend_expiry_days": (30.0, 60.0, True),   # ... every lot with less than this left to expiry
     "lateral_rate": (0.01, 0.04, True),           # facility-months passing surplus to a neighbour
     # --- optional columns
     "no_document_share": (0.05, 0.3, True),       # facilities that write no document numbers
@@ -89,6 +90,7 @@ class Behaviours:
     damaged_arrival_rate: float
     late_shipment_share: float
     monthend_expiry_share: float
+    monthend_expiry_days: float
     lateral_rate: float
     no_document_share: float
     no_recorded_at_share: float

@@ -36,8 +36,7 @@ class LegitimateStock(StockSimulation):
         self.end_t = tl.n_days * DAY
         self.damaged_arrival_rate = beh.damaged_arrival_rate
         self.cheap = set(CHEAP)
-        facs = net.dispensing()
-        self.monthend = set(facs[plan_rng.random(len(facs)) < beh.monthend_expiry_share].tolist())
+        self.monthend = set(np.flatnonzero(plan_rng.random(net.size) < beh.monthend_expiry_share).tolist())
         self.recalled: dict[int, int] = {}          # lot -> time of the recall
         self.complying: dict[int, set[int]] = {}    # lot -> facilities that write it off
         self.stats = {k: 0 for k in ("keyed_ten", "keyed_ten_reversed", "cheap_shortfalls", "fridge_failures",
@@ -56,6 +55,13 @@ class LegitimateStock(StockSimulation):
                 return c
             m += 1
         return self.end_t
+
+    def office_hours(self, fac: int, day: int, hours: tuple[int, int] = (9, 15)) -> int:
+        """A time during the working day at ``fac``, ``day`` or the next day it is open."""
+        closed = self.net.closed
+        while closed is not None and day < self.tl.n_days - 1 and closed[fac, self.tl.weekday[day]]:
+            day += 1
+        return day * DAY + hours[0] * HOUR + int(self.uni() * (hours[1] - hours[0]) * HOUR)
 
     def lasts(self, lot: int, t: int) -> bool:
         """Whether ``lot`` is still far from expiry (so stock may be put back on it) at ``t``."""
@@ -101,19 +107,22 @@ class LegitimateStock(StockSimulation):
         if not lots_here:
             self.skipped += 1
             return
-        head = lots_here[0]
         limit = min(self.next_count(t), self.end_t) - 10 * 60
         if uni() < 0.6:
             fix = t + 600 + int(uni() * 3 * HOUR)
         else:
-            fix = t + int((1 + uni() * (self.beh.keyed_ten_days - 1)) * DAY)
+            # Found when the day's figures are checked, a day or more later, in working hours.
+            later = t // DAY + 1 + int(uni() * self.beh.keyed_ten_days)
+            fix = max(t + 600, self.office_hours(key // self.n_items, later))
         if fix >= limit:
             fix = t + 600 + int(uni() * 3 * HOUR)
-        if head[2] >= 10 * qty and fix < limit and self.lasts(head[1], fix):
-            head[2] -= 10 * qty
-            lot = head[1]
-            if head[2] == 0:
-                lots_here.pop(0)
+        # The slip is on the first lot that holds ten times the quantity.
+        entry = next((e for e in lots_here if e[2] >= 10 * qty), None)
+        if entry is not None and fix < limit and self.lasts(entry[1], fix):
+            entry[2] -= 10 * qty
+            lot = entry[1]
+            if entry[2] == 0:
+                lots_here.remove(entry)
             seq = self.record(j, lot, 10 * qty)
             self.stats["keyed_ten"] += 1
             self.schedule(fix, self.correct_keyed, j, key, lot, qty, seq, fix)
@@ -170,9 +179,8 @@ class LegitimateStock(StockSimulation):
         super().count(fac, m, t)
 
     def clear_short_dated(self, fac: int, m: int, t: int) -> None:
-        """Write off, at the month-end count, every lot that would expire before the next one."""
-        tl = self.tl
-        until = int(tl.month_start[m + 2]) if m + 2 <= tl.n_months else tl.n_days
+        """Write off, at the month-end count, every lot too close to expiry to be used in time."""
+        until = t // DAY + int(self.beh.monthend_expiry_days)
         for key in sorted(self.fac_keys[fac]):
             for entry in list(self.hold.get(key, ())):
                 if entry[0] <= until and entry[0] < NEVER and entry[2] > 0:
@@ -191,7 +199,7 @@ class LegitimateStock(StockSimulation):
             i, lot, q = line[0], line[1], line[2]
             if line[6] >= 0 or q < 10 * step[i] or uni() >= self.beh.short_ship_rate:
                 continue
-            fix = t + int((6 + uni() * 8) * DAY)
+            fix = self.office_hours(src, t // DAY + 6 + int(uni() * 8))
             if fix >= self.end_t or not self.lasts(lot, fix):
                 continue
             missing = max(step[i], int(q * self.beh.short_ship_size * (0.5 + uni())) // step[i] * step[i])
@@ -221,7 +229,7 @@ class LegitimateStock(StockSimulation):
                 first.append(line)
         super().arrival(src, dst, t, first)
         if rest:
-            t2 = t + int((1 + uni() * 3) * DAY)
+            t2 = t + (1 + int(uni() * 3)) * DAY
             self.schedule(t2, self.second_trip, src, dst, t2, rest)
         for line in first:
             self.recalled_on_arrival(dst, line[0], line[1], t)
@@ -296,8 +304,9 @@ class LegitimateStock(StockSimulation):
             store = self.net.kind[f] == WAREHOUSE
             if store or self.uni() < self.beh.recall_compliance:
                 complying.add(f)
-                delay = int(self.uni() * (6 * HOUR if store else 6 * DAY))
-                when = max(t + 60, min(t + delay, limit))
+                when = t + int(self.uni() * 6 * HOUR) if store else \
+                    self.office_hours(f, t // DAY + 1 + int(self.uni() * 6))
+                when = max(t + 60, min(when, limit))
                 self.schedule(when, self.recall_writeoff, key, best, when)
         self.complying[best] = complying
 

@@ -37,6 +37,12 @@ def assign(rng: np.random.Generator, net: Network, tl: Timeline, led: LedgerRows
     user, fac, start, end, night = [], [], [], [], []
     leavers = joiners = 0
     end_t = tl.n_days * DAY
+    # Where someone can leave: two or more on the day shift, one of them not tied to an incident.
+    day_count = net.user_count - net.night_users
+    eligible = [f for f in range(net.size) if day_count[f] >= 2 and any(
+        u not in protected for u in range(int(net.user_offset[f]), int(net.user_offset[f] + day_count[f])))]
+    n_change = min(max(1, int(round(beh.staff_change_share * net.size))), len(eligible))
+    changing = set(rng.choice(np.array(eligible, np.int64), size=n_change, replace=False).tolist())
     for f in range(net.size):
         first, n, n_night = int(net.user_offset[f]), int(net.user_count[f]), int(net.night_users[f])
         day_staff = list(range(first, first + n - n_night))
@@ -46,21 +52,16 @@ def assign(rng: np.random.Generator, net: Network, tl: Timeline, led: LedgerRows
             start.append(0)
             end.append(end_t + DAY)
             night.append(u >= first + n - n_night)
-        if rng.random() >= beh.staff_change_share:
+        if f not in changing:
             continue
-        number = n
         free = [u for u in day_staff if u not in protected]
-        if len(day_staff) >= 2 and free:
-            gone = free[int(rng.integers(0, len(free)))]
-            leave = int(rng.integers(int(tl.n_days * 0.2), int(tl.n_days * 0.8) + 1)) * DAY
-            end[user.index(gone)] = leave
-            leavers += 1
-            arrive = leave + int(rng.integers(0, 15)) * DAY
-        else:
-            arrive = int(rng.integers(int(tl.n_days * 0.2), int(tl.n_days * 0.8) + 1)) * DAY
+        gone = free[int(rng.integers(0, len(free)))]
+        leave = int(rng.integers(int(tl.n_days * 0.2), int(tl.n_days * 0.8) + 1)) * DAY
+        end[user.index(gone)] = leave
+        leavers += 1
+        arrive = leave + int(rng.integers(0, 15)) * DAY
         # The newcomer gets the next user id of the facility.
-        number += 1
-        net.user_ids.append(f"u-{net.codes[f]}-{number:02d}")
+        net.user_ids.append(f"u-{net.codes[f]}-{n + 1:02d}")
         user.append(len(net.user_ids) - 1)
         fac.append(f)
         start.append(arrive)
