@@ -127,15 +127,14 @@ def _np(values: array) -> np.ndarray:
 
 
 def simulate(rng: np.random.Generator, net: Network, tl: Timeline, ev: Columns, *,
-             count_shortfalls: dict, shrinkages: dict, short_dated: set[int],
-             simulation: type["StockSimulation"] | None = None, **extra) -> SimResult:
+             count_shortfalls: dict, shrinkages: dict, short_dated: set[int]) -> SimResult:
     """Replay the static events ``ev`` (sorted by time) against simulated stock; see the module.
 
-    ``simulation`` is a subclass that adds behaviour through the hooks below (``extra`` goes to it).
+    A subclass adds behaviour through the hooks (``miscount``, ``dispatched``, ``other_event``,
+    and the calendar's own methods); see ``sample_data.legitimate.shelves``.
     """
-    cls = simulation or StockSimulation
-    return cls(rng, net, tl, ev, count_shortfalls=count_shortfalls, shrinkages=shrinkages,
-               short_dated=short_dated, **extra).run()
+    return StockSimulation(rng, net, tl, ev, count_shortfalls=count_shortfalls, shrinkages=shrinkages,
+                           short_dated=short_dated).run()
 
 
 class StockSimulation:
