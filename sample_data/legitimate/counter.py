@@ -157,7 +157,7 @@ def outbreaks(rng: np.random.Generator, net: Network, pts: Patients, tl: Timelin
         if tl.n_days < GO_LIVE_DAYS + 40:
             break
         r = int(rng.integers(0, n_regions))
-        length = int(rng.integers(14, 36))
+        length = int(rng.integers(21, 43))
         d0 = int(rng.integers(GO_LIVE_DAYS + 7, tl.n_days - length))
         src = np.flatnonzero((net.region[normal["fac"]] == r) & np.isin(normal["item"], items)
                              & (day_of >= d0) & (day_of < d0 + length) & (normal["inc"] < 0)

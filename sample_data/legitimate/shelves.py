@@ -75,8 +75,8 @@ class LegitimateStock(StockSimulation):
         facs = net.dispensing()
         if n < GO_LIVE_DAYS + 30:
             return
-        # Fridge failures at hospitals and health centres, found in the morning.
-        cold = np.flatnonzero(np.isin(net.kind, (HOSPITAL, HEALTH_CENTER)))
+        # Fridge failures in hospital pharmacies (where most cold-chain stock is), found in the morning.
+        cold = np.flatnonzero(net.kind == HOSPITAL)
         k = max(1, int(round(beh.fridges_per_scale * len(facs) / 60)))
         for f in r.choice(cold, size=min(k, len(cold)), replace=False, p=net.weight[cold] / net.weight[cold].sum()).tolist():
             day = int(r.integers(GO_LIVE_DAYS + 14, n - 10))
@@ -84,17 +84,19 @@ class LegitimateStock(StockSimulation):
         for _ in range(int(round(beh.recalls))):
             day = int(r.integers(int(n * 0.35), int(n * 0.75)))
             self.schedule(day * DAY + 11 * HOUR, self.recall, day * DAY + 11 * HOUR)
-        # Surplus passed to a neighbour, in the last week of a month.
+        # Surplus passed to a neighbour, in the last week of a month: the facilities that look
+        # through their shelves that month, in turn, until one has something to pass on.
         for m in range(tl.n_months):
             lo = max(int(tl.month_start[m]) + 19, GO_LIVE_DAYS + 10)
             hi = min(int(tl.month_start[m + 1]) - 2, n - 4)
             if hi <= lo:
                 continue
-            for f in facs[r.random(len(facs)) < beh.lateral_rate].tolist():
+            for _ in range(max(1, int(round(beh.lateral_rate * len(facs))))):
                 t = int(r.integers(lo, hi)) * DAY + 10 * HOUR + int(r.integers(0, 4 * HOUR))
-                self.schedule(t, self.lateral, f, t)
-        # Deliveries dispatched in the last days, some still on the road when the data ends.
-        for f in facs[r.random(len(facs)) < beh.late_shipment_share].tolist():
+                self.schedule(t, self.lateral, r.permutation(facs)[:6].tolist(), t)
+        # Deliveries dispatched in the last days, most still on the road when the data ends.
+        k = max(1, int(round(beh.late_shipment_share * len(facs))))
+        for f in r.choice(facs, size=min(k, len(facs)), replace=False).tolist():
             t = (n - int(r.integers(1, 4))) * DAY + 9 * HOUR + int(r.integers(0, 3 * HOUR))
             self.schedule(t, self.late_shipment, f, t)
 
@@ -108,7 +110,7 @@ class LegitimateStock(StockSimulation):
             self.skipped += 1
             return
         limit = min(self.next_count(t), self.end_t) - 10 * 60
-        if uni() < 0.6:
+        if uni() < 0.5:
             fix = t + 600 + int(uni() * 3 * HOUR)
         else:
             # Found when the day's figures are checked, a day or more later, in working hours.
@@ -254,7 +256,7 @@ class LegitimateStock(StockSimulation):
                 targets[i] = self.stock(f * self.n_items + i, day + 20) + int(used[i])
         if targets.any():
             self.stats["late_shipments"] += 1
-            self.ship(-1, src, f, t, targets, (2, 6))
+            self.ship(-1, src, f, t, targets, (2, 5))
 
     # ---------------------------------------------------------------- accidents and recalls
     def fridge(self, f: int) -> None:
@@ -324,18 +326,22 @@ class LegitimateStock(StockSimulation):
                 self.recall_writeoff(dst * self.n_items + item, lot, t)
 
     # ---------------------------------------------------------------- surplus to a neighbour
-    def lateral(self, f: int, t: int) -> None:
+    def lateral(self, facs: list[int], t: int) -> None:
+        """The first of ``facs`` that holds stock it will not use in time passes it on."""
+        for f in facs:
+            if self.pass_surplus(f, t):
+                return
+
+    def pass_surplus(self, f: int, t: int) -> bool:
         """Stock that will expire before ``f`` can use it, or far more than it needs, goes to the
         facility of the region that uses the item most."""
         net, n_items, step, span = self.net, self.n_items, self.step, self.span
         day = t // DAY
         peers = net.in_region(int(net.region[f]), DISPENSING)
         peers = peers[peers != f]
-        if len(peers) == 0:
-            return
         keys = sorted(self.fac_keys[f])
-        if not keys:
-            return
+        if len(peers) == 0 or not keys:
+            return False
         start = int(self.uni() * len(keys))
         for key in keys[start:] + keys[:start]:
             i = key % n_items
@@ -345,7 +351,7 @@ class LegitimateStock(StockSimulation):
                     continue
                 use = self.cum[f, i, min(exp_day, span)] - self.cum[f, i, min(day, span)]
                 month = self.cum[f, i, min(day + 30, span)] - self.cum[f, i, min(day, span)]
-                surplus = q - max(int(use), 0) if exp_day < day + 120 else q - 3 * int(month) - self.pack[i]
+                surplus = q - max(int(use), 0) if exp_day < day + 120 else q - 2 * int(month) - self.pack[i]
                 surplus = surplus // step[i] * step[i]
                 if surplus < max(self.pack[i], 5 * step[i]):
                     continue
@@ -362,4 +368,5 @@ class LegitimateStock(StockSimulation):
                 arrive = (day + 1) * DAY + 9 * HOUR + int(self.uni() * 5 * HOUR)
                 self.schedule(arrive, self.arrival, f, dst, arrive, [[i, lot, surplus, doc, seq, surplus, -1]])
                 self.stats["lateral_transfers"] += 1
-                return
+                return True
+        return False
