@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from sample_data.catalog import ITEMS
 from sample_data.demand import ITEM_INDEX
 from sample_data.frames import DAY, GO_LIVE_DAYS, HOUR, KEYED_TEN, R_CORRECTION, R_DAMAGED, R_EXPIRED, R_RECALLED
 from sample_data.legitimate.profile import Behaviours
 from sample_data.network import HEALTH_CENTER, HOSPITAL, PHARMACY, WAREHOUSE
-from sample_data.supply import K_ADJUST, K_DISPENSE, K_IN, K_LOSS, K_OUT, NEVER, StockSimulation
+from sample_data.supply import K_ADJUST, K_DISPENSE, K_LOSS, K_OUT, NEVER, StockSimulation
 
 CHEAP = tuple(ITEM_INDEX[c] for c in ("PCM500T", "PCM120S", "IBU400T", "AMX500C", "MET500T", "OME20C",
                                       "SYR5", "CAN20G", "GLV75", "GAU10", "NS500B"))
@@ -340,7 +339,7 @@ class LegitimateStock(StockSimulation):
         peers = net.in_region(int(net.region[f]), DISPENSING)
         peers = peers[peers != f]
         keys = sorted(self.fac_keys[f])
-        if len(peers) == 0 or not keys:
+        if len(peers) == 0 or not keys or (net.closed is not None and net.closed[f, self.tl.weekday[day]]):
             return False
         start = int(self.uni() * len(keys))
         for key in keys[start:] + keys[:start]:

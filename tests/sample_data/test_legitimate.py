@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from sample_data.generator import FILES, generate, main
 from sample_data.legitimate.profile import RANGES, draw
+from stock import balances, chain
 from stock.importer import import_dataset
-from tests.sample_data.test_generator import (check_all, days_between, load, match_transfers)
+from tests.sample_data.test_generator import check_all, days_between, load, match_transfers
 
 SEED, SCALE = 7, 0.3
 COLD = {"INSG100", "EPO4KS", "TRZ150V"}
@@ -80,7 +81,7 @@ def test_every_profile_is_a_valid_data_set(sets, profile):
 
 def test_each_seed_draws_its_own_country_and_shifted_doubles_it(sets):
     std, shifted = sets["standard"][1].behaviours, sets["shifted"][1].behaviours
-    other = draw(__import__("numpy").random.default_rng(99), "standard").as_dict()
+    other = draw(np.random.default_rng(99), "standard").as_dict()
     assert any(other[k] != std[k] for k in RANGES)
     for name, (lo, hi, doubled) in RANGES.items():
         assert lo <= std[name] <= hi, name
@@ -133,6 +134,11 @@ def test_the_importer_accepts_each_profile(session, tmp_path, profile):
     report = import_dataset(session, folder)
     session.commit()
     assert report.entries_added == summary.ledger_rows
+    assert balances.drift(session) == []
+    assert chain.verify(session).ok
+    again = import_dataset(session, folder)
+    session.commit()
+    assert again.entries_added == 0 and again.entries_already_present == summary.ledger_rows
 
 
 def test_command_lines_take_the_profile(tmp_path, capsys):
