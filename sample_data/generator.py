@@ -145,7 +145,8 @@ def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = dat
         rx_table = Columns.concat([rx_table] + plan.prescriptions)
     legit_events: list[Columns] = []
     if beh:
-        legit_ev, legit_rx, counts = legitimate.at_the_counter(lrng, net, pts, tl, normal, rx_table, fills, beh)
+        legit_ev, legit_rx, counts = legitimate.at_the_counter(lrng, net, pts, tl, normal, rx_table, fills, beh,
+                                                               duplicated=dup["rx"])
         legit_events.append(legit_ev)
         if len(legit_rx):
             rx_table = Columns.concat([rx_table, legit_rx])

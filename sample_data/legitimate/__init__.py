@@ -25,12 +25,17 @@ from sample_data.legitimate import counter
 from sample_data.legitimate.profile import Behaviours
 
 
-def at_the_counter(rng: np.random.Generator, net, pts, tl, normal: Columns, rx_table: Columns,
-                   fills: Columns, beh: Behaviours) -> tuple[Columns, Columns, dict[str, int]]:
+def at_the_counter(rng: np.random.Generator, net, pts, tl, normal: Columns, rx_table: Columns, fills: Columns,
+                   beh: Behaviours, *, duplicated: np.ndarray) -> tuple[Columns, Columns, dict[str, int]]:
     """Apply the counter's behaviours to the ordinary dispensings ``normal`` (in place) and return
-    the events and prescriptions they add (prescriptions numbered after ``rx_table``'s)."""
-    counts = {"whole_packs": counter.whole_packs(rng, normal, rx_table["qty"], beh),
-              "keyed_ten_marked": counter.keyed_ten(rng, normal, beh)}
+    the events and prescriptions they add (prescriptions numbered after ``rx_table``'s).
+
+    Dispensings of the prescriptions in ``duplicated`` (entered twice, the copy reversed) keep their
+    quantity, so that the copy stays a copy.
+    """
+    keep = np.isin(normal["rx"], duplicated[duplicated >= 0])
+    counts = {"whole_packs": counter.whole_packs(rng, normal, rx_table["qty"], beh, keep),
+              "keyed_ten_marked": counter.keyed_ten(rng, normal, beh, keep)}
     parts_ev, parts_rx = [events(0)], [prescriptions(0)]
     ev, rx = counter.postop_courses(rng, net, pts, tl, fills, beh, rx_first=len(rx_table))
     counts["postop_dispensings"] = 0 if ev is None else len(ev)

@@ -81,7 +81,8 @@ def reshape_fills(rng: np.random.Generator, net: Network, pts: Patients, tl: Tim
 
 # ---------------------------------------------------------------- on top of the ordinary demand
 
-def whole_packs(rng: np.random.Generator, normal: Columns, rx_qty: np.ndarray, beh: Behaviours) -> int:
+def whole_packs(rng: np.random.Generator, normal: Columns, rx_qty: np.ndarray, beh: Behaviours,
+                keep: np.ndarray) -> int:
     """Complete fills handed over as whole strips or bottles, above the prescribed quantity."""
     unit = np.zeros(len(ITEMS), np.int64)
     for code, q in WHOLE_PACK.items():
@@ -93,15 +94,16 @@ def whole_packs(rng: np.random.Generator, normal: Columns, rx_qty: np.ndarray, b
     u = unit[item]
     full = (rx >= 0) & (normal["inc"] < 0) & (qty == rx_qty[np.maximum(rx, 0)]) & (u > 0)
     rounded = np.where(u > 0, -(-qty // np.maximum(u, 1)) * u, qty)
-    pick = full & (rounded > qty) & (rounded <= ceiling[item]) & (rng.random(len(qty)) < beh.whole_pack_rate)
+    pick = full & (rounded > qty) & (rounded <= ceiling[item]) & (rng.random(len(qty)) < beh.whole_pack_rate) & ~keep
     normal["qty"][pick] = rounded[pick]
     return int(pick.sum())
 
 
-def keyed_ten(rng: np.random.Generator, normal: Columns, beh: Behaviours) -> int:
+def keyed_ten(rng: np.random.Generator, normal: Columns, beh: Behaviours, keep: np.ndarray) -> int:
     """Mark dispensings whose quantity will be keyed ten times too large (the stock simulation
     writes them, if the shelf allows, and their correction)."""
     pick = (normal["kind"] == DISPENSE) & (normal["inc"] < 0) & (rng.random(len(normal)) < beh.keyed_ten_rate)
+    pick &= ~keep
     normal["kind"][pick] = KEYED_TEN
     return int(pick.sum())
 
@@ -211,10 +213,19 @@ def emergency_doses(rng: np.random.Generator, net: Network, pts: Patients, tl: T
     qty = np.array([ticks(i, float(rng.choice(EMERGENCY[w][1]))) for i, w in zip(item.tolist(), which.tolist())],
                    np.int64)
     card = np.empty(m, np.int64)
-    for k, f in enumerate(fac.tolist()):
-        pool = np.flatnonzero((pts.region[:pts.registered] == net.region[f])
-                              & (pts.death_day[:pts.registered] > day[k]) & (pts.age[:pts.registered] >= 12))
-        card[k] = pool[rng.integers(0, len(pool))]
+    n = pts.registered
+    for r in np.unique(net.region[fac]).tolist():
+        sel = np.flatnonzero(net.region[fac] == r)
+        pool = np.flatnonzero((pts.region[:n] == r) & (pts.age[:n] >= 12))
+        card[sel] = pool[rng.integers(0, len(pool), len(sel))]
+        for _ in range(20):   # someone alive on the day
+            dead = sel[pts.death_day[card[sel]] <= day[sel]]
+            if len(dead) == 0:
+                break
+            card[dead] = pool[rng.integers(0, len(pool), len(dead))]
+    ok = pts.death_day[card] > day
+    fac, day, sec, item, qty, card = fac[ok], day[ok], sec[ok], item[ok], qty[ok], card[ok]
+    m = len(fac)
     night = (sec < 8 * HOUR) | (sec >= 20 * HOUR)
     return events(m, t=day * DAY + sec, fac=fac, item=item, qty=qty, card=card,
                   user=pick_user(rng, net, fac, night), reason=R_EMERGENCY)

@@ -77,7 +77,8 @@ class LegitimateStock(StockSimulation):
         # Fridge failures in hospital pharmacies (where most cold-chain stock is), found in the morning.
         cold = np.flatnonzero(net.kind == HOSPITAL)
         k = max(1, int(round(beh.fridges_per_scale * len(facs) / 60)))
-        for f in r.choice(cold, size=min(k, len(cold)), replace=False, p=net.weight[cold] / net.weight[cold].sum()).tolist():
+        w = net.weight[cold] / net.weight[cold].sum()
+        for f in r.choice(cold, size=min(k, len(cold)), replace=False, p=w).tolist():
             day = int(r.integers(GO_LIVE_DAYS + 14, n - 10))
             self.schedule(day * DAY + 7 * HOUR + int(r.integers(0, 2 * HOUR)), self.fridge, f)
         for _ in range(int(round(beh.recalls))):
