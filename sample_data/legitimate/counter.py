@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from sample_data.catalog import ITEMS
-from sample_data.demand import (ITEM_INDEX, SPLIT_STEP, Patients, dispensings, pick_prescriber, pick_user,
-                                ticks)
+from sample_data.demand import (ITEM_INDEX, REGIMENS, SPLIT_STEP, Patients, dispensings, pick_prescriber,
+                                pick_user, ticks)
 from sample_data.frames import (DAY, DISPENSE, GO_LIVE_DAYS, HOUR, KEYED_TEN, LOSS, R_DAMAGED, R_EMERGENCY,
                                 Columns, Timeline, events)
 from sample_data.legitimate.profile import Behaviours
@@ -71,12 +71,14 @@ def reshape_fills(rng: np.random.Generator, net: Network, pts: Patients, tl: Tim
     after = fills["day"][idx] >= move_day[k]
     idx, k = idx[after], k[after]
     new = dest[k]
-    hospital_based = fills["rx_fac"][idx] != fills["disp"][idx]
-    hospital_based &= net.kind[fills["rx_fac"][idx]] == HOSPITAL
-    new_rx = np.where(hospital_based & (net.kind[new] != HOSPITAL), net.main_hospital[net.region[new]], new)
-    fills["rx_fac"][idx] = new_rx
-    fills["disp"][idx] = np.where(hospital_based, new_rx, new)
-    fills["prescriber"][idx] = pick_prescriber(rng, net, new_rx)
+    # Treatments given only at hospitals (oncology, dialysis) move to the new region's medical
+    # centre unless the new facility is a hospital itself.
+    hospital_only = np.array([REGIMENS[g].setting.startswith("hospital") for g in fills["regimen"][idx].tolist()],
+                             dtype=bool)
+    new = np.where(hospital_only & (net.kind[new] != HOSPITAL), net.main_hospital[net.region[new]], new)
+    fills["rx_fac"][idx] = new
+    fills["disp"][idx] = new
+    fills["prescriber"][idx] = pick_prescriber(rng, net, new)
 
 
 # ---------------------------------------------------------------- on top of the ordinary demand
