@@ -98,7 +98,10 @@ def build_patients(rng: np.random.Generator, net: Network, tl: Timeline, scale: 
 # ---------------------------------------------------------------- shared building blocks
 
 def open_day(day: np.ndarray, fac: np.ndarray, net: Network, tl: Timeline) -> np.ndarray:
-    """Health centres close on Friday (the Libyan weekend): their patients come on Saturday."""
+    """Health centres close on Friday (the Libyan weekend), many on Saturday too: their patients
+    come on the next open day (the last open day before, at the end of the period)."""
+    if net.closed is not None:
+        return _next_open(np.asarray(day).copy(), np.asarray(fac), net, tl)
     day = np.asarray(day).copy()
     inside = (day >= 0) & (day < tl.n_days)
     fri = inside.copy()
@@ -108,11 +111,49 @@ def open_day(day: np.ndarray, fac: np.ndarray, net: Network, tl: Timeline) -> np
     return day
 
 
-def clock(rng: np.random.Generator, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _closed(day: np.ndarray, fac: np.ndarray, net: Network, tl: Timeline) -> np.ndarray:
+    inside = (day >= 0) & (day < tl.n_days)
+    out = np.zeros(len(day), bool)
+    out[inside] = net.closed[fac[inside], tl.weekday[day[inside]]]
+    return out
+
+
+def _next_open(day: np.ndarray, fac: np.ndarray, net: Network, tl: Timeline) -> np.ndarray:
+    start = day.copy()
+    for _ in range(6):
+        shut = _closed(day, fac, net, tl)
+        if not shut.any():
+            break
+        day[shut] += 1
+    late = day >= tl.n_days
+    if late.any():
+        day[late] = np.minimum(start[late], tl.n_days - 1)
+        day[late] = last_open(day[late], fac[late], net, tl)
+    return day
+
+
+def last_open(day: np.ndarray, fac: np.ndarray, net: Network, tl: Timeline) -> np.ndarray:
+    """The day itself if ``fac`` is open then, else the last open day before it."""
+    day = np.asarray(day).copy()
+    if net.closed is None:
+        fri = np.zeros(len(day), bool)
+        inside = (day >= 0) & (day < tl.n_days)
+        fri[inside] = tl.weekday[day[inside]] == FRIDAY
+        return np.where(fri & (net.kind[fac] == HEALTH_CENTER), day - 1, day)
+    for _ in range(6):
+        shut = _closed(day, np.asarray(fac), net, tl)
+        if not shut.any():
+            break
+        day[shut] -= 1
+    return day
+
+
+def clock(rng: np.random.Generator, kind: np.ndarray,
+          night_share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """Second of the day of a dispensing by facility kind, and whether it fell on the night shift.
 
     Health centres work mornings, public pharmacies until evening, hospital pharmacies around the
-    clock with a quarter of their work at night.
+    clock with ``night_share`` (a quarter, unless the country says otherwise) of their work at night.
     """
     n = len(kind)
     sec = np.empty(n, np.int64)
@@ -121,7 +162,7 @@ def clock(rng: np.random.Generator, kind: np.ndarray) -> tuple[np.ndarray, np.nd
     sec[hc] = 8 * HOUR + rng.beta(2.0, 2.5, hc.sum()) * 7 * HOUR
     sec[ph] = 9 * HOUR + rng.beta(1.3, 1.3, ph.sum()) * 12 * HOUR
     nh = ho.sum()
-    is_night = rng.random(nh) < 0.25
+    is_night = rng.random(nh) < night_share
     day_sec = 8 * HOUR + rng.beta(1.8, 2.2, nh) * 12 * HOUR
     night_sec = (20 * HOUR + rng.random(nh) * 12 * HOUR) % DAY
     sec[ho] = np.where(is_night, night_sec, day_sec)
@@ -164,15 +205,11 @@ def dispensings(rng: np.random.Generator, net: Network, tl: Timeline, *, card, d
     card, day, fac, rx_fac, prescriber, item, qty, days, diag, prescribed = (
         a[keep] for a in (card, day, fac, rx_fac, prescriber, item, qty, days, diag, prescribed))
     n = len(day)
-    sec, night = clock(rng, net.kind[fac])
+    sec, night = clock(rng, net.kind[fac], net.night_share)
     user = pick_user(rng, net, fac, night)
 
     lag = np.where(rng.random(n) < 0.7, 0, rng.integers(1, 4, n))
-    issued = day - lag
-    in_range = (issued >= 0) & (issued < tl.n_days)
-    fri = np.zeros(n, bool)
-    fri[in_range] = tl.weekday[issued[in_range]] == FRIDAY
-    issued = np.where(fri & (net.kind[rx_fac] == HEALTH_CENTER), issued - 1, issued)
+    issued = last_open(day - lag, rx_fac, net, tl)
     rx = np.full(n, -1, np.int64)
     rx[prescribed] = rx_first + np.arange(prescribed.sum())
     rx_table = prescriptions(int(prescribed.sum()), card=card[prescribed], fac=rx_fac[prescribed],
@@ -189,7 +226,7 @@ def dispensings(rng: np.random.Generator, net: Network, tl: Timeline, *, card, d
     later = open_day(day[s] + rng.integers(2, 8, len(s)), fac[s], net, tl)
     ok = (later < tl.n_days) & (later < death_day[card[s]])
     s, later = s[ok], later[ok]
-    sec2, night2 = clock(rng, net.kind[fac[s]])
+    sec2, night2 = clock(rng, net.kind[fac[s]], net.night_share)
     rest = events(len(s), t=later * DAY + sec2, fac=fac[s], item=item[s], qty=qty[s] - qty1[s],
                   card=card[s], rx=rx[s], user=pick_user(rng, net, fac[s], night2))
     return Columns.concat([main, rest]), rx_table

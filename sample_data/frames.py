@@ -49,9 +49,11 @@ class Columns:
 
 
 # Static ledger events: everything whose timing is decided before stock is simulated.
-DISPENSE, LOSS, WRITEOFF, REVERSAL, ADJUST = 0, 1, 2, 3, 4
-REASONS = ("", "expired", "damaged", "correction")
-NO_REASON, R_EXPIRED, R_DAMAGED, R_CORRECTION = 0, 1, 2, 3
+DISPENSE, LOSS, WRITEOFF, REVERSAL, ADJUST, KEYED_TEN = 0, 1, 2, 3, 4, 5
+"""``KEYED_TEN`` is a dispensing whose quantity was keyed ten times too large (then corrected)."""
+DISPENSE_KINDS = (DISPENSE, KEYED_TEN)
+REASONS = ("", "expired", "damaged", "correction", "recalled", "emergency")
+NO_REASON, R_EXPIRED, R_DAMAGED, R_CORRECTION, R_RECALLED, R_EMERGENCY = 0, 1, 2, 3, 4, 5
 
 
 def events(n: int, **given: np.ndarray) -> Columns:

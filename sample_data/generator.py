@@ -13,7 +13,12 @@ exercised by it, and the benchmarks scale it up, so three properties matter more
   simulation walks the rows one by one. Scale 1 gives about 70,000 ledger rows, scale 15 about a
   million.
 
-Run by hand with ``python -m sample_data.generator OUT --seed 1 --scale 0.05``.
+``profile`` sets how much legitimate noise surrounds the incidents (see ``sample_data.legitimate``):
+``standard`` (the default) has each seed draw its own rates of early refills, keyed-in mistakes,
+recalls, short picks and the rest; ``shifted`` doubles them; ``plain`` has none of them and is
+what ``sample_data/small`` was generated with.
+
+Run by hand with ``python -m sample_data.generator OUT --seed 1 --scale 0.05 --profile shifted``.
 """
 
 from __future__ import annotations
@@ -21,20 +26,24 @@ from __future__ import annotations
 import argparse
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from sample_data import demand, scenarios
+from sample_data import demand, legitimate, scenarios
+from sample_data.legitimate import counter, paperwork, staff
+from sample_data.legitimate.profile import PROFILES, draw
+from sample_data.legitimate.shelves import LegitimateStock
 from sample_data.catalog import ITEMS
 from sample_data.demand import ALIVE, build_patients, chronic_treatments
 from sample_data.frames import GO_LIVE_DAYS, REVERSAL, Columns, Timeline
 from sample_data.network import KIND_NAMES, build_network
 from sample_data.output import (FACILITY_COLUMNS, ITEM_COLUMNS, LEDGER_COLUMNS, PATIENT_COLUMNS,
                                 PRESCRIPTION_COLUMNS, TRUTH_COLUMNS, assemble, format_days,
-                                format_quantities, ledger_chunks, lookup, write_chunks, write_csv)
+                                format_quantities, format_times, ledger_chunks, lookup, write_chunks,
+                                write_csv)
 from sample_data.supply import simulate, supply_cycles
 from sample_data.truth import truth_rows
 
@@ -50,10 +59,15 @@ class GenerationSummary:
     """Incidents written to truth.csv, per scenario."""
     ledger_rows: int
     seconds: float
+    profile: str = "plain"
+    behaviours: dict = field(default_factory=dict)
+    """This seed's parameters of the legitimate behaviours and how many of each were written."""
 
 
 # Independent streams per stage: changing how one stage draws leaves the others' data unchanged.
-_STREAMS = ("network", "patients", "chronic", "fills", "acute", "extras", "scenarios", "supply", "shelf")
+_STREAMS = ("network", "patients", "chronic", "fills", "acute", "extras", "scenarios", "supply", "shelf",
+            "legit", "legit_counter", "legit_stock", "legit_staff", "legit_paper")
+"""New streams go at the end: the existing ones stay what they were for every seed."""
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -61,19 +75,23 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, children)}
 
 
-def run_tag(seed: int, scale: float, start: date, months: int) -> str:
+def run_tag(seed: int, scale: float, start: date, months: int, profile: str = "plain") -> str:
     """A short stamp of the parameters, in every entry and prescription id.
 
     Ids are stable for a given data set (re-importing it is a no-op) and differ between data sets,
     so two generated sets can be imported into one database without colliding.
     """
     text = f"dawa-sample|{seed}|{scale!r}|{start.isoformat()}|{months}"
+    if profile != "plain":
+        text += f"|{profile}"
     return hashlib.sha256(text.encode()).hexdigest()[:6]
 
 
 def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = date(2026, 1, 1),
-             months: int = 6) -> GenerationSummary:
+             months: int = 6, profile: str = "standard") -> GenerationSummary:
     """Write a data set of the given size to ``out_dir`` (created if missing) and describe it."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if scale <= 0:
         raise ValueError("scale must be positive")
     if months < 1:
@@ -82,12 +100,17 @@ def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = dat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = _streams(seed)
-    tag = run_tag(seed, scale, start, months)
+    tag = run_tag(seed, scale, start, months, profile)
+    beh = draw(rng["legit"], profile)
+    lrng = rng["legit_counter"]
+    counts: dict[str, int] = {}
     tl = Timeline(start, months)
     if tl.n_days < GO_LIVE_DAYS + 14:
         raise ValueError("the period is too short to stock facilities and serve patients")
 
     net = build_network(rng["network"], scale)
+    if beh:
+        staff.shape_network(rng["legit_staff"], net, beh)
     pts = build_patients(rng["patients"], net, tl, scale)
     treatments = chronic_treatments(rng["chronic"], net, pts)
     n_inc = scenarios.incidents_per_scenario(scale)
@@ -95,10 +118,14 @@ def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = dat
     dying = scenarios.plan_deceased(rng["scenarios"], pts, treatments, tl, n_inc)
 
     fills = demand.chronic_fills(rng["fills"], net, pts, tl, treatments)
-    ev_chronic, rx_chronic = demand.episodes_to_events(rng["fills"], net, tl, fills, partial_rate=0.04,
+    if beh:
+        counter.reshape_fills(lrng, net, pts, tl, fills, beh, keep_patients={p for p, _, _ in dying})
+    ev_chronic, rx_chronic = demand.episodes_to_events(rng["fills"], net, tl, fills,
+                                                       partial_rate=beh.partial_chronic if beh else 0.04,
                                                        rx_first=0, death_day=pts.death_day)
     acute = demand.acute_episodes(rng["acute"], net, pts, tl)
-    ev_acute, rx_acute = demand.episodes_to_events(rng["acute"], net, tl, acute, partial_rate=0.02,
+    ev_acute, rx_acute = demand.episodes_to_events(rng["acute"], net, tl, acute,
+                                                   partial_rate=beh.partial_acute if beh else 0.02,
                                                    rx_first=len(rx_chronic), death_day=pts.death_day)
     normal = Columns.concat([ev_chronic, ev_acute])
     rx_table = Columns.concat([rx_chronic, rx_acute])
@@ -116,11 +143,24 @@ def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = dat
     scenarios.stock_incidents(srng, plan, net, tl, n_inc, len(supply_cycles(tl)))
     if plan.prescriptions:
         rx_table = Columns.concat([rx_table] + plan.prescriptions)
+    legit_events: list[Columns] = []
+    if beh:
+        legit_ev, legit_rx, counts = legitimate.at_the_counter(lrng, net, pts, tl, normal, rx_table, fills, beh,
+                                                               duplicated=dup["rx"])
+        legit_events.append(legit_ev)
+        if len(legit_rx):
+            rx_table = Columns.concat([rx_table, legit_rx])
 
     # Static events in time order; a reversal keeps pointing at the duplicate it reverses.
     dup_first = len(normal) + len(extras)
     rev["ref"] = dup_first + np.arange(len(rev))
-    ev = Columns.concat([normal, extras, dup, rev] + plan.events)
+    ev = Columns.concat([normal, extras, dup, rev] + plan.events + legit_events)
+    if beh:
+        busy = {inc.facility for inc in plan.incidents} | {f for f, _ in plan.shrinkages} | \
+            {f for f, _ in plan.count_shortfalls}
+        clinics = counter.choose_new_clinics(lrng, net, tl, beh, busy)
+        counter.open_clinics(lrng, net, ev, rx_table, clinics)
+        counts["new_clinics"] = len(clinics)
     order = np.argsort(ev["t"], kind="stable")
     ev = ev.take(order)
     position = np.empty(len(order), np.int64)
@@ -132,8 +172,15 @@ def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = dat
     short_dated = set()
     if tl.n_days >= 120:
         short_dated = set(rng["shelf"].choice(tracked, size=len(tracked) // 3, replace=False).tolist())
-    sim = simulate(rng["supply"], net, tl, ev, count_shortfalls=plan.count_shortfalls,
-                   shrinkages=plan.shrinkages, short_dated=short_dated)
+    if beh:
+        stock = LegitimateStock(rng["supply"], net, tl, ev, count_shortfalls=plan.count_shortfalls,
+                                shrinkages=plan.shrinkages, short_dated=short_dated, beh=beh,
+                                plan_rng=rng["legit_stock"])
+        sim = stock.run()
+        counts.update(stock.stats)
+    else:
+        sim = simulate(rng["supply"], net, tl, ev, count_shortfalls=plan.count_shortfalls,
+                       shrinkages=plan.shrinkages, short_dated=short_dated)
 
     # ------------------------------------------------------------------ files
     codes = net.codes
@@ -170,16 +217,38 @@ def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = dat
                                              prescription_chunks())
 
     led = assemble(sim, ev, net.user_offset)
-    rows["ledger.csv"] = write_chunks(out_dir / "ledger.csv", LEDGER_COLUMNS, ledger_chunks(
-        led, sim, tag=tag, start=start, codes=codes, cards=pts.cards, rx_ids=rx_ids, user_ids=net.user_ids))
+    chunks = ledger_chunks(led, sim, tag=tag, start=start, codes=codes, cards=pts.cards, rx_ids=rx_ids,
+                           user_ids=net.user_ids)
+    columns = LEDGER_COLUMNS
+    if beh:
+        counts.update(staff.assign(rng["legit_staff"], net, tl, led, beh))
+        recorded, paper = paperwork.apply(rng["legit_paper"], net, tl, led, beh)
+        counts.update(paper)
+        chunks = _with_recorded_at(chunks, recorded, start)
+        columns = LEDGER_COLUMNS + ("recorded_at",)
+    rows["ledger.csv"] = write_chunks(out_dir / "ledger.csv", columns, chunks)
 
     truth, per_scenario = truth_rows(plan.incidents, led, sim, net=net, tl=tl, cards=pts.cards, rx_ids=rx_ids,
                                      rx_qty=rx_table["qty"], tag=tag, user_ids=net.user_ids)
     rows["truth.csv"] = write_csv(out_dir / "truth.csv", TRUTH_COLUMNS,
                                   [list(c) for c in zip(*truth)] if truth else [[] for _ in TRUTH_COLUMNS])
     incidents = {s: per_scenario.get(s, 0) for s in scenarios.SCENARIOS}
+    behaviours = {**beh.as_dict(), **counts} if beh else {}
     return GenerationSummary(out_dir=out_dir, rows=rows, incidents=incidents, ledger_rows=sim.n_rows,
-                             seconds=round(time.perf_counter() - began, 3))
+                             seconds=round(time.perf_counter() - began, 3), profile=profile,
+                             behaviours=behaviours)
+
+
+def _with_recorded_at(chunks, recorded: np.ndarray, start: date):
+    """The ledger's chunks with a ``recorded_at`` column (empty where -1)."""
+    lo = 0
+    for cols in chunks:
+        n = len(cols[0])
+        rec = recorded[lo:lo + n]
+        text = format_times(start, np.maximum(rec, 0))
+        text[rec < 0] = ""
+        lo += n
+        yield cols + [text]
 
 
 def main(argv: list[str] | None = None) -> GenerationSummary:
@@ -190,11 +259,17 @@ def main(argv: list[str] | None = None) -> GenerationSummary:
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 is about 70,000 ledger rows")
     parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
     parser.add_argument("--months", type=int, default=6)
+    parser.add_argument("--profile", choices=PROFILES, default="standard",
+                        help="legitimate noise: standard, shifted (doubled) or plain (none)")
     args = parser.parse_args(argv)
-    summary = generate(args.out, seed=args.seed, scale=args.scale, start=args.start, months=args.months)
+    summary = generate(args.out, seed=args.seed, scale=args.scale, start=args.start, months=args.months,
+                       profile=args.profile)
     for name, n in summary.rows.items():
         print(f"{name:20} {n:>10,} rows")
     print("incidents: " + ", ".join(f"{k} {v}" for k, v in summary.incidents.items()))
+    if summary.behaviours:
+        print("legitimate behaviours (" + summary.profile + "): " + ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.behaviours.items()))
     print(f"{summary.ledger_rows:,} ledger rows in {summary.seconds:.1f} s")
     return summary
 

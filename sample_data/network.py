@@ -38,6 +38,11 @@ class Network:
     central: int
     regional_warehouse: np.ndarray  # per region
     main_hospital: np.ndarray       # per region: the largest hospital (oncology, surgery)
+    closed: np.ndarray | None = None
+    """Per facility and weekday (Monday = 0), whether it is closed; None: health centres close on
+    Friday only."""
+    night_share: float = 0.25
+    """Share of a hospital pharmacy's dispensings made on the night shift."""
 
     @property
     def size(self) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from sample_data.catalog import ITEMS, SUPPLIERS
 from sample_data.demand import TICKS
-from sample_data.frames import ADJUST, DAY, DISPENSE, LOSS, REASONS, REVERSAL, WRITEOFF, Columns
+from sample_data.frames import ADJUST, DAY, DISPENSE, DISPENSE_KINDS, KEYED_TEN, LOSS, REASONS, REVERSAL, WRITEOFF, Columns
 from sample_data.supply import K_ADJUST, K_DISPENSE, K_LOSS, KINDS, SimResult
 
 FACILITY_COLUMNS = ("code", "name", "region", "kind", "parent_code")
@@ -33,7 +33,8 @@ TRUTH_COLUMNS = ("incident_id", "scenario", "entry_id", "facility_code", "descri
 UTC_OFFSET = "+02:00"
 """Libya keeps Eastern European Time all year (UTC+2, no daylight saving)."""
 
-_STATIC_KIND = {DISPENSE: K_DISPENSE, LOSS: K_LOSS, WRITEOFF: K_LOSS, REVERSAL: K_ADJUST, ADJUST: K_ADJUST}
+_STATIC_KIND = {DISPENSE: K_DISPENSE, LOSS: K_LOSS, WRITEOFF: K_LOSS, REVERSAL: K_ADJUST, ADJUST: K_ADJUST,
+                KEYED_TEN: K_DISPENSE}
 
 
 def write_csv(path: Path, header: tuple[str, ...], columns: list) -> int:
@@ -172,7 +173,7 @@ def assemble(sim: SimResult, ev: Columns, net_users: np.ndarray) -> LedgerRows:
     out["item"][s] = item
     out["lot"][s] = sim.static_lot
     out["qty"][s] = sim.static_qty
-    is_disp = ev["kind"][e] == DISPENSE
+    is_disp = np.isin(ev["kind"][e], DISPENSE_KINDS)
     out["card"][s] = np.where(is_disp, ev["card"][e], -1)
     out["rx"][s] = np.where(is_disp, ev["rx"][e], -1)
     out["reason"][s] = ev["reason"][e]
@@ -186,7 +187,7 @@ def assemble(sim: SimResult, ev: Columns, net_users: np.ndarray) -> LedgerRows:
 
     g = sim.gen
     gs = g["seq"]
-    for k in ("t", "kind", "fac", "item", "lot", "qty", "cp", "reason", "user"):
+    for k in ("t", "kind", "fac", "item", "lot", "qty", "cp", "reason", "user", "card", "rx"):
         out[k][gs] = g[k]
     exp[gs] = g["exp"]
     doc[gs] = np.array(sim.gen_doc, dtype=object)

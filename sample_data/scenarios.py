@@ -332,7 +332,7 @@ def consumption_spike(rng, plan: Plan, net: Network, pts: Patients, tl: Timeline
                                         issued=days, diag=np.full(extra, regimen.diagnosis, dtype=object))
         else:
             rx = np.full(extra, -1)
-        sec, night = clock(rng, net.kind[facs])
+        sec, night = clock(rng, net.kind[facs], net.night_share)
         plan.events.append(events(extra, t=days * DAY + sec, fac=fac, item=item, qty=qty, card=patients,
                                   rx=rx, user=pick_user(rng, net, facs, night), inc=inc.number, strict=True))
 

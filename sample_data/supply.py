@@ -29,8 +29,8 @@ import numpy as np
 
 from sample_data.catalog import ITEMS
 from sample_data.demand import SPLIT_STEP, TICKS
-from sample_data.frames import (ADJUST, DAY, DISPENSE, GO_LIVE_DAYS, HOUR, LOSS, R_DAMAGED, R_EXPIRED,
-                                REVERSAL, WRITEOFF, Columns, Timeline)
+from sample_data.frames import (ADJUST, DAY, DISPENSE, DISPENSE_KINDS, GO_LIVE_DAYS, HOUR, LOSS, R_DAMAGED,
+                                R_EXPIRED, REVERSAL, WRITEOFF, Columns, Timeline)
 from sample_data.network import WAREHOUSE, Network
 
 # Ledger row kinds, in the contract's words.
@@ -128,7 +128,11 @@ def _np(values: array) -> np.ndarray:
 
 def simulate(rng: np.random.Generator, net: Network, tl: Timeline, ev: Columns, *,
              count_shortfalls: dict, shrinkages: dict, short_dated: set[int]) -> SimResult:
-    """Replay the static events ``ev`` (sorted by time) against simulated stock; see the module."""
+    """Replay the static events ``ev`` (sorted by time) against simulated stock; see the module.
+
+    A subclass adds behaviour through the hooks (``miscount``, ``dispatched``, ``other_event``,
+    and the calendar's own methods); see ``sample_data.legitimate.shelves``.
+    """
     return StockSimulation(rng, net, tl, ev, count_shortfalls=count_shortfalls, shrinkages=shrinkages,
                            short_dated=short_dated).run()
 
@@ -166,19 +170,22 @@ class StockSimulation:
                               for i, it in enumerate(ITEMS) if not it.lot_tracked}
         self.heap: list = []
         self.g = {k: array("q") for k in ("seq", "t", "kind", "fac", "item", "lot", "qty", "cp", "reason",
-                                           "user", "exp")}
+                                           "user", "exp", "card", "rx")}
         self.g_doc: list[str] = []
         self.evidence: dict[int, int] = {}
         self.info: dict[int, dict] = {}
         self.reverses: dict[int, int] = {}
         self.counters = {"doc": 0, "grn": 0, "lot": 0}
         self.failed_strict = self.short_fills = self.skipped = 0
+        self.damaged_arrival_rate = 0.01
+        # Rows that carry out static events: (row, event, lot, quantity); see ``record``.
+        self.s_seq, self.s_ev, self.s_lot, self.s_qty = array("q"), array("q"), array("q"), array("q")
 
     def _forecast(self) -> None:
         """Cumulative requested quantity per facility, item and day: what orders are sized from."""
         ev, n_items = self.ev, self.n_items
         self.span = span = self.tl.n_days + 80
-        disp = ev["kind"] == DISPENSE
+        disp = np.isin(ev["kind"], DISPENSE_KINDS)
         day = np.minimum(ev["t"][disp] // DAY, span - 1)
         flat = (ev["fac"][disp] * n_items + ev["item"][disp]) * span + day
         demand = np.bincount(flat, weights=ev["qty"][disp], minlength=self.net.size * n_items * span)
@@ -190,7 +197,8 @@ class StockSimulation:
             self.typical[i] = float(np.median(q)) if len(q) else self.pack[i]
 
     # ---------------------------------------------------------------- rows
-    def emit(self, t, kind, fac, item, lot, qty, cp=-1, reason=0, user=-1, exp=False, doc="", inc=-1) -> int:
+    def emit(self, t, kind, fac, item, lot, qty, cp=-1, reason=0, user=-1, exp=False, doc="", inc=-1,
+             card=-1, rx=-1) -> int:
         seq = self.nxt()
         g = self.g
         g["seq"].append(seq)
@@ -204,6 +212,8 @@ class StockSimulation:
         g["reason"].append(reason)
         g["user"].append(user if user >= 0 else self.staff(fac))
         g["exp"].append(exp)
+        g["card"].append(card)
+        g["rx"].append(rx)
         self.g_doc.append(doc)
         if inc >= 0:
             self.evidence[seq] = inc
@@ -381,9 +391,13 @@ class StockSimulation:
             self.shrinkages.setdefault((dst, k + 1), shrink)
         if not lines:
             return
+        self.dispatched(lines, src, dst, t)
         lag_days = lag[0] + int(uni() * (lag[1] - lag[0] + 1))
         arrive = (day + lag_days) * DAY + 8 * HOUR + int(uni() * 6 * HOUR)
         self.schedule(arrive, self.arrival, src, dst, arrive, lines)
+
+    def dispatched(self, lines: list, src: int, dst: int, t: int) -> None:
+        """Hook: a delivery's lines have left ``src`` at ``t`` (a subclass may change what arrives)."""
 
     def skim(self, lines: list, shrink: tuple[int, str, float], src: int, dst: int) -> bool:
         """Make one waybill line of this delivery arrive short, or not at all."""
@@ -414,7 +428,7 @@ class StockSimulation:
                 continue
             self.put(key, lot, q_in)
             self.emit(t, K_IN, dst, i, lot, q_in, cp=src, user=user, exp=self.lots.tracked[lot], doc=doc, inc=inc)
-            if inc < 0 and q_in >= 20 * step[i] and uni() < 0.01:
+            if inc < 0 and q_in >= 20 * step[i] and uni() < self.damaged_arrival_rate:
                 # Breakage found on unpacking, recorded as such right after the receipt.
                 broken = min(q_in, step[i] * (1 + int(uni() * 2)) * (10 if TICKS[i] > 1 else 1))
                 taken = self.take_lot(key, lot, broken)
@@ -458,17 +472,36 @@ class StockSimulation:
                     inc = target[2]
                     self.info[inc] = {"item": item, "lot": entry[1], "book": book, "counted": counted}
                 else:
-                    u = uni()
-                    if u < 0.025 and book >= 5 * step[item]:
-                        counted = book - step[item] * (1 + int(uni() * 2))
-                    elif u < 0.03:
-                        counted = book + step[item]
+                    counted = self.miscount(item, book)
                 self.emit(t, K_COUNT, fac, item, entry[1], counted, user=user, inc=inc)
                 entry[2] = counted
                 if counted == 0:
                     hold[key].remove(entry)
 
+    def miscount(self, item: int, book: int) -> int:
+        """What a count of ``book`` finds: mostly exact, now and then a unit or two out either way."""
+        step, uni = self.step, self.uni
+        u = uni()
+        if u < 0.025 and book >= 5 * step[item]:
+            return book - step[item] * (1 + int(uni() * 2))
+        if u < 0.03:
+            return book + step[item]
+        return book
+
     # ---------------------------------------------------------------- the static events
+    def record(self, j: int, lot: int, qty: int) -> int:
+        """Write a row that carries out static event ``j``; returns its row number."""
+        seq = self.nxt()
+        self.s_seq.append(seq)
+        self.s_ev.append(j)
+        self.s_lot.append(lot)
+        self.s_qty.append(qty)
+        return seq
+
+    def other_event(self, j: int, t: int, kind: int, key: int, qty: int) -> None:
+        """Hook: a static event of a kind this class does not know."""
+        raise ValueError(f"unknown static event kind {kind}")
+
     def write_off(self, j: int, t: int, fac: int, per_mille: int) -> tuple[int, int, int, int] | None:
         """A large share of a lot far from expiry, at ``fac`` or, if its shelves hold nothing worth
         writing off, at the store that supplies it. Returns (facility, item, lot, quantity)."""
@@ -503,7 +536,7 @@ class StockSimulation:
         strict_of, ref_of, fac_of = ev["strict"], ev["ref"], ev["fac"]
         referenced = set(ev["ref"][ev["kind"] == REVERSAL].tolist())
         rows_of: dict[int, list[tuple[int, int, int]]] = {}   # referenced event -> its rows (seq, lot, qty)
-        s_seq, s_ev, s_lot, s_qty = array("q"), array("q"), array("q"), array("q")
+        s_seq, s_ev, s_lot, s_qty = self.s_seq, self.s_ev, self.s_lot, self.s_qty
         s_item: dict[int, int] = {}
         s_fac: dict[int, int] = {}
 
@@ -607,6 +640,8 @@ class StockSimulation:
                     s_item[seq] = item
                     if f != fac:
                         s_fac[seq] = f
+                else:
+                    self.other_event(j, t, kind, key, Q[jj])
         while heap:
             _, _, fn, args = heappop(heap)
             fn(*args)

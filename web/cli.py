@@ -363,14 +363,21 @@ def flags_precision(db: DbOption = None):
 @app.command("sample-data")
 def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write the data set into")],
                     seed: Annotated[int, typer.Option(help="Same seed, same files")] = 1,
-                    scale: Annotated[float, typer.Option(help="1.0 is about 50-100 thousand ledger rows")] = 1.0):
+                    scale: Annotated[float, typer.Option(help="1.0 is about 50-100 thousand ledger rows")] = 1.0,
+                    profile: Annotated[str, typer.Option(
+                        help="Legitimate noise around the leakage: standard, shifted (twice the rates "
+                             "and magnitudes) or plain (none)")] = "standard"):
     """Write a realistic data set in the contract format, with injected leakage and truth.csv."""
     from sample_data.generator import generate
+    from sample_data.legitimate.profile import PROFILES
 
     if scale <= 0:
         _fail("--scale must be greater than zero", 2)
-    summary = generate(out, seed=seed, scale=scale)
-    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows (seed {seed}, scale {scale})")
+    if profile not in PROFILES:
+        _fail(f"--profile must be one of {', '.join(PROFILES)}", 2)
+    summary = generate(out, seed=seed, scale=scale, profile=profile)
+    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows (seed {seed}, scale {scale}, "
+                  f"profile {profile})")
 
 
 @app.command()
