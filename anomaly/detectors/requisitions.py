@@ -43,17 +43,18 @@ SELECT r.number, r.period, r.emergency, r.status, r.created_at, f.code AS facili
        (SELECT SUM(s.received) FROM requisition_shipment s WHERE s.line_id = l.id) AS received,
        (SELECT MAX(ev.at) FROM requisition_event ev WHERE ev.requisition_id = r.id AND ev.action = 'received')
            AS received_at
-FROM requisition_line l
-JOIN requisition r ON r.id = l.requisition_id
+FROM requisition r
 JOIN facility f ON f.id = r.facility_id
-JOIN item i ON i.id = l.item_id
+LEFT JOIN requisition_line l ON l.requisition_id = r.id
+LEFT JOIN item i ON i.id = l.item_id
 WHERE r.status <> 'draft'
 ORDER BY r.created_at, r.number, i.code
 """
 
 
 def requisition_frame(session: Session) -> pd.DataFrame:
-    """Every submitted requisition line, quantities in base units, times in UTC."""
+    """Every submitted requisition line, quantities in base units, times in UTC; a requisition
+    without lines (an emergency with nothing below minimum) is one row with no item."""
     result = session.connection().execute(text(_LINES_SQL))
     df = pd.DataFrame([tuple(r) for r in result], columns=list(result.keys()))
     for col in ("amc", "closing", "suggested", "requested", "approved", "received"):
@@ -77,6 +78,7 @@ def _excess_months(lines: pd.DataFrame) -> pd.Series:
 
 
 def over_requests(lines: pd.DataFrame) -> list[Hit]:
+    lines = lines[lines["item_code"].notna()]
     df = lines.assign(excess=_excess_months(lines))
     hits = []
     for row in df.itertuples():
@@ -128,7 +130,7 @@ def frequent_emergencies(lines: pd.DataFrame, as_of: pd.Timestamp) -> list[Hit]:
 
 
 def not_consumed(lines: pd.DataFrame, entries: pd.DataFrame, as_of: pd.Timestamp) -> list[Hit]:
-    got = lines[(lines["status"] == "received") & (lines["received"] > 0)
+    got = lines[(lines["status"] == "received") & (lines["received"] > 0) & lines["item_code"].notna()
                 & (lines["received_at"] <= as_of - pd.Timedelta(days=FOLLOW_DAYS))]
     if got.empty:
         return []
