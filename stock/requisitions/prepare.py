@@ -12,13 +12,13 @@ import re
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from stock.errors import InvalidEntry
 from stock.models import Facility
 from stock.requisitions.errors import RequisitionExists
-from stock.requisitions.figures import ItemFigures, facility_figures, month_start, period_bounds
+from stock.requisitions.figures import ItemFigures, facility_figures, figures_of, month_start, period_bounds
 from stock.requisitions.flow import record
 from stock.requisitions.levels import Levels, level_book, status_of
 from stock.requisitions.models import Requisition, RequisitionLine
@@ -38,6 +38,19 @@ def supplier_of(facility: Facility, session: Session) -> Facility:
     return session.get(Facility, facility.parent_id)
 
 
+def _regular(session: Session, facility: Facility, period: str | None, now: datetime) -> tuple[datetime, datetime, str]:
+    if not period or not PERIOD.match(period):
+        raise InvalidEntry("the period must be a month written YYYY-MM", field="period")
+    start, end = period_bounds(period)
+    if end > now:
+        raise InvalidEntry(f"the period {period} has not ended yet; an emergency requisition can be made now",
+                           field="period")
+    if session.scalar(select(Requisition.id).where(Requisition.facility_id == facility.id,
+                                                   Requisition.period == period, ~Requisition.emergency)):
+        raise RequisitionExists(f"{facility.code} already has a requisition for {period}")
+    return start, end, f"REQ-{facility.code}-{period}"
+
+
 def prepare(session: Session, facility: Facility, *, by: str, period: str | None = None,
             emergency: bool = False, amc_months: int = 3, now: datetime | None = None) -> Requisition:
     """A draft requisition of ``facility`` for ``period`` (YYYY-MM, a month that has ended), or an
@@ -51,35 +64,45 @@ def prepare(session: Session, facility: Facility, *, by: str, period: str | None
             Requisition.facility_id == facility.id, Requisition.period == period, Requisition.emergency)) or 0
         number = f"REQ-{facility.code}-{period}-E{n + 1}"
     else:
-        if not period or not PERIOD.match(period):
-            raise InvalidEntry("the period must be a month written YYYY-MM", field="period")
-        start, end = period_bounds(period)
-        if end > now:
-            raise InvalidEntry(f"the period {period} has not ended yet; an emergency requisition can be made now",
-                               field="period")
-        if session.scalar(select(Requisition.id).where(Requisition.facility_id == facility.id,
-                                                       Requisition.period == period, ~Requisition.emergency)):
-            raise RequisitionExists(f"{facility.code} already has a requisition for {period}")
-        number = f"REQ-{facility.code}-{period}"
+        start, end, number = _regular(session, facility, period, now)
     figures = facility_figures(session, facility.id, start=start, end=end, amc_months=amc_months)
+    return _create(session, facility, supplier, number, period, emergency, figures, by=by, now=now)
+
+
+def prepare_all(session: Session, facilities: list[Facility], *, by: str, period: str, amc_months: int = 3,
+                now: datetime | None = None) -> list[Requisition]:
+    """The regular requisitions of many facilities for one period (a store preparing those of the
+    facilities it supplies), their figures read from the ledger in one pass."""
+    now = now or datetime.now(timezone.utc)
+    heads = [(fac, supplier_of(fac, session), *_regular(session, fac, period, now)) for fac in facilities]
+    start, end = period_bounds(period)
+    figures = figures_of(session, [fac.id for fac in facilities], start=start, end=end, amc_months=amc_months)
+    return [_create(session, fac, supplier, number, period, False, figures[fac.id], by=by, now=now)
+            for fac, supplier, _, _, number in heads]
+
+
+def _create(session: Session, facility: Facility, supplier: Facility, number: str, period: str, emergency: bool,
+            figures: dict[int, ItemFigures], *, by: str, now: datetime) -> Requisition:
     book = level_book(session, facility)
     req = Requisition(number=number, facility_id=facility.id, supplier_id=supplier.id, period=period,
                       emergency=emergency, status="draft", created_at=now, created_by=by)
     session.add(req)
     session.flush()
+    rows = []
     for item_id, f in figures.items():
         levels = book.of(item_id)
         if emergency and status_of(f.closing, f.amc, levels) not in ("emergency", "below_min"):
             continue
         max_stock, suggested = suggested_quantity(f, levels)
-        session.add(RequisitionLine(
+        rows.append(dict(
             requisition_id=req.id, item_id=item_id, opening=f.opening, received=f.received,
             dispensed=f.dispensed, issued=f.issued, losses=f.losses, adjustments=f.adjustments,
             closing=f.closing, stockout_days=f.stockout_days, amc=f.amc, max_stock=max_stock,
-            suggested=suggested, requested=suggested))
-    session.flush()
+            suggested=suggested, requested=suggested, request_reason=None, approved=None, approval_reason=None))
+    if rows:
+        session.execute(insert(RequisitionLine), rows)
     record(session, req, "prepared", by, now=now)
     return req
 
 
-__all__ = ["prepare", "suggested_quantity", "supplier_of", "PERIOD"]
+__all__ = ["prepare", "prepare_all", "suggested_quantity", "supplier_of", "PERIOD"]

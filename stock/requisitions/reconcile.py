@@ -62,8 +62,9 @@ class ReconLine:
 
 
 def reconciliation(session: Session, facility_ids: list[int] | None, *, period: str | None = None,
-                   gaps_only: bool = False) -> list[ReconLine]:
-    """Lines of the requisitions made by, or supplied by, ``facility_ids`` (None: every facility)."""
+                   gaps_only: bool = False, limit: int | None = None, offset: int = 0) -> list[ReconLine]:
+    """Lines of the requisitions made by, or supplied by, ``facility_ids`` (None: every facility),
+    newest period first; ``limit`` and ``offset`` page through them (after ``gaps_only``)."""
     s = RequisitionShipment
     sums = (select(s.line_id, func.sum(s.quantity, type_=Quantity).label("shipped"),
                    func.sum(s.received, type_=Quantity).label("received"),
@@ -81,6 +82,8 @@ def reconciliation(session: Session, facility_ids: list[int] | None, *, period: 
         stmt = stmt.where(r.facility_id.in_(facility_ids) | r.supplier_id.in_(facility_ids))
     if period:
         stmt = stmt.where(r.period == period)
+    if not gaps_only and limit is not None:
+        stmt, limit, offset = stmt.limit(limit).offset(offset), None, 0  # paged by the database
     out = []
     for row in session.execute(stmt):
         *head, shipped, received, damaged = row
@@ -88,7 +91,8 @@ def reconciliation(session: Session, facility_ids: list[int] | None, *, period: 
         out.append(ReconLine(*head, shipped=shipped or Decimal(0),
                              received=(received or Decimal(0)) if status == "received" else None,
                              damaged=damaged or Decimal(0)))
-    return [line for line in out if line.gap] if gaps_only else out
+    out = [line for line in out if line.gap] if gaps_only else out
+    return out[offset:offset + limit] if limit is not None else out[offset:]
 
 
 __all__ = ["HEADER", "ReconLine", "reconciliation"]

@@ -110,6 +110,8 @@ def test_a_month_of_replenishment(session):
     assert [e.action for e in flow.timeline(session, req)] == ["prepared", "changed", "submitted", "approved",
                                                                 "shipped", "received"]
     assert [r.item_code for r in reconciliation(session, None, gaps_only=True)] == ["INSG", "MOR10"]
+    assert [r.item_code for r in reconciliation(session, [h1.id], limit=1, offset=1)] == ["MOR10"]
+    assert [r.item_code for r in reconciliation(session, [h1.id], gaps_only=True, limit=5, offset=1)] == ["MOR10"]
 
 
 def test_reject_needs_a_reason_and_ends_it(session):
@@ -145,3 +147,19 @@ def test_levels_are_overridden_per_facility_and_item(session):
     assert book.of(mor.id).max_months == 6 and book.of(mor.id + 1).max_months == 4
     with pytest.raises(InvalidEntry):
         set_levels(session, Levels(Decimal(1), Decimal(2), Decimal(0)), by="admin", kind="hospital", now=NOW)
+
+
+def test_one_pass_over_the_ledger_gives_each_facilitys_figures(session, monkeypatch):
+    from stock.requisitions import figures
+    from stock.requisitions.prepare import prepare_all
+
+    month_of_ledger(session)
+    post(session, [entry("receipt", 50, facility="HC2", lot="L2", at=utc(2026, 2, 1)),  # not asked for
+                   entry("dispense", 5, facility="HC2", lot="L2", at=utc(2026, 3, 3))])
+    ids = [facility_by_code(session, c).id for c in ("H1", "WH-C")]
+    start, end = period_bounds("2026-03")
+    alone = {i: figures.facility_figures(session, i, start=start, end=end, amc_months=3) for i in ids}
+    monkeypatch.setattr(figures, "SCAN_FROM", 1)  # read the whole ledger in storage order
+    assert figures.figures_of(session, ids, start=start, end=end, amc_months=3) == alone
+    reqs = prepare_all(session, [facility_by_code(session, "H1")], by="store", period="2026-03", now=NOW)
+    assert [(v.item.code, v.line.suggested) for v in flow.lines(session, reqs[0])] == [("INSG", 1), ("MOR10", 102)]

@@ -4,7 +4,9 @@ gaps on request (approved and never shipped, shipped and never received, damaged
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -17,19 +19,24 @@ from web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
+PAGE = 100
+"""Lines per page on screen; the CSV holds them all."""
 
-def _lines(db: Session, user: User, facility: str, period: str, gaps: str):
+
+def _lines(db: Session, user: User, facility: str, period: str, gaps: str, **page):
     ids = [facility_in_scope(db, user, facility.strip()).id] if facility.strip() else visible_facility_ids(db, user)
-    return reconciliation(db, ids, period=period.strip() or None, gaps_only=gaps == "1")
+    return reconciliation(db, ids, period=period.strip() or None, gaps_only=gaps == "1", **page)
 
 
 @router.get("/reconciliation")
-def page(request: Request, facility: str = "", period: str = "", gaps: str = "",
+def page(request: Request, facility: str = "", period: str = "", gaps: str = "", start: int = Query(0, ge=0, le=2**31),
          user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
-    lines = _lines(db, user, facility, period, gaps)
+    lines = _lines(db, user, facility, period, gaps, limit=PAGE + 1, offset=start)
+    values = {"facility": facility.strip(), "period": period.strip(), "gaps": gaps}
     return render(request, "replenishment/reconciliation.html", {
-        "lines": lines, "facilities": visible_facilities(db, user),
-        "values": {"facility": facility.strip(), "period": period.strip(), "gaps": gaps}})
+        "lines": lines[:PAGE], "facilities": visible_facilities(db, user), "values": values,
+        "next_start": start + PAGE if len(lines) > PAGE else None, "start": start, "page": PAGE,
+        "query": urlencode({k: v for k, v in values.items() if v})})
 
 
 @router.get("/reconciliation/export")
