@@ -163,3 +163,28 @@ def test_one_pass_over_the_ledger_gives_each_facilitys_figures(session, monkeypa
     assert figures.figures_of(session, ids, start=start, end=end, amc_months=3) == alone
     reqs = prepare_all(session, [facility_by_code(session, "H1")], by="store", period="2026-03", now=NOW)
     assert [(v.item.code, v.line.suggested) for v in flow.lines(session, reqs[0])] == [("INSG", 1), ("MOR10", 102)]
+
+
+def test_pack_sizes_enter_in_packs_and_store_base_units(session):
+    from stock.errors import BadScan
+    from stock.requisitions.packs import add_pack, in_base_units, scanned
+
+    build_world(session)
+    mor = item_by_code(session, "MOR10")
+    add_pack(session, "MOR10", Decimal(144), "box of 144", gtin="09501101530003")
+    add_pack(session, "MOR10", Decimal(10), "strip of 10")
+    assert in_base_units(session, mor, Decimal(3), "box of 144") == 432
+    assert in_base_units(session, mor, Decimal(3), "9501101530003") == 432  # the GTIN as scanned, 13 digits
+    assert in_base_units(session, mor, Decimal(3), "") == 3
+    with pytest.raises(InvalidEntry):
+        in_base_units(session, mor, Decimal(1), "crate")
+    with pytest.raises(InvalidEntry) as dup:
+        add_pack(session, "INSG", Decimal(5), "pen", gtin="09501101530003")
+    assert dup.value.field == "gtin"
+    with pytest.raises(InvalidEntry):
+        add_pack(session, "MOR10", Decimal("0.5"), "half tablet")  # tablets are whole
+    found = scanned(session, "(01)09501101530003(17)270101(10)A1")
+    assert (found.item.code, found.pack.units) == ("MOR10", 144)
+    assert scanned(session, "(01)09501101530010") is None
+    with pytest.raises(BadScan):
+        scanned(session, "(01)09501101530004")  # wrong check digit

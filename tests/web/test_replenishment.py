@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 from stock.ledger import post
 from tests.stock.builders import entry
@@ -180,3 +181,29 @@ def test_printed_documents_in_english_and_arabic(live_server):
     assert "MOR10" in sheet and "L1" in sheet and "90" not in sheet  # blind: no book quantity
     card = pdf_text(live_server.login("manager_h1").get("/stock/H1/card/MOR10/pdf").content)
     assert "100" in card and "LY0000000001" not in card
+
+
+def test_quantities_in_packs_through_the_api_the_page_and_a_scan(live_server):
+    from stock.requisitions.packs import add_pack
+
+    with live_server.Session() as s:
+        add_pack(s, "MOR10", Decimal(144), "box of 144", gtin="09501101530003")
+        s.commit()
+    pharm = api(live_server, "pharm_h1")
+    number = pharm.post("/api/v1/requisitions", json={"facility_code": "H1", "period": "2026-03"}).json()["number"]
+    r = pharm.post(f"/api/v1/requisitions/{number}/lines",
+                   json={"lines": [{"item_code": "MOR10", "quantity": 2, "pack": "box of 144", "reason": "two boxes"}]})
+    assert r.status_code == 200 and r.json()["lines"][0]["requested"] == 288
+    bad = pharm.post(f"/api/v1/requisitions/{number}/lines",
+                     json={"lines": [{"item_code": "MOR10", "quantity": 2, "pack": "crate", "reason": "x"}]})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "pack"
+    page = pharm.get(f"/requisitions/{number}")
+    assert '<option value="box of 144">' in page.text
+    r = pharm.post(f"/requisitions/{number}/change", data={"csrf_token": csrf_of(page.text), "qty_MOR10": "3",
+                                                          "pack_MOR10": "box of 144", "reason_MOR10": "three"})
+    assert r.status_code == 303
+    assert pharm.get(f"/api/v1/requisitions/{number}").json()["lines"][0]["requested"] == 432
+    found = pharm.get("/api/v1/packs/scan", params={"code": "(01)09501101530003(10)A1"}).json()
+    assert found == {"item_code": "MOR10", "unit": "tablet", "pack": "box of 144", "units_per_pack": 144}
+    assert pharm.get("/api/v1/packs/scan", params={"code": "(01)09501101530010"}).status_code == 404
+    assert pharm.get("/api/v1/packs/scan", params={"code": "nonsense"}).status_code == 422

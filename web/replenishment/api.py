@@ -9,16 +9,18 @@ from decimal import Decimal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stock.models import User
+from stock.models import Item, User
 from stock.requisitions import flow
 from stock.requisitions.errors import RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
+from stock.requisitions.packs import in_base_units, scanned
 from stock.requisitions.prepare import prepare
 from stock.requisitions.reconcile import reconciliation
 from web import deps
-from web.access import current_user, facility_in_scope, visible_facility_ids
+from web.access import NotFound, current_user, facility_in_scope, visible_facility_ids
 from web.api import BEARER, ERRORS
 from web.api.schemas import Qty
 from web.app import DOMAIN_STATUS
@@ -39,7 +41,8 @@ class NewRequisition(BaseModel):
 
 class LineIn(BaseModel):
     item_code: str = Field(max_length=32)
-    quantity: Decimal = Field(ge=0, le=10**12)
+    quantity: Decimal = Field(ge=0, le=10**12, description="in base units, or in packs when `pack` is given")
+    pack: str | None = Field(None, max_length=60, description="the pack counted in: its GTIN or its name")
     reason: str | None = Field(None, max_length=500)
 
 
@@ -157,8 +160,10 @@ def out(db: Session, held: Held) -> RequisitionOut:
                   for e in flow.timeline(db, req)])
 
 
-def _decisions(body: LinesIn) -> list[flow.Decision]:
-    return [flow.Decision(line.item_code, line.quantity, line.reason) for line in body.lines]
+def _decisions(db: Session, body: LinesIn) -> list[flow.Decision]:
+    items = {i.code: i for i in db.scalars(select(Item).where(Item.code.in_([ln.item_code for ln in body.lines])))}
+    return [flow.Decision(ln.item_code, in_base_units(db, items[ln.item_code], ln.quantity, ln.pack)
+                          if ln.pack and ln.item_code in items else ln.quantity, ln.reason) for ln in body.lines]
 
 
 @router.get("/reconciliation", response_model=list[ReconOut])
@@ -204,7 +209,7 @@ def change(request: Request, number: str, body: LinesIn, user: User = Depends(cu
            db: Session = Depends(deps.db)):
     """Change requested quantities of a draft; a quantity other than the suggested one needs a reason."""
     held = load(db, user, number, "change", for_update=True)
-    flow.change(db, held.req, _decisions(body), by=user.username)
+    flow.change(db, held.req, _decisions(db, body), by=user.username)
     audited(db, request, held, "change", {"lines": len(body.lines)})
     db.commit()
     return out(db, held)
@@ -224,7 +229,7 @@ def approve(request: Request, number: str, body: LinesIn, user: User = Depends(c
             db: Session = Depends(deps.db)):
     """Approve every line as requested, except those listed (cut or raised, each with a reason)."""
     held = load(db, user, number, "approve", for_update=True)
-    flow.approve(db, held.req, _decisions(body), by=user.username)
+    flow.approve(db, held.req, _decisions(db, body), by=user.username)
     audited(db, request, held, "approve", {"changed": len(body.lines)})
     db.commit()
     return out(db, held)
@@ -262,4 +267,25 @@ def arrive(request: Request, number: str, body: ArrivalsIn, user: User = Depends
     return out(db, held)
 
 
-__all__ = ["router"]
+packs_router = APIRouter(prefix="/api/v1/packs", tags=["packs"], responses=ERRORS, dependencies=[Depends(BEARER)])
+
+
+class PackOut(BaseModel):
+    item_code: str
+    unit: str
+    pack: str | None
+    units_per_pack: Qty
+
+
+@packs_router.get("/scan", response_model=PackOut)
+def scan(code: str = Query(max_length=200, description="a scanned barcode or a GTIN"),
+         user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
+    """The item and pack size a barcode names (master data: no facility in it)."""
+    found = scanned(db, code)
+    if found is None:
+        raise NotFound("no item or pack has this GTIN", field="code")
+    return PackOut(item_code=found.item.code, unit=found.item.unit, pack=found.pack.name if found.pack else None,
+                   units_per_pack=found.pack.units if found.pack else Decimal(1))
+
+
+__all__ = ["router", "packs_router"]

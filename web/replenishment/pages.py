@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stock.errors import DawaError, InvalidEntry
@@ -22,6 +21,7 @@ from stock.quantities import parse_quantity
 from stock.requisitions import flow
 from stock.requisitions.errors import InvalidLine, RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
+from stock.requisitions.packs import in_base_units, packs_of
 from stock.requisitions.figures import add_months, month_start
 from stock.requisitions.prepare import prepare, supplier_of
 from web import deps
@@ -114,7 +114,8 @@ def _can(user: User, held: Held) -> dict[str, bool]:
 def _page(request: Request, db: Session, user: User, held: Held, *, errors: dict | None = None,
           values: dict | None = None, status: int = 200):
     return render(request, "replenishment/requisition.html", {
-        "r": held.req, "facility": held.facility, "supplier": held.supplier, "lines": flow.lines(db, held.req),
+        "r": held.req, "facility": held.facility, "supplier": held.supplier, "lines": (lines := flow.lines(db, held.req)),
+        "packs": packs_of(db, [v.item.id for v in lines]),
         "shipments": shipments(db, held.req), "timeline": flow.timeline(db, held.req), "can": _can(user, held),
         "errors": errors or {}, "values": values or {}}, status_code=status)
 
@@ -132,8 +133,8 @@ def _decisions(request: Request, held: Held, db: Session, values: dict, errors: 
         if text is None:
             continue
         try:
-            qty = parse_quantity(text)
-        except ValueError:
+            qty = in_base_units(db, view.item, parse_quantity(text), values.get(f"pack_{code}"))
+        except (ValueError, InvalidEntry):
             errors[code] = _t(request, MSG_QUANTITY)
             continue
         out.append(flow.Decision(code, qty, values.get(f"reason_{code}")))

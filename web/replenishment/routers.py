@@ -2,6 +2,6 @@
 
 from web.replenishment import api, documents, levels, pages, reconcile
 
-ROUTERS = [api.router, documents.router, levels.router, reconcile.router, pages.router]
+ROUTERS = [api.router, api.packs_router, documents.router, levels.router, reconcile.router, pages.router]
 
 __all__ = ["ROUTERS"]
