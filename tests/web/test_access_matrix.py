@@ -158,6 +158,7 @@ MATRIX = [
     Row("POST", "/api/v1/requisitions", PHARMACY_STAFF, ok=422, json={"facility_code": "{facility}"}),
     Row("GET", "/api/v1/requisitions/reconciliation", IN_SCOPE, query={"facility": "{facility}"}),
     Row("GET", "/api/v1/requisitions/{number}", EVERYONE, ok=404, params={"number": "REQ-none"}),
+    Row("GET", "/api/v1/requisitions/{number}/fhir", EVERYONE, ok=404, params={"number": "REQ-none"}),
     # Pack sizes are master data: anyone may look a barcode up; one no pack carries is not found.
     Row("GET", "/api/v1/packs/scan", EVERYONE, ok=404, query={"code": "(01)09501101530003"}),
     *[Row("POST", f"/api/v1/requisitions/{{number}}/{step}", EVERYONE, ok=404, params={"number": "REQ-none"},

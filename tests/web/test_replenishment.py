@@ -207,3 +207,26 @@ def test_quantities_in_packs_through_the_api_the_page_and_a_scan(live_server):
     assert found == {"item_code": "MOR10", "unit": "tablet", "pack": "box of 144", "units_per_pack": 144}
     assert pharm.get("/api/v1/packs/scan", params={"code": "(01)09501101530010"}).status_code == 404
     assert pharm.get("/api/v1/packs/scan", params={"code": "nonsense"}).status_code == 422
+
+
+def test_requisition_as_fhir_supply_requests(live_server):
+    from fhir.resources.bundle import Bundle
+
+    stock_the_store(live_server)
+    pharm, region = api(live_server, "pharm_h1"), api(live_server, "manager_tripoli")
+    number = pharm.post("/api/v1/requisitions", json={"facility_code": "H1", "period": "2026-03"}).json()["number"]
+    pharm.post(f"/api/v1/requisitions/{number}/lines",
+               json={"lines": [{"item_code": "MOR10", "quantity": 50, "reason": "new ward"}]})
+    draft = pharm.get(f"/api/v1/requisitions/{number}/fhir")
+    assert draft.status_code == 200 and draft.headers["content-type"].startswith("application/fhir+json")
+    pharm.post(f"/api/v1/requisitions/{number}/submit")
+    region.post(f"/api/v1/requisitions/{number}/approve",
+                json={"lines": [{"item_code": "MOR10", "quantity": 40, "reason": "store stock is low"}]})
+    body = pharm.get(f"/api/v1/requisitions/{number}/fhir").json()
+    Bundle.model_validate(body)  # a valid R5 Bundle of valid SupplyRequests
+    res = next(e["resource"] for e in body["entry"] if e["resource"]["item"]["concept"]["coding"][0]["code"] == "MOR10")
+    assert (res["status"], res["priority"], res["quantity"]["value"]) == ("active", "routine", 40)
+    assert {x["url"]: x.get("valueQuantity", {}).get("value", x.get("valueString")) for x in res["extension"]} == {
+        "urn:dawa:fhir:requested-quantity": 50, "urn:dawa:fhir:decision-reason": "store stock is low"}
+    assert (res["deliverFrom"]["identifier"]["value"], res["deliverTo"]["identifier"]["value"]) == ("WH-C", "H1")
+    assert api(live_server, "pharm_hc2").get(f"/api/v1/requisitions/{number}/fhir").status_code == 404

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -202,6 +203,19 @@ def create(request: Request, body: NewRequisition, user: User = Depends(current_
 @router.get("/{number}", response_model=RequisitionOut)
 def show(number: str, user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
     return out(db, load(db, user, number))
+
+
+@router.get("/{number}/fhir", response_class=JSONResponse,
+            responses={200: {"content": {"application/fhir+json": {}},
+                             "description": "a FHIR R5 Bundle of SupplyRequest, one per line"}})
+def fhir(request: Request, number: str, user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
+    """The requisition as FHIR R5 SupplyRequest resources (requested and approved quantities)."""
+    from web.replenishment.fhir import supply_requests
+
+    held = load(db, user, number)
+    bundle = supply_requests(request.app.state.settings.fhir, held.req, held.facility, held.supplier,
+                             flow.lines(db, held.req), held.req.created_by)
+    return JSONResponse(bundle, media_type="application/fhir+json")
 
 
 @router.post("/{number}/lines", response_model=RequisitionOut)
