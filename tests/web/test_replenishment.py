@@ -27,6 +27,18 @@ def api(live_server, username):
     return c
 
 
+def drafted(live_server, quantity: int, reason: str):
+    """The store stocked, and H1's March requisition prepared with MOR10 changed to ``quantity``:
+    (the H1 pharmacist's client, the region manager's client, the requisition's number)."""
+    stock_the_store(live_server)
+    pharm, region = api(live_server, "pharm_h1"), api(live_server, "manager_tripoli")
+    number = pharm.post("/api/v1/requisitions", json={"facility_code": "H1", "period": "2026-03"}).json()["number"]
+    r = pharm.post(f"/api/v1/requisitions/{number}/lines",
+                   json={"lines": [{"item_code": "MOR10", "quantity": quantity, "reason": reason}]})
+    assert r.status_code == 200, r.text
+    return pharm, region, number
+
+
 def test_api_full_cycle(live_server):
     stock_the_store(live_server)
     pharm, manager_h1, region = (api(live_server, u) for u in ("pharm_h1", "manager_h1", "manager_tripoli"))
@@ -108,11 +120,7 @@ def test_pages_cycle_with_reject_and_reasons(live_server):
 
 
 def test_reconciliation_page_export_and_levels(live_server):
-    stock_the_store(live_server)
-    pharm, region = api(live_server, "pharm_h1"), api(live_server, "manager_tripoli")
-    number = pharm.post("/api/v1/requisitions", json={"facility_code": "H1", "period": "2026-03"}).json()["number"]
-    pharm.post(f"/api/v1/requisitions/{number}/lines",
-               json={"lines": [{"item_code": "MOR10", "quantity": 80, "reason": "stock up"}]})
+    pharm, region, number = drafted(live_server, 80, "stock up")
     pharm.post(f"/api/v1/requisitions/{number}/submit")
     region.post(f"/api/v1/requisitions/{number}/approve", json={})
     region.post(f"/api/v1/requisitions/{number}/fulfil")  # the store holds 60 of the 80 approved
@@ -152,13 +160,8 @@ def pdf_text(body: bytes) -> str:
 
 
 def test_printed_documents_in_english_and_arabic(live_server):
-    stock_the_store(live_server)
-    pharm, region = api(live_server, "pharm_h1"), api(live_server, "manager_tripoli")
-    number = pharm.post("/api/v1/requisitions", json={"facility_code": "H1", "period": "2026-03"}).json()["number"]
-    pharm.post(f"/api/v1/requisitions/{number}/lines",
-               json={"lines": [{"item_code": "MOR10", "quantity": 45, "reason": "stock up"}]})
-    assert pharm.get(f"/api/v1/requisitions/{number}/pdf/waybill").status_code == 404  # not shipped yet
-    assert pharm.get(f"/requisitions/{number}/pdf/waybill").status_code == 404
+    pharm, region, number = drafted(live_server, 45, "stock up")
+    assert pharm.get(f"/requisitions/{number}/pdf/waybill").status_code == 404  # not shipped yet
     pharm.post(f"/api/v1/requisitions/{number}/submit")
     region.post(f"/api/v1/requisitions/{number}/approve", json={})
     region.post(f"/api/v1/requisitions/{number}/fulfil")
@@ -212,11 +215,7 @@ def test_quantities_in_packs_through_the_api_the_page_and_a_scan(live_server):
 def test_requisition_as_fhir_supply_requests(live_server):
     from fhir.resources.bundle import Bundle
 
-    stock_the_store(live_server)
-    pharm, region = api(live_server, "pharm_h1"), api(live_server, "manager_tripoli")
-    number = pharm.post("/api/v1/requisitions", json={"facility_code": "H1", "period": "2026-03"}).json()["number"]
-    pharm.post(f"/api/v1/requisitions/{number}/lines",
-               json={"lines": [{"item_code": "MOR10", "quantity": 50, "reason": "new ward"}]})
+    pharm, region, number = drafted(live_server, 50, "new ward")
     draft = pharm.get(f"/api/v1/requisitions/{number}/fhir")
     assert draft.status_code == 200 and draft.headers["content-type"].startswith("application/fhir+json")
     pharm.post(f"/api/v1/requisitions/{number}/submit")

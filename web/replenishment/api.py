@@ -25,7 +25,7 @@ from web.access import NotFound, current_user, facility_in_scope, visible_facili
 from web.api import BEARER, ERRORS
 from web.api.schemas import Qty
 from web.app import DOMAIN_STATUS
-from web.replenishment.service import Held, audited, load, visible
+from web.replenishment.service import Held, load, take_step, visible
 
 DOMAIN_STATUS.setdefault(WrongState, 409)  # the requisition's state does not allow the step
 DOMAIN_STATUS.setdefault(RequisitionExists, 409)
@@ -222,63 +222,45 @@ def fhir(request: Request, number: str, user: User = Depends(current_user), db: 
 def change(request: Request, number: str, body: LinesIn, user: User = Depends(current_user),
            db: Session = Depends(deps.db)):
     """Change requested quantities of a draft; a quantity other than the suggested one needs a reason."""
-    held = load(db, user, number, "change", for_update=True)
-    flow.change(db, held.req, _decisions(db, body), by=user.username)
-    audited(db, request, held, "change", {"lines": len(body.lines)})
-    db.commit()
-    return out(db, held)
+    return out(db, take_step(db, request, user, number, "change", lambda held: flow.change(
+        db, held.req, _decisions(db, body), by=user.username), {"lines": len(body.lines)}))
 
 
 @router.post("/{number}/submit", response_model=RequisitionOut)
 def submit(request: Request, number: str, user: User = Depends(current_user), db: Session = Depends(deps.db)):
-    held = load(db, user, number, "submit", for_update=True)
-    flow.submit(db, held.req, by=user.username)
-    audited(db, request, held, "submit")
-    db.commit()
-    return out(db, held)
+    return out(db, take_step(db, request, user, number, "submit",
+                             lambda held: flow.submit(db, held.req, by=user.username)))
 
 
 @router.post("/{number}/approve", response_model=RequisitionOut)
 def approve(request: Request, number: str, body: LinesIn, user: User = Depends(current_user),
             db: Session = Depends(deps.db)):
     """Approve every line as requested, except those listed (cut or raised, each with a reason)."""
-    held = load(db, user, number, "approve", for_update=True)
-    flow.approve(db, held.req, _decisions(db, body), by=user.username)
-    audited(db, request, held, "approve", {"changed": len(body.lines)})
-    db.commit()
-    return out(db, held)
+    return out(db, take_step(db, request, user, number, "approve", lambda held: flow.approve(
+        db, held.req, _decisions(db, body), by=user.username), {"changed": len(body.lines)}))
 
 
 @router.post("/{number}/reject", response_model=RequisitionOut)
 def reject(request: Request, number: str, body: RejectIn, user: User = Depends(current_user),
            db: Session = Depends(deps.db)):
-    held = load(db, user, number, "reject", for_update=True)
-    flow.reject(db, held.req, reason=body.reason, by=user.username)
-    audited(db, request, held, "reject")
-    db.commit()
-    return out(db, held)
+    return out(db, take_step(db, request, user, number, "reject",
+                             lambda held: flow.reject(db, held.req, reason=body.reason, by=user.username)))
 
 
 @router.post("/{number}/fulfil", response_model=RequisitionOut)
 def ship(request: Request, number: str, user: User = Depends(current_user), db: Session = Depends(deps.db)):
     """Ship an approved requisition from the supplier's stock, first-expiry-first-out."""
-    held = load(db, user, number, "fulfil", for_update=True)
-    fulfil(db, held.req, by=user.username)
-    audited(db, request, held, "fulfil", {"waybill": held.req.waybill})
-    db.commit()
-    return out(db, held)
+    return out(db, take_step(db, request, user, number, "fulfil",
+                             lambda held: fulfil(db, held.req, by=user.username)))
 
 
 @router.post("/{number}/receive", response_model=RequisitionOut)
 def arrive(request: Request, number: str, body: ArrivalsIn, user: User = Depends(current_user),
            db: Session = Depends(deps.db)):
     """Proof of delivery: lots not listed arrived in full and undamaged."""
-    held = load(db, user, number, "receive", for_update=True)
-    receive(db, held.req, [Arrival(a.shipment_id, a.received, a.damaged, a.note) for a in body.lines],
-            by=user.username)
-    audited(db, request, held, "receive")
-    db.commit()
-    return out(db, held)
+    arrivals = [Arrival(a.shipment_id, a.received, a.damaged, a.note) for a in body.lines]
+    return out(db, take_step(db, request, user, number, "receive",
+                             lambda held: receive(db, held.req, arrivals, by=user.username)))
 
 
 packs_router = APIRouter(prefix="/api/v1/packs", tags=["packs"], responses=ERRORS, dependencies=[Depends(BEARER)])

@@ -56,9 +56,20 @@ def visible(db: Session, user: User, *, facility: Facility | None = None, status
     return [tuple(row) for row in db.execute(stmt)]
 
 
+def take_step(db: Session, request: Request, user: User, number: str, step: str, act,
+              detail: dict | None = None) -> Held:
+    """One step on a requisition, whole: refused unless ``user`` may take it, ``act(held)`` runs the
+    domain step, the audit record is written and the request's transaction committed."""
+    held = load(db, user, number, step, for_update=True)
+    act(held)
+    audited(db, request, held, step, detail)
+    db.commit()
+    return held
+
+
 def audited(db: Session, request: Request, held: Held, action: str, detail: dict | None = None) -> None:
     audit.record(db, request, f"requisition.{action}", "requisition", held.req.number, detail,
                  facility_id=held.facility.id)
 
 
-__all__ = ["Held", "load", "visible", "audited"]
+__all__ = ["Held", "load", "visible", "audited", "take_step"]
