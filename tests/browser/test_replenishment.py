@@ -4,7 +4,7 @@ manager cuts it with a reason and approves it. The page is right-to-left through
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -26,7 +26,8 @@ def site(sqlite_engine, live_server):
         build_world(s)
         t = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
         post(s, [entry("receipt", 100, facility="H1", at=t), entry("dispense", 30, facility="H1", at=t),
-                 entry("receipt", 500, facility="WH-C", lot="S1", expiry_date=date(2028, 1, 31), at=t)])
+                 entry("receipt", 500, facility="WH-C", lot="S1", expiry_date=date(2028, 1, 31), at=t),
+                 entry("dispense", 5, facility="H1", at=datetime.now(timezone.utc) - timedelta(days=40))])
         create_user(s, "salma", "pharmacist", PASSWORD, facility="H1", web=settings.web)
         create_user(s, "omar", "facility_manager", PASSWORD, region="Tripoli", web=settings.web)
         from sqlalchemy import update
@@ -89,4 +90,10 @@ def test_prepare_and_approve_a_requisition_in_arabic(site, browser, tmp_path):
     assert "salma" in timeline and "omar" in timeline and "اعتماد" not in timeline
     assert page.locator("#timeline li[data-action='approved']").count() == 1
     page.screenshot(path=str(tmp_path / "ar-requisition-approved.png"), full_page=True)
+
+    # The store's dashboard brings in the stock levels (htmx): H1 holds far more than its maximum.
+    page.goto(f"{base}/stock/H1")
+    page.wait_for_selector("#levels-summary li[data-status='above_max']")
+    assert page.locator("#levels-summary li[data-status='above_max']").get_attribute("data-count") == "1"
+    assert "فوق الحد الأقصى" in page.locator("#levels-summary").inner_text()
     context.close()

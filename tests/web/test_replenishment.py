@@ -144,6 +144,9 @@ def test_reconciliation_page_export_and_levels(live_server):
     ok = manager.post("/stock/H1/levels", data={"csrf_token": token, "item_code": "MOR10", "max_months": "2",
                                                 "min_months": "1", "emergency_months": "0.5"})
     assert ok.status_code == 303
+    summary = manager.get("/stock/H1/levels", headers={"HX-Request": "true"}).text
+    assert "<html" not in summary and '<li data-status="above_max" data-count="1">' in summary
+    assert 'hx-get="/stock/H1/levels"' in manager.get("/stock/H1").text  # the dashboard brings it in
     after = manager.get("/stock/H1/levels").text
     assert 'data-item="MOR10"' in after.split('id="sec-above_max"')[1].split("</section>")[0]
     assert 'data-item="MOR10" data-status="above_max"' in after

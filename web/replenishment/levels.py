@@ -24,7 +24,7 @@ from stock.requisitions.figures import facility_figures, month_start
 from stock.requisitions.levels import Levels, level_book, set_levels, status_of
 from web import audit, deps
 from web.access import facility_in_scope, require_roles
-from web.templating import gettext, render
+from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,7 +71,13 @@ def _page(request: Request, db: Session, fac: Facility, errors: dict | None = No
 @router.get("/stock/{facility}/levels")
 def levels(request: Request, facility: str, user: User = Depends(require_roles(*MANAGERS)),
            db: Session = Depends(deps.read_db)):
-    return _page(request, db, facility_in_scope(db, user, facility))
+    """The page; asked for by htmx (the stock dashboard), only the counts at emergency point,
+    below minimum and above maximum."""
+    fac = facility_in_scope(db, user, facility)
+    if wants_fragment(request):
+        rows = level_rows(db, fac, request.app.state.settings.amc_months)
+        return render(request, "replenishment/_levels_summary.html", {"facility": fac, "rows": rows})
+    return _page(request, db, fac)
 
 
 @router.post("/stock/{facility}/levels")
