@@ -188,3 +188,34 @@ def test_pack_sizes_enter_in_packs_and_store_base_units(session):
     assert scanned(session, "(01)09501101530010") is None
     with pytest.raises(BadScan):
         scanned(session, "(01)09501101530004")  # wrong check digit
+
+
+def test_two_stores_clerks_shipping_at_once_ship_once(Session):
+    """Two people press 'ship' on the same requisition together: one ships, the other is told the
+    requisition is no longer approved, and the store's stock leaves once."""
+    from tests.threads import run_threads
+
+    with Session() as s:
+        month_of_ledger(s)
+        req = prepare(s, facility_by_code(s, "H1"), by="p", period="2026-03", now=NOW)
+        flow.submit(s, req, by="p", now=NOW)
+        flow.approve(s, req, [], by="store", now=NOW)
+        s.commit()
+        number = req.number
+    outcomes = []
+
+    def ship(i):
+        with Session() as s:
+            try:
+                fulfil(s, flow.get(s, number, for_update=True), by=f"clerk{i}", now=NOW)
+                s.commit()
+                outcomes.append("shipped")
+            except WrongState:
+                s.rollback()
+                outcomes.append("refused")
+
+    run_threads(ship, 2)
+    assert sorted(outcomes) == ["refused", "shipped"]
+    with Session() as s:
+        outs = s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "transfer_out")).all()
+        assert sum(o.quantity for o in outs) == 102  # the suggested quantity, once

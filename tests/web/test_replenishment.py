@@ -117,6 +117,11 @@ def test_pages_cycle_with_reject_and_reasons(live_server):
     listing = region.get("/requisitions")
     assert 'data-number="REQ-H1-2026-03" data-status="rejected"' in listing.text
     assert pharm.get("/requisitions/REQ-H1-2026-03/nonsense").status_code == 405
+    page = pharm.get("/requisitions/new/H1")
+    r = pharm.post("/requisitions/new/H1", data={"period": "", "emergency": "1", "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 303 and r.headers["location"].endswith("-E1")  # an emergency needs no period
+    assert pharm.post("/requisitions/new/H1", data={"period": "2026-13", "csrf_token": csrf_of(page.text)}
+                      ).status_code == 422
 
 
 def test_reconciliation_page_export_and_levels(live_server):
