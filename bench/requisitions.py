@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import migrations  # noqa: E402
-from bench.web import PASSWORD, Server, load_average, login, percentile, time_page  # noqa: E402
+from bench.web import PASSWORD, Server, load_average, login, time_page  # noqa: E402
 from stock.db import make_engine, session_factory  # noqa: E402
 from stock.importer import import_dataset  # noqa: E402
 

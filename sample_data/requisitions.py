@@ -19,7 +19,7 @@ dispensing is already written. tests/anomaly/test_requisition_detector.py covers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
 
 import numpy as np

@@ -18,14 +18,13 @@ from stock.requisitions import flow
 from stock.requisitions.errors import RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
 from stock.requisitions.packs import in_base_units, scanned
-from stock.requisitions.prepare import prepare
 from stock.requisitions.reconcile import reconciliation
 from web import deps
 from web.access import NotFound, current_user, facility_in_scope, visible_facility_ids
 from web.api import BEARER, ERRORS
 from web.api.schemas import Qty
 from web.app import DOMAIN_STATUS
-from web.replenishment.service import Held, load, take_step, visible
+from web.replenishment.service import Held, load, prepare_for, take_step, visible
 
 DOMAIN_STATUS.setdefault(WrongState, 409)  # the requisition's state does not allow the step
 DOMAIN_STATUS.setdefault(RequisitionExists, 409)
@@ -193,8 +192,6 @@ def create(request: Request, body: NewRequisition, user: User = Depends(current_
            db: Session = Depends(deps.db)):
     """Prepare a draft requisition from the facility's ledger (an emergency one: up to now)."""
     fac = facility_in_scope(db, user, body.facility_code)
-    from web.replenishment.pages import prepare_for  # the same checks as the page
-
     held = prepare_for(request, db, user, fac, body.period or "", body.emergency)
     db.commit()
     return out(db, held)

@@ -23,11 +23,11 @@ from stock.requisitions.errors import InvalidLine, RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
 from stock.requisitions.packs import in_base_units, packs_of
 from stock.requisitions.figures import add_months, month_start
-from stock.requisitions.prepare import prepare, supplier_of
+from stock.requisitions.prepare import supplier_of
 from web import deps
 from web.access import (AccessError, NotFound, current_user, facility_in_scope, require_requisition_step,
                         visible_facilities)
-from web.replenishment.service import Held, audited, load, visible
+from web.replenishment.service import Held, audited, load, prepare_for, visible
 from web.templating import gettext, render
 
 router = APIRouter(include_in_schema=False)
@@ -49,17 +49,6 @@ MSG_FAILED = "Not saved: %(problem)s"
 
 def _t(request: Request, message: str, **kw) -> str:
     return gettext(request.state.lang, message, **kw)
-
-
-def prepare_for(request: Request, db: Session, user: User, fac: Facility, period: str, emergency: bool) -> Held:
-    """Prepare a requisition of ``fac`` (pages and API alike): the requester's step on it."""
-    supplier = supplier_of(fac, db)
-    require_requisition_step(user, "prepare", fac, supplier)
-    req = prepare(db, fac, by=user.username, period=period.strip() or None, emergency=emergency,
-                  amc_months=request.app.state.settings.amc_months)
-    held = Held(req, fac, supplier)
-    audited(db, request, held, "prepare", {"period": req.period, "emergency": emergency})
-    return held
 
 
 @router.get("/requisitions")
@@ -204,4 +193,4 @@ def act(request: Request, number: str, step: str, user: User = Depends(current_u
     return RedirectResponse(f"/requisitions/{number}", status_code=303)
 
 
-__all__ = ["router", "prepare_for"]
+__all__ = ["router"]

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from stock.models import Facility, User
+from stock.requisitions.prepare import prepare, supplier_of
 from stock.requisitions import flow
 from stock.requisitions.errors import UnknownRequisition
 from stock.requisitions.models import Requisition
@@ -67,9 +68,20 @@ def take_step(db: Session, request: Request, user: User, number: str, step: str,
     return held
 
 
+def prepare_for(request: Request, db: Session, user: User, fac: Facility, period: str, emergency: bool) -> Held:
+    """Prepare a requisition of ``fac`` (pages and API alike): the requester's step on it."""
+    supplier = supplier_of(fac, db)
+    require_requisition_step(user, "prepare", fac, supplier)
+    req = prepare(db, fac, by=user.username, period=period.strip() or None, emergency=emergency,
+                  amc_months=request.app.state.settings.amc_months)
+    held = Held(req, fac, supplier)
+    audited(db, request, held, "prepare", {"period": req.period, "emergency": emergency})
+    return held
+
+
 def audited(db: Session, request: Request, held: Held, action: str, detail: dict | None = None) -> None:
     audit.record(db, request, f"requisition.{action}", "requisition", held.req.number, detail,
                  facility_id=held.facility.id)
 
 
-__all__ = ["Held", "load", "visible", "audited", "take_step"]
+__all__ = ["Held", "load", "visible", "audited", "take_step", "prepare_for"]
