@@ -158,6 +158,48 @@ def facility_in_scope(session: Session, user: User, code: str) -> Facility:
     return require_facility(user, facility)
 
 
+# --- requisitions -----------------------------------------------------------------------------
+
+REQUESTERS = ("pharmacist", "facility_manager", "admin")
+"""Who prepares, changes, submits and receives a facility's requisitions, and ships a store's."""
+APPROVERS = ("facility_manager", "admin")
+"""Who approves, cuts or rejects requisitions: the supplying store's managers, or the region's."""
+REQUISITION_STEPS = {"prepare": REQUESTERS, "change": REQUESTERS, "submit": REQUESTERS, "receive": REQUESTERS,
+                     "approve": APPROVERS, "reject": APPROVERS, "fulfil": REQUESTERS}
+
+
+def may_see_requisition(user: User, facility: Facility, supplier: Facility) -> bool:
+    """Anyone whose scope holds the requesting facility or its supplying store."""
+    scope = scope_of(user)
+    return scope.allows(facility) or scope.allows(supplier)
+
+
+def require_requisition_step(user: User, step: str, facility: Facility, supplier: Facility) -> None:
+    """Refuse ``step`` on a requisition of ``facility`` to ``supplier`` unless the rules allow it.
+
+    The requesting facility's staff prepare, change, submit and receive; the supplying store's staff
+    ship. Approval belongs to the managers of the supplying store or of the requesting facility's
+    region, never to the facility approving its own request. A requisition the user may not see
+    is not found (its existence is not theirs to know).
+    """
+    if not may_see_requisition(user, facility, supplier):
+        raise NotFound("no such requisition", field="requisition")
+    roles = REQUISITION_STEPS[step]
+    if user.role not in roles:
+        raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
+    scope = scope_of(user)
+    if step in ("approve", "reject"):
+        allowed = scope.allows(supplier) or (scope.kind == "region" and scope.allows(facility))
+        allowed = allowed and not (scope.kind == "facility" and scope.facility_id == facility.id)
+    elif step == "fulfil":
+        allowed = scope.allows(supplier)
+    else:
+        allowed = scope.allows(facility)
+    if not allowed:
+        raise Forbidden(f"requisitions of {facility.code} to {supplier.code}: this step is not yours to take")
+
+
 __all__ = ["PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
            "require_roles", "Scope", "scope_of", "visible_facility_ids", "visible_facilities",
-           "require_facility", "facility_in_scope", "RecordScope", "audit_scope"]
+           "require_facility", "facility_in_scope", "RecordScope", "audit_scope", "REQUESTERS", "APPROVERS",
+           "REQUISITION_STEPS", "may_see_requisition", "require_requisition_step"]

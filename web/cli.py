@@ -474,6 +474,11 @@ from web.cli_alerts import register as _register_alerts  # noqa: E402 - schedule
 _register_alerts(app)
 
 
+from web.replenishment.cli import register as _register_packs  # noqa: E402 - pack sizes of items
+
+_register_packs(app)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

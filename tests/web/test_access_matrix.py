@@ -137,6 +137,34 @@ MATRIX = [
     Row("GET", "/api/v1/export/{name}", IN_SCOPE, params={"name": "on-hand.csv"}, query={"facility": "{facility}"}),
     Row("POST", "/api/v1/dhis2/{period}", IN_SCOPE, params={"period": "2026-03"}, query={"facility": "{facility}"},
         json={"orgUnits": {}, "items": {}}),
+    # Replenishment: anyone lists and reconciles within scope; the requesting facility's staff prepare
+    # (an empty period is let in and refused for its content); a requisition that does not exist is
+    # not found whatever the step (who may take which step: tests/web/test_replenishment.py).
+    Row("GET", "/requisitions", EVERYONE),
+    Row("GET", "/requisitions/new/{facility}", PHARMACY_STAFF),
+    Row("POST", "/requisitions/new/{facility}", PHARMACY_STAFF, ok=422, form={}),
+    Row("GET", "/requisitions/{number}", EVERYONE, ok=404, params={"number": "REQ-none"}),
+    Row("POST", "/requisitions/{number}/{step}", EVERYONE, ok=404, params={"number": "REQ-none", "step": "submit"},
+        form={}),
+    Row("GET", "/requisitions/{number}/pdf/{document}", EVERYONE, ok=404,
+        params={"number": "REQ-none", "document": "waybill"}),
+    Row("GET", "/stock/{facility}/levels", MANAGERS_IN_SCOPE),
+    Row("GET", "/stock/{facility}/count-sheet", PHARMACY_STAFF),
+    Row("GET", "/stock/{facility}/card/{item}/pdf", MANAGERS_IN_SCOPE, params={"item": "MOR10"}),
+    Row("POST", "/stock/{facility}/levels", MANAGERS_IN_SCOPE, ok=422, form={}),
+    Row("GET", "/reconciliation", IN_SCOPE, query={"facility": "{facility}"}),
+    Row("GET", "/reconciliation/export", IN_SCOPE, query={"facility": "{facility}"}),
+    Row("GET", "/api/v1/requisitions", IN_SCOPE, query={"facility": "{facility}"}),
+    Row("POST", "/api/v1/requisitions", PHARMACY_STAFF, ok=422, json={"facility_code": "{facility}"}),
+    Row("GET", "/api/v1/requisitions/reconciliation", IN_SCOPE, query={"facility": "{facility}"}),
+    Row("GET", "/api/v1/requisitions/{number}", EVERYONE, ok=404, params={"number": "REQ-none"}),
+    Row("GET", "/api/v1/requisitions/{number}/fhir", EVERYONE, ok=404, params={"number": "REQ-none"}),
+    # Pack sizes are master data: anyone may look a barcode up; one no pack carries is not found.
+    Row("GET", "/api/v1/packs/scan", EVERYONE, ok=404, query={"code": "(01)09501101530003"}),
+    *[Row("POST", f"/api/v1/requisitions/{{number}}/{step}", EVERYONE, ok=404, params={"number": "REQ-none"},
+          json=body)
+      for step, body in (("lines", {"lines": []}), ("submit", None), ("approve", {"lines": []}),
+                         ("reject", {"reason": "x"}), ("fulfil", None), ("receive", {"lines": []}))],
 ]
 
 
