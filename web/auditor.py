@@ -94,8 +94,9 @@ def flag_in_scope(db: Session, user: User, flag_id: str) -> Flag:
     return flag
 
 
-def evidence_rows(db: Session, flag_id: str) -> list[dict]:
-    """The ledger rows a flag rests on, in the order they happened."""
+def evidence_rows(db: Session, flag_id: str, facility_ids: list[int] | None = None) -> list[dict]:
+    """The ledger rows a flag rests on, in the order they happened; only those of ``facility_ids``
+    when given (a flag in scope may rest on rows of facilities outside it, which stay unseen)."""
     stmt = (select(LedgerEntry, Facility.code, Item.code, Lot.lot_number, Patient.health_card_id)
             .join(FlagEvidence, FlagEvidence.entry_id == LedgerEntry.entry_id)
             .join(Facility, Facility.id == LedgerEntry.facility_id)
@@ -104,6 +105,8 @@ def evidence_rows(db: Session, flag_id: str) -> list[dict]:
             .outerjoin(Patient, Patient.id == LedgerEntry.patient_id)
             .where(FlagEvidence.flag_id == flag_id)
             .order_by(LedgerEntry.occurred_at, LedgerEntry.id))
+    if facility_ids is not None:
+        stmt = stmt.where(LedgerEntry.facility_id.in_(facility_ids))
     return [{"entry_id": e.entry_id, "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
              "facility_code": fac, "kind": e.kind, "item_code": item, "lot_number": lot, "quantity": e.quantity,
              "effect": e.effect, "recorded_by": e.recorded_by, "health_card_id": card,
@@ -117,8 +120,10 @@ def hits_of(db: Session, flag_id: str) -> list[FlagHit]:
                            .order_by(FlagHit.score.desc(), FlagHit.detector)))
 
 
-def case(db: Session, flag: Flag) -> dict:
-    """A flag with its detectors' findings, evidence rows and timeline, as plain data."""
+def case(db: Session, flag: Flag, user: User) -> dict:
+    """A flag with its detectors' findings, evidence rows and timeline, as plain data; the evidence
+    is limited to the facilities in ``user``'s scope."""
+    national = scope_of(user).kind == "national"
     fac = db.get(Facility, flag.facility_id) if flag.facility_id is not None else None
     return {
         "flag_id": flag.flag_id, "status": flag.status, "assignee": flag.assignee, "severity": flag.severity,
@@ -129,7 +134,7 @@ def case(db: Session, flag: Flag) -> dict:
         "allowed_actions": workflow.allowed_actions(flag.status),
         "hits": [{"detector": h.detector, "score": round(h.score, 4), "reason": h.reason, "details": h.details}
                  for h in hits_of(db, flag.flag_id)],
-        "evidence": evidence_rows(db, flag.flag_id),
+        "evidence": evidence_rows(db, flag.flag_id, None if national else visible_facility_ids(db, user)),
         "timeline": [asdict(t) for t in workflow.timeline(db, flag.flag_id)],
     }
 
@@ -276,7 +281,7 @@ def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = 
 
 def _case_page(request: Request, db: Session, user: User, flag: Flag, *, errors: dict | None = None,
                form: dict | None = None, done: str | None = None, status_code: int = 200):
-    data = case(db, flag)
+    data = case(db, flag, user)
     context: dict = {"patient": None, "history": [], "activity": [], "chart": None, "suspects": set()}
     evidence = data["evidence"]
     card = _patient_card(flag, evidence)
@@ -346,7 +351,7 @@ def export_case(request: Request, flag_id: str, format: str = Query("json", patt
                 user: User = Depends(reviewer), db: Session = Depends(deps.db)):
     """The case as a file: the flag, its evidence rows and its timeline."""
     flag = flag_in_scope(db, user, flag_id)
-    data = case(db, flag)
+    data = case(db, flag, user)
     audit.record(db, request, "flag_exported", "flag", flag_id, {"format": format}, facility_id=flag.facility_id)
     db.commit()
     if format == "csv":

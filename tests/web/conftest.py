@@ -52,6 +52,16 @@ def seed_world(Session) -> None:
         s.commit()
 
 
+def add_users(Session, users: dict) -> None:
+    """More users, given like USERS, for a test that needs other roles or scopes."""
+    from web.cli_web import create_user
+
+    with Session() as s:
+        for name, (role, facility, region) in users.items():
+            create_user(s, name, role, PASSWORD, facility=facility, region=region, web=make_settings().web)
+        s.commit()
+
+
 def free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -129,7 +129,7 @@ def flags(region: str | None = Query(None), facility: str | None = Query(None, d
 @router.get("/{flag_id}", response_model=CaseOut)
 def flag(flag_id: str, user: User = Depends(reviewer), db: Session = Depends(deps.read_db)) -> CaseOut:
     """One flag with its detectors' findings, evidence rows and timeline."""
-    return CaseOut(**case(db, flag_in_scope(db, user, flag_id)))
+    return CaseOut(**case(db, flag_in_scope(db, user, flag_id), user))
 
 
 @router.post("/{flag_id}/actions", response_model=CaseOut,
@@ -141,4 +141,4 @@ def flag_action(request: Request, flag_id: str, body: ActionIn, user: User = Dep
     f = flag_in_scope(db, user, flag_id)
     apply_action(request, db, user, f, body.action, body.comment, body.assignee)
     db.commit()
-    return CaseOut(**case(db, f))
+    return CaseOut(**case(db, f, user))
