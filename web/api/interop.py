@@ -94,22 +94,22 @@ def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
     """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
     Problems come back as a list, each naming the bundle entry, the path and the problem."""
     now = datetime.now(timezone.utc)
+    mine = {f.code for f in visible_facilities(db, user)}
     try:
-        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now)
+        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now,
+                                    allowed=mine.__contains__)
+    except fhir.FacilitiesRefused as exc:
+        db.rollback()
+        raise Forbidden(f"facility {', '.join(exc.codes)} is outside your scope; nothing was imported",
+                        field="facility") from None
     except fhir.FhirImportFailed as exc:
         db.rollback()
         problems = [{"field": ("bundle" if p.index is None else f"entry[{p.index}]") + f".{p.path}",
                      "message": str(p)} for p in exc.problems]
         return JSONResponse({"error": {"field": problems[0]["field"] if problems else None,
                                        "message": exc.message, "problems": problems}}, status_code=422)
-    scope = scope_of(user)
     touched = list(db.scalars(select(Facility).join(LedgerEntry, LedgerEntry.facility_id == Facility.id)
                               .where(LedgerEntry.recorded_at == now).distinct()))
-    outside = sorted(f.code for f in touched if not scope.allows(f))
-    if outside:
-        db.rollback()
-        raise Forbidden(f"facility {', '.join(outside)} is outside your scope; nothing was imported",
-                        field="facility")
     for f in touched:
         audit.record(db, request, "fhir_import", "facility", f.code,
                      {"dispenses": report.dispenses, "added": report.added, "via": "api"}, facility_id=f.id)
