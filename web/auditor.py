@@ -32,7 +32,9 @@ from anomaly.models import SEVERITIES, STATUSES, Flag, FlagEvidence, FlagHit
 from stock import errors as domain
 from stock import queries
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, User
+from stock.cells import csv_text
 from web import audit, deps
+from web.downloads import attachment
 from web.access import Forbidden, NotFound, require_roles, scope_of, visible_facility_ids
 from web.templating import gettext, render
 
@@ -168,10 +170,10 @@ def case_csv(data: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", *export.EXPORT_COLUMNS, "status", "assignee"])
-    w.writerow(["flag", data["flag_id"], data["detectors"], data["score"], data["severity"],
-                data["facility_code"] or "", data["subject"], data["subject_id"],
-                ";".join(e["entry_id"] for e in data["evidence"]), data["reason"], _plain(data["created_at"]),
-                data["status"], data["assignee"] or ""])
+    w.writerow(["flag", *[_cell(v) for v in (
+        data["flag_id"], data["detectors"], data["score"], data["severity"], data["facility_code"], data["subject"],
+        data["subject_id"], ";".join(e["entry_id"] for e in data["evidence"]), data["reason"], data["created_at"],
+        data["status"], data["assignee"])]])
     w.writerow([])
     cols = ["entry_id", "occurred_at", "facility_code", "kind", "item_code", "lot_number", "quantity", "effect",
             "recorded_by", "health_card_id", "prescription_id", "counterparty", "reason", "reverses"]
@@ -199,7 +201,7 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, (datetime, Decimal)):
         return str(_plain(value))
-    return str(value)
+    return csv_text(str(value))
 
 
 # --- context for judging a flag -----------------------------------------------------------------
@@ -358,8 +360,7 @@ def export_case(request: Request, flag_id: str, format: str = Query("json", patt
         body, media = case_csv(data), "text/csv; charset=utf-8"
     else:
         body, media = case_json(data), "application/json"
-    return Response(body, media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="flag-{flag_id}.{format}"'})
+    return Response(body, media_type=media, headers=attachment("flag", flag_id, ext=format))
 
 
 __all__ = ["router", "scoped_filters", "list_flags", "flag_in_scope", "case", "apply_action", "case_json",

@@ -31,6 +31,7 @@ from stock.queries import (OnHand, StockPosition, expiring, monthly_dispensed, o
                            stock_positions, stockouts)
 from web import deps
 from web.access import NotFound, facility_in_scope, require_roles, visible_facilities
+from web.downloads import attachment
 from web.interop import spreadsheets
 from web.interop.spreadsheets import MEDIA_TYPES, Sheet, to_csv
 from web.templating import gettext, render
@@ -172,9 +173,8 @@ def _item(db: Session, code: str) -> Item:
         raise NotFound(str(exc), field="item") from None
 
 
-def _csv(body: bytes, filename: str) -> Response:
-    return Response(body, media_type=MEDIA_TYPES["csv"],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+def _csv(body: bytes, *name: str) -> Response:
+    return Response(body, media_type=MEDIA_TYPES["csv"], headers=attachment(*name, ext="csv"))
 
 
 def dashboard_sheet(data: Dashboard, items: dict[str, Item], table: str) -> Sheet:
@@ -201,11 +201,11 @@ def export_table(request: Request, facility: str, table: str, item: str = "",
     if table == "lots":
         code = _item(db, item).code if item.strip() else None
         body, _ = spreadsheets.export(db, "on-hand", "csv", facility_code=fac.code, item_code=code)
-        return _csv(body, f"lots-{fac.code}{'-' + code if code else ''}-{today}.csv")
+        return _csv(body, "lots", fac.code, *([code] if code else []), str(today))
     if table not in TABLES:
         raise NotFound(gettext(request.state.lang, MSG_UNKNOWN_TABLE), field="table")
     sheet = dashboard_sheet(dashboard_data(request, db, fac), _items(db), table)
-    return _csv(to_csv(sheet).encode("utf-8"), f"{table}-{fac.code}-{today}.csv")
+    return _csv(to_csv(sheet).encode("utf-8"), table, fac.code, str(today))
 
 
 # --- stock card ------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def card_export(request: Request, facility: str, item: str, since: str = "", unt
         raise InvalidEntry(message, field=field)
     body, _ = spreadsheets.export(db, "stock-card", "csv", facility_code=fac.code, item_code=it.code,
                                   since=t0, until=t1)
-    return _csv(body, f"stock-card-{fac.code}-{it.code}.csv")
+    return _csv(body, "stock-card", fac.code, it.code)
 
 
 __all__ = ["router", "MANAGERS", "dashboard_data", "dashboard_sheet"]

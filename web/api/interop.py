@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
+from web.downloads import attachment
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
 from web.api.schemas import json_errors
@@ -145,7 +146,7 @@ def export(name: str, facility: str | None = Query(None, description="facility c
     body, _ = spreadsheets.export(db, kind, fmt, facility_code=code, item_code=item, region=region,
                                   since=_zoned("since", since), until=_zoned("until", until))
     return Response(body, media_type=spreadsheets.MEDIA_TYPES[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'})
+                    headers=attachment(kind, ext=fmt))
 
 
 UID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$", "description": "a DHIS2 uid"}

@@ -22,6 +22,7 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy.orm import Session
 
 from anomaly import export as flag_export
+from stock.cells import csv_text, xlsx_text
 from stock.errors import InvalidEntry
 from stock.masterdata import facility_by_code
 from stock.queries import on_hand, stock_card
@@ -105,6 +106,9 @@ def to_xlsx(sheet: Sheet) -> bytes:
     ws.append(header)
     for row in sheet.rows:
         ws.append([_xlsx_value(v, zone) for v in row])
+    for row_cells in ws.iter_rows():
+        for c in row_cells:
+            xlsx_text(c)
     for col_idx, name in enumerate(header, start=1):
         width = len(name)
         for cell in ws.iter_rows(min_row=2, min_col=col_idx, max_col=col_idx):
@@ -135,13 +139,13 @@ def _csv_value(value, zone: ZoneInfo) -> str:
         return value.astimezone(zone).isoformat().replace("+00:00", "Z")
     if isinstance(value, (date, Decimal)):
         return str(value)
-    return str(value)
+    return csv_text(str(value))
 
 
 def to_csv(sheet: Sheet) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(sheet.columns)
+    writer.writerow([csv_text(c) for c in sheet.columns])
     zone = ZoneInfo(sheet.zone)
     for row in sheet.rows:
         writer.writerow([_csv_value(v, zone) for v in row])
