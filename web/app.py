@@ -25,7 +25,7 @@ from stock import errors as domain
 from stock.db import make_engine, session_factory
 from stock.settings import Settings, get_settings
 from web.access import AccessError, NotAuthenticated
-from web.middleware import SECURITY_HEADERS, IdentityMiddleware, SecurityHeaders, is_api
+from web.middleware import SECURITY_HEADERS, IdentityMiddleware, RequestLimits, SecurityHeaders, is_api
 
 log = logging.getLogger("dawa.web")
 WEB_DIR = Path(__file__).resolve().parent
@@ -73,6 +73,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
 
     # Added last runs first: security headers wrap everything, identity and CSRF run inside them.
     app.add_middleware(IdentityMiddleware)
+    app.add_middleware(RequestLimits)
     app.add_middleware(SecurityHeaders)
 
     _add_error_handlers(app)
