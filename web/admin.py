@@ -70,9 +70,9 @@ def disable_user(request: Request, username: str, user: User = Depends(admin), d
     if target.id == user.id:
         raise Forbidden("you cannot disable yourself", field="username")
     target.active = False
-    ended = auth.end_user_sessions(db, target.id)
-    audit.record(db, request, "user_disabled", "user", username, {"sessions_ended": ended, "via": "web"},
-                 facility_id=target.facility_id)
+    ended, revoked = auth.end_user_access(db, target.id)
+    audit.record(db, request, "user_disabled", "user", username,
+                 {"sessions_ended": ended, "tokens_revoked": revoked, "via": "web"}, facility_id=target.facility_id)
     db.commit()
     return RedirectResponse("/admin/users", status_code=303)
 

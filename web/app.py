@@ -75,6 +75,12 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.add_middleware(IdentityMiddleware)
     app.add_middleware(RequestLimits)
     app.add_middleware(SecurityHeaders)
+    if settings.web.trusted_proxies:
+        # The client's address (throttling, the audit trail) comes from X-Forwarded-For only when
+        # the connection comes from a configured proxy; uvicorn itself is run without proxy headers.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.web.trusted_proxies))
 
     _add_error_handlers(app)
     _add_docs(app)

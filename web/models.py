@@ -40,6 +40,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, doc="refused from then on")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, doc="refused from then on, revoked or not")
 
 
 class LoginAttempt(Base):
