@@ -67,7 +67,11 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = session_factory(engine, read_only=True)
+    from stock.pseudonyms import patient_key
+    from web import log_privacy
     from web.auth import TokenCache
+
+    log_privacy.install(patient_key(settings))
 
     app.state.token_cache = TokenCache()
 

@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 
 from stock.masterdata import item_by_code
 from stock.models import Facility, Item, User
+from stock.pseudonyms import patient_key
 from stock.queries import (OnHand, StockPosition, expiring, monthly_dispensed, on_hand, stock_card,
                            stock_positions, stockouts)
-from web import deps
+from web import audit, deps
 from web.access import NotFound, facility_in_scope, require_roles, visible_facilities
 from web.downloads import attachment
 from web.interop import spreadsheets
@@ -253,8 +254,8 @@ def card(request: Request, facility: str, item: str, since: str = "", until: str
 
 @router.get("/stock/{facility}/card/{item}/export")
 def card_export(request: Request, facility: str, item: str, since: str = "", until: str = "",
-                user: User = Depends(require_roles(*MANAGERS)), db: Session = Depends(deps.read_db)):
-    """The stock card as CSV, over the same period as on screen."""
+                user: User = Depends(require_roles(*MANAGERS)), db: Session = Depends(deps.db)):
+    """The stock card as CSV, over the same period as on screen (patients by pseudonym; audited)."""
     fac = facility_in_scope(db, user, facility)
     it = _item(db, item)
     t0, t1, errors = _period(request, fac, since, until)
@@ -263,8 +264,11 @@ def card_export(request: Request, facility: str, item: str, since: str = "", unt
         from stock.errors import InvalidEntry
 
         raise InvalidEntry(message, field=field)
-    body, _ = spreadsheets.export(db, "stock-card", "csv", facility_code=fac.code, item_code=it.code,
-                                  since=t0, until=t1)
+    body, rows = spreadsheets.export(db, "stock-card", "csv", facility_code=fac.code, item_code=it.code,
+                                     since=t0, until=t1, key=patient_key(request.app.state.settings))
+    audit.record(db, request, "export_read", "export", "stock-card.csv",
+                 {"rows": rows, "facility": fac.code, "item": it.code, "via": "web"}, facility_id=fac.id)
+    db.commit()
     return _csv(body, "stock-card", fac.code, it.code)
 
 

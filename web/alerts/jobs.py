@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stock import balances, chain
 from stock.models import Facility, Item, LedgerEntry
 from stock.queries import expiring, stock_positions
+from stock.pseudonyms import patient_key, pseudonymise_text
 from stock.settings import Settings
 from web.alerts.dispatch import Alert, Tally, announce, deliver_pending, resolve_missing, send_digests, transition
 from web.alerts.models import AlertState
@@ -85,13 +86,16 @@ def scan_and_alert(session: Session, settings: Settings, now: datetime) -> JobRe
         key = f"flag:{flag.flag_id}"
         if key in known:
             continue
-        transition(session, key, "flag", True, now, facility_id=flag.facility_id, detail=flag.reason[:500])
+        reason = flag.reason
+        if flag.subject == "patient":  # alerts name the patient by pseudonym, never by card
+            reason = pseudonymise_text(reason, [flag.subject_id], patient_key(settings))
+        transition(session, key, "flag", True, now, facility_id=flag.facility_id, detail=reason[:500])
         if flag.created_at < oldest:
             continue  # already old when alerts began: recorded, not announced
         tally.started += 1
         announce(session, Alert(key, "flag", flag.severity, facility, AUDITORS, {
             "severity": flag.severity, "facility": facility.code if facility else "-",
-            "reason": flag.reason, "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
+            "reason": reason, "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
             "detectors": flag.detectors}, _link(settings, f"/flags/{flag.flag_id}")), now, tally)
     _finish(session, settings, now, tally)
     scanned = ("nothing new in the ledger" if report.skipped

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
+from stock.pseudonyms import patient_key
 from web.downloads import attachment
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
@@ -79,11 +80,18 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
                 facility: str | None = Query(None, description="facility code; required unless national"),
                 since: datetime | None = Query(None, description="from this time (with zone)"),
                 until: datetime | None = Query(None, description="before this time (with zone)"),
-                user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> JSONResponse:
-    """Dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
+                user: User = Depends(current_user), db: Session = Depends(deps.db)) -> JSONResponse:
+    """Dispensing, deliveries and counts as a FHIR Bundle (type collection). Patients are named by
+    their health card (the receiving system needs it), so the read is audited with their number."""
     code = _one_facility(db, user, facility)
     result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
                                 until=_zoned("until", until))
+    patients = {str(s["identifier"].get("value")) for e in result.bundle.get("entry") or []
+                if isinstance(s := e.get("resource", {}).get("subject"), dict) and isinstance(s.get("identifier"), dict)}
+    audit.record(db, request, "fhir_export", "facility", code,
+                 {"entries": len(result.bundle.get("entry") or []), "patients": len(patients), "version": version,
+                  "via": "api"}, facility_id=facility_in_scope(db, user, code).id if code else None)
+    db.commit()
     return FhirJSONResponse(result.bundle)
 
 
@@ -121,12 +129,13 @@ def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
 
 
 @router.get("/export/{name}", response_class=Response, responses={200: SPREADSHEETS})
-def export(name: str, facility: str | None = Query(None, description="facility code"),
+def export(request: Request, name: str, facility: str | None = Query(None, description="facility code"),
            item: str | None = Query(None, description="item code (a stock card needs one)"),
            since: datetime | None = Query(None), until: datetime | None = Query(None),
-           user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> Response:
+           user: User = Depends(current_user), db: Session = Depends(deps.db)) -> Response:
     """``on-hand``, ``stock-card`` or ``flags`` as ``.csv`` or ``.xlsx`` (e.g. /export/on-hand.xlsx),
-    limited to your scope. Flags are for auditors and admins."""
+    limited to your scope. Flags are for auditors and admins. Stock cards name patients by
+    pseudonym; exports of stock cards and flags are audited with their number of rows."""
     kind, dot, fmt = name.rpartition(".")
     if not dot or fmt not in spreadsheets.FORMATS:
         raise InvalidEntry(f"ask for {name}.csv or {name}.xlsx", field="format")
@@ -143,8 +152,14 @@ def export(name: str, facility: str | None = Query(None, description="facility c
         region = scope.region
         if kind == "stock-card":
             raise InvalidEntry("a stock card needs a facility and an item", field="facility")
-    body, _ = spreadsheets.export(db, kind, fmt, facility_code=code, item_code=item, region=region,
-                                  since=_zoned("since", since), until=_zoned("until", until))
+    body, rows = spreadsheets.export(db, kind, fmt, key=patient_key(request.app.state.settings),
+                                     facility_code=code, item_code=item, region=region,
+                                     since=_zoned("since", since), until=_zoned("until", until))
+    if kind != "on-hand":  # movements and flags can name patients
+        audit.record(db, request, "export_read", "export", name,
+                     {"rows": rows, "facility": code, "item": item, "region": region, "via": "api"},
+                     facility_id=facility_in_scope(db, user, code).id if code else None)
+        db.commit()
     return Response(body, media_type=spreadsheets.MEDIA_TYPES[fmt],
                     headers=attachment(kind, ext=fmt))
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from anomaly import export as flag_export
 from stock.cells import csv_text, xlsx_text
 from stock.errors import InvalidEntry
+from stock.pseudonyms import maybe_pseudonym, patient_key
 from stock.masterdata import facility_by_code
 from stock.queries import on_hand, stock_card
 from stock.settings import get_settings
@@ -56,20 +57,22 @@ def on_hand_sheet(session: Session, *, facility_code: str | None = None, item_co
 
 
 def stock_card_sheet(session: Session, facility_code: str, item_code: str, *,
-                     since: datetime | None = None, until: datetime | None = None) -> Sheet:
-    """One facility and item's movements with the running balance; the first row is the opening."""
+                     since: datetime | None = None, until: datetime | None = None, key: str | None = None) -> Sheet:
+    """One facility and item's movements with the running balance; the first row is the opening.
+    Patients are named by pseudonym under ``key`` (default: the install's patient key)."""
+    key = key or patient_key(get_settings())
     card = stock_card(session, facility_code, item_code, since=since, until=until)
     fac = facility_by_code(session, facility_code)
     zone = fac.timezone or get_settings().default_timezone
     sheet = Sheet(f"Stock card {facility_code} {item_code}"[:31],
                   ["occurred_at", "entry_id", "kind", "lot_number", "quantity", "effect", "balance",
-                   "counterparty", "health_card_id", "prescription_id", "reason", "document_number",
+                   "counterparty", "patient", "prescription_id", "reason", "document_number",
                    "recorded_by", "reverses"], zone=zone)
     sheet.rows.append((since, "", "opening", "", None, None, card.opening, None, None, None, None, None,
                        None, None))
     for line in card.lines:
         sheet.rows.append((line.occurred_at, line.entry_id, line.kind, line.lot_number, line.quantity,
-                           line.effect, line.balance, line.counterparty, line.health_card_id,
+                           line.effect, line.balance, line.counterparty, maybe_pseudonym(line.health_card_id, key),
                            line.prescription_id, line.reason, line.document_number, line.recorded_by,
                            line.reverses))
     return sheet
@@ -155,7 +158,7 @@ def to_csv(sheet: Sheet) -> str:
 def export(session: Session, kind: str, fmt: str, *, facility_code: str | None = None,
            item_code: str | None = None, region: str | None = None, since: datetime | None = None,
            until: datetime | None = None, detector: str | None = None, severity: str | None = None,
-           status: str | None = None) -> tuple[bytes, int]:
+           status: str | None = None, key: str | None = None) -> tuple[bytes, int]:
     """The file's bytes and its number of data rows. ``kind`` is on-hand, stock-card or flags;
     a stock card needs a facility and an item. The flags CSV is ``anomaly.export.to_csv`` itself."""
     if kind not in KINDS:
@@ -174,7 +177,7 @@ def export(session: Session, kind: str, fmt: str, *, facility_code: str | None =
     else:
         if not facility_code or not item_code:
             raise InvalidEntry("a stock card needs a facility and an item", field="facility_code")
-        sheet = stock_card_sheet(session, facility_code, item_code, since=since, until=until)
+        sheet = stock_card_sheet(session, facility_code, item_code, since=since, until=until, key=key)
     count = len(sheet.rows) - (1 if kind == "stock-card" else 0)
     body = to_xlsx(sheet) if fmt == "xlsx" else to_csv(sheet).encode("utf-8")
     return body, count
