@@ -138,6 +138,13 @@ class Settings(BaseSettings):
         default=30.0,
         description="How long a SQLite writer waits for another to finish before giving up.",
     )
+    witness_key_file: Path | None = Field(
+        default=None, description="Ed25519 private key (PEM) the scheduled verify job signs the chain heads "
+        "with; keep it outside the database, readable only by the job's account (`dawa ledger witness-key`)")
+    witness_public_key: Path | None = Field(
+        default=None, description="its public key, for `dawa ledger verify --against` a signed heads file")
+    witness_dir: Path | None = Field(
+        default=None, description="folder outside the database where each signed heads file is written")
     amc_months: int = Field(
         default=3, description="Months of history averaged for average monthly consumption."
     )

@@ -206,3 +206,35 @@ def test_every_job_runs_on_an_empty_ledger(world):
     for job in JOBS.values():
         result = job.run(world, settings(), NOW)
         assert result.started == 0 and result.failed == 0, result.summary()
+
+
+def test_verify_seals_the_audit_trail_and_sends_signed_heads_to_national_auditors(world, tmp_path):
+    import json
+
+    from web import audit, witness
+
+    stocked_out(world)
+    audit.record(world, None, "login", "user", "someone")
+    world.commit()
+    key = tmp_path / "witness.pem"
+    public = witness.generate_key(key)
+    prefer(world, "aud_national", "email", "auditor@example.org")
+    world.commit()
+    s = settings().model_copy(update={"witness_key_file": key, "witness_dir": tmp_path / "heads"})
+    from datetime import datetime, timezone
+
+    # Audit records are written at the real time; the seal takes those older than a few minutes.
+    result = verify_ledger(world, s, datetime.now(timezone.utc) + timedelta(minutes=10))
+    assert "0 broken" in result.summary() and "heads signed to" in result.summary()
+    (path,) = (tmp_path / "heads").iterdir()
+    data = witness.read_signed(path, public)  # the signature holds
+    assert {h["facility_code"] for h in data["heads"]} >= {"H1"} and data["audit"]["records"] >= 1
+    from tests.web.alerts_world import user
+
+    # To the national auditors only (this one by e-mail, as they asked), no one else.
+    sent = deliveries(world, kind="heads_witnessed")
+    assert {d.user_id for d in sent} == {user(world, "aud_national").id}
+    assert not [t for titles in notified(world).values() for t in titles if t.startswith("Signed")]
+    (mail,) = deliveries(world, kind="heads_witnessed", channel="email")
+    assert mail.title.startswith("Signed ledger and audit chain heads") and mail.address == "auditor@example.org"
+    assert json.loads(mail.body[mail.body.index("{"):])["signature"] == data["signature"]
