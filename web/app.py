@@ -19,10 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stock import errors as domain
-from stock.db import make_engine, session_factory
+from stock.db import make_engine, retryable, session_factory
 from stock.settings import Settings, get_settings
 from web.access import AccessError, NotAuthenticated
 from web.middleware import SECURITY_HEADERS, IdentityMiddleware, RequestLimits, SecurityHeaders, is_api
@@ -170,6 +171,21 @@ def _add_error_handlers(app: FastAPI) -> None:
         if is_api(request.url.path) or request.url.path.startswith("/static/"):
             return _error_json(exc.status_code, message, None, getattr(exc, "headers", None))
         return _error_page(request, exc.status_code, message)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError):
+        # A deadlock or serialization failure that outlasted the retries where they are made is
+        # the database shedding load, not a fault: the client is told to try again shortly.
+        if not retryable(exc):
+            return await unexpected(request, exc)
+        log.warning("%s %s: %s after retries", request.method, request.url.path, type(exc.orig).__name__)
+        message = "the database is busy; try again in a moment"
+        response = (_error_json(503, message, None) if is_api(request.url.path)
+                    else _error_page(request, 503, message))
+        response.headers["Retry-After"] = "1"
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

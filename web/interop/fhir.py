@@ -46,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
-from stock.ledger import NewEntry, post
+from stock.ledger import NewEntry, lock_chains, post
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription
 from stock.settings import Fhir, get_settings
 
@@ -664,6 +664,7 @@ def import_bundle(session: Session, data: bytes | str | dict, *,
         if refused:
             raise FacilitiesRefused(refused)
     if not problems:
+        lock_chains(session, [new.facility_code for _i, _r, new in parsed])  # one order, as every writer
         parsed.sort(key=lambda t: (t[2].occurred_at.astimezone(timezone.utc), t[0]))
         for index, rid, new in parsed:
             try:
