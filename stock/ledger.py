@@ -55,6 +55,9 @@ SUBTRACTS = ("dispense", "transfer_out", "loss")
 NEEDS_REASON = ("loss", "adjustment")
 TRANSFERS = ("transfer_out", "transfer_in")
 MAX_ID = 64
+MAX_TEXT = 2000
+"""A reason or counterparty is at most this long (on both databases alike: SQLite would store any
+length, PostgreSQL refuses past its column's)."""
 EARLIEST_OCCURRED = datetime(2000, 1, 1, tzinfo=timezone.utc)
 LATEST_OCCURRED = datetime(2100, 1, 1, tzinfo=timezone.utc)
 """Movements happen within these bounds: a date like 0001-01-01 is a typing or system error, and
@@ -166,6 +169,8 @@ def check_shape(e: NewEntry) -> None:
         value = getattr(e, name)
         if value is not None and len(value) > MAX_ID:
             raise bad(name, f"{name} is longer than {MAX_ID} characters")
+    if e.reason is not None and len(e.reason) > MAX_TEXT:
+        raise bad("reason", f"reason is longer than {MAX_TEXT} characters")
     if e.serial_number:
         problem = serial_problem(e.serial_number)
         if problem:
