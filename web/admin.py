@@ -197,8 +197,9 @@ def parse_ceiling(lang: str, text: str, unit: str) -> tuple[Decimal | None, str 
 
 def _item_form(request: Request, item: Item, values: dict, *, errors: dict | None = None,
                done: str | None = None, status_code: int = 200):
+    can_edit = scope_of(request.state.user).kind == "national"  # the rule of require_national
     return render(request, "admin/item.html", {"item": item, "values": values, "errors": errors or {},
-                                               "done": done}, status_code=status_code)
+                                               "done": done, "can_edit": can_edit}, status_code=status_code)
 
 
 @router.get("/items/{code}")

@@ -115,3 +115,12 @@ def test_scoped_auditor_sees_only_evidence_in_scope(live_server):
         assert export.status_code == 200 and "B1" not in export.text
         page = c.get(f"/flags/{flag_id}")
         assert page.status_code == 200 and "B1" not in page.text
+
+
+def test_a_scoped_admin_sees_an_item_read_only_in_their_language(live_server):
+    c = live_server.login("admin_tripoli")
+    page = c.get("/admin/items/MOR10")
+    assert page.status_code == 200 and 'id="item-form"' not in page.text and 'id="item-national-only"' in page.text
+    c.post("/language", data={"lang": "fr", "csrf_token": page_csrf(c)}, headers={"Referer": "/"})
+    assert "seul un administrateur national" in c.get("/admin/items/MOR10").text
+    assert 'id="item-form"' in live_server.login("admin").get("/admin/items/MOR10").text
