@@ -60,6 +60,17 @@ def pseudonymise_text(text: str, health_card_ids, key: str | None) -> str:
     return text
 
 
+def pseudonymise_flag(row, key: str | None):
+    """A flag row (anything with ``subject``, ``subject_id`` and ``reason``, a dataclass) naming its
+    patient by pseudonym, in its subject and its reason; rows about others are returned as they are."""
+    import dataclasses
+
+    if row.subject != "patient":
+        return row
+    return dataclasses.replace(row, subject_id=pseudonym(row.subject_id, key),
+                               reason=pseudonymise_text(row.reason, [row.subject_id], key))
+
+
 def is_pseudonym(text: str) -> bool:
     return bool(_PSEUDONYM.match(text))
 
@@ -69,4 +80,4 @@ def maybe_pseudonym(health_card_id: str | None, key: str | None) -> str | None:
     return None if health_card_id is None else pseudonym(health_card_id, key)
 
 
-__all__ = ["pseudonym", "maybe_pseudonym", "pseudonymise_text", "patient_key", "is_pseudonym", "NoPatientKey", "PREFIX"]
+__all__ = ["pseudonym", "maybe_pseudonym", "pseudonymise_text", "pseudonymise_flag", "patient_key", "is_pseudonym", "NoPatientKey", "PREFIX"]

@@ -33,7 +33,7 @@ from stock import errors as domain
 from stock import queries
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, User
 from stock.cells import csv_text
-from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonym, pseudonymise_text
+from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonym, pseudonymise_flag, pseudonymise_text
 from web import audit, deps
 from web.downloads import attachment
 from web.access import Forbidden, NotFound, require_roles, scope_of, visible_facility_ids
@@ -71,16 +71,17 @@ def scoped_filters(db: Session, user: User, *, region: str | None = None, facili
     return {"region": region, "facility": facility}
 
 
-def list_flags(db: Session, user: User, *, region=None, facility=None, detector=None, severity=None,
+def list_flags(db: Session, user: User, key: str, *, region=None, facility=None, detector=None, severity=None,
                status=None, limit: int = PAGE_SIZE, offset: int = 0) -> tuple[list[export.FlagRow], bool]:
-    """One page of flags in scope, most suspicious first, and whether more follow."""
+    """One page of flags in scope, most suspicious first, and whether more follow; patients named
+    by pseudonym under ``key``."""
     for name, value, allowed in (("severity", severity, SEVERITIES), ("status", status, STATUSES)):
         if value and value not in allowed:
             raise domain.InvalidEntry(f"{name} {value!r} is not one of {', '.join(allowed)}", field=name)
     where = scoped_filters(db, user, region=region, facility=facility)
     rows = export.query(db, detector=detector or None, severity=severity or None, status=status or None,
                         limit=limit + 1, offset=offset, **where)
-    return rows[:limit], len(rows) > limit
+    return [pseudonymise_flag(r, key) for r in rows[:limit]], len(rows) > limit
 
 
 def flag_in_scope(db: Session, user: User, flag_id: str) -> Flag:
@@ -277,7 +278,7 @@ def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = 
           db: Session = Depends(deps.read_db)):
     """The flag queue, most suspicious first, filtered and paged; htmx asks for the table alone."""
     filters = _filters(request)
-    rows, more = list_flags(db, user, **{k: v or None for k, v in filters.items()},
+    rows, more = list_flags(db, user, patient_key(request.app.state.settings), **{k: v or None for k, v in filters.items()},
                             limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     scope = scope_of(user)
     fac_stmt = select(Facility.code, Facility.region).order_by(Facility.code)

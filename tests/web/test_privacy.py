@@ -86,22 +86,34 @@ def test_flags_and_exports_carry_pseudonyms_and_their_reads_are_audited(live_ser
     listed = api.get("/api/v1/flags").text
     case = api.get(f"/api/v1/flags/{flag_id}")
     card = api.get("/api/v1/export/stock-card.csv", params={"facility": "H1", "item": "MOR10"})
-    for r in (case, card):
+    flags_csv = api.get("/api/v1/export/flags.csv")
+    for r in (case, card, flags_csv):
         assert r.status_code == 200, r.text
-    for text in (listed, case.text, card.text):
+    for text in (listed, case.text, card.text, flags_csv.text):
         assert CARD not in text and p in text
+    import io
+
+    from openpyxl import load_workbook
+
+    xlsx = load_workbook(io.BytesIO(api.get("/api/v1/export/flags.xlsx").content)).active
+    cells = [str(c.value) for row in xlsx.iter_rows() for c in row]
+    assert p in cells and not [c for c in cells if CARD in c]
     assert case.json()["evidence"][0]["patient"] == p and case.json()["subject_id"] == p
     page = live_server.login("auditor")
     exported = page.get(f"/flags/{flag_id}/export", params={"format": "csv"})
     assert exported.status_code == 200 and CARD not in exported.text and p in exported.text
     # The flag page is the audited patient page: the clear card is shown there, and the read recorded.
+    queue = page.get("/flags")
+    assert queue.status_code == 200 and CARD not in queue.text and p in queue.text  # the reason, pseudonymised
     shown = page.get(f"/flags/{flag_id}")
     assert shown.status_code == 200 and CARD in shown.text
     with live_server.Session() as s:
-        actions = {r.action: r for r in s.scalars(select(AuditRecord))}
+        records = s.scalars(select(AuditRecord).order_by(AuditRecord.id)).all()
+    actions = {r.action: r for r in records}
     assert '"patients": 1' in actions["flags_read"].detail
     assert '"patients": 1' in actions["flag_read"].detail
-    assert actions["export_read"].object_id == "stock-card.csv"
+    assert [r.object_id for r in records if r.action == "export_read"] == ["stock-card.csv", "flags.csv",
+                                                                            "flags.xlsx"]
     assert actions["patient_history_read"].object_id == p
     assert not [t for t in _audit_texts(live_server) if CARD in t]
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from anomaly.workflow import ACTIONS, IllegalTransition
 from stock.models import User
-from stock.pseudonyms import patient_key, pseudonym, pseudonymise_text
+from stock.pseudonyms import patient_key
 from web import audit, deps
 from web.api.schemas import MAX_OFFSET, ErrorBody
 from web.app import DOMAIN_STATUS
@@ -119,18 +119,12 @@ def flags(request: Request, region: str | None = Query(None),
           user: User = Depends(reviewer), db: Session = Depends(deps.db)) -> FlagPage:
     """Flags in your scope, most suspicious first. Patients are named by pseudonym; the read is
     audited with the number of patients it names."""
-    rows, more = list_flags(db, user, region=region, facility=facility, detector=detector, severity=severity,
-                            status=status, limit=limit, offset=offset)
-    key = patient_key(request.app.state.settings)
-    out = []
-    for r in rows:
-        card = r.subject_id if r.subject == "patient" else None
-        out.append(FlagOut(flag_id=r.flag_id, detector=r.detector, score=r.score, rank_score=r.rank_score,
-                           severity=r.severity, status=r.status, facility_code=r.facility_code, region=r.region,
-                           subject=r.subject, subject_id=pseudonym(card, key) if card else r.subject_id,
-                           entry_ids=[e for e in r.entry_ids.split(";") if e],
-                           reason=pseudonymise_text(r.reason, [card], key) if card else r.reason,
-                           created_at=r.created_at))
+    rows, more = list_flags(db, user, patient_key(request.app.state.settings), region=region, facility=facility,
+                            detector=detector, severity=severity, status=status, limit=limit, offset=offset)
+    out = [FlagOut(flag_id=r.flag_id, detector=r.detector, score=r.score, rank_score=r.rank_score,
+                   severity=r.severity, status=r.status, facility_code=r.facility_code, region=r.region,
+                   subject=r.subject, subject_id=r.subject_id, entry_ids=[e for e in r.entry_ids.split(";") if e],
+                   reason=r.reason, created_at=r.created_at) for r in rows]
     patients = len({r.subject_id for r in rows if r.subject == "patient"})
     if patients:
         audit.record(db, request, "flags_read", "flag", None, {"flags": len(rows), "patients": patients, "via": "api"})

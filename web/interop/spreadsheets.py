@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from anomaly import export as flag_export
 from stock.cells import csv_text, xlsx_text
 from stock.errors import InvalidEntry
-from stock.pseudonyms import maybe_pseudonym, patient_key
+from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonymise_flag
 from stock.masterdata import facility_by_code
 from stock.queries import on_hand, stock_card
 from stock.settings import get_settings
@@ -78,10 +78,11 @@ def stock_card_sheet(session: Session, facility_code: str, item_code: str, *,
     return sheet
 
 
-def flags_sheet(session: Session, **filters) -> Sheet:
-    """Flags in the contract's export columns, most suspicious first. ``filters`` are those of
-    ``anomaly.export.query`` (region, facility, detector, severity, status)."""
-    rows = flag_export.query(session, **filters)
+def flags_sheet(session: Session, key: str | None = None, **filters) -> Sheet:
+    """Flags in the contract's export columns, most suspicious first, patients by pseudonym.
+    ``filters`` are those of ``anomaly.export.query`` (region, facility, detector, severity, status)."""
+    key = key or patient_key(get_settings())
+    rows = [pseudonymise_flag(r, key) for r in flag_export.query(session, **filters)]
     return Sheet("Flags", list(flag_export.EXPORT_COLUMNS),
                  [(r.flag_id, r.detector, r.score, r.severity, r.facility_code, r.subject, r.subject_id,
                    r.entry_ids, r.reason, _parse_time(r.created_at)) for r in rows])
@@ -169,9 +170,10 @@ def export(session: Session, kind: str, fmt: str, *, facility_code: str | None =
         filters = dict(region=region, facility=facility_code, detector=detector, severity=severity,
                        status=status)
         if fmt == "csv":
-            rows = flag_export.query(session, **filters)
+            key = key or patient_key(get_settings())
+            rows = [pseudonymise_flag(r, key) for r in flag_export.query(session, **filters)]
             return flag_export.to_csv(rows).encode("utf-8"), len(rows)
-        sheet = flags_sheet(session, **filters)
+        sheet = flags_sheet(session, key, **filters)
     elif kind == "on-hand":
         sheet = on_hand_sheet(session, facility_code=facility_code, item_code=item_code, region=region)
     else:
