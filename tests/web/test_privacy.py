@@ -118,6 +118,16 @@ def test_flags_and_exports_carry_pseudonyms_and_their_reads_are_audited(live_ser
     assert not [t for t in _audit_texts(live_server) if CARD in t]
 
 
+def test_a_stock_card_read_is_pseudonymous_and_audited(live_server):
+    api = live_server.client(headers=bearer(issue_token(live_server, "manager_h1")))
+    r = api.get("/api/v1/stock/card/H1/MOR10")
+    assert r.status_code == 200 and CARD not in r.text
+    assert [line["patient"] for line in r.json()["lines"] if line["patient"]] == [pseudonym(CARD, key_of(live_server))]
+    with live_server.Session() as s:
+        rec = s.scalars(select(AuditRecord).where(AuditRecord.action == "stock_card_read")).one()
+    assert rec.object_id == "H1/MOR10" and '"patients": 1' in rec.detail
+
+
 def test_a_fhir_bundle_read_is_audited_with_its_patients(live_server):
     api = live_server.client(headers=bearer(issue_token(live_server, "pharm_h1")))
     assert api.get("/api/v1/fhir/bundle").status_code == 200

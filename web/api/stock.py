@@ -12,7 +12,7 @@ from stock.errors import UnknownItem
 from stock.masterdata import item_by_code
 from stock.models import User
 from stock.pseudonyms import maybe_pseudonym, patient_key
-from web import deps
+from web import audit, deps
 from web.access import NotFound, current_user, facility_in_scope, scope_of
 from web.api.schemas import MAX_OFFSET, CardLineOut, OnHandOut, StockCardOut
 
@@ -53,8 +53,9 @@ def on_hand(facility: str | None = Query(None, description="facility code; defau
 def stock_card(request: Request, facility: str, item: str,
                since: datetime | None = Query(None, description="from this time (with zone); opening balance before it"),
                until: datetime | None = Query(None, description="before this time (with zone)"),
-               user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> StockCardOut:
-    """One facility and item's movements in the order applied, with the running balance."""
+               user: User = Depends(current_user), db: Session = Depends(deps.db)) -> StockCardOut:
+    """One facility and item's movements in the order applied, with the running balance; patients
+    by pseudonym. A card that names patients is a patient-level read: audited with their number."""
     fac = facility_in_scope(db, user, facility)
     it = _item(db, item)
     for name, value in (("since", since), ("until", until)):
@@ -69,5 +70,10 @@ def stock_card(request: Request, facility: str, item: str,
                          counterparty=x.counterparty, patient=maybe_pseudonym(x.health_card_id, key),
                          prescription_id=x.prescription_id, reason=x.reason, document_number=x.document_number,
                          recorded_by=x.recorded_by, reverses=x.reverses) for x in card.lines]
+    patients = len({x.health_card_id for x in card.lines if x.health_card_id})
+    if patients:
+        audit.record(db, request, "stock_card_read", "stock_card", f"{fac.code}/{it.code}",
+                     {"lines": len(lines), "patients": patients, "via": "api"}, facility_id=fac.id)
+        db.commit()
     return StockCardOut(facility=card.facility_code, item=card.item_code, opening=card.opening,
                         closing=card.closing, lines=lines)
