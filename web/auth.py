@@ -1,4 +1,4 @@
-"""Who is asking: passwords, logins, personal API tokens, CSRF tokens and login throttling.
+"""Who is asking: passwords, logins, personal API tokens and CSRF tokens (login throttling: web.login_throttle).
 
 Passwords are hashed with argon2id. A login is a random token in an HttpOnly cookie; the database
 keeps only its SHA-256, so a copy of the database opens no session, and every login gets a fresh
@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
@@ -190,7 +190,7 @@ def end_user_sessions(session: Session, user_id: int) -> int:
 
 ATTEMPTS_KEPT = timedelta(days=30)
 """Login attempts are kept this long (the audit trail keeps logins for good); a name that logged in
-from an address within it is known there (see ``login_refusal``)."""
+from an address within it is known there (see ``web.login_throttle.login_refusal``)."""
 
 
 def purge_expired(session: Session, settings: WebSettings) -> int:
@@ -375,74 +375,10 @@ def _clear_on_rollback(session: Session) -> None:
     session.info.pop("dawa_credentials_changed", None)
 
 
-# --- throttling -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a login attempt is refused before its password is even checked, and until when."""
-
-    by: str  # "pair", "ip" or "account"
-    until: datetime
-
-    def minutes_left(self, at: datetime | None = None) -> int:
-        seconds = (self.until - (at or now())).total_seconds()
-        return max(1, int(-(-seconds // 60)))
-
-
-def login_refusal(session: Session, username: str, ip: str, settings: WebSettings) -> Refusal | None:
-    """A refusal if this try must wait, else None. Nothing here can lock a user out from where they
-    work:
-
-    - one name from one address (``pair``): after ``login_max_failures`` failures since the pair's
-      last success, each try waits ``login_backoff_seconds`` after the last failure, doubling with
-      each further failure up to ``login_backoff_max_minutes``;
-    - from an address where ``login_max_names_per_ip`` names failed within the window (``ip``: a
-      sweep over names), and for a name that failed ``login_max_failures_per_account`` times from
-      anywhere (``account``: guesses spread over addresses), only names that never logged in from
-      that address are refused: the staff of a hospital behind one address, and a user whose name
-      is being guessed elsewhere, log in as ever from where they did before.
-    """
-    t = now()
-    since = t - timedelta(minutes=settings.login_window_minutes)
-    name = username.strip().lower()
-    pair = [LoginAttempt.username == name, LoginAttempt.ip == ip]
-    last_ok = session.scalar(select(func.max(LoginAttempt.at)).where(*pair, LoginAttempt.succeeded.is_(True)))
-    fails = session.scalars(
-        select(LoginAttempt.at).where(*pair, LoginAttempt.succeeded.is_(False),
-                                      *([LoginAttempt.at > last_ok] if last_ok else []))
-        .order_by(LoginAttempt.at.desc()).limit(settings.login_max_failures + 32)).all()
-    extra = len(fails) - settings.login_max_failures
-    if extra >= 0:
-        wait = min(settings.login_backoff_seconds * 2 ** extra, settings.login_backoff_max_minutes * 60)
-        until = fails[0] + timedelta(seconds=wait)
-        if until > t:
-            return Refusal("pair", until)
-    if last_ok is not None:
-        return None  # a name known at this address: never held up by others' failures
-    failed = [LoginAttempt.succeeded.is_(False), LoginAttempt.at >= since]
-    names = session.scalar(select(func.count(func.distinct(LoginAttempt.username)))
-                           .where(LoginAttempt.ip == ip, *failed)) or 0
-    if names >= settings.login_max_names_per_ip:
-        last = session.scalar(select(func.max(LoginAttempt.at)).where(LoginAttempt.ip == ip, *failed))
-        return Refusal("ip", last + (t - since))
-    account = session.scalar(select(func.count()).select_from(LoginAttempt)
-                             .where(LoginAttempt.username == name, *failed)) or 0
-    if account >= settings.login_max_failures_per_account:
-        last = session.scalar(select(func.max(LoginAttempt.at)).where(LoginAttempt.username == name, *failed))
-        return Refusal("account", last + (t - since))
-    return None
-
-
-def record_attempt(session: Session, username: str, ip: str, succeeded: bool) -> None:
-    session.add(LoginAttempt(username=username.strip().lower()[:64], ip=ip[:64], at=now(),
-                             succeeded=succeeded))
-    session.flush()
-
-
 __all__ = [
     "SESSION_COOKIE", "PRESESSION_COOKIE", "LANGUAGE_COOKIE", "API_TOKEN_PREFIX", "hash_password",
     "check_password", "user_by_username", "new_token", "token_hash", "presession_csrf",
     "tokens_equal", "Login", "start_session", "end_session", "session_user", "touch_session",
     "end_user_sessions", "purge_expired", "issue_api_token", "api_token_user",
-    "touch_api_token", "revoke_tokens", "end_user_access", "password_problem", "TokenCache", "TOKEN_CACHE_SECONDS", "credentials_changed", "user_from", "Refusal", "login_refusal", "record_attempt",
+    "touch_api_token", "revoke_tokens", "end_user_access", "password_problem", "TokenCache", "TOKEN_CACHE_SECONDS", "credentials_changed", "user_from",
 ]
