@@ -238,3 +238,26 @@ def test_verify_seals_the_audit_trail_and_sends_signed_heads_to_national_auditor
     (mail,) = deliveries(world, kind="heads_witnessed", channel="email")
     assert mail.title.startswith("Signed ledger and audit chain heads") and mail.address == "auditor@example.org"
     assert json.loads(mail.body[mail.body.index("{"):])["signature"] == data["signature"]
+
+
+def test_a_flag_about_a_patient_is_announced_with_the_patients_pseudonym(world):
+    from anomaly.models import Flag, Scan
+    from stock.models import Facility
+    from stock.pseudonyms import patient_key, pseudonym
+
+    card = "LY0000000777"
+    scan = Scan(started_at=NOW, finished_at=NOW, through_seq=0)
+    world.add(scan)
+    world.flush()
+    h1 = world.scalars(select(Facility).where(Facility.code == "H1")).one()
+    world.add(Flag(flag_id="F-card", facility_id=h1.id, subject="patient", subject_id=card, score=0.95,
+                   rank_score=0.95, severity="high", detectors="x", reason=f"patient {card} filled 9 times",
+                   status="open", created_at=NOW, updated_at=NOW, first_scan_id=scan.id, last_scan_id=scan.id))
+    prefer(world, "aud_national", "email", "auditor@example.org")
+    world.commit()
+    s = settings()
+    scan_and_alert(world, s, NOW)
+    sent = deliveries(world, kind="flag")
+    assert sent and all(card not in d.body + d.title for d in sent)
+    assert any(pseudonym(card, patient_key(s)) in d.body for d in sent)
+    assert not [b for b in world.scalars(select(AlertState.detail)) if b and card in b]
