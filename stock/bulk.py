@@ -35,7 +35,8 @@ from stock.csvread import (
     parse_timestamps,
 )
 from stock import gs1
-from stock.ledger import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS, serial_problem
+from stock.ledger import (ADDS, EARLIEST_OCCURRED, LATEST_OCCURRED, MAX_TEXT, NEEDS_REASON, SUBTRACTS, TRANSFERS,
+                          serial_problem)
 from stock.models import ENTRY_KINDS, Base, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
@@ -215,6 +216,11 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
     if (serial != "").any():
         sheet.report((serial != "") & ~serial.str.fullmatch(gs1.SERIAL_PATTERN).fillna(False), "serial_number",
                      lambda i: serial_problem(serial.iat[i]) or "not a GS1 serial number")
+    check_length(sheet, "reason", MAX_TEXT)
+    occurred = sheet.col("occurred_at")
+    year = pd.to_numeric(occurred.str[:4], errors="coerce")
+    sheet.report(((year < EARLIEST_OCCURRED.year) | (year >= LATEST_OCCURRED.year)).to_numpy(), "occurred_at",
+                 lambda i: f"{occurred.iat[i]!r} is outside {EARLIEST_OCCURRED.year}-{LATEST_OCCURRED.year - 1}")
     ts = parse_timestamps(sheet, "occurred_at")
     expiry = parse_dates(sheet, "expiry_date")
     qty, has_qty = parse_quantities(sheet, "quantity")

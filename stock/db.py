@@ -33,6 +33,26 @@ connection returns to the pool."""
 _HOLDS_WRITE_LOCK = "dawa_holds_write_lock"
 
 
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+"""PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen to fail so
+that another could go on, and run again it will most likely succeed."""
+RETRY_ATTEMPTS = 4
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a deadlock or serialization failure, worth running the transaction again."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES or getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+def retry_pause(attempt: int) -> None:
+    """A short random pause before attempt ``attempt`` (1-based) again, so the two transactions
+    that collided do not collide again in step."""
+    import random
+
+    time.sleep(random.uniform(0, 0.02 * 2 ** attempt))
+
+
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     settings = get_settings()
     url = url or settings.database_url

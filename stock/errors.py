@@ -64,11 +64,15 @@ class EntryConflict(DawaError):
     field = "entry_id"
 
     def __init__(self, entry_id: str, differences: dict[str, tuple[object, object]]):
-        parts = ", ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(differences.items()))
-        super().__init__(
-            f"entry {entry_id} was already recorded with different content ({parts})",
-            entry_id=entry_id,
-        )
+        if "facility_code" in differences:
+            # The id is taken at another facility, which the sender may have no right to see:
+            # the message says so and nothing of what is stored there (patient, quantity, user).
+            message = (f"entry {entry_id} was already recorded at another facility; "
+                       "give this movement an entry_id of its own")
+        else:
+            parts = ", ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(differences.items()))
+            message = f"entry {entry_id} was already recorded with different content ({parts})"
+        super().__init__(message, entry_id=entry_id)
         self.differences = differences
 
 

@@ -55,6 +55,13 @@ SUBTRACTS = ("dispense", "transfer_out", "loss")
 NEEDS_REASON = ("loss", "adjustment")
 TRANSFERS = ("transfer_out", "transfer_in")
 MAX_ID = 64
+MAX_TEXT = 2000
+"""A reason or counterparty is at most this long (on both databases alike: SQLite would store any
+length, PostgreSQL refuses past its column's)."""
+EARLIEST_OCCURRED = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_OCCURRED = datetime(2100, 1, 1, tzinfo=timezone.utc)
+"""Movements happen within these bounds: a date like 0001-01-01 is a typing or system error, and
+one such entry would break every calculation that reaches a month or a day around it."""
 TEXT_FIELDS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_number", "health_card_id",
                "prescription_id", "counterparty_code", "reason", "document_number", "reverses")
 """The entry's texts that no rule of their own confines: none may hold a character the hash chain
@@ -137,6 +144,9 @@ def check_shape(e: NewEntry) -> None:
         raise bad("recorded_by", "recorded_by is required")
     if not isinstance(e.occurred_at, datetime) or e.occurred_at.tzinfo is None:
         raise bad("occurred_at", "occurred_at must be a timestamp with a zone offset")
+    if not EARLIEST_OCCURRED <= e.occurred_at < LATEST_OCCURRED:
+        raise bad("occurred_at", f"occurred_at {e.occurred_at.date()} is outside "
+                                 f"{EARLIEST_OCCURRED.year}-{LATEST_OCCURRED.year - 1}")
     q = e.quantity
     if not isinstance(q, Decimal) or not q.is_finite():
         raise bad("quantity", f"quantity {q!r} is not a number")
@@ -159,6 +169,8 @@ def check_shape(e: NewEntry) -> None:
         value = getattr(e, name)
         if value is not None and len(value) > MAX_ID:
             raise bad(name, f"{name} is longer than {MAX_ID} characters")
+    if e.reason is not None and len(e.reason) > MAX_TEXT:
+        raise bad("reason", f"reason is longer than {MAX_TEXT} characters")
     if e.serial_number:
         problem = serial_problem(e.serial_number)
         if problem:

@@ -61,10 +61,22 @@ class WebSettings(BaseModel):
     port: int = Field(8000, description="port `dawa serve` listens on")
     session_hours: float = Field(12, description="a login lasts at most this long")
     session_idle_minutes: float = Field(120, description="a login unused for this long ends")
-    login_max_failures: int = Field(5, description="failed logins for one user name before it is refused")
-    login_max_failures_per_ip: int = Field(
-        5, description="failed logins from one address before it is refused (raise it for sites behind one NAT)")
+    login_max_failures: int = Field(
+        5, description="failed logins for one user name from one address before each further try must wait "
+        "(login_backoff_seconds, doubling with each failure)")
+    login_backoff_seconds: float = Field(30, description="the first wait after login_max_failures failures")
+    login_backoff_max_minutes: float = Field(60, description="the longest wait between tries of one name and address")
+    login_max_names_per_ip: int = Field(
+        10, description="user names that may fail from one address within the window before it is refused for "
+        "names never logged in from there (users who have are not held up: a hospital behind one NAT works on)")
+    login_max_failures_per_account: int = Field(
+        20, description="failures of one user name from all addresses within the window before it is refused "
+        "from addresses it never logged in from")
     login_window_minutes: float = Field(15, description="failed logins count for this long")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses of the reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (JSON list); empty: none, the connecting address is the client")
+    api_token_days: float = Field(90, gt=0, description="a personal API token stops working this long after issue")
     argon2_time_cost: int = Field(3, description="argon2id passes over memory when hashing a password")
     argon2_memory_kib: int = Field(65536, description="argon2id memory per password hash, in KiB")
     argon2_parallelism: int = Field(4, description="argon2id lanes per password hash")
@@ -126,6 +138,13 @@ class Settings(BaseSettings):
         default=30.0,
         description="How long a SQLite writer waits for another to finish before giving up.",
     )
+    witness_key_file: Path | None = Field(
+        default=None, description="Ed25519 private key (PEM) the scheduled verify job signs the chain heads "
+        "with; keep it outside the database, readable only by the job's account (`dawa ledger witness-key`)")
+    witness_public_key: Path | None = Field(
+        default=None, description="its public key, for `dawa ledger verify --against` a signed heads file")
+    witness_dir: Path | None = Field(
+        default=None, description="folder outside the database where each signed heads file is written")
     amc_months: int = Field(
         default=3, description="Months of history averaged for average monthly consumption."
     )

@@ -123,6 +123,50 @@ def require_facility(user: User, facility: Facility | None) -> Facility:
     return facility
 
 
+def within_scope(session: Session, actor: User, target: User) -> bool:
+    """Whether ``target``'s whole scope lies inside ``actor``'s: a national user covers everyone, a
+    regional one the users of their region (its facilities' and the region's own), a facility's
+    only the users of that facility. A national user is in no one's scope but a national user's."""
+    scope = scope_of(actor)
+    if scope.kind == "national":
+        return True
+    if target.facility_id is not None:
+        facility = session.get(Facility, target.facility_id)
+        return facility is not None and scope.allows(facility)
+    return scope.kind == "region" and target.region == scope.region
+
+
+def visible_users(session: Session, actor: User) -> list[User]:
+    """The users ``actor`` may see and act on, by user name (see ``within_scope``)."""
+    scope = scope_of(actor)
+    stmt = select(User).order_by(User.username)
+    if scope.kind == "facility":
+        stmt = stmt.where(User.facility_id == scope.facility_id)
+    elif scope.kind == "region":
+        in_region = select(Facility.id).where(Facility.region == scope.region)
+        stmt = stmt.where(User.facility_id.in_(in_region) | (User.facility_id.is_(None) & (User.region == scope.region)))
+    return list(session.scalars(stmt))
+
+
+def user_in_scope(session: Session, actor: User, username: str, *, for_update: bool = False) -> User:
+    """The user named ``username`` if ``actor`` may act on them; one outside the scope is refused
+    exactly like one that does not exist (404), so the answer tells nothing about who exists."""
+    stmt = select(User).where(User.username == username)
+    if for_update:
+        stmt = stmt.with_for_update()
+    target = session.scalars(stmt).one_or_none()
+    if target is None or not within_scope(session, actor, target):
+        raise NotFound("no such user", field="username")
+    return target
+
+
+def require_national(user: User, what: str = "national master data") -> User:
+    """Refuse (403) anyone but a national user: items and their ceilings hold for every facility."""
+    if scope_of(user).kind != "national":
+        raise Forbidden(f"only a national user may change {what}")
+    return user
+
+
 @dataclass(frozen=True)
 class RecordScope:
     """Which audit records a user may read: those of ``facility_ids`` (None: every facility), and
@@ -201,5 +245,6 @@ def require_requisition_step(user: User, step: str, facility: Facility, supplier
 
 __all__ = ["PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
            "require_roles", "Scope", "scope_of", "visible_facility_ids", "visible_facilities",
-           "require_facility", "facility_in_scope", "RecordScope", "audit_scope", "REQUESTERS", "APPROVERS",
+           "require_facility", "facility_in_scope", "RecordScope", "audit_scope", "within_scope", "visible_users",
+           "user_in_scope", "require_national", "REQUESTERS", "APPROVERS",
            "REQUISITION_STEPS", "may_see_requisition", "require_requisition_step"]

@@ -22,10 +22,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from stock import balances, chain
-from stock.models import Balance, Facility, Item, Lot, User
+from stock.models import Balance, Item, Lot, User
 from stock.quantities import unit_allows
 from web import audit, auth, deps
-from web.access import NotFound, require_roles, scope_of, visible_facilities, visible_facility_ids
+from web.access import (Forbidden, NotFound, require_national, require_roles, scope_of, user_in_scope,
+                         visible_facilities, visible_facility_ids, visible_users)
 from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -53,13 +54,9 @@ def _scope_label(user: User, codes: dict[int, str]) -> tuple[str, str]:
 @router.get("/users")
 def users(request: Request, user: User = Depends(admin), db: Session = Depends(deps.read_db)):
     """Every user in the admin's scope, with role, scope and whether active."""
-    facilities = visible_facilities(db, user)
-    codes = {f.id: f.code for f in facilities}
-    scope = scope_of(user)
+    codes = {f.id: f.code for f in visible_facilities(db, user)}
     rows = []
-    for u in db.scalars(select(User).order_by(User.username)):
-        if scope.kind != "national" and u.facility_id not in codes and u.region != scope.region:
-            continue
+    for u in visible_users(db, user):
         kind, where = _scope_label(u, codes)
         rows.append({"username": u.username, "name": u.display_name or "", "role": u.role, "scope_kind": kind,
                      "scope": where, "active": u.active})
@@ -69,21 +66,13 @@ def users(request: Request, user: User = Depends(admin), db: Session = Depends(d
 @router.post("/users/{username}/disable")
 def disable_user(request: Request, username: str, user: User = Depends(admin), db: Session = Depends(deps.db)):
     """Disable a user: their logins end at once and their API tokens stop working."""
-    target = auth.user_by_username(db, username)
-    if target is None:
-        raise NotFound("no such user", field="username")
-    if target.facility_id is not None:
-        fac = db.get(Facility, target.facility_id)
-        if fac is not None and not scope_of(user).allows(fac):
-            raise NotFound("no such user", field="username")
+    target = user_in_scope(db, user, username, for_update=True)
     if target.id == user.id:
-        from web.access import Forbidden
-
         raise Forbidden("you cannot disable yourself", field="username")
     target.active = False
-    ended = auth.end_user_sessions(db, target.id)
-    audit.record(db, request, "user_disabled", "user", username, {"sessions_ended": ended, "via": "web"},
-                 facility_id=target.facility_id)
+    ended, revoked = auth.end_user_access(db, target.id)
+    audit.record(db, request, "user_disabled", "user", username,
+                 {"sessions_ended": ended, "tokens_revoked": revoked, "via": "web"}, facility_id=target.facility_id)
     db.commit()
     return RedirectResponse("/admin/users", status_code=303)
 
@@ -208,8 +197,9 @@ def parse_ceiling(lang: str, text: str, unit: str) -> tuple[Decimal | None, str 
 
 def _item_form(request: Request, item: Item, values: dict, *, errors: dict | None = None,
                done: str | None = None, status_code: int = 200):
+    can_edit = scope_of(request.state.user).kind == "national"  # the rule of require_national
     return render(request, "admin/item.html", {"item": item, "values": values, "errors": errors or {},
-                                               "done": done}, status_code=status_code)
+                                               "done": done, "can_edit": can_edit}, status_code=status_code)
 
 
 @router.get("/items/{code}")
@@ -225,7 +215,9 @@ def item_form(request: Request, code: str, user: User = Depends(admin), db: Sess
 @router.post("/items/{code}")
 def update_item(request: Request, code: str, user: User = Depends(admin), db: Session = Depends(deps.db),
                 form: dict[str, str] = Depends(deps.form_fields)):
-    """Set an item's protocol ceiling and controlled flag; the change is audited, old and new."""
+    """Set an item's protocol ceiling and controlled flag; the change is audited, old and new.
+    Items are national master data: only a national admin changes them (checked before any read)."""
+    require_national(user, "an item's ceiling or controlled flag")
     item = db.scalars(select(Item).where(Item.code == code).with_for_update()).first()
     if item is None:
         raise NotFound(f"no item {code!r}", field="code")

@@ -19,13 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stock import errors as domain
-from stock.db import make_engine, session_factory
+from stock.db import make_engine, retryable, session_factory
 from stock.settings import Settings, get_settings
 from web.access import AccessError, NotAuthenticated
-from web.middleware import SECURITY_HEADERS, IdentityMiddleware, SecurityHeaders, is_api
+from web.middleware import SECURITY_HEADERS, IdentityMiddleware, RequestLimits, SecurityHeaders, is_api
 
 log = logging.getLogger("dawa.web")
 WEB_DIR = Path(__file__).resolve().parent
@@ -67,13 +68,24 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = session_factory(engine, read_only=True)
+    from stock.pseudonyms import patient_key
+    from web import log_privacy
     from web.auth import TokenCache
+
+    log_privacy.install(patient_key(settings))
 
     app.state.token_cache = TokenCache()
 
     # Added last runs first: security headers wrap everything, identity and CSRF run inside them.
     app.add_middleware(IdentityMiddleware)
+    app.add_middleware(RequestLimits)
     app.add_middleware(SecurityHeaders)
+    if settings.web.trusted_proxies:
+        # The client's address (throttling, the audit trail) comes from X-Forwarded-For only when
+        # the connection comes from a configured proxy; uvicorn itself is run without proxy headers.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.web.trusted_proxies))
 
     _add_error_handlers(app)
     _add_docs(app)
@@ -162,6 +174,21 @@ def _add_error_handlers(app: FastAPI) -> None:
         if is_api(request.url.path) or request.url.path.startswith("/static/"):
             return _error_json(exc.status_code, message, None, getattr(exc, "headers", None))
         return _error_page(request, exc.status_code, message)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError):
+        # A deadlock or serialization failure that outlasted the retries where they are made is
+        # the database shedding load, not a fault: the client is told to try again shortly.
+        if not retryable(exc):
+            return await unexpected(request, exc)
+        log.warning("%s %s: %s after retries", request.method, request.url.path, type(exc.orig).__name__)
+        message = "the database is busy; try again in a moment"
+        response = (_error_json(503, message, None) if is_api(request.url.path)
+                    else _error_page(request, 503, message))
+        response.headers["Retry-After"] = "1"
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

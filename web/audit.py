@@ -16,6 +16,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
+from stock.pseudonyms import patient_key, pseudonym
+from stock.settings import get_settings
 from web.access import RecordScope
 from web.models import AuditRecord
 
@@ -32,6 +34,11 @@ def row_values(request: Request | None, action: str, object_type: str | None = N
     """The values of an audit record as ``record`` writes it, for ``insert_rows``."""
     if user is None and request is not None:
         user = getattr(request.state, "user", None)
+    if object_type == "patient" and object_id is not None:
+        object_id = pseudonym(str(object_id), _key(request))
+    if detail:
+        detail = {k: (pseudonym(v, _key(request)) if k in PATIENT_FIELDS and isinstance(v, str) else v)
+                  for k, v in detail.items()}
     return {
         "at": datetime.now(timezone.utc),
         "user_id": user.id if user is not None else None,
@@ -42,6 +49,16 @@ def row_values(request: Request | None, action: str, object_type: str | None = N
         "detail": json.dumps(detail, sort_keys=True, default=str, ensure_ascii=False) if detail else None,
         "ip": client_ip(request),
     }
+
+
+PATIENT_FIELDS = frozenset({"health_card_id", "health_card", "card", "patient"})
+"""Detail fields that name a patient: written as the patient's pseudonym (stock.pseudonyms), as is
+the object id of a record about a patient. The trail says which patient was read, never the card."""
+
+
+def _key(request: Request | None) -> str:
+    settings = request.app.state.settings if request is not None else get_settings()
+    return patient_key(settings)
 
 
 def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:

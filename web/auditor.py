@@ -32,7 +32,10 @@ from anomaly.models import SEVERITIES, STATUSES, Flag, FlagEvidence, FlagHit
 from stock import errors as domain
 from stock import queries
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, User
+from stock.cells import csv_text
+from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonym, pseudonymise_flag, pseudonymise_text
 from web import audit, deps
+from web.downloads import attachment
 from web.access import Forbidden, NotFound, require_roles, scope_of, visible_facility_ids
 from web.templating import gettext, render
 
@@ -68,16 +71,17 @@ def scoped_filters(db: Session, user: User, *, region: str | None = None, facili
     return {"region": region, "facility": facility}
 
 
-def list_flags(db: Session, user: User, *, region=None, facility=None, detector=None, severity=None,
+def list_flags(db: Session, user: User, key: str, *, region=None, facility=None, detector=None, severity=None,
                status=None, limit: int = PAGE_SIZE, offset: int = 0) -> tuple[list[export.FlagRow], bool]:
-    """One page of flags in scope, most suspicious first, and whether more follow."""
+    """One page of flags in scope, most suspicious first, and whether more follow; patients named
+    by pseudonym under ``key``."""
     for name, value, allowed in (("severity", severity, SEVERITIES), ("status", status, STATUSES)):
         if value and value not in allowed:
             raise domain.InvalidEntry(f"{name} {value!r} is not one of {', '.join(allowed)}", field=name)
     where = scoped_filters(db, user, region=region, facility=facility)
     rows = export.query(db, detector=detector or None, severity=severity or None, status=status or None,
                         limit=limit + 1, offset=offset, **where)
-    return rows[:limit], len(rows) > limit
+    return [pseudonymise_flag(r, key) for r in rows[:limit]], len(rows) > limit
 
 
 def flag_in_scope(db: Session, user: User, flag_id: str) -> Flag:
@@ -94,8 +98,10 @@ def flag_in_scope(db: Session, user: User, flag_id: str) -> Flag:
     return flag
 
 
-def evidence_rows(db: Session, flag_id: str) -> list[dict]:
-    """The ledger rows a flag rests on, in the order they happened."""
+def evidence_rows(db: Session, flag_id: str, key: str, facility_ids: list[int] | None = None) -> list[dict]:
+    """The ledger rows a flag rests on, in the order they happened; only those of ``facility_ids``
+    when given (a flag in scope may rest on rows of facilities outside it, which stay unseen).
+    Patients are named by their pseudonym under ``key``."""
     stmt = (select(LedgerEntry, Facility.code, Item.code, Lot.lot_number, Patient.health_card_id)
             .join(FlagEvidence, FlagEvidence.entry_id == LedgerEntry.entry_id)
             .join(Facility, Facility.id == LedgerEntry.facility_id)
@@ -104,9 +110,11 @@ def evidence_rows(db: Session, flag_id: str) -> list[dict]:
             .outerjoin(Patient, Patient.id == LedgerEntry.patient_id)
             .where(FlagEvidence.flag_id == flag_id)
             .order_by(LedgerEntry.occurred_at, LedgerEntry.id))
+    if facility_ids is not None:
+        stmt = stmt.where(LedgerEntry.facility_id.in_(facility_ids))
     return [{"entry_id": e.entry_id, "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
              "facility_code": fac, "kind": e.kind, "item_code": item, "lot_number": lot, "quantity": e.quantity,
-             "effect": e.effect, "recorded_by": e.recorded_by, "health_card_id": card,
+             "effect": e.effect, "recorded_by": e.recorded_by, "patient": maybe_pseudonym(card, key),
              "prescription_id": e.prescription_ref, "counterparty": e.counterparty, "reason": e.reason,
              "document_number": e.document_number, "reverses": e.reverses}
             for e, fac, item, lot, card in db.execute(stmt)]
@@ -117,19 +125,25 @@ def hits_of(db: Session, flag_id: str) -> list[FlagHit]:
                            .order_by(FlagHit.score.desc(), FlagHit.detector)))
 
 
-def case(db: Session, flag: Flag) -> dict:
-    """A flag with its detectors' findings, evidence rows and timeline, as plain data."""
+def case(db: Session, flag: Flag, user: User, key: str) -> dict:
+    """A flag with its detectors' findings, evidence rows and timeline, as plain data; the evidence
+    is limited to the facilities in ``user``'s scope, and patients are named by pseudonym (under
+    ``key``): the clear health card is shown only on the audited patient history of the flag page."""
+    national = scope_of(user).kind == "national"
+    patients = [flag.subject_id] if flag.subject == "patient" else []
     fac = db.get(Facility, flag.facility_id) if flag.facility_id is not None else None
     return {
         "flag_id": flag.flag_id, "status": flag.status, "assignee": flag.assignee, "severity": flag.severity,
         "score": round(flag.score, 4), "rank_score": round(flag.rank_score, 4), "detectors": flag.detectors,
-        "reason": flag.reason, "subject": flag.subject, "subject_id": flag.subject_id,
+        "reason": pseudonymise_text(flag.reason, patients, key), "subject": flag.subject,
+        "subject_id": pseudonym(flag.subject_id, key) if flag.subject == "patient" else flag.subject_id,
         "facility_code": fac.code if fac else None, "region": fac.region if fac else None,
         "created_at": flag.created_at, "updated_at": flag.updated_at,
         "allowed_actions": workflow.allowed_actions(flag.status),
-        "hits": [{"detector": h.detector, "score": round(h.score, 4), "reason": h.reason, "details": h.details}
+        "hits": [{"detector": h.detector, "score": round(h.score, 4), "reason": pseudonymise_text(h.reason, patients, key),
+                  "details": pseudonymise_text(h.details, patients, key) if isinstance(h.details, str) else h.details}
                  for h in hits_of(db, flag.flag_id)],
-        "evidence": evidence_rows(db, flag.flag_id),
+        "evidence": evidence_rows(db, flag.flag_id, key, None if national else visible_facility_ids(db, user)),
         "timeline": [asdict(t) for t in workflow.timeline(db, flag.flag_id)],
     }
 
@@ -163,13 +177,13 @@ def case_csv(data: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", *export.EXPORT_COLUMNS, "status", "assignee"])
-    w.writerow(["flag", data["flag_id"], data["detectors"], data["score"], data["severity"],
-                data["facility_code"] or "", data["subject"], data["subject_id"],
-                ";".join(e["entry_id"] for e in data["evidence"]), data["reason"], _plain(data["created_at"]),
-                data["status"], data["assignee"] or ""])
+    w.writerow(["flag", *[_cell(v) for v in (
+        data["flag_id"], data["detectors"], data["score"], data["severity"], data["facility_code"], data["subject"],
+        data["subject_id"], ";".join(e["entry_id"] for e in data["evidence"]), data["reason"], data["created_at"],
+        data["status"], data["assignee"])]])
     w.writerow([])
     cols = ["entry_id", "occurred_at", "facility_code", "kind", "item_code", "lot_number", "quantity", "effect",
-            "recorded_by", "health_card_id", "prescription_id", "counterparty", "reason", "reverses"]
+            "recorded_by", "patient", "prescription_id", "counterparty", "reason", "reverses"]
     w.writerow(["evidence", *cols])
     for e in data["evidence"]:
         w.writerow(["evidence", *[_cell(e[c]) for c in cols]])
@@ -194,16 +208,22 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, (datetime, Decimal)):
         return str(_plain(value))
-    return str(value)
+    return csv_text(str(value))
 
 
 # --- context for judging a flag -----------------------------------------------------------------
 
-def _patient_card(flag: Flag, evidence: list[dict]) -> str | None:
+def _patient_card(db: Session, flag: Flag, facility_ids: list[int] | None) -> str | None:
+    """The clear health card of the patient the flag is about (its subject, or the first patient
+    of its evidence in scope), for the audited patient history."""
     if flag.subject == "patient":
         return flag.subject_id
-    cards = [e["health_card_id"] for e in evidence if e["health_card_id"]]
-    return cards[0] if cards else None
+    stmt = (select(Patient.health_card_id).join(LedgerEntry, LedgerEntry.patient_id == Patient.id)
+            .join(FlagEvidence, FlagEvidence.entry_id == LedgerEntry.entry_id)
+            .where(FlagEvidence.flag_id == flag.flag_id).order_by(LedgerEntry.occurred_at, LedgerEntry.id).limit(1))
+    if facility_ids is not None:
+        stmt = stmt.where(LedgerEntry.facility_id.in_(facility_ids))
+    return db.scalar(stmt)
 
 
 def _window(evidence: list[dict], flag: Flag) -> tuple[datetime, datetime]:
@@ -258,7 +278,7 @@ def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = 
           db: Session = Depends(deps.read_db)):
     """The flag queue, most suspicious first, filtered and paged; htmx asks for the table alone."""
     filters = _filters(request)
-    rows, more = list_flags(db, user, **{k: v or None for k, v in filters.items()},
+    rows, more = list_flags(db, user, patient_key(request.app.state.settings), **{k: v or None for k, v in filters.items()},
                             limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     scope = scope_of(user)
     fac_stmt = select(Facility.code, Facility.region).order_by(Facility.code)
@@ -276,14 +296,13 @@ def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = 
 
 def _case_page(request: Request, db: Session, user: User, flag: Flag, *, errors: dict | None = None,
                form: dict | None = None, done: str | None = None, status_code: int = 200):
-    data = case(db, flag)
+    data = case(db, flag, user, patient_key(request.app.state.settings))
     context: dict = {"patient": None, "history": [], "activity": [], "chart": None, "suspects": set()}
     evidence = data["evidence"]
-    card = _patient_card(flag, evidence)
+    in_scope = None if scope_of(user).kind == "national" else visible_facility_ids(db, user)
+    card = _patient_card(db, flag, in_scope)
     if card:
-        national = scope_of(user).kind == "national"
-        history = queries.patient_dispensings(db, card, limit=200,
-                                              facility_ids=None if national else visible_facility_ids(db, user))
+        history = queries.patient_dispensings(db, card, limit=200, facility_ids=in_scope)
         audit.record(db, request, "patient_history_read", "patient", card,
                      {"rows": len(history), "via": "flag", "flag_id": flag.flag_id}, facility_id=flag.facility_id)
         context.update(patient=card, history=history)
@@ -346,15 +365,14 @@ def export_case(request: Request, flag_id: str, format: str = Query("json", patt
                 user: User = Depends(reviewer), db: Session = Depends(deps.db)):
     """The case as a file: the flag, its evidence rows and its timeline."""
     flag = flag_in_scope(db, user, flag_id)
-    data = case(db, flag)
+    data = case(db, flag, user, patient_key(request.app.state.settings))
     audit.record(db, request, "flag_exported", "flag", flag_id, {"format": format}, facility_id=flag.facility_id)
     db.commit()
     if format == "csv":
         body, media = case_csv(data), "text/csv; charset=utf-8"
     else:
         body, media = case_json(data), "application/json"
-    return Response(body, media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="flag-{flag_id}.{format}"'})
+    return Response(body, media_type=media, headers=attachment("flag", flag_id, ext=format))
 
 
 __all__ = ["router", "scoped_filters", "list_flags", "flag_in_scope", "case", "apply_action", "case_json",

@@ -1,4 +1,4 @@
-"""Who is asking: passwords, logins, personal API tokens, CSRF tokens and login throttling.
+"""Who is asking: passwords, logins, personal API tokens and CSRF tokens (login throttling: web.login_throttle).
 
 Passwords are hashed with argon2id. A login is a random token in an HttpOnly cookie; the database
 keeps only its SHA-256, so a copy of the database opens no session, and every login gets a fresh
@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
@@ -77,6 +77,31 @@ def check_password(user: User | None, password: str, web: WebSettings) -> bool:
     if ph.check_needs_rehash(stored):
         user.password_hash = ph.hash(password)
     return True
+
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 128
+MIN_PASSWORD_SCORE = 3
+"""zxcvbn's score (0-4) a password must reach: 3 is "safely unguessable" against an online or a
+slowed offline attack; lower scores are passwords from breach lists, keyboard walks, dictionary
+words with digits appended and the like."""
+
+
+def password_problem(password: str, username: str) -> str | None:
+    """What makes ``password`` unfit (ASVS V2.1), or None: 12 to 128 characters, any characters
+    (no composition rules), not the user name, not among the common and breached passwords zxcvbn
+    ships (30,000 from breach corpora, also with substitutions and appended digits)."""
+    from zxcvbn import zxcvbn
+
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"the password must have at most {MAX_PASSWORD_LENGTH} characters"
+    if username.lower() in password.lower():
+        return "the password must not contain the user name"
+    if zxcvbn(password, user_inputs=[username, "dawa"])["score"] < MIN_PASSWORD_SCORE:
+        return "the password is common or easily guessed (it is in, or close to, lists of breached passwords)"
+    return None
 
 
 def user_by_username(session: Session, username: str) -> User | None:
@@ -164,7 +189,8 @@ def end_user_sessions(session: Session, user_id: int) -> int:
 
 
 ATTEMPTS_KEPT = timedelta(days=30)
-"""Login attempts are kept this long (the audit trail keeps logins for good)."""
+"""Login attempts are kept this long (the audit trail keeps logins for good); a name that logged in
+from an address within it is known there (see ``web.login_throttle.login_refusal``)."""
 
 
 def purge_expired(session: Session, settings: WebSettings) -> int:
@@ -181,14 +207,19 @@ def purge_expired(session: Session, settings: WebSettings) -> int:
 
 # --- personal API tokens ----------------------------------------------------------------------
 
-def issue_api_token(session: Session, user: User, name: str) -> tuple[str, ApiToken]:
-    """A new personal token for ``user``. The token itself is returned once and never stored."""
-    if not name or not name.strip():
-        from stock.errors import InvalidEntry
+def issue_api_token(session: Session, user: User, name: str, *, days: float = 90) -> tuple[str, ApiToken]:
+    """A new personal token for ``user``, working for ``days``. The token itself is returned once
+    and never stored."""
+    from stock.errors import InvalidEntry
 
+    if not name or not name.strip():
         raise InvalidEntry("a token needs a name saying what it is for", field="name")
+    if not 0 < days <= 366:
+        raise InvalidEntry("a token works for 1 to 366 days", field="days")
     token = new_token(API_TOKEN_PREFIX)
-    row = ApiToken(token_hash=token_hash(token), name=name.strip(), user_id=user.id, created_at=now())
+    t = now()
+    row = ApiToken(token_hash=token_hash(token), name=name.strip()[:100], user_id=user.id, created_at=t,
+                   expires_at=t + timedelta(days=days))
     session.add(row)
     session.flush()
     return token, row
@@ -203,9 +234,23 @@ def api_token_user(session: Session, token: str) -> tuple[ApiToken, User] | None
     if row is None:
         return None
     api_token, user = row
-    if api_token.revoked_at is not None or not user.active:
+    if api_token.revoked_at is not None or not user.active or api_token.expires_at <= now():
         return None
     return api_token, user
+
+
+def revoke_tokens(session: Session, user_id: int, token_id: int | None = None) -> int:
+    """Revoke ``user_id``'s live tokens (only ``token_id`` when given); how many were. A revoked
+    token stays revoked: enabling its owner again revives none."""
+    stmt = update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    if token_id is not None:
+        stmt = stmt.where(ApiToken.id == token_id)
+    return session.execute(stmt.values(revoked_at=now())).rowcount or 0
+
+
+def end_user_access(session: Session, user_id: int) -> tuple[int, int]:
+    """End every login and revoke every token of a user (disabled, or a new password): (logins, tokens)."""
+    return end_user_sessions(session, user_id), revoke_tokens(session, user_id)
 
 
 def touch_api_token(session: Session, api_token_id: int) -> datetime:
@@ -245,6 +290,7 @@ def credentials_changed() -> None:
 @dataclass(frozen=True)
 class CheckedToken:
     api_token_id: int
+    expires_at: datetime
     last_used_at: datetime | None
     user: dict
     generation: int
@@ -272,7 +318,7 @@ class TokenCache:
         found = self._rows.get(digest)
         if found is None:
             return None
-        if found.generation != _generation or found.until < time.monotonic():
+        if found.generation != _generation or found.until < time.monotonic() or found.expires_at <= now():
             self._rows.pop(digest, None)
             return None
         return found
@@ -284,7 +330,7 @@ class TokenCache:
         if len(self._rows) >= self.size:
             self._rows.clear()
         self._rows[digest] = CheckedToken(
-            api_token.id, last_used_at or api_token.last_used_at,
+            api_token.id, api_token.expires_at, last_used_at or api_token.last_used_at,
             {name: getattr(user, name) for name in _USER_COLUMNS}, generation,
             time.monotonic() + self.seconds)
 
@@ -329,59 +375,10 @@ def _clear_on_rollback(session: Session) -> None:
     session.info.pop("dawa_credentials_changed", None)
 
 
-# --- throttling -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a login attempt is refused before its password is even checked, and until when."""
-
-    by: str  # "username" or "ip"
-    until: datetime
-
-    def minutes_left(self, at: datetime | None = None) -> int:
-        seconds = (self.until - (at or now())).total_seconds()
-        return max(1, int(-(-seconds // 60)))
-
-
-def login_refusal(session: Session, username: str, ip: str, settings: WebSettings) -> Refusal | None:
-    """A refusal if this user name or address has failed too often within the window.
-
-    Failures for a user name count since its last successful login; failures from an address
-    count whatever logins succeeded in between, so an attacker with one account of their own
-    cannot reset the count for the names they are guessing.
-    """
-    t = now()
-    window = timedelta(minutes=settings.login_window_minutes)
-    since = t - window
-    name = username.strip().lower()
-    last_ok = session.scalar(select(func.max(LoginAttempt.at)).where(
-        LoginAttempt.username == name, LoginAttempt.succeeded.is_(True), LoginAttempt.at >= since))
-    name_since = max(since, last_ok) if last_ok else since
-    checks = (
-        ("username", settings.login_max_failures, [LoginAttempt.username == name, LoginAttempt.at > name_since]),
-        ("ip", settings.login_max_failures_per_ip, [LoginAttempt.ip == ip, LoginAttempt.at >= since]),
-    )
-    for by, limit, where in checks:
-        failures = session.scalars(
-            select(LoginAttempt.at).where(*where, LoginAttempt.succeeded.is_(False))
-            .order_by(LoginAttempt.at.desc()).limit(limit)
-        ).all()
-        if len(failures) >= limit:
-            # Refused until the oldest of the last `limit` failures leaves the window.
-            return Refusal(by, failures[-1] + window)
-    return None
-
-
-def record_attempt(session: Session, username: str, ip: str, succeeded: bool) -> None:
-    session.add(LoginAttempt(username=username.strip().lower()[:64], ip=ip[:64], at=now(),
-                             succeeded=succeeded))
-    session.flush()
-
-
 __all__ = [
     "SESSION_COOKIE", "PRESESSION_COOKIE", "LANGUAGE_COOKIE", "API_TOKEN_PREFIX", "hash_password",
     "check_password", "user_by_username", "new_token", "token_hash", "presession_csrf",
     "tokens_equal", "Login", "start_session", "end_session", "session_user", "touch_session",
     "end_user_sessions", "purge_expired", "issue_api_token", "api_token_user",
-    "touch_api_token", "TokenCache", "TOKEN_CACHE_SECONDS", "credentials_changed", "user_from", "Refusal", "login_refusal", "record_attempt",
+    "touch_api_token", "revoke_tokens", "end_user_access", "password_problem", "TokenCache", "TOKEN_CACHE_SECONDS", "credentials_changed", "user_from",
 ]

@@ -144,14 +144,34 @@ def stock_cmd(db: DbOption = None,
 @ledger_app.command("verify")
 def ledger_verify(db: DbOption = None,
                   against: Annotated[Optional[Path], typer.Option(
-                      help="A heads file from `dawa ledger head`: prove nothing was cut off since")] = None):
-    """Recompute every facility's hash chain; name the first altered, deleted or inserted entry."""
+                      help="A heads file from `dawa ledger head`, or signed by the verify job: prove "
+                           "nothing was rewritten or cut off since")] = None,
+                  public_key: Annotated[Optional[Path], typer.Option(
+                      help="Public key the heads were signed with (default: DAWA_WITNESS_PUBLIC_KEY)")] = None):
+    """Recompute every facility's hash chain; name the first altered, deleted or inserted entry.
+    Against a signed heads file, its signature is checked first, and the audit trail too."""
+    from web import audit_chain, witness
+
+    audit_head = None
     try:
         heads = chain.read_heads(against) if against else None
+        if against is not None and '"signature"' in against.read_text(encoding="utf-8"):
+            key = public_key or get_settings().witness_public_key
+            if key is None:
+                raise ValueError(f"{against} is signed: give --public-key (or set DAWA_WITNESS_PUBLIC_KEY)")
+            signed = witness.read_signed(against, key)
+            if signed.get("audit"):
+                audit_head = (int(signed["audit"]["through_id"]), str(signed["audit"]["hash"]))
     except ValueError as exc:
         _fail(str(exc), 2)
     with session_factory(_engine(db), read_only=True)() as s:
         report = chain.verify(s, against=heads)
+        sealed = audit_chain.verify(s, against=audit_head) if audit_head else None
+    if sealed is not None and not sealed.ok:
+        for problem in sealed.problems:
+            err.print(f"[red]BROKEN[/red] audit trail: {problem}", highlight=False)
+        if report.ok:
+            _fail("the audit trail differs from the witnessed heads")
     if report.ok:
         console.print(f"[green]ok[/green]: {report.entries} entries in {report.facilities} "
                       f"facility chains verified" + (f" against {against}" if against else ""))
@@ -472,6 +492,10 @@ _register_web(app)
 from web.cli_alerts import register as _register_alerts  # noqa: E402 - scheduler, jobs and alerts commands
 
 _register_alerts(app)
+
+from web.cli_security import register as _register_security  # noqa: E402 - db roles, witnessed heads, audit
+
+_register_security(app, ledger_app)
 
 
 from web.replenishment.cli import register as _register_packs  # noqa: E402 - pack sizes of items

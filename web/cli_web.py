@@ -25,13 +25,13 @@ from stock.masterdata import add_user
 from stock.models import LANGUAGES, ROLES, Facility, User
 from stock.settings import WebSettings, get_settings
 from web import audit, auth
+from web.models import ApiToken
 
 users_app = typer.Typer(help="Create, disable and list users; issue API tokens.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
 PASSWORD_ENV = "DAWA_USER_PASSWORD"
-MIN_PASSWORD_LENGTH = 10
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SCOPED_ROLES = ("pharmacist",)
 """Roles that only make sense at one facility: refused without --facility."""
@@ -44,10 +44,10 @@ def _cli():
 
 
 def check_password_strength(password: str, username: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidEntry(f"the password must have at least {MIN_PASSWORD_LENGTH} characters", field="password")
-    if password.lower() == username.lower():
-        raise InvalidEntry("the password must not be the user name", field="password")
+    """The password policy (web.auth.password_problem) as an InvalidEntry."""
+    problem = auth.password_problem(password, username)
+    if problem:
+        raise InvalidEntry(problem, field="password")
 
 
 def create_user(session: Session, username: str, role: str, password: str, *, facility: str | None = None,
@@ -131,11 +131,11 @@ def users_disable(username: Annotated[str, typer.Argument()], db: DbOption = Non
         except DawaError as exc:
             cli._fail(str(exc))
         user.active = False
-        ended = auth.end_user_sessions(s, user.id)
-        audit.record(s, None, "user_disabled", "user", username, {"sessions_ended": ended, "via": "cli"},
-                     facility_id=user.facility_id)
+        ended, revoked = auth.end_user_access(s, user.id)
+        audit.record(s, None, "user_disabled", "user", username,
+                     {"sessions_ended": ended, "tokens_revoked": revoked, "via": "cli"}, facility_id=user.facility_id)
         s.commit()
-    cli.console.print(f"disabled {username}; {ended} login(s) ended")
+    cli.console.print(f"disabled {username}; {ended} login(s) ended, {revoked} token(s) revoked")
 
 
 @users_app.command("enable")
@@ -169,11 +169,11 @@ def users_password(username: Annotated[str, typer.Argument()],
         except DawaError as exc:
             cli._fail(str(exc))
         user.password_hash = auth.hash_password(secret, get_settings().web)
-        ended = auth.end_user_sessions(s, user.id)
-        audit.record(s, None, "user_password_set", "user", username, {"sessions_ended": ended, "via": "cli"},
-                     facility_id=user.facility_id)
+        ended, revoked = auth.end_user_access(s, user.id)
+        audit.record(s, None, "user_password_set", "user", username,
+                     {"sessions_ended": ended, "tokens_revoked": revoked, "via": "cli"}, facility_id=user.facility_id)
         s.commit()
-    cli.console.print(f"password of {username} set; {ended} login(s) ended")
+    cli.console.print(f"password of {username} set; {ended} login(s) ended, {revoked} token(s) revoked")
 
 
 @users_app.command("list")
@@ -196,6 +196,8 @@ def users_list(db: DbOption = None):
 @users_app.command("token")
 def users_token(username: Annotated[str, typer.Argument()],
                 name: Annotated[str, typer.Option(help="What the token is for (e.g. the integration's name)")],
+                days: Annotated[Optional[float], typer.Option(
+                    help="Days the token works (default: the setting web.api_token_days, 90)")] = None,
                 db: DbOption = None):
     """Issue a personal API token; it is printed once and cannot be shown again."""
     cli = _cli()
@@ -204,15 +206,53 @@ def users_token(username: Annotated[str, typer.Argument()],
             user = _user(s, username)
             if not user.active:
                 raise InvalidEntry(f"user {username!r} is disabled", field="username")
-            token, row = auth.issue_api_token(s, user, name)
+            token, row = auth.issue_api_token(s, user, name, days=days or get_settings().web.api_token_days)
         except DawaError as exc:
             cli._fail(str(exc))
-        audit.record(s, None, "api_token_created", "api_token", row.id, {"name": row.name, "for": username,
-                                                                         "via": "cli"},
+        audit.record(s, None, "api_token_created", "api_token", row.id,
+                     {"name": row.name, "for": username, "expires_at": row.expires_at, "via": "cli"},
                      facility_id=user.facility_id)
         s.commit()
     cli.err.print(f"API token {name!r} for {username} (shown once; use it as 'Authorization: Bearer ...'):")
     typer.echo(token)
+
+
+@users_app.command("tokens")
+def users_tokens(username: Annotated[str, typer.Argument()], db: DbOption = None):
+    """A user's API tokens: id, name, issued, expires, last used, revoked."""
+    cli = _cli()
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        try:
+            user = _user(s, username)
+        except DawaError as exc:
+            cli._fail(str(exc))
+        rows = s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)).all()
+    table = Table(title=f"API tokens of {username} ({len(rows)})")
+    for col in ("id", "name", "issued", "expires", "last used", "revoked"):
+        table.add_column(col)
+    for t in rows:
+        table.add_row(str(t.id), t.name, *[v.isoformat(timespec="minutes") if v else "" for v in
+                                           (t.created_at, t.expires_at, t.last_used_at, t.revoked_at)])
+    cli.console.print(table)
+
+
+@users_app.command("revoke-token")
+def users_revoke_token(username: Annotated[str, typer.Argument()],
+                       token_id: Annotated[int, typer.Argument(help="The token's id (see `dawa users tokens`)")],
+                       db: DbOption = None):
+    """Revoke one API token of a user; their other tokens and logins go on."""
+    cli = _cli()
+    with session_factory(cli._engine(db))() as s:
+        try:
+            user = _user(s, username)
+        except DawaError as exc:
+            cli._fail(str(exc))
+        if not auth.revoke_tokens(s, user.id, token_id):
+            cli._fail(f"{username} has no live token {token_id}")
+        audit.record(s, None, "api_token_revoked", "api_token", token_id, {"for": username, "via": "cli"},
+                     facility_id=user.facility_id)
+        s.commit()
+    cli.console.print(f"token {token_id} of {username} revoked")
 
 
 def serve(host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1)")] = None,
@@ -240,11 +280,11 @@ def serve(host: Annotated[Optional[str], typer.Option(help="Address to listen on
         if db:
             os.environ["DAWA_DATABASE_URL"] = db
         uvicorn.run("web.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    proxy_headers=True, log_level="info")
+                    proxy_headers=False, log_level="info")
         return
     from web.app import create_app
 
-    uvicorn.run(create_app(engine, settings), host=host, port=port, proxy_headers=True, log_level="info")
+    uvicorn.run(create_app(engine, settings), host=host, port=port, proxy_headers=False, log_level="info")
 
 
 DEMO_USERS = (
@@ -276,7 +316,7 @@ def demo_users(session: Session, web: WebSettings | None = None) -> list[tuple[s
         else:
             user.password_hash = auth.hash_password(password, web)
             user.active = True
-            auth.end_user_sessions(session, user.id)
+            auth.end_user_access(session, user.id)
             audit.record(session, None, "user_password_set", "user", username, {"via": "demo"},
                          facility_id=user.facility_id)
         out.append((username, role, f"facility {code}" if code else "national", password))
@@ -309,7 +349,7 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
     cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop); "
                       f"the alert scheduler runs beside it (process {scheduler.pid})")
     try:
-        uvicorn.run(create_app(engine, settings), host="127.0.0.1", port=port, proxy_headers=True,
+        uvicorn.run(create_app(engine, settings), host="127.0.0.1", port=port, proxy_headers=False,
                     log_level="warning")
     finally:
         scheduler.terminate()

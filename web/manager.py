@@ -27,10 +27,12 @@ from sqlalchemy.orm import Session
 
 from stock.masterdata import item_by_code
 from stock.models import Facility, Item, User
+from stock.pseudonyms import patient_key
 from stock.queries import (OnHand, StockPosition, expiring, monthly_dispensed, on_hand, stock_card,
                            stock_positions, stockouts)
-from web import deps
+from web import audit, deps
 from web.access import NotFound, facility_in_scope, require_roles, visible_facilities
+from web.downloads import attachment
 from web.interop import spreadsheets
 from web.interop.spreadsheets import MEDIA_TYPES, Sheet, to_csv
 from web.templating import gettext, render
@@ -172,9 +174,8 @@ def _item(db: Session, code: str) -> Item:
         raise NotFound(str(exc), field="item") from None
 
 
-def _csv(body: bytes, filename: str) -> Response:
-    return Response(body, media_type=MEDIA_TYPES["csv"],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+def _csv(body: bytes, *name: str) -> Response:
+    return Response(body, media_type=MEDIA_TYPES["csv"], headers=attachment(*name, ext="csv"))
 
 
 def dashboard_sheet(data: Dashboard, items: dict[str, Item], table: str) -> Sheet:
@@ -201,11 +202,11 @@ def export_table(request: Request, facility: str, table: str, item: str = "",
     if table == "lots":
         code = _item(db, item).code if item.strip() else None
         body, _ = spreadsheets.export(db, "on-hand", "csv", facility_code=fac.code, item_code=code)
-        return _csv(body, f"lots-{fac.code}{'-' + code if code else ''}-{today}.csv")
+        return _csv(body, "lots", fac.code, *([code] if code else []), str(today))
     if table not in TABLES:
         raise NotFound(gettext(request.state.lang, MSG_UNKNOWN_TABLE), field="table")
     sheet = dashboard_sheet(dashboard_data(request, db, fac), _items(db), table)
-    return _csv(to_csv(sheet).encode("utf-8"), f"{table}-{fac.code}-{today}.csv")
+    return _csv(to_csv(sheet).encode("utf-8"), table, fac.code, str(today))
 
 
 # --- stock card ------------------------------------------------------------------------------
@@ -253,8 +254,8 @@ def card(request: Request, facility: str, item: str, since: str = "", until: str
 
 @router.get("/stock/{facility}/card/{item}/export")
 def card_export(request: Request, facility: str, item: str, since: str = "", until: str = "",
-                user: User = Depends(require_roles(*MANAGERS)), db: Session = Depends(deps.read_db)):
-    """The stock card as CSV, over the same period as on screen."""
+                user: User = Depends(require_roles(*MANAGERS)), db: Session = Depends(deps.db)):
+    """The stock card as CSV, over the same period as on screen (patients by pseudonym; audited)."""
     fac = facility_in_scope(db, user, facility)
     it = _item(db, item)
     t0, t1, errors = _period(request, fac, since, until)
@@ -263,9 +264,12 @@ def card_export(request: Request, facility: str, item: str, since: str = "", unt
         from stock.errors import InvalidEntry
 
         raise InvalidEntry(message, field=field)
-    body, _ = spreadsheets.export(db, "stock-card", "csv", facility_code=fac.code, item_code=it.code,
-                                  since=t0, until=t1)
-    return _csv(body, f"stock-card-{fac.code}-{it.code}.csv")
+    body, rows = spreadsheets.export(db, "stock-card", "csv", facility_code=fac.code, item_code=it.code,
+                                     since=t0, until=t1, key=patient_key(request.app.state.settings))
+    audit.record(db, request, "export_read", "export", "stock-card.csv",
+                 {"rows": rows, "facility": fac.code, "item": it.code, "via": "web"}, facility_id=fac.id)
+    db.commit()
+    return _csv(body, "stock-card", fac.code, it.code)
 
 
 __all__ = ["router", "MANAGERS", "dashboard_data", "dashboard_sheet"]

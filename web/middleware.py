@@ -10,6 +10,7 @@ never adds that header on its own.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -62,6 +63,79 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+NO_STORE_EXEMPT = ("/static/", "/api/docs")
+"""Responses that hold nothing personal (assets, the API's docs) and may be cached; every other
+answer (pages, API data, errors) is sent with ``Cache-Control: no-store``."""
+
+MAX_BODY_BYTES = 20 * 1024 * 1024
+"""A request body larger than this is refused (413) before any route reads it."""
+MAX_JSON_DEPTH = 32
+"""JSON nested deeper than this is refused (400): no Dawa document comes near it (a FHIR bundle
+is about ten deep), and parsing one far deeper exhausts the parser's stack."""
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply ``body`` (JSON text, well-formed or not) nests arrays and objects, brackets inside
+    strings left out."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(0, depth - 1)
+    return deepest
+
+
+class RequestLimits:
+    """Refuses over-large bodies (413) and over-deep JSON (400) before a route runs, and marks every
+    answer but static assets ``Cache-Control: no-store`` (pages and API answers hold personal data)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH):
+        self.app = app
+        self.max_body = max_body
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if not path.startswith(NO_STORE_EXEMPT):
+            send = _no_store(send)
+        if scope["method"] in UNSAFE_METHODS:
+            headers = Headers(scope=scope)
+            request = Request(scope)
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body:
+                await _error(request, 413, "the request is too large", None)(scope, receive, send)
+                return
+            body, too_big = await _read_body(receive, self.max_body)
+            if too_big:
+                await _error(request, 413, "the request is too large", None)(scope, receive, send)
+                return
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if (ctype.endswith("json") or ctype == "") and json_depth(body) > self.max_depth:
+                await _error(request, 400, f"the JSON is nested more than {self.max_depth} deep",
+                             None)(scope, receive, send)
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+
+def _no_store(send: Send) -> Send:
+    async def send_no_store(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            headers["cache-control"] = "no-store"
+        await send(message)
+
+    return send_no_store
 
 
 def is_api(path: str) -> bool:
@@ -134,7 +208,7 @@ def _is_form(headers: Headers) -> bool:
     return ctype in ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+async def _read_body(receive: Receive, limit: int = MAX_FORM_BYTES) -> tuple[bytes, bool]:
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -142,7 +216,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_FORM_BYTES:
+        if size > limit:
             return b"", True
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -311,5 +385,6 @@ def _resolve(app_state, request: Request, path: str) -> Identity:
 
 LANGUAGE_COOKIE_AGE = int(timedelta(days=365).total_seconds())
 
-__all__ = ["SecurityHeaders", "IdentityMiddleware", "CONTENT_SECURITY_POLICY", "SECURITY_HEADERS",
+__all__ = ["SecurityHeaders", "IdentityMiddleware", "RequestLimits", "json_depth", "MAX_BODY_BYTES",
+           "MAX_JSON_DEPTH", "CONTENT_SECURITY_POLICY", "SECURITY_HEADERS",
            "cookie_options", "is_api", "LANGUAGE_COOKIE_AGE", "UNSAFE_METHODS"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stock.models import Base, BigIntPK, UTCDateTime
@@ -40,6 +40,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, doc="refused from then on")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, doc="refused from then on, revoked or not")
 
 
 class LoginAttempt(Base):
@@ -78,3 +79,33 @@ class AuditRecord(Base):
         ForeignKey("facility.id"), doc="the facility it concerns, so scoped auditors see their own")
     detail: Mapped[str | None] = mapped_column(Text, doc="JSON object with what else matters")
     ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditSeal(Base):
+    """One sealing of the audit trail (web.audit_chain): the hash chain over every record up to
+    ``through_id``. Append-only, like the records it seals."""
+
+    __tablename__ = "audit_seal"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    through_id: Mapped[int] = mapped_column(BigInteger, unique=True, doc="the last record sealed")
+    records: Mapped[int] = mapped_column(BigInteger, doc="records sealed in all, up to through_id")
+    head_hash: Mapped[str] = mapped_column(String(64), doc="the chain's hash after through_id")
+
+
+class MasterDataChange(Base):
+    """A change to master data the detectors depend on, written by a database trigger whoever
+    made it (the app, the CLI, a hand edit). Append-only."""
+
+    __tablename__ = "master_data_change"
+    __table_args__ = (Index("ix_master_data_change_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(128), doc="the database role (or the app user it set)")
+    object_type: Mapped[str] = mapped_column(String(32), doc="item, patient or prescription")
+    object_id: Mapped[str] = mapped_column(String(200), doc="item or prescription code; a patient's id")
+    field: Mapped[str] = mapped_column(String(64))
+    old: Mapped[str | None] = mapped_column(Text, doc="the value as stored (quantities in thousandths)")
+    new: Mapped[str | None] = mapped_column(Text)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from stock.models import LANGUAGES, User
 from stock.queries import stock_positions
-from web import audit, auth, deps
+from web import audit, auth, deps, login_throttle
 from web.access import current_user, scope_of, visible_facilities
 from web.middleware import LANGUAGE_COOKIE_AGE, cookie_options
 from web.templating import gettext, render
@@ -52,7 +52,7 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
         return render(request, "login.html", {"error": error, "username": typed, "next": safe_next(next)},
                       status_code=status)
 
-    refusal = auth.login_refusal(db, typed, ip, web)
+    refusal = login_throttle.login_refusal(db, typed, ip, web)
     if refusal is not None:
         audit.record(db, request, "login_refused", "user", typed, {"by": refusal.by}, user=None)
         db.commit()
@@ -61,7 +61,7 @@ def login_submit(request: Request, username: str = Form(""), password: str = For
         return response
     user = auth.user_by_username(db, typed) if typed else None
     ok = bool(password) and auth.check_password(user, password, web)
-    auth.record_attempt(db, typed, ip, ok)
+    login_throttle.record_attempt(db, typed, ip, ok)
     if not ok:
         audit.record(db, request, "login_failed", "user", typed, user=None)
         db.commit()

@@ -18,12 +18,21 @@ from sample_data import SMALL
 
 
 
+PATIENT_KEY = "browser-test-patient-key"
+
+
 @pytest.fixture
-def admin_site(sqlite_engine, live_server):
+def admin_site(sqlite_engine, live_server, monkeypatch):
+    from stock.settings import get_settings
     from web.app import create_app
     from web.cli_web import create_user
 
-    settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "a" * 32, web=CHEAP_HASHING)
+    # The records below are written as the CLI writes them, under the install's patient key.
+    monkeypatch.setenv("DAWA_PATIENT_ID_KEY", PATIENT_KEY)
+    get_settings.cache_clear()
+
+    settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "a" * 32, patient_id_key=PATIENT_KEY,
+                        web=CHEAP_HASHING)
     Session = session_factory(sqlite_engine)  # noqa: N806 - a session factory
     with Session() as s:
         import_dataset(s, SMALL)
@@ -37,7 +46,8 @@ def admin_site(sqlite_engine, live_server):
         audit.record(s, None, "patient_history_read", "patient", "LY-INSIDE", {"rows": 4},
                      facility_id=places["Tripoli"].id)
         s.commit()
-    return live_server(create_app(sqlite_engine, settings))
+    yield live_server(create_app(sqlite_engine, settings))
+    get_settings.cache_clear()
 
 
 def _log_in(page, base: str, username: str) -> None:
@@ -75,7 +85,12 @@ def test_admin_searches_items_and_an_auditor_reads_the_trail_in_arabic(admin_sit
     page.wait_for_selector("table#audit-records")
     assert page.locator("h1").inner_text() == "سجل التدقيق"
     subjects = " ".join(page.locator("table#audit-records tbody tr").all_inner_texts())
-    assert "LY-INSIDE" in subjects and "LY-OUTSIDE" not in subjects  # her region only
+    from stock.pseudonyms import pseudonym
+
+    key = PATIENT_KEY
+    # Her region's only, and the patient named by pseudonym, never by card.
+    assert pseudonym("LY-INSIDE", key) in subjects and pseudonym("LY-OUTSIDE", key) not in subjects
+    assert "LY-INSIDE" not in subjects
     # Laid out right to left: the first column (when) sits at the right edge of the table.
     first_cell, table = (page.locator(sel).bounding_box() for sel in
                          ("table#audit-records thead th:first-child", "table#audit-records"))

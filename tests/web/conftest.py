@@ -52,6 +52,16 @@ def seed_world(Session) -> None:
         s.commit()
 
 
+def add_users(Session, users: dict) -> None:
+    """More users, given like USERS, for a test that needs other roles or scopes."""
+    from web.cli_web import create_user
+
+    with Session() as s:
+        for name, (role, facility, region) in users.items():
+            create_user(s, name, role, PASSWORD, facility=facility, region=region, web=make_settings().web)
+        s.commit()
+
+
 def free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -68,7 +78,7 @@ class Served:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.web.conftest import app_routes, csrf_of, page_csrf
+from stock.db import session_factory
+from tests.web.conftest import add_users, app_routes, csrf_of, page_csrf, seed_world
 from web.access import PUBLIC_PATHS
 
 ALLOW, SCOPE, ROLE = "allow", "scope", "role"
@@ -25,27 +26,38 @@ ROLE_USERS = {
     "facility_manager": ("manager_h1", "H1", "HC2"),
     "auditor": ("auditor_tripoli", "H1", "B1"),
     "admin": ("admin", "H1", "B1"),  # national: the "other" facility is in scope as well
+    "regional_admin": ("admin_tripoli", "H1", "B1"),  # an admin of Tripoli: B1 (Benghazi) is not theirs
 }
 
 EVERYONE = {role: (ALLOW, ALLOW) for role in ROLE_USERS}
 AUDITORS = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "auditor": (ALLOW, ALLOW),
-            "admin": (ALLOW, ALLOW)}
+            "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, ALLOW)}
 IN_SCOPE = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ALLOW, SCOPE),
-            "admin": (ALLOW, ALLOW)}
+            "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, SCOPE)}
 REVIEWERS_IN_SCOPE = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "auditor": (ALLOW, SCOPE),
-                      "admin": (ALLOW, ALLOW)}
+                      "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, SCOPE)}
 ADMINS = {"pharmacist": (ROLE, ROLE), "facility_manager": (ROLE, ROLE), "auditor": (ROLE, ROLE),
-          "admin": (ALLOW, ALLOW)}
+          "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, ALLOW)}
+NATIONAL_ADMINS = {**ADMINS, "regional_admin": (ROLE, ROLE)}  # national master data (items)
 PHARMACY_STAFF = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
-                  "admin": (ALLOW, ALLOW)}
+                  "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, SCOPE)}
 PHARMACY_STAFF_ANYWHERE = {"pharmacist": (ALLOW, ALLOW), "facility_manager": (ALLOW, ALLOW),
-                           "auditor": (ROLE, ROLE), "admin": (ALLOW, ALLOW)}
+                           "auditor": (ROLE, ROLE), "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, ALLOW)}
 MANAGERS_IN_SCOPE = {"pharmacist": (ROLE, ROLE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
-                     "admin": (ALLOW, ALLOW)}
+                     "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, SCOPE)}
 MANAGERS_ANYWHERE = {"pharmacist": (ROLE, ROLE), "facility_manager": (ALLOW, ALLOW), "auditor": (ROLE, ROLE),
-                     "admin": (ALLOW, ALLOW)}
+                     "admin": (ALLOW, ALLOW), "regional_admin": (ALLOW, ALLOW)}
 PHARMACY_REVERSERS = {"pharmacist": (ALLOW, SCOPE), "facility_manager": (ALLOW, SCOPE), "auditor": (ROLE, ROLE),
-                      "admin": (ROLE, ROLE)}
+                      "admin": (ROLE, ROLE), "regional_admin": (ROLE, ROLE)}
+
+
+@pytest.fixture
+def web_world(engine):
+    """The conftest world with a regional admin added (their column of the matrix)."""
+    Session = session_factory(engine)
+    seed_world(Session)
+    add_users(Session, {"admin_tripoli": ("admin", None, "Tripoli")})
+    return engine
 
 
 @dataclass(frozen=True)
@@ -124,8 +136,9 @@ MATRIX = [
     # Admin pages: admins only; disabling a user who does not exist is not found.
     *[Row("GET", f"/admin/{page}", ADMINS) for page in ("users", "facilities", "ledger", "items")],
     Row("GET", "/admin/items/{code}", ADMINS, params={"code": "MOR10"}),
-    # Editing an item that does not exist is not found (master data: no facility in it).
-    Row("POST", "/admin/items/{code}", ADMINS, ok=404, params={"code": "NOPE"}, form={}),
+    # Editing an item that does not exist is not found; items are national master data, so a
+    # scoped admin is refused before the item is even looked up.
+    Row("POST", "/admin/items/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}, form={}),
     Row("POST", "/admin/users/{username}/disable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
     Row("POST", "/admin/ledger/verify", ADMINS, form={}),
     # The audit trail page: auditors and admins, limited to their scope like /api/v1/audit.

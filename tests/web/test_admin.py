@@ -6,11 +6,15 @@ from sqlalchemy import select, update
 
 from stock.models import Balance, User
 from tests.web.conftest import login, page_csrf
-from web.models import AuditRecord
+from web.models import ApiToken, AuditRecord
 
 
 def test_users_page_lists_users_and_disabling_ends_their_logins(live_server):
+    from tests.web.test_app_api import bearer, issue_token
+
     pharm = live_server.login("pharm_hc2")
+    api = live_server.client(headers=bearer(issue_token(live_server, "pharm_hc2")))
+    assert api.get("/api/v1/me").status_code == 200
     c = live_server.login("admin")
     page = c.get("/admin/users")
     assert page.status_code == 200
@@ -20,11 +24,13 @@ def test_users_page_lists_users_and_disabling_ends_their_logins(live_server):
     r = c.post("/admin/users/pharm_hc2/disable", data={"csrf_token": page_csrf(c, "/admin/users")})
     assert r.status_code == 303 and r.headers["location"] == "/admin/users"
     assert pharm.get("/").status_code == 303  # their login ended
+    assert api.get("/api/v1/me").status_code == 401  # and their tokens were revoked
     assert login(live_server.client(), "pharm_hc2").status_code != 303
     with live_server.Session() as s:
         assert s.scalars(select(User.active).where(User.username == "pharm_hc2")).one() is False
         rec = s.scalars(select(AuditRecord).where(AuditRecord.action == "user_disabled")).one()
-        assert rec.object_id == "pharm_hc2"
+        assert rec.object_id == "pharm_hc2" and '"tokens_revoked": 1' in rec.detail
+        assert s.scalars(select(ApiToken.revoked_at)).one() is not None
     token = page_csrf(c, "/admin/users")
     assert c.post("/admin/users/nobody/disable", data={"csrf_token": token}).status_code == 404
     assert c.post("/admin/users/admin/disable", data={"csrf_token": token}).status_code == 403

@@ -206,3 +206,58 @@ def test_every_job_runs_on_an_empty_ledger(world):
     for job in JOBS.values():
         result = job.run(world, settings(), NOW)
         assert result.started == 0 and result.failed == 0, result.summary()
+
+
+def test_verify_seals_the_audit_trail_and_sends_signed_heads_to_national_auditors(world, tmp_path):
+    import json
+
+    from web import audit, witness
+
+    stocked_out(world)
+    audit.record(world, None, "login", "user", "someone")
+    world.commit()
+    key = tmp_path / "witness.pem"
+    public = witness.generate_key(key)
+    prefer(world, "aud_national", "email", "auditor@example.org")
+    world.commit()
+    s = settings().model_copy(update={"witness_key_file": key, "witness_dir": tmp_path / "heads"})
+    from datetime import datetime, timezone
+
+    # Audit records are written at the real time; the seal takes those older than a few minutes.
+    result = verify_ledger(world, s, datetime.now(timezone.utc) + timedelta(minutes=10))
+    assert "0 broken" in result.summary() and "heads signed to" in result.summary()
+    (path,) = (tmp_path / "heads").iterdir()
+    data = witness.read_signed(path, public)  # the signature holds
+    assert {h["facility_code"] for h in data["heads"]} >= {"H1"} and data["audit"]["records"] >= 1
+    from tests.web.alerts_world import user
+
+    # To the national auditors only (this one by e-mail, as they asked), no one else.
+    sent = deliveries(world, kind="heads_witnessed")
+    assert {d.user_id for d in sent} == {user(world, "aud_national").id}
+    assert not [t for titles in notified(world).values() for t in titles if t.startswith("Signed")]
+    (mail,) = deliveries(world, kind="heads_witnessed", channel="email")
+    assert mail.title.startswith("Signed ledger and audit chain heads") and mail.address == "auditor@example.org"
+    assert json.loads(mail.body[mail.body.index("{"):])["signature"] == data["signature"]
+
+
+def test_a_flag_about_a_patient_is_announced_with_the_patients_pseudonym(world):
+    from anomaly.models import Flag, Scan
+    from stock.models import Facility
+    from stock.pseudonyms import patient_key, pseudonym
+
+    card = "LY0000000777"
+    scan = Scan(started_at=NOW, finished_at=NOW, through_seq=0)
+    world.add(scan)
+    world.flush()
+    h1 = world.scalars(select(Facility).where(Facility.code == "H1")).one()
+    world.add(Flag(flag_id="F-card", facility_id=h1.id, subject="patient", subject_id=card, score=0.95,
+                   rank_score=0.95, severity="high", detectors="x", reason=f"patient {card} filled 9 times",
+                   status="open", created_at=NOW, updated_at=NOW, first_scan_id=scan.id, last_scan_id=scan.id))
+    prefer(world, "aud_national", "email", "auditor@example.org")
+    world.commit()
+    s = settings()
+    scan_and_alert(world, s, NOW)
+    sent = deliveries(world, kind="flag")
+    assert sent and all(card not in d.body + d.title for d in sent)
+    assert any(pseudonym(card, patient_key(s)) in d.body for d in sent)
+    assert not [b for b in world.scalars(select(AlertState.detail)) if b and card in b]

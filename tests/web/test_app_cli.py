@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from stock.db import make_engine
 from stock.settings import get_settings
@@ -74,10 +75,31 @@ def test_create_refuses_what_makes_no_sense(users, args, message):
         assert auth.user_by_username(s, args[0]) is None
 
 
+@pytest.mark.parametrize("password, message", [
+    ("short", "at least 12 characters"),
+    ("a-long-password-but-x", None),  # fine: shown to hold the case below to the policy alone
+    ("Password1234!", "common or easily guessed"),  # a breached password with the usual decorations
+    ("qwertyuiop12", "common or easily guessed"),  # a keyboard walk
+    ("my-name-is-amina-ok", "must not contain the user name"),
+    ("x" * 129, "at most 128 characters"),
+])
+def test_password_policy(users, monkeypatch, password, message):
+    monkeypatch.setenv(PASSWORD_ENV, password)
+    r = users("users", "create", "amina", "--role", "admin")
+    if message is None:
+        assert r.exit_code == 0, r.output
+    else:
+        assert r.exit_code == 1 and message in r.err
+        monkeypatch.setenv(PASSWORD_ENV, GOOD)
+        assert users("users", "create", "amina", "--role", "admin").exit_code == 0
+        monkeypatch.setenv(PASSWORD_ENV, password)
+        assert users("users", "password", "amina").exit_code == 1
+
+
 def test_create_refuses_a_short_password_and_a_taken_name(users, monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, "short")
     r = users("users", "create", "x", "--role", "admin")
-    assert r.exit_code == 1 and "at least 10 characters" in r.err
+    assert r.exit_code == 1 and "at least 12 characters" in r.err
     monkeypatch.setenv(PASSWORD_ENV, GOOD)
     assert users("users", "create", "x", "--role", "admin").exit_code == 0
     r = users("users", "create", "x", "--role", "admin")
@@ -123,9 +145,15 @@ def test_token_disable_and_password_against_the_running_app(users, monkeypatch):
         assert users("users", "token", "amina", "--name", "again").exit_code == 1
 
         assert users("users", "enable", "amina").exit_code == 0
+        assert api.get("/api/v1/me").status_code == 401  # revoked when disabled: enabling revives none
+        assert login(httpx.Client(base_url=served.base_url), "amina", GOOD).status_code == 303
+        r = users("users", "token", "amina", "--name", "after")
+        api = httpx.Client(base_url=served.base_url, headers={"Authorization": f"Bearer {r.stdout.strip()}"})
         assert api.get("/api/v1/me").status_code == 200
         monkeypatch.setenv(PASSWORD_ENV, "another-long-password")
-        assert users("users", "password", "amina").exit_code == 0
+        r = users("users", "password", "amina")
+        assert r.exit_code == 0 and "1 token(s) revoked" in r.text
+        assert api.get("/api/v1/me").status_code == 401  # a new password revokes the tokens
         assert login(httpx.Client(base_url=served.base_url), "amina", GOOD).status_code == 401
         assert login(httpx.Client(base_url=served.base_url), "amina", "another-long-password").status_code == 303
     finally:
@@ -136,6 +164,42 @@ def test_token_disable_and_password_against_the_running_app(users, monkeypatch):
         assert actions[-1] == "login" and "user_disabled" in actions and "user_password_set" in actions
         assert "api_token_created" in actions
         assert s.scalar(select(WebSession.id)) is not None
+
+
+def test_tokens_expire_and_are_revoked_one_by_one(users):
+    assert users("users", "create", "amina", "--role", "pharmacist", "--facility", "H1").exit_code == 0
+    sync = users("users", "token", "amina", "--name", "sync", "--days", "30").stdout.strip()
+    other = users("users", "token", "amina", "--name", "other").stdout.strip()
+    assert users("users", "token", "amina", "--name", "x", "--days", "400").exit_code == 1
+    with users.session() as s:
+        rows = {t.name: t for t in s.scalars(select(ApiToken))}
+        assert 29.9 < (rows["sync"].expires_at - rows["sync"].created_at).days + 0.5 < 30.6
+        assert (rows["other"].expires_at - rows["other"].created_at).days == 90
+        sync_id = rows["sync"].id
+    listed = table_rows(users("users", "tokens", "amina").output)
+    assert [r[1] for r in listed] == ["sync", "other"]
+    engine = make_engine(users.url)
+    served = Served(__import__("web.app", fromlist=["create_app"]).create_app(engine, make_settings()))
+    try:
+        def me(token):
+            return httpx.get(served.base_url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code
+
+        assert me(sync) == 200 and me(other) == 200
+        r = users("users", "revoke-token", "amina", str(sync_id))
+        assert r.exit_code == 0
+        assert me(sync) == 401 and me(other) == 200  # only that token
+        assert users("users", "revoke-token", "amina", str(sync_id)).exit_code == 1  # already revoked
+        with users.session() as s:
+            s.execute(update(ApiToken).where(ApiToken.name == "other")
+                      .values(expires_at=auth.now() - timedelta(seconds=1)))
+            s.commit()
+        auth.credentials_changed()  # another process's change: the cache would see it within seconds
+        assert me(other) == 401  # expired
+    finally:
+        served.stop()
+        engine.dispose()
+    with users.session() as s:
+        assert "api_token_revoked" in s.scalars(select(AuditRecord.action)).all()
 
 
 def test_serve_answers_on_loopback(users, tmp_path):

@@ -176,7 +176,10 @@ def test_lot_suggestions_are_first_expiry_first_out_and_items_are_those_held(liv
     assert 'value="INSG"' in c.get("/pharmacy/H1/items", params={"item_code": "ins", "all": "1"}).text
     rx = c.get("/pharmacy/H1/prescriptions", params={"health_card_id": "LY0000000001", "item_code": "MOR10"}).text
     assert 'value="RX1" selected' in rx and "20" in rx  # 20 of 30 left
-    assert audits(live_server, "patient_prescriptions_read", "LY0000000001")
+    from stock.pseudonyms import patient_key, pseudonym
+
+    key = patient_key(live_server.app.state.settings)
+    assert audits(live_server, "patient_prescriptions_read", pseudonym("LY0000000001", key))
 
 
 def test_receipt_then_loss(live_server):

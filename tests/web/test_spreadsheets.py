@@ -50,16 +50,20 @@ def test_on_hand_workbook_equals_the_query(session):
         [(r.item_code, r.lot_number, r.on_hand) for r in on_hand(session, facility_code="TRP-H01")]
 
 
-def test_flags_csv_is_the_contract_export_and_the_workbook_matches(session):
+def test_flags_csv_is_the_contract_export_and_the_workbook_matches(session, patient_key):
+    from stock.pseudonyms import pseudonymise_flag
+
     import_small(session)
     scan.run(session)
     session.commit()
-    rows = query(session)
-    assert rows
+    rows = [pseudonymise_flag(r, patient_key) for r in query(session)]  # the contract's rows, patients by pseudonym
+    assert rows and any(r.subject == "patient" for r in rows)
     body, count = export(session, "flags", "csv")
     assert body.decode("utf-8") == to_csv(rows) and count == len(rows)
+    cards = {r.subject_id for r in query(session) if r.subject == "patient"}
+    assert not [c for c in cards if c in body.decode("utf-8")]
     high = export(session, "flags", "csv", severity="high")[0].decode()
-    assert high == to_csv(query(session, severity="high"))
+    assert high == to_csv([pseudonymise_flag(r, patient_key) for r in query(session, severity="high")])
 
     title, header, cells = read_xlsx(export(session, "flags", "xlsx")[0])
     assert title == "Flags"
@@ -71,7 +75,18 @@ def test_flags_csv_is_the_contract_export_and_the_workbook_matches(session):
     assert all(isinstance(c[9], datetime) for c in cells)
 
 
-def test_stock_card_has_typed_cells_in_the_facility_zone(session):
+@pytest.fixture
+def patient_key(monkeypatch):
+    """An install's patient key, as `dawa init` writes it: stock cards name patients by pseudonym."""
+    from stock.settings import get_settings
+
+    monkeypatch.setenv("DAWA_PATIENT_ID_KEY", "test-patient-key")
+    get_settings.cache_clear()
+    yield "test-patient-key"
+    get_settings.cache_clear()
+
+
+def test_stock_card_has_typed_cells_in_the_facility_zone(session, patient_key):
     build_world(session)
     post(session, [entry("receipt", 100, entry_id="r1"),
                    entry("dispense", 30, entry_id="d1", at=T0 + timedelta(hours=2)),
@@ -92,13 +107,16 @@ def test_stock_card_has_typed_cells_in_the_facility_zone(session):
     assert lines[0][0] == datetime(2026, 3, 1, 11, 0)  # 09:00 UTC+2 plus two hours, local
     text = export(session, "stock-card", "csv", facility_code="H1", item_code="MOR10")[0].decode()
     assert "2026-03-01T09:00:00+02:00,r1,receipt,L1,100,100,100" in text
+    from stock.pseudonyms import pseudonym
+
+    assert "LY0000000001" not in text and pseudonym("LY0000000001", patient_key) in text
     with pytest.raises(DawaError, match="facility and an item"):
         export(session, "stock-card", "csv", facility_code="H1")
     with pytest.raises(DawaError, match="xlsx or csv"):
         export(session, "on-hand", "pdf")
 
 
-def test_cli_export_writes_each_kind(sqlite_engine, tmp_path, monkeypatch):
+def test_cli_export_writes_each_kind(sqlite_engine, tmp_path, monkeypatch, patient_key):
     with session_factory(sqlite_engine)() as s:
         build_world(s)
         post(s, [entry("receipt", 100, entry_id="r1"), entry("dispense", 30, entry_id="d1")])

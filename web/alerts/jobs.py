@@ -8,9 +8,11 @@ jobs only decide what is worth telling and to whom.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
@@ -20,7 +22,9 @@ from sqlalchemy.orm import Session
 from stock import balances, chain
 from stock.models import Facility, Item, LedgerEntry
 from stock.queries import expiring, stock_positions
+from stock.pseudonyms import patient_key, pseudonymise_text
 from stock.settings import Settings
+from web import audit_chain, witness
 from web.alerts.dispatch import Alert, Tally, announce, deliver_pending, resolve_missing, send_digests, transition
 from web.alerts.models import AlertState
 
@@ -85,13 +89,16 @@ def scan_and_alert(session: Session, settings: Settings, now: datetime) -> JobRe
         key = f"flag:{flag.flag_id}"
         if key in known:
             continue
-        transition(session, key, "flag", True, now, facility_id=flag.facility_id, detail=flag.reason[:500])
+        reason = flag.reason
+        if flag.subject == "patient":  # alerts name the patient by pseudonym, never by card
+            reason = pseudonymise_text(reason, [flag.subject_id], patient_key(settings))
+        transition(session, key, "flag", True, now, facility_id=flag.facility_id, detail=reason[:500])
         if flag.created_at < oldest:
             continue  # already old when alerts began: recorded, not announced
         tally.started += 1
         announce(session, Alert(key, "flag", flag.severity, facility, AUDITORS, {
             "severity": flag.severity, "facility": facility.code if facility else "-",
-            "reason": flag.reason, "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
+            "reason": reason, "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
             "detectors": flag.detectors}, _link(settings, f"/flags/{flag.flag_id}")), now, tally)
     _finish(session, settings, now, tally)
     scanned = ("nothing new in the ledger" if report.skipped
@@ -200,10 +207,34 @@ def verify_ledger(session: Session, settings: Settings, now: datetime) -> JobRes
             tally.started += 1
             announce(session, Alert(key, kind, "high", fac, LEDGER_WATCH,
                                     {"facility": code, "problem": problem}), now, tally)
-    tally.resolved = resolve_missing(session, ["chain_broken", "drift"], present, now)
+    audit_chain.seal(session, now)
+    sealed = audit_chain.verify(session)
+    for problem in sealed.problems:
+        present.add("audit:chain")
+        if transition(session, "audit:chain", "audit_broken", True, now, detail=problem):
+            tally.started += 1
+            announce(session, Alert("audit:chain", "audit_broken", "high", None, LEDGER_WATCH,
+                                    {"problem": problem}), now, tally)
+    tally.resolved = resolve_missing(session, ["chain_broken", "drift", "audit_broken"], present, now)
+    witnessed = _witness(session, settings, now, tally)
     _finish(session, settings, now, tally)
     return JobResult.of("verify", tally, f"{report.entries} entries in {report.facilities} chains, "
-                                         f"{len(report.breaks)} broken, {len(drifts)} balance(s) drifted")
+                                         f"{len(report.breaks)} broken, {len(drifts)} balance(s) drifted, "
+                                         f"{sealed.records} audit records sealed"
+                                         + (f", heads signed to {witnessed}" if witnessed else ""))
+
+
+def _witness(session: Session, settings: Settings, now: datetime, tally: Tally):
+    """Sign the heads, write them outside the database and send them to the national auditors,
+    when a witness key is configured; the file written, or None."""
+    if not settings.witness_key_file:
+        return None
+    data = witness.signed_heads(session, witness.load_private(settings.witness_key_file), now)
+    path = witness.write(data, settings.witness_dir or Path(settings.witness_key_file).parent / "heads")
+    announce(session, Alert(f"heads:{data['signed_at']}", "heads_witnessed", "high", None, ("auditor",), {
+        "signed_at": data["signed_at"], "file": str(path),
+        "heads": json.dumps(data, indent=1, ensure_ascii=False)}), now, tally)
+    return path
 
 
 # --- weekly digest ----------------------------------------------------------------------------

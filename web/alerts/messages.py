@@ -71,6 +71,30 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
         "ar": ("انكسار سلسلة التجزئة في السجل في {facility}",
                "وجد التحقق من السجل: {problem}. ربما عُدّلت قيود أو حُذفت أو أُدرجت خارج التطبيق."),
     },
+    "heads_witnessed": {
+        "en": ("Signed ledger and audit chain heads, {signed_at}",
+               "Keep this message: the signed heads below prove, to anyone with Dawa's public key, what the "
+               "ledger and the audit trail held at {signed_at} ({file}). `dawa ledger verify --against` a "
+               "copy of them shows any later rewrite.\n\n{heads}"),
+        "fr": ("Têtes signées des chaînes du registre et de l'audit, {signed_at}",
+               "Conservez ce message : les têtes signées ci-dessous prouvent, à qui détient la clé publique "
+               "de Dawa, ce que contenaient le registre et la piste d'audit le {signed_at} ({file}). "
+               "`dawa ledger verify --against` une copie révèle toute réécriture ultérieure.\n\n{heads}"),
+        "ar": ("رؤوس سلاسل السجل والتدقيق الموقّعة، {signed_at}",
+               "احتفظ بهذه الرسالة: تثبت الرؤوس الموقّعة أدناه، لكل من لديه المفتاح العام لـ Dawa، ما كان في "
+               "السجل وسجل التدقيق في {signed_at} ({file}). يكشف `dawa ledger verify --against` بنسخة منها "
+               "أي إعادة كتابة لاحقة.\n\n{heads}"),
+    },
+    "audit_broken": {
+        "en": ("Audit trail hash chain broken",
+               "Verification of the audit trail found: {problem}. Records may have been altered, deleted or "
+               "inserted outside the application."),
+        "fr": ("Chaîne d'empreintes de la piste d'audit rompue",
+               "La vérification de la piste d'audit a trouvé : {problem}. Des enregistrements ont pu être "
+               "modifiés, supprimés ou insérés hors de l'application."),
+        "ar": ("انكسار سلسلة التجزئة في سجل التدقيق",
+               "وجد التحقق من سجل التدقيق: {problem}. ربما عُدّلت سجلات أو حُذفت أو أُدرجت خارج التطبيق."),
+    },
     "drift": {
         "en": ("Stock balance differs from the ledger at {facility}",
                "{problem}. Balances were changed outside the ledger's write path."),

@@ -33,6 +33,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from stock import errors as domain
+from stock.db import RETRY_ATTEMPTS, retry_pause, retryable
 from stock.ledger import NewEntry, check_shape, lock_chains, post
 from stock.models import Facility, User
 from web import audit
@@ -308,19 +309,24 @@ def record_group(sessions, batches: list[Batch]) -> list[JSONResponse | Exceptio
 
 
 def record_alone(sessions, batch: Batch) -> JSONResponse | Exception:
-    with sessions() as db:
-        try:
-            audits: list[dict] = []
-            answer = record_batch(db, batch, {}, audits)
-            audit.insert_rows(db, audits)
-            db.commit()
-            return answer
-        except _Refused as refused:
-            db.rollback()
-            return refused.response()
-        except Exception as exc:  # noqa: BLE001 - raised in the request's own handler (a 500)
-            db.rollback()
-            return exc
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        with sessions() as db:
+            try:
+                audits: list[dict] = []
+                answer = record_batch(db, batch, {}, audits)
+                audit.insert_rows(db, audits)
+                db.commit()
+                return answer
+            except _Refused as refused:
+                db.rollback()
+                return refused.response()
+            except Exception as exc:  # noqa: BLE001 - raised in the request's own handler
+                db.rollback()
+                if retryable(exc) and attempt < RETRY_ATTEMPTS:  # a deadlock or serialization failure
+                    retry_pause(attempt)
+                    continue
+                return exc
+    raise AssertionError("unreachable")
 
 
 def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> JSONResponse:
@@ -339,6 +345,9 @@ def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> 
     except Problems as exc:
         return problem_response(exc.status, exc.problems)
 
+    # Every facility's chain head first, in one order, as for a group: a batch naming facilities
+    # in another order than a concurrent one must not wait on it in a cycle (PostgreSQL).
+    lock_chains(db, batch.facilities())
     # The answer is BatchOut's JSON, built as plain dicts: one small entry's models and their
     # dump cost more than its SQL.
     results: list[dict[str, Any]] = []

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from anomaly.workflow import ACTIONS, IllegalTransition
 from stock.models import User
-from web import deps
+from stock.pseudonyms import patient_key
+from web import audit, deps
 from web.api.schemas import MAX_OFFSET, ErrorBody
 from web.app import DOMAIN_STATUS
 from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
@@ -63,7 +64,7 @@ class EvidenceOut(BaseModel):
     quantity: float
     effect: float
     recorded_by: str
-    health_card_id: str | None
+    patient: str | None = Field(description="the patient's pseudonym (a keyed HMAC of the health card)")
     prescription_id: str | None
     counterparty: str | None
     reason: str | None
@@ -110,26 +111,44 @@ class ActionIn(BaseModel):
 
 
 @router.get("", response_model=FlagPage)
-def flags(region: str | None = Query(None), facility: str | None = Query(None, description="facility code"),
+def flags(request: Request, region: str | None = Query(None),
+          facility: str | None = Query(None, description="facility code"),
           detector: str | None = Query(None), severity: str | None = Query(None, description="low, medium or high"),
           status: str | None = Query(None, description="open, assigned, confirmed, dismissed or escalated"),
           limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_OFFSET),
-          user: User = Depends(reviewer), db: Session = Depends(deps.read_db)) -> FlagPage:
-    """Flags in your scope, most suspicious first."""
-    rows, more = list_flags(db, user, region=region, facility=facility, detector=detector, severity=severity,
-                            status=status, limit=limit, offset=offset)
-    return FlagPage(flags=[FlagOut(flag_id=r.flag_id, detector=r.detector, score=r.score, rank_score=r.rank_score,
-                                   severity=r.severity, status=r.status, facility_code=r.facility_code,
-                                   region=r.region, subject=r.subject, subject_id=r.subject_id,
-                                   entry_ids=[e for e in r.entry_ids.split(";") if e], reason=r.reason,
-                                   created_at=r.created_at) for r in rows],
-                    limit=limit, offset=offset, more=more)
+          user: User = Depends(reviewer), db: Session = Depends(deps.db)) -> FlagPage:
+    """Flags in your scope, most suspicious first. Patients are named by pseudonym; the read is
+    audited with the number of patients it names."""
+    rows, more = list_flags(db, user, patient_key(request.app.state.settings), region=region, facility=facility,
+                            detector=detector, severity=severity, status=status, limit=limit, offset=offset)
+    out = [FlagOut(flag_id=r.flag_id, detector=r.detector, score=r.score, rank_score=r.rank_score,
+                   severity=r.severity, status=r.status, facility_code=r.facility_code, region=r.region,
+                   subject=r.subject, subject_id=r.subject_id, entry_ids=[e for e in r.entry_ids.split(";") if e],
+                   reason=r.reason, created_at=r.created_at) for r in rows]
+    patients = len({r.subject_id for r in rows if r.subject == "patient"})
+    if patients:
+        audit.record(db, request, "flags_read", "flag", None, {"flags": len(rows), "patients": patients, "via": "api"})
+        db.commit()
+    return FlagPage(flags=out, limit=limit, offset=offset, more=more)
 
 
 @router.get("/{flag_id}", response_model=CaseOut)
-def flag(flag_id: str, user: User = Depends(reviewer), db: Session = Depends(deps.read_db)) -> CaseOut:
-    """One flag with its detectors' findings, evidence rows and timeline."""
-    return CaseOut(**case(db, flag_in_scope(db, user, flag_id)))
+def flag(request: Request, flag_id: str, user: User = Depends(reviewer), db: Session = Depends(deps.db)) -> CaseOut:
+    """One flag with its detectors' findings, evidence rows and timeline (patients by pseudonym).
+    The read is audited with the number of patients it names."""
+    f = flag_in_scope(db, user, flag_id)
+    data = case(db, f, user, patient_key(request.app.state.settings))
+    _audit_case_read(request, db, f, data)
+    return CaseOut(**data)
+
+
+def _audit_case_read(request: Request, db: Session, f, data: dict) -> None:
+    patients = {e["patient"] for e in data["evidence"] if e["patient"]}
+    if f.subject == "patient":
+        patients.add(data["subject_id"])
+    audit.record(db, request, "flag_read", "flag", f.flag_id, {"patients": len(patients), "via": "api"},
+                 facility_id=f.facility_id)
+    db.commit()
 
 
 @router.post("/{flag_id}/actions", response_model=CaseOut,
@@ -141,4 +160,4 @@ def flag_action(request: Request, flag_id: str, body: ActionIn, user: User = Dep
     f = flag_in_scope(db, user, flag_id)
     apply_action(request, db, user, f, body.action, body.comment, body.assignee)
     db.commit()
-    return CaseOut(**case(db, f))
+    return CaseOut(**case(db, f, user, patient_key(request.app.state.settings)))

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
+from stock.pseudonyms import patient_key
+from web.downloads import attachment
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
 from web.api.schemas import json_errors
@@ -78,11 +80,18 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
                 facility: str | None = Query(None, description="facility code; required unless national"),
                 since: datetime | None = Query(None, description="from this time (with zone)"),
                 until: datetime | None = Query(None, description="before this time (with zone)"),
-                user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> JSONResponse:
-    """Dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
+                user: User = Depends(current_user), db: Session = Depends(deps.db)) -> JSONResponse:
+    """Dispensing, deliveries and counts as a FHIR Bundle (type collection). Patients are named by
+    their health card (the receiving system needs it), so the read is audited with their number."""
     code = _one_facility(db, user, facility)
     result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
                                 until=_zoned("until", until))
+    patients = {str(s["identifier"].get("value")) for e in result.bundle.get("entry") or []
+                if isinstance(s := e.get("resource", {}).get("subject"), dict) and isinstance(s.get("identifier"), dict)}
+    audit.record(db, request, "fhir_export", "facility", code,
+                 {"entries": len(result.bundle.get("entry") or []), "patients": len(patients), "version": version,
+                  "via": "api"}, facility_id=facility_in_scope(db, user, code).id if code else None)
+    db.commit()
     return FhirJSONResponse(result.bundle)
 
 
@@ -94,22 +103,22 @@ def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
     """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
     Problems come back as a list, each naming the bundle entry, the path and the problem."""
     now = datetime.now(timezone.utc)
+    mine = {f.code for f in visible_facilities(db, user)}
     try:
-        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now)
+        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now,
+                                    allowed=mine.__contains__)
+    except fhir.FacilitiesRefused as exc:
+        db.rollback()
+        raise Forbidden(f"facility {', '.join(exc.codes)} is outside your scope; nothing was imported",
+                        field="facility") from None
     except fhir.FhirImportFailed as exc:
         db.rollback()
         problems = [{"field": ("bundle" if p.index is None else f"entry[{p.index}]") + f".{p.path}",
                      "message": str(p)} for p in exc.problems]
         return JSONResponse({"error": {"field": problems[0]["field"] if problems else None,
                                        "message": exc.message, "problems": problems}}, status_code=422)
-    scope = scope_of(user)
     touched = list(db.scalars(select(Facility).join(LedgerEntry, LedgerEntry.facility_id == Facility.id)
                               .where(LedgerEntry.recorded_at == now).distinct()))
-    outside = sorted(f.code for f in touched if not scope.allows(f))
-    if outside:
-        db.rollback()
-        raise Forbidden(f"facility {', '.join(outside)} is outside your scope; nothing was imported",
-                        field="facility")
     for f in touched:
         audit.record(db, request, "fhir_import", "facility", f.code,
                      {"dispenses": report.dispenses, "added": report.added, "via": "api"}, facility_id=f.id)
@@ -120,12 +129,13 @@ def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
 
 
 @router.get("/export/{name}", response_class=Response, responses={200: SPREADSHEETS})
-def export(name: str, facility: str | None = Query(None, description="facility code"),
+def export(request: Request, name: str, facility: str | None = Query(None, description="facility code"),
            item: str | None = Query(None, description="item code (a stock card needs one)"),
            since: datetime | None = Query(None), until: datetime | None = Query(None),
-           user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> Response:
+           user: User = Depends(current_user), db: Session = Depends(deps.db)) -> Response:
     """``on-hand``, ``stock-card`` or ``flags`` as ``.csv`` or ``.xlsx`` (e.g. /export/on-hand.xlsx),
-    limited to your scope. Flags are for auditors and admins."""
+    limited to your scope. Flags are for auditors and admins. Stock cards name patients by
+    pseudonym; exports of stock cards and flags are audited with their number of rows."""
     kind, dot, fmt = name.rpartition(".")
     if not dot or fmt not in spreadsheets.FORMATS:
         raise InvalidEntry(f"ask for {name}.csv or {name}.xlsx", field="format")
@@ -142,10 +152,16 @@ def export(name: str, facility: str | None = Query(None, description="facility c
         region = scope.region
         if kind == "stock-card":
             raise InvalidEntry("a stock card needs a facility and an item", field="facility")
-    body, _ = spreadsheets.export(db, kind, fmt, facility_code=code, item_code=item, region=region,
-                                  since=_zoned("since", since), until=_zoned("until", until))
+    body, rows = spreadsheets.export(db, kind, fmt, key=patient_key(request.app.state.settings),
+                                     facility_code=code, item_code=item, region=region,
+                                     since=_zoned("since", since), until=_zoned("until", until))
+    if kind != "on-hand":  # movements and flags can name patients
+        audit.record(db, request, "export_read", "export", name,
+                     {"rows": rows, "facility": code, "item": item, "region": region, "via": "api"},
+                     facility_id=facility_in_scope(db, user, code).id if code else None)
+        db.commit()
     return Response(body, media_type=spreadsheets.MEDIA_TYPES[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'})
+                    headers=attachment(kind, ext=fmt))
 
 
 UID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$", "description": "a DHIS2 uid"}

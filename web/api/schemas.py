@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 
 def _number(value: Decimal) -> int | float:
@@ -81,7 +81,7 @@ class CardLineOut(BaseModel):
     effect: Qty
     balance: Qty
     counterparty: str | None
-    health_card_id: str | None
+    patient: str | None = Field(description="the patient's pseudonym (a keyed HMAC of the health card)")
     prescription_id: str | None
     reason: str | None
     document_number: str | None

@@ -37,6 +37,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -45,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
-from stock.ledger import NewEntry, post
+from stock.ledger import NewEntry, lock_chains, post
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription
 from stock.settings import Fhir, get_settings
 
@@ -579,9 +580,21 @@ def _parse_dispense(res: dict, sys: Fhir, resolve, default_recorded_by: str,
                     expiry_date=expiry, health_card_id=card, prescription_id=rx)
 
 
+class FacilitiesRefused(Exception):
+    """The bundle records at facilities the caller may not record at (``codes``); nothing was read
+    of them and nothing was stored."""
+
+    def __init__(self, codes: list[str]):
+        super().__init__(", ".join(codes))
+        self.codes = codes
+
+
 def import_bundle(session: Session, data: bytes | str | dict, *,
-                  default_recorded_by: str = "fhir-import", now: datetime | None = None) -> FhirImportReport:
+                  default_recorded_by: str = "fhir-import", now: datetime | None = None,
+                  allowed: Callable[[str], bool] | None = None) -> FhirImportReport:
     """Record a Bundle's completed MedicationDispense resources as dispensing, in occurred order.
+    ``allowed`` (a facility code -> may the caller record there) is asked before anything is posted:
+    FacilitiesRefused if any is not, so no stock of such a facility is read.
 
     Raises FhirImportFailed listing every problem; the caller then rolls back, so nothing is stored.
     Other resource types are not imported and are listed in ``skipped`` (MedicationRequest and
@@ -646,7 +659,12 @@ def import_bundle(session: Session, data: bytes | str | dict, *,
 
     for rtype, n in sorted(other.items()):
         report.skipped.append(f"{n} {rtype} entr{'y' if n == 1 else 'ies'} not imported: only MedicationDispense is")
+    if allowed is not None:
+        refused = sorted({new.facility_code for _i, _r, new in parsed if not allowed(new.facility_code)})
+        if refused:
+            raise FacilitiesRefused(refused)
     if not problems:
+        lock_chains(session, [new.facility_code for _i, _r, new in parsed])  # one order, as every writer
         parsed.sort(key=lambda t: (t[2].occurred_at.astimezone(timezone.utc), t[0]))
         for index, rid, new in parsed:
             try:
@@ -665,5 +683,5 @@ def import_bundle(session: Session, data: bytes | str | dict, *,
     return report
 
 
-__all__ = ["export_bundle", "import_bundle", "FhirExport", "FhirImportReport", "FhirImportFailed", "Problem",
+__all__ = ["export_bundle", "import_bundle", "FacilitiesRefused", "FhirExport", "FhirImportReport", "FhirImportFailed", "Problem",
            "VERSIONS", "EXPORTED_KINDS", "resource_id"]

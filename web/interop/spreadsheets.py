@@ -22,7 +22,9 @@ from openpyxl.utils import get_column_letter
 from sqlalchemy.orm import Session
 
 from anomaly import export as flag_export
+from stock.cells import csv_text, xlsx_text
 from stock.errors import InvalidEntry
+from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonymise_flag
 from stock.masterdata import facility_by_code
 from stock.queries import on_hand, stock_card
 from stock.settings import get_settings
@@ -55,29 +57,32 @@ def on_hand_sheet(session: Session, *, facility_code: str | None = None, item_co
 
 
 def stock_card_sheet(session: Session, facility_code: str, item_code: str, *,
-                     since: datetime | None = None, until: datetime | None = None) -> Sheet:
-    """One facility and item's movements with the running balance; the first row is the opening."""
+                     since: datetime | None = None, until: datetime | None = None, key: str | None = None) -> Sheet:
+    """One facility and item's movements with the running balance; the first row is the opening.
+    Patients are named by pseudonym under ``key`` (default: the install's patient key)."""
+    key = key or patient_key(get_settings())
     card = stock_card(session, facility_code, item_code, since=since, until=until)
     fac = facility_by_code(session, facility_code)
     zone = fac.timezone or get_settings().default_timezone
     sheet = Sheet(f"Stock card {facility_code} {item_code}"[:31],
                   ["occurred_at", "entry_id", "kind", "lot_number", "quantity", "effect", "balance",
-                   "counterparty", "health_card_id", "prescription_id", "reason", "document_number",
+                   "counterparty", "patient", "prescription_id", "reason", "document_number",
                    "recorded_by", "reverses"], zone=zone)
     sheet.rows.append((since, "", "opening", "", None, None, card.opening, None, None, None, None, None,
                        None, None))
     for line in card.lines:
         sheet.rows.append((line.occurred_at, line.entry_id, line.kind, line.lot_number, line.quantity,
-                           line.effect, line.balance, line.counterparty, line.health_card_id,
+                           line.effect, line.balance, line.counterparty, maybe_pseudonym(line.health_card_id, key),
                            line.prescription_id, line.reason, line.document_number, line.recorded_by,
                            line.reverses))
     return sheet
 
 
-def flags_sheet(session: Session, **filters) -> Sheet:
-    """Flags in the contract's export columns, most suspicious first. ``filters`` are those of
-    ``anomaly.export.query`` (region, facility, detector, severity, status)."""
-    rows = flag_export.query(session, **filters)
+def flags_sheet(session: Session, key: str | None = None, **filters) -> Sheet:
+    """Flags in the contract's export columns, most suspicious first, patients by pseudonym.
+    ``filters`` are those of ``anomaly.export.query`` (region, facility, detector, severity, status)."""
+    key = key or patient_key(get_settings())
+    rows = [pseudonymise_flag(r, key) for r in flag_export.query(session, **filters)]
     return Sheet("Flags", list(flag_export.EXPORT_COLUMNS),
                  [(r.flag_id, r.detector, r.score, r.severity, r.facility_code, r.subject, r.subject_id,
                    r.entry_ids, r.reason, _parse_time(r.created_at)) for r in rows])
@@ -105,6 +110,9 @@ def to_xlsx(sheet: Sheet) -> bytes:
     ws.append(header)
     for row in sheet.rows:
         ws.append([_xlsx_value(v, zone) for v in row])
+    for row_cells in ws.iter_rows():
+        for c in row_cells:
+            xlsx_text(c)
     for col_idx, name in enumerate(header, start=1):
         width = len(name)
         for cell in ws.iter_rows(min_row=2, min_col=col_idx, max_col=col_idx):
@@ -135,13 +143,13 @@ def _csv_value(value, zone: ZoneInfo) -> str:
         return value.astimezone(zone).isoformat().replace("+00:00", "Z")
     if isinstance(value, (date, Decimal)):
         return str(value)
-    return str(value)
+    return csv_text(str(value))
 
 
 def to_csv(sheet: Sheet) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(sheet.columns)
+    writer.writerow([csv_text(c) for c in sheet.columns])
     zone = ZoneInfo(sheet.zone)
     for row in sheet.rows:
         writer.writerow([_csv_value(v, zone) for v in row])
@@ -151,7 +159,7 @@ def to_csv(sheet: Sheet) -> str:
 def export(session: Session, kind: str, fmt: str, *, facility_code: str | None = None,
            item_code: str | None = None, region: str | None = None, since: datetime | None = None,
            until: datetime | None = None, detector: str | None = None, severity: str | None = None,
-           status: str | None = None) -> tuple[bytes, int]:
+           status: str | None = None, key: str | None = None) -> tuple[bytes, int]:
     """The file's bytes and its number of data rows. ``kind`` is on-hand, stock-card or flags;
     a stock card needs a facility and an item. The flags CSV is ``anomaly.export.to_csv`` itself."""
     if kind not in KINDS:
@@ -162,15 +170,16 @@ def export(session: Session, kind: str, fmt: str, *, facility_code: str | None =
         filters = dict(region=region, facility=facility_code, detector=detector, severity=severity,
                        status=status)
         if fmt == "csv":
-            rows = flag_export.query(session, **filters)
+            key = key or patient_key(get_settings())
+            rows = [pseudonymise_flag(r, key) for r in flag_export.query(session, **filters)]
             return flag_export.to_csv(rows).encode("utf-8"), len(rows)
-        sheet = flags_sheet(session, **filters)
+        sheet = flags_sheet(session, key, **filters)
     elif kind == "on-hand":
         sheet = on_hand_sheet(session, facility_code=facility_code, item_code=item_code, region=region)
     else:
         if not facility_code or not item_code:
             raise InvalidEntry("a stock card needs a facility and an item", field="facility_code")
-        sheet = stock_card_sheet(session, facility_code, item_code, since=since, until=until)
+        sheet = stock_card_sheet(session, facility_code, item_code, since=since, until=until, key=key)
     count = len(sheet.rows) - (1 if kind == "stock-card" else 0)
     body = to_xlsx(sheet) if fmt == "xlsx" else to_csv(sheet).encode("utf-8")
     return body, count

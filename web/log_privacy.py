@@ -1,0 +1,58 @@
+"""Logs name patients by pseudonym only.
+
+The access log writes every request's path and query, and an error is logged with the path it
+happened on: a patient's history (``/api/v1/patients/<card>/...``) or a prescription look-up
+(``?health_card_id=<card>``) would put health-card numbers in plain text into files that are
+copied, shipped and kept far longer than the data they describe. ``PatientFilter`` rewrites those
+parts of every record of the loggers it is put on to the card's pseudonym (stock.pseudonyms).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import quote, unquote
+
+from stock.pseudonyms import pseudonym
+
+LOGGERS = ("uvicorn.access", "uvicorn.error", "dawa.web")
+
+_PATH = re.compile(r"(/patients/)([^/?#\s\"]+)")
+_QUERY = re.compile(r"((?:^|[?&\s])health_card_id=)([^&#\s\"]*)")
+
+
+class PatientFilter(logging.Filter):
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    def _clean(self, text: str) -> str:
+        def path(m: re.Match) -> str:
+            return m.group(1) + pseudonym(unquote(m.group(2)), self.key)
+
+        def query(m: re.Match) -> str:
+            value = unquote(m.group(2).replace("+", " "))
+            return m.group(1) + (quote(pseudonym(value, self.key)) if value.strip() else "")
+
+        return _QUERY.sub(query, _PATH.sub(path, text))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def install(key: str) -> PatientFilter:
+    """Put one filter (under ``key``) on the app's loggers, replacing one put there before."""
+    new = PatientFilter(key)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, PatientFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(new)
+    return new
+
+
+__all__ = ["PatientFilter", "install", "LOGGERS"]
