@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from anomaly import cases
 from anomaly.hits import Hit
 from anomaly.models import VERDICTS, Flag, FlagEvidence, FlagHit, Scan, Verdict
 from stock.errors import DawaError, InvalidEntry
@@ -48,8 +49,25 @@ class MergedFlag:
     hits: list[Hit]
 
     @property
+    def surprise(self) -> float | None:
+        """Combined surprise of the case's detectors (anomaly.cases), or None for findings that
+        carry none (monthly reports, hand-made hits)."""
+        found = [h.details.get("surprise") for h in self.hits if isinstance(h.details, dict)]
+        if not found or any(x is None for x in found):
+            return None
+        return cases.combine(found)
+
+    @property
     def score(self) -> float:
-        return max(h.score for h in self.hits)
+        surprise = self.surprise
+        return cases.to_score(surprise) if surprise is not None else max(h.score for h in self.hits)
+
+    @property
+    def strength(self) -> float:
+        """The strongest detector's own score: how serious the finding is on its face, whatever
+        the ledger around it (the severity shown to auditors)."""
+        return max(float(h.details.get("strength", h.score)) if isinstance(h.details, dict) else h.score
+                   for h in self.hits)
 
     @property
     def reason(self) -> str:
@@ -140,7 +158,7 @@ def persist(session: Session, hits: list[Hit], scan: Scan, settings: Detection, 
             session.add_all(FlagEvidence(flag_id=m.flag_id, entry_id=e) for e in sorted(added))
         flag.score = round(m.score, 6)
         flag.rank_score = round(m.score * weight, 6)
-        flag.severity = severity(m.score, settings)
+        flag.severity = severity(m.strength, settings)
         flag.detectors = m.detectors
         flag.reason = m.reason
         flag.updated_at = now

@@ -23,6 +23,9 @@ ALL = (
     "transfers",          # transfers that never arrive, or arrive short
     "consumption",        # facility-item consumption against own history and peers
     "users",              # a user's dispensing against colleagues
+    "overfill",           # a user filling beyond colleagues for the same item and prescribed quantity
+    "circles",            # a user giving controlled items without prescription to a few repeat patients
+    "afterhours",         # a user's controlled dispensing in hours colleagues rarely work
     "isolation",          # learned: IsolationForest on per-dispense features
 )
 

@@ -1,0 +1,76 @@
+"""A user dispensing controlled items when the facility is shut, more than colleagues and their own
+other work explain.
+
+When a facility works is read from the ledger, not configured: a (weekday, local hour) is quiet
+for a user when the colleagues at the facility record less than QUIET_SHARE of a uniform week's
+share of their dispensings in it (health centres closed on Friday and Saturday, nights at a clinic,
+the small hours at a hospital with little night work). A controlled dispensing in a quiet hour is
+marked; a user's marked dispensings are set against the larger of the colleagues' rate and the
+user's own rate of quiet-hour work on uncontrolled items (a night shift is a rota, not a sign)
+(anomaly.peers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from anomaly import peers
+from anomaly.detectors.prescriptions import _when
+from anomaly.features import Frames
+from anomaly.hits import Hit, amount, plural
+
+NAME = "afterhours"
+EVIDENCE_CAP = 8
+QUIET_SHARE = 0.25
+"""A quiet hour holds less than this fraction of 1/168 of the colleagues' dispensings."""
+
+
+def population(frames: Frames) -> int:
+    return int(len(frames.dispenses[peers.USER].drop_duplicates()))
+
+
+def quiet(d: pd.DataFrame) -> pd.Series:
+    """Whether each dispensing falls in an hour of the week the user's colleagues rarely work."""
+    cell = d["local_date"].dt.day_of_week * 24 + d["local_hour"]
+    frame = pd.DataFrame({"f": d["facility_code"], "u": d["recorded_by"], "c": cell, "one": 1})
+    fac_cell = frame.groupby(["f", "c"])["one"].transform("size")
+    own_cell = frame.groupby(["f", "u", "c"])["one"].transform("size")
+    fac_all = frame.groupby("f")["one"].transform("size")
+    own_all = frame.groupby(["f", "u"])["one"].transform("size")
+    others, others_all = fac_cell - own_cell, (fac_all - own_all).clip(lower=1)
+    return pd.Series(((others / others_all) < QUIET_SHARE / 168).to_numpy(), index=d.index)
+
+
+def detect(frames: Frames) -> list[Hit]:
+    d = frames.dispenses
+    d = d[d["recorded_by"] != ""]
+    if d.empty or not d["controlled"].any():
+        return []
+    q = quiet(d)
+    ctrl = d["controlled"]
+    own = (d.assign(_q=(q & ~ctrl).astype(float), _u=(~ctrl).astype(float))
+           .groupby(peers.USER)[["_q", "_u"]].transform("sum"))
+    own_rate = (own["_q"] + 1.0) / (own["_u"] + 2.0)  # Laplace: a user with no other work is not at 0
+    c = d[ctrl]
+    mark = q[ctrl]
+    colleagues = peers.expected(c, mark, ["facility_code"])
+    rate = np.maximum(colleagues, own_rate[ctrl])
+    u = peers.judge(c, mark, rate)
+    n_tested = peers.tested(u)
+    marked = c[mark.to_numpy()]
+    hits = []
+    for row in peers.tail(u).itertuples():
+        mine = marked[(marked["facility_code"] == row.facility_code) & (marked["recorded_by"] == row.recorded_by)]
+        mine = mine.sort_values(["quantity", "seq"], ascending=[False, True])
+        top = mine.iloc[0]
+        reason = (f"{row.recorded_by} at {row.facility_code} dispensed controlled items "
+                  f"{plural(int(row.marked), 'time')} of {int(row.n)} in hours when colleagues there rarely work, "
+                  f"where colleagues' rate and their own other work predict {row.expected:.1f} "
+                  f"(chance {row.chance:.1e}); the largest: {amount(top.quantity, top.unit)} of {top.item_name} "
+                  f"{_when(top)}.")
+        hits.append(Hit(NAME, "user", row.recorded_by, row.facility_code, tuple(mine["entry_id"].head(EVIDENCE_CAP)),
+                        float(1 - row.chance), reason,
+                        {"p": float(row.chance), "tests": n_tested, "marked": int(row.marked),
+                         "controlled": int(row.n), "expected": round(float(row.expected), 3)}))
+    return hits

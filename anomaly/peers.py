@@ -1,0 +1,53 @@
+"""A user measured against colleagues: how many of their dispensings have a mark (over-filled,
+out of hours, no prescription to a repeat patient) against how many the colleagues' rate predicts.
+
+The colleagues' rate is taken in a context where it means the same thing (the same item and
+prescribed quantity, the same facility's hours...), leaving the user out of their own yardstick;
+the user's expected count is the sum of those rates over their own dispensings. The chance of at
+least the observed count is a Poisson tail: a user doing what colleagues do in the same situation
+gets a large chance however often they do it, and one doing it alone gets a tiny one. A detector
+reports that chance with the number of users it tested; anomaly.cases turns both into a surprise,
+so no threshold of one data set decides what is flagged first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import pdtrc
+
+USER = ["facility_code", "recorded_by"]
+PRIOR = 20.0
+"""Weight, in dispensings, of the ledger-wide marked share added to each context's: a context where
+no colleague was ever marked does not make a single mark impossible, and a small one leans on the
+whole ledger."""
+MAX_CHANCE = 0.05
+"""A user whose count has a larger chance than this is not reported at all (the rank decides the rest)."""
+
+
+def expected(d: pd.DataFrame, mark: pd.Series, context: list[str]) -> pd.Series:
+    """Per dispensing: the colleagues' marked share in its context, the user left out."""
+    frame = d[list(dict.fromkeys(context + USER))].assign(_m=mark.astype(float).to_numpy(), _n=1.0)
+    ctx = frame.groupby(context, sort=False)[["_m", "_n"]].transform("sum")
+    own = frame.groupby(list(dict.fromkeys(context + USER)), sort=False)[["_m", "_n"]].transform("sum")
+    others_m, others_n = ctx["_m"] - own["_m"], ctx["_n"] - own["_n"]
+    overall = (frame["_m"].sum() + 1.0) / (len(frame) + 2.0)
+    return (others_m + PRIOR * overall) / (others_n + PRIOR)
+
+
+def judge(d: pd.DataFrame, mark: pd.Series, rate: pd.Series) -> pd.DataFrame:
+    """Per user: dispensings, marked, expected marked and the Poisson chance of at least that many."""
+    frame = d[USER].assign(marked=mark.astype(float).to_numpy(), expected=rate.to_numpy(), n=1)
+    u = frame.groupby(USER, sort=True)[["n", "marked", "expected"]].sum().reset_index()
+    u["chance"] = pdtrc(u["marked"] - 1, u["expected"].clip(lower=1e-9))
+    u.loc[u["marked"] == 0, "chance"] = 1.0
+    return u
+
+
+def tail(u: pd.DataFrame) -> pd.DataFrame:
+    """The users worth reporting, least likely first."""
+    return u[u["chance"] < MAX_CHANCE].sort_values(["chance", "facility_code", "recorded_by"])
+
+
+def tested(u: pd.DataFrame) -> int:
+    return int((u["n"] > 0).sum())
