@@ -35,6 +35,7 @@ from stock.importer import import_dataset
 from stock.models import LedgerEntry
 
 BUDGET_PER_INCIDENT = 2
+FALSE_ALARMS_SHOWN = 5
 DAWA = "Dawa"
 
 Progress = Callable[[str, int, int], None]
@@ -178,6 +179,10 @@ class Evaluation:
     seconds: dict[str, float]
     review: tuple[Measures, ...] = ()
     """The queue after each simulated review round (see review_rounds)."""
+    found_by: dict[str, str] = field(default_factory=dict)
+    """Incident -> the rank, detectors and subject of the first flag that reveals it."""
+    false_alarms: tuple[str, ...] = ()
+    """The highest-ranked flags that reveal no incident: what buries the incidents."""
 
     @property
     def best_baseline(self) -> tuple[str, Measures]:
@@ -230,9 +235,16 @@ def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress)
             report = scan.run(s, force=True, progress=progress)
             s.commit()
             seconds["scan"] = time.perf_counter() - t
-            ranking = [tuple(r.entry_ids.split(";")) if r.entry_ids else () for r in query(s)]
+            rows = query(s)
+            ranking = [tuple(r.entry_ids.split(";")) if r.entry_ids else () for r in rows]
             budget = BUDGET_PER_INCIDENT * len(truth.scenario_of)
             dawa = measure(ranking, truth, budget)
+            found_by = {i: f"#{rank} {rows[rank - 1].detector} ({rows[rank - 1].subject} "
+                           f"{rows[rank - 1].subject_id}, score {rows[rank - 1].score:.3f})"
+                        for i, rank in dawa.first_found.items()}
+            false_alarms = tuple(f"#{n} {r.detector} | score {r.score:.3f} | {r.facility_code} | {r.reason[:180]}"
+                                 for n, (r, ev) in enumerate(zip(rows, ranking), start=1)
+                                 if not truth.revealed(ev))[:FALSE_ALARMS_SHOWN]
             t = time.perf_counter()
             rounds = review_rounds(s, truth, budget, REVIEW_ROUNDS)
             s.commit()
@@ -251,7 +263,8 @@ def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress)
     detectors = tuple(k for k in report.seconds if k not in ("features", "persist"))
     return Evaluation(dataset=dataset_dir, entries=imported.entries_added + imported.entries_already_present,
                       incidents=truth.incidents_per_scenario, budget=budget, detectors=detectors,
-                      dawa=dawa, baselines=scored, seconds=seconds, review=tuple(rounds))
+                      dawa=dawa, baselines=scored, seconds=seconds, review=tuple(rounds), found_by=found_by,
+                      false_alarms=false_alarms)
 
 
 REVIEW_ROUNDS = 2
