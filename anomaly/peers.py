@@ -25,13 +25,23 @@ MAX_CHANCE = 0.05
 """A user whose count has a larger chance than this is not reported at all (the rank decides the rest)."""
 
 
-def expected(d: pd.DataFrame, mark: pd.Series, context: list[str]) -> pd.Series:
-    """Per dispensing: the colleagues' marked share in its context, the user left out."""
-    frame = d[list(dict.fromkeys(context + USER))].assign(_m=mark.astype(float).to_numpy(), _n=1.0)
-    ctx = frame.groupby(context, sort=False)[["_m", "_n"]].transform("sum")
-    own = frame.groupby(list(dict.fromkeys(context + USER)), sort=False)[["_m", "_n"]].transform("sum")
-    others_m, others_n = ctx["_m"] - own["_m"], ctx["_n"] - own["_n"]
+def expected(d: pd.DataFrame, mark: pd.Series, context: list[str], wider: list[str] | None = None) -> pd.Series:
+    """Per dispensing: the colleagues' marked share in its context, the user left out, leaning
+    (by PRIOR dispensings) on the same share in a wider context (facilities of the same kind, say),
+    or on the whole ledger's."""
+    keys = list(dict.fromkeys(context + (wider or []) + USER))
+    frame = d[keys].assign(_m=mark.astype(float).to_numpy(), _n=1.0)
+
+    def others(ctx: list[str]) -> tuple[pd.Series, pd.Series]:
+        total = frame.groupby(ctx, sort=False)[["_m", "_n"]].transform("sum")
+        own = frame.groupby(list(dict.fromkeys(ctx + USER)), sort=False)[["_m", "_n"]].transform("sum")
+        return total["_m"] - own["_m"], total["_n"] - own["_n"]
+
     overall = (frame["_m"].sum() + 1.0) / (len(frame) + 2.0)
+    if wider:
+        wm, wn = others(wider)
+        overall = (wm + PRIOR * overall) / (wn + PRIOR)
+    others_m, others_n = others(context)
     return (others_m + PRIOR * overall) / (others_n + PRIOR)
 
 

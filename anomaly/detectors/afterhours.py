@@ -2,12 +2,12 @@
 other work explain.
 
 When a facility works is read from the ledger, not configured: a (weekday, local hour) is quiet
-for a user when the colleagues at the facility record less than QUIET_SHARE of a uniform week's
-share of their dispensings in it (health centres closed on Friday and Saturday, nights at a clinic,
-the small hours at a hospital with little night work). A controlled dispensing in a quiet hour is
-marked; a user's marked dispensings are set against the larger of the colleagues' rate and the
-user's own rate of quiet-hour work on uncontrolled items (a night shift is a rota, not a sign)
-(anomaly.peers).
+when the facility records less than QUIET_SHARE of a uniform week's share of its dispensings in it
+(health centres closed on Friday and Saturday, nights at a clinic, the small hours at a hospital
+with little night work). A controlled dispensing in a quiet hour is marked; a user's marked
+dispensings are set against the larger of the colleagues' rate (at the facility, leaning on
+facilities of the same kind) and the user's own rate of quiet-hour work on uncontrolled items (a
+night shift is a rota, not a sign) (anomaly.peers).
 """
 
 from __future__ import annotations
@@ -31,15 +31,11 @@ def population(frames: Frames) -> int:
 
 
 def quiet(d: pd.DataFrame) -> pd.Series:
-    """Whether each dispensing falls in an hour of the week the user's colleagues rarely work."""
+    """Whether each dispensing falls in an hour of the week in which its facility rarely works."""
     cell = d["local_date"].dt.day_of_week * 24 + d["local_hour"]
-    frame = pd.DataFrame({"f": d["facility_code"], "u": d["recorded_by"], "c": cell, "one": 1})
-    fac_cell = frame.groupby(["f", "c"])["one"].transform("size")
-    own_cell = frame.groupby(["f", "u", "c"])["one"].transform("size")
-    fac_all = frame.groupby("f")["one"].transform("size")
-    own_all = frame.groupby(["f", "u"])["one"].transform("size")
-    others, others_all = fac_cell - own_cell, (fac_all - own_all).clip(lower=1)
-    return pd.Series(((others / others_all) < QUIET_SHARE / 168).to_numpy(), index=d.index)
+    frame = pd.DataFrame({"f": d["facility_code"], "c": cell, "one": 1})
+    share = frame.groupby(["f", "c"])["one"].transform("size") / frame.groupby("f")["one"].transform("size")
+    return pd.Series((share < QUIET_SHARE / 168).to_numpy(), index=d.index)
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -54,7 +50,7 @@ def detect(frames: Frames) -> list[Hit]:
     own_rate = (own["_q"] + 1.0) / (own["_u"] + 2.0)  # Laplace: a user with no other work is not at 0
     c = d[ctrl]
     mark = q[ctrl]
-    colleagues = peers.expected(c, mark, ["facility_code"])
+    colleagues = peers.expected(c, mark, ["facility_code"], wider=["facility_kind"])
     rate = np.maximum(colleagues, own_rate[ctrl])
     u = peers.judge(c, mark, rate)
     n_tested = peers.tested(u)
@@ -65,7 +61,7 @@ def detect(frames: Frames) -> list[Hit]:
         mine = mine.sort_values(["quantity", "seq"], ascending=[False, True])
         top = mine.iloc[0]
         reason = (f"{row.recorded_by} at {row.facility_code} dispensed controlled items "
-                  f"{plural(int(row.marked), 'time')} of {int(row.n)} in hours when colleagues there rarely work, "
+                  f"{plural(int(row.marked), 'time')} of {int(row.n)} in hours when the facility rarely works, "
                   f"where colleagues' rate and their own other work predict {row.expected:.1f} "
                   f"(chance {row.chance:.1e}); the largest: {amount(top.quantity, top.unit)} of {top.item_name} "
                   f"{_when(top)}.")
