@@ -50,6 +50,8 @@ MAX_TERMS = 6
 SCALE = 3.0
 """Surprise at which a score reaches 1 - 1/e (a one-in-a-thousand finding is 0.63)."""
 PEER_SUBJECTS = ("facility_item",)
+TIE_BREAK = 1e-3
+"""Surprise added per unit of log evidence (findings, stock moved): enough to order equal findings."""
 BONUS_POWER, BONUS_CAP = 0.5, 1.0
 """A finding's rank among its detector's counts with this power, and adds at most this much surprise."""
 
@@ -64,10 +66,10 @@ def to_score(surprise: float) -> float:
     return 1.0 - math.exp(-max(surprise, 0.0) / SCALE)
 
 
-def _case_of(h: Hit, first: pd.DataFrame) -> tuple[str, str, str | None]:
+def _case_of(h: Hit, first: dict) -> tuple[str, str, str | None]:
     """(subject, subject_id, facility) of the case a finding belongs to."""
-    if h.subject == "entry" and h.entry_ids and h.entry_ids[0] in first.index:
-        row = first.loc[h.entry_ids[0]]
+    if h.subject == "entry" and h.entry_ids and h.entry_ids[0] in first:
+        row = first[h.entry_ids[0]]
         if row["kind"] == "dispense":
             return h.subject, h.subject_id, h.facility_code  # one event, one flag
         return "facility_item", f"{row['facility_code']}:{row['item_code']}", row["facility_code"]
@@ -81,12 +83,12 @@ def _case_of(h: Hit, first: pd.DataFrame) -> tuple[str, str, str | None]:
     return h.subject, h.subject_id, h.facility_code
 
 
-def _unit(h: Hit, first: pd.DataFrame) -> tuple:
+def _unit(h: Hit, first: dict) -> tuple:
     """What a finding is counted against when measuring how common the detector's findings are:
     the user who recorded a dispensing (so a finding most staff produce is no surprise), else the
     case's subject."""
-    if h.subject == "entry" and h.entry_ids and h.entry_ids[0] in first.index:
-        row = first.loc[h.entry_ids[0]]
+    if h.subject == "entry" and h.entry_ids and h.entry_ids[0] in first:
+        row = first[h.entry_ids[0]]
         if row["kind"] == "dispense":
             return "user", row["facility_code"], row["recorded_by"]
     return _case_of(h, first)[:2]
@@ -113,9 +115,9 @@ def _units(frames: Frames, unit_kind: str, detector: str, hits: list[Hit]) -> in
     return int(len(frames.live))
 
 
-def surprises(hits: list[Hit], frames: Frames) -> list[float]:
+def surprises(hits: list[Hit], frames: Frames, first: dict | None = None) -> list[float]:
     """Each finding's surprise (see the module's docstring), in the order given."""
-    first = _first(frames)
+    first = _first(frames, hits) if first is None else first
     out = np.zeros(len(hits))
     by_detector: dict[str, list[int]] = defaultdict(list)
     for i, h in enumerate(hits):
@@ -149,15 +151,19 @@ def surprises(hits: list[Hit], frames: Frames) -> list[float]:
     return out.tolist()
 
 
-def _first(frames: Frames) -> pd.DataFrame:
-    return frames.entries.drop_duplicates("entry_id").set_index("entry_id")[
-        ["kind", "facility_code", "item_code", "month", "recorded_by"]]
+def _first(frames: Frames, hits: list[Hit]) -> dict[str, dict]:
+    """The columns cases need of each entry the findings cite, by entry id."""
+    cited = {e for h in hits for e in h.entry_ids}
+    e = frames.entries
+    e = e[e["entry_id"].isin(cited)].drop_duplicates("entry_id")
+    cols = ["kind", "facility_code", "item_code", "month", "recorded_by", "keyed_quantity"]
+    return {eid: dict(zip(cols, values)) for eid, values in zip(e["entry_id"], zip(*(e[c] for c in cols)))}
 
 
-def _item_month(h: Hit, first: pd.DataFrame):
-    if not h.entry_ids or h.entry_ids[0] not in first.index:
+def _item_month(h: Hit, first: dict):
+    if not h.entry_ids or h.entry_ids[0] not in first:
         return None
-    row = first.loc[h.entry_ids[0]]
+    row = first[h.entry_ids[0]]
     return row["item_code"], row["month"]
 
 
@@ -165,8 +171,8 @@ def assemble(hits: list[Hit], frames: Frames) -> list[Hit]:
     """One finding per case and detector, its surprise in ``details``."""
     if not hits:
         return []
-    s = surprises(hits, frames)
-    first = _first(frames)
+    first = _first(frames, hits)
+    s = surprises(hits, frames, first)
     users = {_case_of(h, first)[1] for h in hits if h.subject == "user"}
     groups: dict[tuple, list[tuple[float, Hit]]] = defaultdict(list)
     for h, x in zip(hits, s):
@@ -181,12 +187,15 @@ def assemble(hits: list[Hit], frames: Frames) -> list[Hit]:
     for (subject, subject_id, facility, detector), found in groups.items():
         found.sort(key=lambda t: (-t[0], -t[1].score, t[1].entry_ids))
         best_s, best = found[0]
-        total = combine((x for x, _h in found), decay=SAME_DECAY)
         cited: list[str] = []
         for _x, h in found:
             for eid in h.entry_ids:
                 if eid not in cited and len(cited) < EVIDENCE_CAP:
                     cited.append(eid)
+        # Ties are broken by the evidence, never by an id: more findings, then more stock involved.
+        moved = sum(abs(float(first[e]["keyed_quantity"])) for e in cited if e in first)
+        total = (combine((x for x, _h in found), decay=SAME_DECAY)
+                 + TIE_BREAK * (math.log1p(len(found)) + math.log1p(moved) / 10))
         reason = best.reason
         if len(found) > 1:
             reason += f" {plural(len(found) - 1, 'further finding')} of this kind about the same subject."

@@ -21,6 +21,7 @@ PRIOR = 20.0
 """Weight, in dispensings, of the ledger-wide marked share added to each context's: a context where
 no colleague was ever marked does not make a single mark impossible, and a small one leans on the
 whole ledger."""
+MIN_MARKED = 2
 MAX_CHANCE = 0.05
 """A user whose count has a larger chance than this is not reported at all (the rank decides the rest)."""
 
@@ -55,8 +56,10 @@ def judge(d: pd.DataFrame, mark: pd.Series, rate: pd.Series) -> pd.DataFrame:
 
 
 def tail(u: pd.DataFrame) -> pd.DataFrame:
-    """The users worth reporting, least likely first."""
-    return u[u["chance"] < MAX_CHANCE].sort_values(["chance", "facility_code", "recorded_by"])
+    """The users worth reporting, least likely first: one marked dispensing is an event (the
+    event detectors' business), a habit takes at least MIN_MARKED."""
+    return u[(u["chance"] < MAX_CHANCE) & (u["marked"] >= MIN_MARKED)].sort_values(
+        ["chance", "facility_code", "recorded_by"])
 
 
 def tested(u: pd.DataFrame) -> int:

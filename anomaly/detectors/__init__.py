@@ -25,7 +25,8 @@ ALL = (
     "users",              # a user's dispensing against colleagues
     "overfill",           # a user filling beyond colleagues for the same item and prescribed quantity
     "circles",            # a user giving controlled items without prescription to a few repeat patients
-    "afterhours",         # a user's controlled dispensing in hours colleagues rarely work
+    "afterhours",         # a user's controlled dispensing in hours the facility rarely works
+    "corrected",          # a user whose dispensings are corrected far more than colleagues'
     "isolation",          # learned: IsolationForest on per-dispense features
 )
 

@@ -82,6 +82,14 @@ def reconcile(ev: pd.DataFrame, allowance: dict, default: pd.Timedelta, as_of) -
     """Open shipments per route and lot after every arrival has filled them; one dict per
     shipment that is past its allowance with something missing."""
     open_legs = []
+    # A route and lot whose arrivals never run ahead of what was sent and in the end match it has
+    # nothing open: skip it without walking it (most of a ledger's routes).
+    signed = np.where(ev["leg"] == "out", ev["quantity"], -ev["quantity"])
+    running = pd.Series(signed, index=ev.index).groupby([ev[c] for c in _ROUTE], sort=False).cumsum()
+    keys = [ev[c] for c in _ROUTE]
+    settled = (running.groupby(keys, sort=False).transform("min") >= -1e-9) & \
+        (running.groupby(keys, sort=False).transform("last").abs() <= 1e-9)
+    ev = ev[~settled.to_numpy()]
     for key, group in ev.groupby(_ROUTE, sort=False):
         allowed = allowance.get(key[:3], default)
         pending: list[dict] = []
