@@ -26,24 +26,44 @@ MAX_CHANCE = 0.05
 """A user whose count has a larger chance than this is not reported at all (the rank decides the rest)."""
 
 
-def expected(d: pd.DataFrame, mark: pd.Series, context: list[str], wider: list[str] | None = None) -> pd.Series:
+def expected(d: pd.DataFrame, mark: pd.Series, context: list[str], wider: list[str] | None = None,
+             yardstick: pd.Series | None = None) -> pd.Series:
     """Per dispensing: the colleagues' marked share in its context, the user left out, leaning
     (by PRIOR dispensings) on the same share in a wider context (facilities of the same kind, say),
-    or on the whole ledger's."""
+    or on the whole ledger's. Only ``yardstick`` rows (default all) count as colleagues' work."""
     keys = list(dict.fromkeys(context + (wider or []) + USER))
-    frame = d[keys].assign(_m=mark.astype(float).to_numpy(), _n=1.0)
+    weight = np.ones(len(d)) if yardstick is None else yardstick.astype(float).to_numpy()
+    frame = d[keys].assign(_m=mark.astype(float).to_numpy() * weight, _n=weight)
 
     def others(ctx: list[str]) -> tuple[pd.Series, pd.Series]:
         total = frame.groupby(ctx, sort=False)[["_m", "_n"]].transform("sum")
         own = frame.groupby(list(dict.fromkeys(ctx + USER)), sort=False)[["_m", "_n"]].transform("sum")
         return total["_m"] - own["_m"], total["_n"] - own["_n"]
 
-    overall = (frame["_m"].sum() + 1.0) / (len(frame) + 2.0)
+    overall = (frame["_m"].sum() + 1.0) / (frame["_n"].sum() + 2.0)
     if wider:
         wm, wn = others(wider)
         overall = (wm + PRIOR * overall) / (wn + PRIOR)
     others_m, others_n = others(context)
     return (others_m + PRIOR * overall) / (others_n + PRIOR)
+
+
+def assess(d: pd.DataFrame, mark: pd.Series, context: list[str], wider: list[str] | None = None,
+           floor: pd.Series | None = None) -> pd.DataFrame:
+    """Per user, judged against colleagues (see judge). Users clearly out of line in a first pass
+    (less than one such user expected among all tested) leave the colleagues' yardstick in a second, so that two such users in one facility do not hide each
+    other. ``floor`` is a per-dispensing rate below which the expectation does not go."""
+    def once(yardstick):
+        rate = expected(d, mark, context, wider, yardstick)
+        return judge(d, mark, rate if floor is None else np.maximum(rate, floor))
+
+    first = once(None)
+    reported = tail(first)
+    reported = reported[reported["chance"] * tested(first) < 1.0]  # only the clear ones leave it
+    if reported.empty:
+        return first
+    who = pd.MultiIndex.from_frame(reported[USER])
+    return once(pd.Series(~pd.MultiIndex.from_frame(d[USER]).isin(who), index=d.index))
 
 
 def judge(d: pd.DataFrame, mark: pd.Series, rate: pd.Series) -> pd.DataFrame:

@@ -47,12 +47,10 @@ def detect(frames: Frames) -> list[Hit]:
     ctrl = d["controlled"]
     own = (d.assign(_q=(q & ~ctrl).astype(float), _u=(~ctrl).astype(float))
            .groupby(peers.USER)[["_q", "_u"]].transform("sum"))
-    own_rate = (own["_q"] + 1.0) / (own["_u"] + 2.0)  # Laplace: a user with no other work is not at 0
+    own_rate = own["_q"] / (own["_u"] + 1.0)  # a user with no uncontrolled work has no shift to show
     c = d[ctrl]
     mark = q[ctrl]
-    colleagues = peers.expected(c, mark, ["facility_code"], wider=["facility_kind"])
-    rate = np.maximum(colleagues, own_rate[ctrl])
-    u = peers.judge(c, mark, rate)
+    u = peers.assess(c, mark, ["facility_code"], wider=["facility_kind"], floor=own_rate[ctrl])
     n_tested = peers.tested(u)
     marked = c[mark.to_numpy()]
     hits = []

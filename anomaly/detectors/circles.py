@@ -30,7 +30,7 @@ def detect(frames: Frames) -> list[Hit]:
     none = (d["prescription_id"] == "") & (d["health_card_id"] != "")
     pair = d[none].groupby(peers.USER + ["health_card_id"])["entry_id"].transform("size")
     mark = none & (pair.reindex(d.index).fillna(0) >= 2)
-    u = peers.judge(d, mark, peers.expected(d, mark, ["facility_kind"]))
+    u = peers.assess(d, mark, ["facility_kind"])
     n_tested = peers.tested(u)
     marked = d[mark.to_numpy()]
     hits = []

@@ -27,7 +27,7 @@ def detect(frames: Frames) -> list[Hit]:
     mark = d["corrected_by"] != ""
     if not mark.any():
         return []
-    u = peers.judge(d, mark, peers.expected(d, mark, ["facility_code"], wider=["facility_kind"]))
+    u = peers.assess(d, mark, ["facility_code"], wider=["facility_kind"])
     n_tested = peers.tested(u)
     marked = d[mark.to_numpy()]
     hits = []

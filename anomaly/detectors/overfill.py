@@ -47,7 +47,7 @@ def detect(frames: Frames) -> list[Hit]:
     # all over-fills in this ledger (their median ratio).
     typical = float(d.loc[over, "ratio"].median()) if over.any() else 1.0
     mark = over & (d["ratio"] > usual + 1e-9) & (d["ratio"] >= typical - 1e-9)
-    u = peers.judge(d, mark, peers.expected(d, mark, context))
+    u = peers.assess(d, mark, context)
     n_tested = peers.tested(u)
     d = d.assign(_mark=mark.to_numpy())
     hits = []

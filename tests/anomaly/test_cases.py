@@ -175,3 +175,32 @@ def test_without_verdicts_of_both_kinds_the_unsupervised_ranking_stands(scanned_
     precision = detector_precision(session)
     assert all(f.rank_score == pytest.approx(f.score * max(precision.get(d, (0.7,))[0] for d in f.detectors.split(",")),
                                              abs=1e-6) for f in flags)
+
+
+def test_a_user_corrected_far_more_than_colleagues_is_a_case(session):
+    stocked(session, quantity=5000)
+    moves = []
+    for day in range(2, 20):
+        for k, user in enumerate(("u1", "u2", "u3")):
+            moves.append(entry("dispense", 5, prescription_id="RX1", recorded_by=user, at=at(day, 9 + k)))
+    for day in (4, 8, 12):  # u9 keys ten times the quantity, then "corrects" it
+        moves += [entry("dispense", 50, prescription_id="RX1", recorded_by="u9", at=at(day, 14), entry_id=f"K{day}"),
+                  entry("adjustment", 45, recorded_by="u9", at=at(day, 15), entry_id=f"J{day}")]
+    post_all(session, *moves)
+    [hit] = run(session, "corrected")
+    assert hit.subject_id == "u9" and hit.details["marked"] == 3
+    assert {"K4", "J4", "K8", "J8"} <= set(hit.entry_ids)
+
+
+def test_two_users_out_of_hours_at_one_facility_do_not_hide_each_other(session):
+    stocked(session, facility="HC2", quantity=50000)
+    moves = []
+    for day in range(2, 28):  # a day clinic: 8:00 to 16:00, some 1,000 dispensings in the month
+        for k, user in enumerate(("u1", "u2", "u3", "u8", "u9")):
+            moves += [entry("dispense", 5, facility="HC2", prescription_id=None, recorded_by=user,
+                            at=at(day, 8 + h, 10 * k)) for h in range(8)]
+    for day in (3, 7, 11, 15, 19, 23):
+        moves += [entry("dispense", 10, facility="HC2", recorded_by="u8", at=at(day, 2)),
+                  entry("dispense", 10, facility="HC2", recorded_by="u9", at=at(day, 3))]
+    post_all(session, *moves)
+    assert {h.subject_id for h in run(session, "afterhours")} == {"u8", "u9"}
