@@ -12,9 +12,13 @@ so no threshold of one data set decides what is flagged first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 from scipy.special import pdtrc
+
+from anomaly.hits import Hit
 
 USER = ["facility_code", "recorded_by"]
 PRIOR = 20.0
@@ -84,3 +88,28 @@ def tail(u: pd.DataFrame) -> pd.DataFrame:
 
 def tested(u: pd.DataFrame) -> int:
     return int((u["n"] > 0).sum())
+
+
+EVIDENCE_CAP = 8
+"""Entries a user's case cites: their strongest marked dispensings."""
+
+
+def population(frames) -> int:
+    """Users who dispensed: what a detector of this module's kind looks at (anomaly.cases)."""
+    return int(len(frames.dispenses[USER].drop_duplicates()))
+
+
+def reported(u: pd.DataFrame, marked: pd.DataFrame) -> Iterator[tuple]:
+    """Each reported user (a row of ``u``) with their marked dispensings."""
+    mine = dict(iter(marked.groupby(USER, sort=False)))
+    for row in tail(u).itertuples():
+        yield row, mine.get((row.facility_code, row.recorded_by), marked.iloc[:0])
+
+
+def user_hit(detector: str, row, cited, reason: str, tests: int, **details) -> Hit:
+    """A user's case: their chance, what was expected and the evidence, in one shape for every
+    population detector."""
+    return Hit(detector, "user", row.recorded_by, row.facility_code, tuple(cited)[:EVIDENCE_CAP],
+               float(1 - row.chance), reason,
+               {"p": float(row.chance), "tests": tests, "marked": int(row.marked),
+                "expected": round(float(row.expected), 3), **details})

@@ -12,7 +12,6 @@ night shift is a rota, not a sign) (anomaly.peers).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from anomaly import peers
@@ -21,13 +20,11 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, amount, plural
 
 NAME = "afterhours"
-EVIDENCE_CAP = 8
 QUIET_SHARE = 0.25
 """A quiet hour holds less than this fraction of 1/168 of the colleagues' dispensings."""
 
 
-def population(frames: Frames) -> int:
-    return int(len(frames.dispenses[peers.USER].drop_duplicates()))
+population = peers.population
 
 
 def quiet(d: pd.DataFrame) -> pd.Series:
@@ -52,10 +49,8 @@ def detect(frames: Frames) -> list[Hit]:
     mark = q[ctrl]
     u = peers.assess(c, mark, ["facility_code"], wider=["facility_kind"], floor=own_rate[ctrl])
     n_tested = peers.tested(u)
-    marked = c[mark.to_numpy()]
     hits = []
-    for row in peers.tail(u).itertuples():
-        mine = marked[(marked["facility_code"] == row.facility_code) & (marked["recorded_by"] == row.recorded_by)]
+    for row, mine in peers.reported(u, c[mark.to_numpy()]):
         mine = mine.sort_values(["quantity", "seq"], ascending=[False, True])
         top = mine.iloc[0]
         reason = (f"{row.recorded_by} at {row.facility_code} dispensed controlled items "
@@ -63,8 +58,5 @@ def detect(frames: Frames) -> list[Hit]:
                   f"where colleagues' rate and their own other work predict {row.expected:.1f} "
                   f"(chance {row.chance:.1e}); the largest: {amount(top.quantity, top.unit)} of {top.item_name} "
                   f"{_when(top)}.")
-        hits.append(Hit(NAME, "user", row.recorded_by, row.facility_code, tuple(mine["entry_id"].head(EVIDENCE_CAP)),
-                        float(1 - row.chance), reason,
-                        {"p": float(row.chance), "tests": n_tested, "marked": int(row.marked),
-                         "controlled": int(row.n), "expected": round(float(row.expected), 3)}))
+        hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, controlled=int(row.n)))
     return hits

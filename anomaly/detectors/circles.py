@@ -15,11 +15,9 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, plural
 
 NAME = "circles"
-EVIDENCE_CAP = 8
 
 
-def population(frames: Frames) -> int:
-    return int(len(frames.dispenses[peers.USER].drop_duplicates()))
+population = peers.population
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -32,10 +30,8 @@ def detect(frames: Frames) -> list[Hit]:
     mark = none & (pair.reindex(d.index).fillna(0) >= 2)
     u = peers.assess(d, mark, ["facility_kind"])
     n_tested = peers.tested(u)
-    marked = d[mark.to_numpy()]
     hits = []
-    for row in peers.tail(u).itertuples():
-        mine = marked[(marked["facility_code"] == row.facility_code) & (marked["recorded_by"] == row.recorded_by)]
+    for row, mine in peers.reported(u, d[mark.to_numpy()]):
         per_patient = mine.groupby("health_card_id").size().sort_values(ascending=False)
         mine = mine.assign(_n=mine["health_card_id"].map(per_patient)).sort_values(["_n", "seq"], ascending=[False, True])
         items = ", ".join(sorted(set(mine["item_name"])))
@@ -43,8 +39,5 @@ def detect(frames: Frames) -> list[Hit]:
                   f"{plural(int(row.marked), 'time')} to {plural(len(per_patient), 'patient')} served so more than "
                   f"once ({items}), where colleagues at facilities of the same kind predict {row.expected:.1f} "
                   f"(chance {row.chance:.1e}).")
-        hits.append(Hit(NAME, "user", row.recorded_by, row.facility_code, tuple(mine["entry_id"].head(EVIDENCE_CAP)),
-                        float(1 - row.chance), reason,
-                        {"p": float(row.chance), "tests": n_tested, "marked": int(row.marked),
-                         "patients": int(len(per_patient)), "expected": round(float(row.expected), 3)}))
+        hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, patients=int(len(per_patient))))
     return hits

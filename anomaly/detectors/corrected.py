@@ -14,11 +14,9 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, plural
 
 NAME = "corrected"
-EVIDENCE_CAP = 8
 
 
-def population(frames: Frames) -> int:
-    return int(len(frames.dispenses[peers.USER].drop_duplicates()))
+population = peers.population
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -29,20 +27,13 @@ def detect(frames: Frames) -> list[Hit]:
         return []
     u = peers.assess(d, mark, ["facility_code"], wider=["facility_kind"])
     n_tested = peers.tested(u)
-    marked = d[mark.to_numpy()]
     hits = []
-    for row in peers.tail(u).itertuples():
-        mine = marked[(marked["facility_code"] == row.facility_code) & (marked["recorded_by"] == row.recorded_by)]
+    for row, mine in peers.reported(u, d[mark.to_numpy()]):
         mine = mine.assign(_c=mine["keyed_quantity"] - mine["quantity"]).sort_values(["_c", "seq"],
                                                                                     ascending=[False, True])
-        cited = []
-        for eid, fix in zip(mine["entry_id"], mine["corrected_by"]):
-            cited += [eid, fix]
+        cited = [e for pair in zip(mine["entry_id"], mine["corrected_by"]) for e in pair]
         reason = (f"{row.recorded_by} at {row.facility_code} had {plural(int(row.marked), 'dispensing')} of "
                   f"{int(row.n)} corrected afterwards by an adjustment, where colleagues' rate predicts "
                   f"{row.expected:.1f} (chance {row.chance:.1e}).")
-        hits.append(Hit(NAME, "user", row.recorded_by, row.facility_code, tuple(cited[:EVIDENCE_CAP]),
-                        float(1 - row.chance), reason,
-                        {"p": float(row.chance), "tests": n_tested, "marked": int(row.marked),
-                         "dispensings": int(row.n), "expected": round(float(row.expected), 3)}))
+        hits.append(peers.user_hit(NAME, row, cited, reason, n_tested, dispensings=int(row.n)))
     return hits

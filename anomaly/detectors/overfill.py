@@ -18,12 +18,10 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, amount, plural, qty
 
 NAME = "overfill"
-EVIDENCE_CAP = 8
 QUANTILE = 0.95
 
 
-def population(frames: Frames) -> int:
-    return int(len(frames.dispenses[peers.USER].drop_duplicates()))
+population = peers.population
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -49,10 +47,8 @@ def detect(frames: Frames) -> list[Hit]:
     mark = over & (d["ratio"] > usual + 1e-9) & (d["ratio"] >= typical - 1e-9)
     u = peers.assess(d, mark, context)
     n_tested = peers.tested(u)
-    d = d.assign(_mark=mark.to_numpy())
     hits = []
-    for row in peers.tail(u).itertuples():
-        mine = d[(d["facility_code"] == row.facility_code) & (d["recorded_by"] == row.recorded_by) & d["_mark"]]
+    for row, mine in peers.reported(u, d[mark.to_numpy()]):
         mine = mine.sort_values(["ratio", "seq"], ascending=[False, True])
         top = mine.iloc[0]
         reason = (f"{row.recorded_by} at {row.facility_code} filled {plural(int(row.marked), 'prescription')} "
@@ -60,8 +56,5 @@ def detect(frames: Frames) -> list[Hit]:
                   f"where their rate predicts {row.expected:.1f} (chance {row.chance:.1e}); the largest: "
                   f"{amount(top.quantity, top.unit)} of {top.item_name} on prescription {top.prescription_id} for "
                   f"{qty(top.prescribed)} ({top.ratio:.1f}x) {_when(top)}.")
-        hits.append(Hit(NAME, "user", row.recorded_by, row.facility_code, tuple(mine["entry_id"].head(EVIDENCE_CAP)),
-                        float(1 - row.chance), reason,
-                        {"p": float(row.chance), "tests": n_tested, "marked": int(row.marked),
-                         "dispensings": int(row.n), "expected": round(float(row.expected), 3)}))
+        hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, dispensings=int(row.n)))
     return hits
