@@ -22,6 +22,7 @@ ALL = (
     "writeoffs",          # losses written off far from expiry
     "transfers",          # transfers that never arrive, or arrive short
     "consumption",        # facility-item consumption against own history and peers
+    "sustained",          # facility-item dispensing per patient raised for months against its own history
     "users",              # a user's dispensing against colleagues
     "overfill",           # a user filling beyond colleagues for the same item and prescribed quantity
     "circles",            # a user giving controlled items without prescription to a few repeat patients

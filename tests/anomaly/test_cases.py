@@ -204,3 +204,39 @@ def test_two_users_out_of_hours_at_one_facility_do_not_hide_each_other(session):
                   entry("dispense", 10, facility="HC2", recorded_by="u9", at=at(day, 3))]
     post_all(session, *moves)
     assert {h.subject_id for h in run(session, "afterhours")} == {"u8", "u9"}
+
+
+def _clinic_months(session, raised: dict[str, dict[int, int]]):
+    """Three health centres in one region dispensing GLOVE over eight months: each month 40 patients
+    served and ``raised[facility][month]`` (default 10) dispensings of GLOVE among them."""
+    for code in ("HC3", "HC4"):
+        add_facility(session, code, f"Health Centre {code}", "Tripoli", "health_center", parent_code="WH-C")
+    for i in range(40):
+        add_patient(session, f"LY20000000{i:02d}", 1980, "F", "H1")
+    session.commit()
+    moves = []
+    for code in ("HC2", "HC3", "HC4"):
+        moves.append(entry("receipt", 100000, facility=code, item="GLOVE", at=at(1, 8, month=1)))
+        moves.append(entry("receipt", 100000, facility=code, item="INSG", at=at(1, 8, month=1)))
+        for month in range(1, 9):
+            glove = raised.get(code, {}).get(month, 10)
+            for i in range(40):
+                item = "GLOVE" if i < glove else "INSG"
+                moves.append(entry("dispense", 2, facility=code, item=item, prescription_id=None,
+                                   health_card_id=f"LY20000000{i:02d}", at=at(2 + i % 25, 10, month=month)))
+    post_all(session, *moves)
+
+
+def test_months_of_raised_dispensing_at_one_facility_are_a_case(session):
+    stocked(session)
+    _clinic_months(session, {"HC3": {5: 22, 6: 24, 7: 22}})
+    hits = run(session, "sustained")
+    assert [h.subject_id for h in hits] == ["HC3:GLOVE"]
+    assert hits[0].details["months"][0] in ("2026-05", "2026-04") and hits[0].details["p"] < 1e-4
+
+
+def test_an_outbreak_across_the_region_is_not_a_local_case(session):
+    stocked(session)
+    wave = {5: 22, 6: 24, 7: 22}
+    _clinic_months(session, {"HC2": wave, "HC3": wave, "HC4": wave})
+    assert run(session, "sustained") == []
