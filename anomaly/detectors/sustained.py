@@ -23,8 +23,9 @@ from anomaly.hits import Hit, plural
 
 NAME = "sustained"
 WINDOWS = (2, 3, 4)
-MIN_OTHER_MONTHS = 4
-"""Months outside a run needed to know the facility's usual rate."""
+MIN_OTHER_MONTHS = 6
+"""Months outside a run needed to know the facility's usual rate: half a year, so a ledger of a few
+months (no history to speak of) is left to the month-by-month consumption detector."""
 MAX_CHANCE = 0.01
 PRIOR = 1.0
 """Dispensings added to a facility's other months, so an item it rarely gives is not expected at zero."""

@@ -207,7 +207,7 @@ def test_two_users_out_of_hours_at_one_facility_do_not_hide_each_other(session):
 
 
 def _clinic_months(session, raised: dict[str, dict[int, int]]):
-    """Three health centres in one region dispensing GLOVE over eight months: each month 40 patients
+    """Three health centres in one region dispensing GLOVE over ten months: each month 40 patients
     served and ``raised[facility][month]`` (default 10) dispensings of GLOVE among them."""
     for code in ("HC3", "HC4"):
         add_facility(session, code, f"Health Centre {code}", "Tripoli", "health_center", parent_code="WH-C")
@@ -218,7 +218,7 @@ def _clinic_months(session, raised: dict[str, dict[int, int]]):
     for code in ("HC2", "HC3", "HC4"):
         moves.append(entry("receipt", 100000, facility=code, item="GLOVE", at=at(1, 8, month=1)))
         moves.append(entry("receipt", 100000, facility=code, item="INSG", at=at(1, 8, month=1)))
-        for month in range(1, 9):
+        for month in range(1, 11):
             glove = raised.get(code, {}).get(month, 10)
             for i in range(40):
                 item = "GLOVE" if i < glove else "INSG"
