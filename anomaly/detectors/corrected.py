@@ -14,6 +14,8 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, plural
 
 NAME = "corrected"
+MIN_CORRECTED = 3
+"""Corrections below which a user is not judged: two keying errors in a year happen to anyone."""
 
 
 population = peers.population
@@ -28,6 +30,7 @@ def detect(frames: Frames) -> list[Hit]:
     u = peers.assess(d, mark, ["facility_code"], wider=["facility_kind"])
     n_tested = peers.tested(u)
     hits = []
+    u = u[u["marked"] >= MIN_CORRECTED]
     for row, mine in peers.reported(u, d[mark.to_numpy()]):
         mine = mine.assign(_c=mine["keyed_quantity"] - mine["quantity"]).sort_values(["_c", "seq"],
                                                                                     ascending=[False, True])
