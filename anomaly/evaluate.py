@@ -35,6 +35,7 @@ from stock.importer import import_dataset
 from stock.models import LedgerEntry
 
 BUDGET_PER_INCIDENT = 2
+FALSE_ALARMS_SHOWN = 5
 DAWA = "Dawa"
 
 Progress = Callable[[str, int, int], None]
@@ -69,10 +70,14 @@ class Truth:
             raise NoGroundTruth(f"{path} not found: evaluation needs a data set with its ground truth")
         with path.open(encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = {"incident_id", "scenario", "entry_id"} - set(reader.fieldnames or ())
+            columns = set(reader.fieldnames or ())
+            # One row per evidence entry (entry_id), or one per incident with its entries (entry_ids).
+            ids = "entry_id" if "entry_id" in columns else "entry_ids" if "entry_ids" in columns else "entry_id"
+            missing = {"incident_id", "scenario", ids} - columns
             if missing:
                 raise NoGroundTruth(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
-            truth = cls.from_rows((r["incident_id"], r["scenario"], r["entry_id"]) for r in reader)
+            truth = cls.from_rows((r["incident_id"], r["scenario"], e.strip()) for r in reader
+                                  for e in r[ids].split(";") if e.strip())
         if not truth.scenario_of:
             raise NoGroundTruth(f"{path} names no incident")
         return truth
@@ -172,6 +177,12 @@ class Evaluation:
     dawa: Measures
     baselines: dict[str, Measures]
     seconds: dict[str, float]
+    review: tuple[Measures, ...] = ()
+    """The queue after each simulated review round (see review_rounds)."""
+    found_by: dict[str, str] = field(default_factory=dict)
+    """Incident -> the rank, detectors and subject of the first flag that reveals it."""
+    false_alarms: tuple[str, ...] = ()
+    """The highest-ranked flags that reveal no incident: what buries the incidents."""
 
     @property
     def best_baseline(self) -> tuple[str, Measures]:
@@ -187,7 +198,8 @@ class Evaluation:
         return self.dawa.average_precision / best
 
 
-def evaluate(dataset_dir: Path, *, workdir: Path | None = None, progress: Progress | None = None) -> Evaluation:
+def evaluate(dataset_dir: Path, *, workdir: Path | None = None, progress: Progress | None = None,
+             truth: Path | None = None) -> Evaluation:
     """Import ``dataset_dir`` into a scratch SQLite database, scan it, and score Dawa and the
     baselines against its truth.csv.
 
@@ -196,13 +208,13 @@ def evaluate(dataset_dir: Path, *, workdir: Path | None = None, progress: Progre
     """
     dataset_dir = Path(dataset_dir)
     progress = progress or (lambda phase, done, total: None)
-    truth = Truth.from_csv(dataset_dir / "truth.csv")
+    truth_rows = Truth.from_csv(Path(truth) if truth is not None else dataset_dir / "truth.csv")
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="dawa-evaluate-") as tmp:
-            return _evaluate(dataset_dir, Path(tmp), truth, progress)
+            return _evaluate(dataset_dir, Path(tmp), truth_rows, progress)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    return _evaluate(dataset_dir, workdir, truth, progress)
+    return _evaluate(dataset_dir, workdir, truth_rows, progress)
 
 
 def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress) -> Evaluation:
@@ -223,9 +235,20 @@ def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress)
             report = scan.run(s, force=True, progress=progress)
             s.commit()
             seconds["scan"] = time.perf_counter() - t
-            ranking = [tuple(r.entry_ids.split(";")) if r.entry_ids else () for r in query(s)]
-        budget = BUDGET_PER_INCIDENT * len(truth.scenario_of)
-        dawa = measure(ranking, truth, budget)
+            rows = query(s)
+            ranking = [tuple(r.entry_ids.split(";")) if r.entry_ids else () for r in rows]
+            budget = BUDGET_PER_INCIDENT * len(truth.scenario_of)
+            dawa = measure(ranking, truth, budget)
+            found_by = {i: f"#{rank} {rows[rank - 1].detector} ({rows[rank - 1].subject} "
+                           f"{rows[rank - 1].subject_id}, score {rows[rank - 1].score:.3f})"
+                        for i, rank in dawa.first_found.items()}
+            false_alarms = tuple(f"#{n} {r.detector} | score {r.score:.3f} | {r.facility_code} | {r.reason[:180]}"
+                                 for n, (r, ev) in enumerate(zip(rows, ranking), start=1)
+                                 if not truth.revealed(ev))[:FALSE_ALARMS_SHOWN]
+            t = time.perf_counter()
+            rounds = review_rounds(s, truth, budget, REVIEW_ROUNDS)
+            s.commit()
+            seconds["review"] = time.perf_counter() - t
         scored: dict[str, Measures] = {}
         with session_factory(engine, read_only=True)() as s:
             t = time.perf_counter()
@@ -240,7 +263,42 @@ def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress)
     detectors = tuple(k for k in report.seconds if k not in ("features", "persist"))
     return Evaluation(dataset=dataset_dir, entries=imported.entries_added + imported.entries_already_present,
                       incidents=truth.incidents_per_scenario, budget=budget, detectors=detectors,
-                      dawa=dawa, baselines=scored, seconds=seconds)
+                      dawa=dawa, baselines=scored, seconds=seconds, review=tuple(rounds), found_by=found_by,
+                      false_alarms=false_alarms)
+
+
+REVIEW_ROUNDS = 2
+AUDITOR = "evaluation"
+
+
+def review_rounds(session, truth: Truth, budget: int, rounds: int) -> list[Measures]:
+    """Simulate auditors at work: each round they review the top ``budget`` open flags, confirm
+    those that point to an incident and dismiss the rest (the verdicts come from the truth), and
+    the ranking learns from the verdicts (anomaly.flags.rerank). After each round the queue they
+    see is scored: the confirmed cases in the order they were found, then the open flags in their
+    new order (dismissed ones are gone)."""
+    from datetime import datetime, timezone
+
+    from anomaly.flags import rerank
+    from anomaly.models import Flag, Verdict
+
+    confirmed: list[tuple[str, ...]] = []
+    out = []
+    now = datetime.now(timezone.utc)
+    for _ in range(rounds):
+        queue = query(session, status="open")
+        for row in queue[:budget]:
+            evidence = tuple(row.entry_ids.split(";")) if row.entry_ids else ()
+            verdict = "confirmed" if truth.revealed(evidence) else "dismissed"
+            session.add(Verdict(flag_id=row.flag_id, verdict=verdict, comment=None, decided_by=AUDITOR,
+                                decided_at=now))
+            session.get(Flag, row.flag_id).status = verdict
+            if verdict == "confirmed":
+                confirmed.append(evidence)
+        rerank(session)
+        reordered = [tuple(r.entry_ids.split(";")) if r.entry_ids else () for r in query(session, status="open")]
+        out.append(measure(confirmed + reordered, truth, budget))
+    return out
 
 
 def _check_truth_in_ledger(session, truth: Truth, dataset_dir: Path) -> None:
@@ -299,6 +357,10 @@ def format_report(evaluation: Evaluation) -> str:
         "",
         f"average precision, Dawa / better baseline ({best_name}, {best.average_precision:.2f}): {shown}",
     ]
+    if ev.review:
+        lines.append("after simulated review rounds (top budget reviewed, verdicts from the truth, re-ranked): "
+                     + ", ".join(f"round {i}: AP {m.average_precision:.2f}, recall at budget {m.recall_at_budget:.2f}"
+                                 for i, m in enumerate(ev.review, start=1)))
     missed = ev.dawa.missed()
     if missed:
         lines.append(f"incidents Dawa missed within the budget: {', '.join(missed)}")

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
+from anomaly import corrections
 from stock.models import UTCDateTime
 from stock.settings import Detection, get_settings
 
@@ -113,6 +114,7 @@ def build(session: Session, settings: Detection | None = None, *, since: datetim
     # No patient (not a dispense) counts as registered: only dispenses are judged on it.
     e["patient_registered"] = e["patient_registered"].astype("boolean").fillna(True).astype(bool)
     e["reversed"] = e["entry_id"].isin(set(e.loc[e["reverses"] != "", "reverses"]))
+    corrections.net(e, rx)
     _local_times(e, get_settings().default_timezone)
     return Frames(e, rx, settings)
 

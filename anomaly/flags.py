@@ -2,8 +2,9 @@
 
 Hits with the same subject and evidence merge into one flag (strongest score, every reason).
 Flag ids come from the evidence, so a re-scan updates flags instead of duplicating them, and a
-flag an auditor dismissed stays dismissed for the same evidence. Each detector's precision,
-measured from verdicts, weighs its flags in the ranking.
+flag an auditor dismissed stays dismissed for the same evidence. Verdicts re-rank the open flags:
+through a model trained on them (anomaly.rerank) once there are enough, before that through each
+detector's measured precision.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from anomaly import cases
+from anomaly import rerank as rerank_model
 from anomaly.hits import Hit
 from anomaly.models import VERDICTS, Flag, FlagEvidence, FlagHit, Scan, Verdict
 from stock.errors import DawaError, InvalidEntry
@@ -48,8 +51,25 @@ class MergedFlag:
     hits: list[Hit]
 
     @property
+    def surprise(self) -> float | None:
+        """Combined surprise of the case's detectors (anomaly.cases), or None for findings that
+        carry none (monthly reports, hand-made hits)."""
+        found = [h.details.get("surprise") for h in self.hits if isinstance(h.details, dict)]
+        if not found or any(x is None for x in found):
+            return None
+        return cases.combine(found)
+
+    @property
     def score(self) -> float:
-        return max(h.score for h in self.hits)
+        surprise = self.surprise
+        return cases.to_score(surprise) if surprise is not None else max(h.score for h in self.hits)
+
+    @property
+    def strength(self) -> float:
+        """The strongest detector's own score: how serious the finding is on its face, whatever
+        the ledger around it (the severity shown to auditors)."""
+        return max(float(h.details.get("strength", h.score)) if isinstance(h.details, dict) else h.score
+                   for h in self.hits)
 
     @property
     def reason(self) -> str:
@@ -140,7 +160,7 @@ def persist(session: Session, hits: list[Hit], scan: Scan, settings: Detection, 
             session.add_all(FlagEvidence(flag_id=m.flag_id, entry_id=e) for e in sorted(added))
         flag.score = round(m.score, 6)
         flag.rank_score = round(m.score * weight, 6)
-        flag.severity = severity(m.score, settings)
+        flag.severity = severity(m.strength, settings)
         flag.detectors = m.detectors
         flag.reason = m.reason
         flag.updated_at = now
@@ -148,14 +168,20 @@ def persist(session: Session, hits: list[Hit], scan: Scan, settings: Detection, 
         session.add_all(FlagHit(flag_id=m.flag_id, detector=h.detector, score=round(h.score, 6),
                                 reason=h.reason, details=h.details, scan_id=scan.id) for h in m.hits)
     session.flush()
+    if merged:
+        rerank(session)
     return result
 
 
 def rerank(session: Session) -> None:
-    """Recompute every flag's rank from current detector precision (after verdicts change it)."""
-    precision = detector_precision(session)
+    """Recompute every flag's rank after verdicts change: from the re-ranker trained on them
+    (anomaly.rerank) once there are enough of both kinds, else from detector precision."""
+    session.flush()
+    learned = rerank_model.learned_ranks(session)
+    precision = detector_precision(session) if learned is None else {}
     for flag in session.scalars(select(Flag)):
-        flag.rank_score = round(flag.score * _weight(flag.detectors, precision), 6)
+        flag.rank_score = (learned[flag.flag_id] if learned is not None
+                           else round(flag.score * _weight(flag.detectors, precision), 6))
     session.flush()
 
 

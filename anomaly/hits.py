@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 class Hit:
     """One detector's finding.
 
-    ``score`` is calibrated to 0..1 the same way for every detector: roughly the confidence that
-    an auditor who looks at the evidence will find it unjustified. ``reason`` is one sentence
-    with the numbers that matter; ``details`` keeps those numbers for the flag page.
+    ``score`` is the detector's own strength, 0..1: how far past its threshold the finding is (a
+    population detector gives 1 - its chance, and that chance in ``details["p"]``). What it means
+    in the ledger being scanned is decided by anomaly.cases, which turns it into a surprise among
+    the detector's findings and peers. ``reason`` is one sentence with the numbers that matter;
+    ``details`` keeps those numbers for the flag page.
     """
 
     detector: str

@@ -17,7 +17,7 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from anomaly import detectors, features
+from anomaly import cases, detectors, features
 from anomaly import reports as report_detection
 from anomaly.flags import persist
 from anomaly.hits import Hit
@@ -80,6 +80,9 @@ def run(session: Session, *, now: datetime | None = None, settings: Detection | 
         timings[name] = time.perf_counter() - t
         hits.extend(found)
     progress("detecting", len(names), len(names))
+    t = time.perf_counter()
+    hits = cases.assemble(hits, frames) if len(frames.entries) else []
+    timings["cases"] = time.perf_counter() - t
     t = time.perf_counter()
     hits.extend(report_detection.scan_hits(session, settings, only))  # monthly stock reports, when any
     timings["reports"] = time.perf_counter() - t

@@ -260,8 +260,11 @@ def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
 def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with its truth.csv")],
              workdir: Annotated[Optional[Path], typer.Option(
                  help="Keep the scratch database here (default: a temporary folder)")] = None,
+             truth: Annotated[Optional[Path], typer.Option(
+                 help="Ground truth file (default: truth.csv in the data set folder)")] = None,
              quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
-    """Measure detection against a data set's ground truth, beside naive baselines."""
+    """Measure detection against a data set's ground truth, beside naive baselines, then simulate
+    two review rounds (verdicts from the truth re-rank the flags)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from anomaly.evaluate import evaluate as run_evaluation
@@ -278,7 +281,7 @@ def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with 
             bar.update(tasks[phase], completed=done, total=total or None)
 
         try:
-            evaluation = run_evaluation(dataset, workdir=workdir, progress=progress)
+            evaluation = run_evaluation(dataset, workdir=workdir, progress=progress, truth=truth)
         except ImportFailed as exc:
             bar.stop()
             for problem in exc.problems:

@@ -22,7 +22,12 @@ ALL = (
     "writeoffs",          # losses written off far from expiry
     "transfers",          # transfers that never arrive, or arrive short
     "consumption",        # facility-item consumption against own history and peers
+    "sustained",          # facility-item dispensing per patient raised for months against its own history
     "users",              # a user's dispensing against colleagues
+    "overfill",           # a user filling beyond colleagues for the same item and prescribed quantity
+    "circles",            # a user giving controlled items without prescription to a few repeat patients
+    "afterhours",         # a user's controlled dispensing in hours the facility rarely works
+    "corrected",          # a user whose dispensings are corrected far more than colleagues'
     "isolation",          # learned: IsolationForest on per-dispense features
 )
 

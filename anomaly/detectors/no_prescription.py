@@ -13,6 +13,11 @@ from anomaly.hits import Hit, amount
 NAME = "no_prescription"
 
 
+def population(frames: Frames) -> int:
+    """Controlled dispensings: what this rule looks at."""
+    return int(frames.dispenses["controlled"].sum())
+
+
 def detect(frames: Frames) -> list[Hit]:
     d = frames.dispenses
     d = d[d["controlled"]]

@@ -1,165 +1,185 @@
-"""Transfers that never arrive, or arrive short with nothing recorded to explain it.
+"""Transfers reconciled as flows: stock sent down a route that never reached the other end.
 
 Stock in transit is between two books: the sender has written it off, the receiver has not yet
-taken it on. A waybill that is never received, or received short with no breakage recorded at
-the receiving end, is stock that vanished on the road (or was skimmed at either end). Legs are
-paired as stock.transfers pairs them (by waybill where both carry it, otherwise by route, item,
-lot and the earliest arrival, preferring the same quantity), here on whole frames so a national
-ledger pairs in seconds. A transfer sent less than ``transfer_receipt_days`` before the scan's
-``as_of`` is still on the road and is not judged.
+taken it on. Legs are not paired one to one (a delivery comes in two trips, two shipments arrive
+as one, a waybill number is often missing); instead, per route, item and lot, what was sent is set
+against what arrived, over time. Each arrival fills the shipments still open on its route, oldest
+first among those sent within the route's transit allowance, then the overdue ones, newest first
+(a late delivery of a past shipment); what the receiver writes off on arrival (a loss of that lot
+within LOSS_DAYS of an arrival) fills them too, and so does what the sender adds back to its own
+shelf by an adjustment soon after (it recorded more than it shipped). Whatever is still open once a shipment has been on
+the road longer than the route's allowance is missing.
+
+The allowance adapts to the ledger: TRANSIT_FACTOR times the route's median time from dispatch to
+the next arrival (the network's median for a route with fewer than MIN_LEGS shipments), and never
+less than ``transfer_receipt_days``. Stock sent within the allowance before the end of the data is
+still in transit and not judged. One flag per route and item cites the open shipments and the
+arrivals that reached them.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
+import numpy as np
 import pandas as pd
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, qty, squash
+from anomaly.hits import Hit, amount, plural, qty
 
 NAME = "transfers"
 
 LOSS_DAYS = 3
-"""Losses the receiver records within this many days of the arrival (breakage found on
-unpacking) explain a short delivery."""
-
-_LEG = ["seq", "entry_id", "facility_code", "counterparty", "item_code", "lot_number", "quantity",
-        "occurred_at", "document_number"]
-
-
+"""Losses the receiver records within this many days of an arrival (breakage found on unpacking)
+account for stock that reached it."""
+TRANSIT_FACTOR = 4.0
+MIN_LEGS = 3
+EVIDENCE_CAP = 8
 _ROUTE = ["src", "dst", "item_code", "lot_number"]
 
 
-def _legs(frames: Frames, kind: str) -> pd.DataFrame:
-    legs = frames.of_kind(kind)
-    return legs.sort_values(["occurred_at", "seq"]).reset_index(drop=True)
+def _events(frames: Frames) -> pd.DataFrame:
+    live = frames.live
+    outs = live[live["kind"] == "transfer_out"]
+    ins = live[live["kind"] == "transfer_in"]
+    ev = pd.concat([
+        outs.assign(src=outs["facility_code"], dst=outs["counterparty"], leg="out"),
+        ins.assign(src=ins["counterparty"], dst=ins["facility_code"], leg="in"),
+    ])[_ROUTE + ["leg", "seq", "entry_id", "quantity", "occurred_at"]]
+    routes = ev[ev["leg"] == "out"][["dst", "item_code", "lot_number"]].drop_duplicates()
+    loss = live[live["kind"] == "loss"].rename(columns={"facility_code": "dst"})
+    loss = loss.merge(routes, on=["dst", "item_code", "lot_number"])
+    if len(loss):
+        arrivals = ev[ev["leg"] == "in"][_ROUTE + ["occurred_at"]].rename(columns={"occurred_at": "arrived"})
+        near = loss.merge(arrivals, on=["dst", "item_code", "lot_number"])
+        gap = near["occurred_at"] - near["arrived"]
+        near = near[(gap >= pd.Timedelta(0)) & (gap <= pd.Timedelta(days=LOSS_DAYS))]
+        near = near.sort_values("arrived").drop_duplicates("seq", keep="last")
+        ev = pd.concat([ev, near.assign(leg="loss")[_ROUTE + ["leg", "seq", "entry_id", "quantity", "occurred_at"]]])
+    return ev.sort_values(["occurred_at", "seq"]).reset_index(drop=True)
 
 
-def match(outs: pd.DataFrame, ins: pd.DataFrame) -> pd.DataFrame:
-    """Pair transfer_out legs with transfer_in legs; one row per out, in-leg columns suffixed
-    ``_in`` (empty when it found no arrival).
+def _allowance(ev: pd.DataFrame, floor_days: float) -> dict[tuple, pd.Timedelta]:
+    """Per route (src, dst, item): TRANSIT_FACTOR times its median dispatch-to-next-arrival time."""
+    outs, ins = ev[ev["leg"] == "out"], ev[ev["leg"] == "in"]
+    if outs.empty or ins.empty:
+        return {}
+    nxt = pd.merge_asof(outs.sort_values("occurred_at"), ins[_ROUTE + ["occurred_at"]].rename(
+        columns={"occurred_at": "arrived"}).sort_values("arrived"), left_on="occurred_at", right_on="arrived",
+        by=_ROUTE, direction="forward")
+    lag = (nxt["arrived"] - nxt["occurred_at"]).dt.total_seconds() / 86400.0
+    nxt = nxt.assign(lag=lag).dropna(subset=["lag"])
+    overall = float(nxt["lag"].median()) if len(nxt) else 0.0
+    per = nxt.groupby(["src", "dst", "item_code"])["lag"].agg(["median", "size"])
+    out = {}
+    for key, row in per.iterrows():
+        usual = row["median"] if row["size"] >= MIN_LEGS else overall
+        out[key] = pd.Timedelta(days=max(floor_days, TRANSIT_FACTOR * usual))
+    return out
 
-    The same pairs as stock.transfers.match_transfers, which walks the outs in time order: first
-    the n-th out of a waybill line takes the n-th arrival of that line; then each remaining out
-    takes the earliest unused arrival on its route of the same quantity, else the earliest. That
-    greedy walk is done here in rounds: every waiting out picks its best candidate, and on each
-    route the outs are accepted in time order up to the first that wants an arrival an earlier
-    out has picked; that one picks again in the next round. One more thing is added: arrivals of
-    a waybill line beyond its outs (a delivery received in two parts) count towards the first
-    out of the line, in ``extra_in`` and ``extra_ids``, so a split delivery is not taken for a
-    short one.
-    """
-    o = outs[_LEG].assign(src=outs["facility_code"], dst=outs["counterparty"], order=range(len(outs)))
-    i = ins[_LEG].assign(src=ins["counterparty"], dst=ins["facility_code"])
-    line = _ROUTE + ["document_number"]
-    pairs = []
-    od, idoc = o[o["document_number"] != ""], i[i["document_number"] != ""]
-    if len(od) and len(idoc):
-        od = od.assign(n=od.groupby(line).cumcount())
-        idoc = idoc.assign(n=idoc.groupby(line).cumcount())
-        by_doc = od[["seq"] + line + ["n"]].merge(idoc[["seq"] + line + ["n"]], on=line + ["n"],
-                                                  suffixes=("", "_in"))
-        pairs.append(by_doc[["seq", "seq_in"]])
-    done_out = set(pairs[0]["seq"]) if pairs else set()
-    used_in = set(pairs[0]["seq_in"]) if pairs else set()
-    pending = o[~o["seq"].isin(done_out)]
-    free = i[~i["seq"].isin(used_in)]
-    if len(pending) and len(free):
-        cand = pending[["seq", "order", "quantity", "occurred_at", "document_number"] + _ROUTE].merge(
-            free[["seq", "quantity", "occurred_at", "document_number"] + _ROUTE], on=_ROUTE,
-            suffixes=("", "_in"))
-        cand = cand[(cand["occurred_at_in"] >= cand["occurred_at"])
-                    & ~((cand["document_number"] != "") & (cand["document_number_in"] != ""))]
-        cand = cand.assign(inexact=cand["quantity_in"] != cand["quantity"])
-        cand = cand.sort_values(["order", "inexact", "occurred_at_in", "seq_in"])
-        while len(cand):
-            best = cand.drop_duplicates("seq")
-            clash = best.duplicated("seq_in")
-            blocked = clash.groupby([best[c] for c in _ROUTE]).cummax()
-            won = best[~blocked]
-            pairs.append(won[["seq", "seq_in"]])
-            cand = cand[~cand["seq"].isin(won["seq"]) & ~cand["seq_in"].isin(won["seq_in"])]
-    paired = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame({"seq": [], "seq_in": []})
-    m = o.merge(paired, on="seq", how="left").merge(i[_LEG].add_suffix("_in"), on="seq_in", how="left")
-    # Arrivals of a waybill line that no out took: the rest of a delivery received in parts.
-    rest = i[(i["document_number"] != "") & ~i["seq"].isin(paired["seq_in"])]
-    m["extra_in"] = 0.0
-    m["extra_ids"] = [()] * len(m)
-    if len(rest):
-        rest = rest.groupby(line, sort=False).agg(extra=("quantity", "sum"), ids=("entry_id", tuple))
-        first = m[m["seq_in"].notna() & (m["document_number"] != "")].drop_duplicates(line)
-        first = first.join(rest, on=line, how="inner")
-        m.loc[first.index, "extra_in"] = first["extra"]
-        m.loc[first.index, "extra_ids"] = pd.Series(list(first["ids"]), index=first.index, dtype=object)
-    return m.drop(columns=["src", "dst", "order"])
+
+def reconcile(ev: pd.DataFrame, allowance: dict, default: pd.Timedelta, as_of) -> list[dict]:
+    """Open shipments per route and lot after every arrival has filled them; one dict per
+    shipment that is past its allowance with something missing."""
+    open_legs = []
+    # A route and lot whose arrivals never run ahead of what was sent and in the end match it has
+    # nothing open: skip it without walking it (most of a ledger's routes).
+    signed = np.where(ev["leg"] == "out", ev["quantity"], -ev["quantity"])
+    running = pd.Series(signed, index=ev.index).groupby([ev[c] for c in _ROUTE], sort=False).cumsum()
+    keys = [ev[c] for c in _ROUTE]
+    settled = (running.groupby(keys, sort=False).transform("min") >= -1e-9) & \
+        (running.groupby(keys, sort=False).transform("last").abs() <= 1e-9)
+    ev = ev[~settled.to_numpy()]
+    for key, group in ev.groupby(_ROUTE, sort=False):
+        allowed = allowance.get(key[:3], default)
+        pending: list[dict] = []
+        for leg, entry_id, quantity, when in zip(group["leg"], group["entry_id"], group["quantity"],
+                                                 group["occurred_at"]):
+            if leg == "out":
+                pending.append({"route": key, "entry_id": entry_id, "sent": quantity, "left": quantity,
+                                "at": when, "allowed": allowed, "filled_by": []})
+                continue
+            rest = quantity
+            timely = [p for p in pending if p["left"] > 0 and when - p["at"] <= allowed]
+            overdue = [p for p in reversed(pending) if p["left"] > 0 and when - p["at"] > allowed]
+            for p in timely + overdue:
+                if rest <= 0:
+                    break
+                take = min(rest, p["left"])
+                p["left"] -= take
+                rest -= take
+                p["filled_by"].append((entry_id, leg, take, when))
+        open_legs += [p for p in pending if p["left"] > 1e-9 and as_of - p["at"] > p["allowed"]]
+    return open_legs
+
+
+def _added_back(frames: Frames, missing: list[dict]) -> list[dict]:
+    """A store that ships less than it records adds the rest back to its own shelf: a positive
+    adjustment of the lot at the sender, within the allowance after the shipment and not already
+    the correction of a dispensing, fills an open shipment (each adjustment once, oldest first)."""
+    live = frames.live
+    adj = live[(live["kind"] == "adjustment") & (live["quantity"] > 0) & (live["corrects"] == "")
+               & (live["reverses"] == "")]
+    if adj.empty or not missing:
+        return missing
+    pool: dict[tuple, list[list]] = defaultdict(list)
+    for fac, item, lot, eid, quantity, when in zip(adj["facility_code"], adj["item_code"], adj["lot_number"],
+                                                   adj["entry_id"], adj["quantity"], adj["occurred_at"]):
+        pool[(fac, item, lot)].append([when, quantity, eid])
+    for p in sorted(missing, key=lambda p: p["at"]):
+        src, _dst, item, lot = p["route"]
+        for a in pool.get((src, item, lot), ()):
+            if a[1] <= 0 or not (p["at"] <= a[0] <= p["at"] + p["allowed"]):
+                continue
+            take = min(a[1], p["left"])
+            a[1] -= take
+            p["left"] -= take
+            p["filled_by"].append((a[2], "adjustment", take, a[0]))
+            if p["left"] <= 1e-9:
+                break
+    return [p for p in missing if p["left"] > 1e-9]
 
 
 def detect(frames: Frames) -> list[Hit]:
     s = frames.settings
-    outs = _legs(frames, "transfer_out")
-    if outs.empty:
+    ev = _events(frames)
+    if (ev["leg"] == "out").sum() == 0:
         return []
-    m = match(outs, _legs(frames, "transfer_in"))
-    as_of = frames.as_of
-    due = as_of - pd.Timedelta(days=s.transfer_receipt_days)
-    missing = m[m["seq_in"].isna() & (m["occurred_at"] <= due)]
-    got = m[m["seq_in"].notna()]
-    got = got.assign(received=got["quantity_in"] + got["extra_in"])
-    short = got[got["received"] < got["quantity"] * (1 - s.transfer_tolerance_share)]
-    short = _explained(frames, short)
-    short = short[short["unexplained"] > short["quantity"] * s.transfer_tolerance_share]
-    info = frames.live.set_index("seq")[["item_name", "unit", "recorded_by", "local_date"]]
-    hits: list[Hit] = []
-    for row in missing.join(info, on="seq").sort_values("seq").itertuples():
-        waited = (as_of - row.occurred_at).days
-        score = squash(waited / s.transfer_receipt_days - 1, half=2, floor=0.8, ceiling=0.97)
-        hits.append(Hit(
-            NAME, "transfer", row.document_number or row.entry_id, row.facility_code, (row.entry_id,), score,
-            f"{_waybill(row)}{amount(row.quantity, row.unit)} of {row.item_name}{_lot(row)} sent from "
-            f"{row.facility_code} to {row.counterparty} on {row.local_date:%Y-%m-%d} by {row.recorded_by}, "
-            f"never received {waited} days later.",
-            {"sent": row.quantity, "received": 0, "days_waiting": waited},
-        ))
-    for row in short.join(info, on="seq").sort_values("seq").itertuples():
-        share = row.unexplained / row.quantity
-        score = squash(share, half=0.2, floor=0.6, ceiling=0.95)
-        losses = (f", of which losses recorded there explain only {qty(row.explained)}" if row.explained > 0
-                  else " and no loss recorded there")
-        arrived = info.loc[int(row.seq_in), "local_date"]
-        parts = len(row.extra_ids) + 1
-        when = f"on {arrived:%Y-%m-%d}" if parts == 1 else f"in {parts} parts from {arrived:%Y-%m-%d}"
-        hits.append(Hit(
-            NAME, "transfer", row.document_number or row.entry_id, row.facility_code,
-            (row.entry_id, row.entry_id_in) + tuple(row.extra_ids), score,
-            f"{_waybill(row)}{amount(row.quantity, row.unit)} of {row.item_name}{_lot(row)} sent from "
-            f"{row.facility_code} to {row.counterparty} on {row.local_date:%Y-%m-%d}, "
-            f"{qty(row.received)} received {when}: "
-            f"{qty(row.shortfall)} ({row.shortfall / row.quantity:.0%}) missing{losses}.",
-            {"sent": row.quantity, "received": row.received, "explained_by_losses": row.explained,
-             "unexplained": row.unexplained},
-        ))
+    floor = pd.Timedelta(days=s.transfer_receipt_days)
+    allowance = _allowance(ev, float(s.transfer_receipt_days))
+    default = max([floor, *allowance.values()]) if allowance else floor
+    missing = _added_back(frames, reconcile(ev, allowance, default, frames.as_of))
+    missing = [p for p in missing if p["left"] > p["sent"] * s.transfer_tolerance_share]
+    if not missing:
+        return []
+    info = frames.live.drop_duplicates("item_code").set_index("item_code")[["item_name", "unit"]]
+    by_route: dict[tuple, list[dict]] = defaultdict(list)
+    for p in missing:
+        by_route[p["route"][:3]].append(p)
+    hits = []
+    for (src, dst, item), legs in sorted(by_route.items()):
+        legs.sort(key=lambda p: (-p["left"], p["at"]))
+        sent, left = sum(p["sent"] for p in legs), sum(p["left"] for p in legs)
+        never = [p for p in legs if not p["filled_by"]]
+        name, unit = info.loc[item, "item_name"], info.loc[item, "unit"]
+        cited: list[str] = []
+        for p in legs:
+            cited += [p["entry_id"]] + [f[0] for f in p["filled_by"]]
+        allowed = legs[0]["allowed"].total_seconds() / 86400.0
+        parts = []
+        for p in legs[:3]:
+            got = p["sent"] - p["left"]
+            arrived = (f"{qty(got)} arrived in {plural(len(p['filled_by']), 'part')}" if p["filled_by"]
+                       else "nothing arrived")
+            parts.append(f"{qty(p['sent'])} sent on {p['at']:%Y-%m-%d}, {arrived}")
+        more = f" and {plural(len(legs) - 3, 'more shipment')}" if len(legs) > 3 else ""
+        reason = (f"{amount(left, unit)} of {name} sent from {src} to {dst} never reached {dst}: "
+                  f"{'; '.join(parts)}{more}. The route's usual transit allows {allowed:.0f} days; "
+                  f"no loss recorded there accounts for the rest.")
+        strength = left / sent if sent else 1.0
+        hits.append(Hit(NAME, "transfer", f"{src}>{dst}:{item}", src, tuple(dict.fromkeys(cited))[:EVIDENCE_CAP],
+                        float(np.clip(0.6 + 0.35 * strength, 0.0, 0.95)), reason,
+                        {"sent": sent, "missing": left, "shipments": len(legs), "never_arrived": len(never),
+                         "allowance_days": round(allowed, 1), "strength": round(strength, 4)},
+                        case=f"{src}>{dst}:{item}"))
     return hits
-
-
-def _explained(frames: Frames, short: pd.DataFrame) -> pd.DataFrame:
-    """How much of each short delivery the receiver's own loss entries account for: losses of
-    that item and lot between the dispatch and a few days after the arrival."""
-    short = short.assign(shortfall=short["quantity"] - short["received"], explained=0.0)
-    if short.empty:
-        return short.assign(unexplained=short["shortfall"])
-    loss = frames.of_kind("loss")[["facility_code", "item_code", "lot_number", "quantity", "occurred_at"]]
-    near = short[["seq", "counterparty", "item_code", "lot_number", "occurred_at", "occurred_at_in"]].merge(
-        loss, left_on=["counterparty", "item_code", "lot_number"],
-        right_on=["facility_code", "item_code", "lot_number"], suffixes=("", "_loss"))
-    near = near[(near["occurred_at_loss"] >= near["occurred_at"])
-                & (near["occurred_at_loss"] <= near["occurred_at_in"] + pd.Timedelta(days=LOSS_DAYS))]
-    explained = near.groupby("seq")["quantity"].sum()
-    short["explained"] = short["seq"].map(explained).fillna(0.0).clip(upper=short["shortfall"])
-    return short.assign(unexplained=short["shortfall"] - short["explained"])
-
-
-def _waybill(row) -> str:
-    return f"Waybill {row.document_number}: " if row.document_number else ""
-
-
-def _lot(row) -> str:
-    return f" (lot {row.lot_number})" if row.lot_number else ""

@@ -1,0 +1,43 @@
+"""A user giving controlled items without prescription, again and again, to the same few patients.
+
+An emergency dose without a prescription happens (a patient in pain at night, a prescription that
+follows), and each goes to whoever needed it. Diversion through real patients looks different:
+one user, a small circle of patients, each served again without a prescription. A controlled
+dispensing without prescription is marked when the user gave the same patient another one; the
+user's marked dispensings are set against colleagues' rate at facilities of the same kind
+(anomaly.peers).
+"""
+
+from __future__ import annotations
+
+from anomaly import peers
+from anomaly.features import Frames
+from anomaly.hits import Hit, plural
+
+NAME = "circles"
+
+
+population = peers.population
+
+
+def detect(frames: Frames) -> list[Hit]:
+    d = frames.dispenses
+    d = d[d["controlled"] & (d["recorded_by"] != "")]
+    if d.empty:
+        return []
+    none = (d["prescription_id"] == "") & (d["health_card_id"] != "")
+    pair = d[none].groupby(peers.USER + ["health_card_id"])["entry_id"].transform("size")
+    mark = none & (pair.reindex(d.index).fillna(0) >= 2)
+    u = peers.assess(d, mark, ["facility_kind"])
+    n_tested = peers.tested(u)
+    hits = []
+    for row, mine in peers.reported(u, d[mark.to_numpy()]):
+        per_patient = mine.groupby("health_card_id").size().sort_values(ascending=False)
+        mine = mine.assign(_n=mine["health_card_id"].map(per_patient)).sort_values(["_n", "seq"], ascending=[False, True])
+        items = ", ".join(sorted(set(mine["item_name"])))
+        reason = (f"{row.recorded_by} at {row.facility_code} gave controlled items without prescription "
+                  f"{plural(int(row.marked), 'time')} to {plural(len(per_patient), 'patient')} served so more than "
+                  f"once ({items}), where colleagues at facilities of the same kind predict {row.expected:.1f} "
+                  f"(chance {row.chance:.1e}).")
+        hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, patients=int(len(per_patient))))
+    return hits
