@@ -66,6 +66,8 @@ class Frames:
     entries: pd.DataFrame
     prescriptions: pd.DataFrame
     settings: Detection
+    requisitions: pd.DataFrame | None = None
+    """Submitted requisition lines (anomaly.detectors.requisitions reads them); None when not read."""
 
     @property
     def as_of(self) -> pd.Timestamp:
@@ -116,7 +118,9 @@ def build(session: Session, settings: Detection | None = None, *, since: datetim
     e["reversed"] = e["entry_id"].isin(set(e.loc[e["reverses"] != "", "reverses"]))
     corrections.net(e, rx)
     _local_times(e, get_settings().default_timezone)
-    return Frames(e, rx, settings)
+    from anomaly.detectors.requisitions import requisition_frame  # the detector owns its frame's query
+
+    return Frames(e, rx, settings, requisitions=requisition_frame(session))
 
 
 def _local_times(e: pd.DataFrame, default_zone: str) -> None:

@@ -28,6 +28,7 @@ ALL = (
     "circles",            # a user giving controlled items without prescription to a few repeat patients
     "afterhours",         # a user's controlled dispensing in hours the facility rarely works
     "corrected",          # a user whose dispensings are corrected far more than colleagues'
+    "requisitions",       # requests far above use, emergency sprees, deliveries consumption never follows
     "isolation",          # learned: IsolationForest on per-dispense features
 )
 

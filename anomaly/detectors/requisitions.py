@@ -22,7 +22,7 @@ from __future__ import annotations
 
 
 import pandas as pd
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
 
 from anomaly.features import Frames
@@ -54,7 +54,10 @@ ORDER BY r.created_at, r.number, i.code
 
 def requisition_frame(session: Session) -> pd.DataFrame:
     """Every submitted requisition line, quantities in base units, times in UTC; a requisition
-    without lines (an emergency with nothing below minimum) is one row with no item."""
+    without lines (an emergency with nothing below minimum) is one row with no item. A database
+    whose schema predates requisitions (a scan run before its upgrade) has none."""
+    if not inspect(session.connection()).has_table("requisition"):
+        return pd.DataFrame()
     result = session.connection().execute(text(_LINES_SQL))
     df = pd.DataFrame([tuple(r) for r in result], columns=list(result.keys()))
     for col in ("amc", "closing", "suggested", "requested", "approved", "received"):

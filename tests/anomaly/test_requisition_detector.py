@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from anomaly import features
-from anomaly.detectors.requisitions import detect, requisition_frame
+from sqlalchemy import select
+
+from anomaly import features, scan
+from anomaly.detectors.requisitions import detect
+from anomaly.models import Flag
 from stock.ledger import post
 from stock.masterdata import add_facility, facility_by_code
 from stock.requisitions import flow
@@ -59,7 +62,6 @@ def world(s) -> None:
 def test_requisition_detector_finds_each_scenario_and_spares_peers(session):
     world(session)
     frames = features.build(session)
-    frames.requisitions = requisition_frame(session)
     hits = detect(frames)
     found = sorted((h.case.split(":")[0], h.subject_id) for h in hits)
     assert found == [("emergencies", "HC3"), ("not-consumed", "HC2:MOR10"), ("over-request", "H1:MOR10")]
@@ -69,7 +71,15 @@ def test_requisition_detector_finds_each_scenario_and_spares_peers(session):
     assert idle.entry_ids and all(e.endswith("-in") for e in idle.entry_ids)
     assert "dispensed 0 in the 60 days" in idle.reason
     assert all(0 < h.score <= 1 for h in hits)
-    assert detect(features.build(session)) == []  # without the requisition frame there is nothing to read
+    frames.requisitions = None
+    assert detect(frames) == []  # without the requisition frame there is nothing to read
+
+
+def test_the_scan_runs_the_requisition_detector(session):
+    world(session)
+    scan.run(session)
+    flagged = session.scalars(select(Flag).where(Flag.detectors.contains("requisitions"))).all()
+    assert {f.subject_id for f in flagged} >= {"HC3", "H1:MOR10", "HC2:MOR10"}
 
 
 def test_nothing_to_find_in_ordinary_replenishment(session):
@@ -82,6 +92,4 @@ def test_nothing_to_find_in_ordinary_replenishment(session):
         cycle(session, code, change=90, receive_at=utc(2026, 4, 6))  # a little above the suggested 80
         post(session, [entry("dispense", 30, facility=code, lot="S1", at=utc(2026, 4, 6) + timedelta(days=d))
                        for d in (10, 40)])
-    frames = features.build(session)
-    frames.requisitions = requisition_frame(session)
-    assert detect(frames) == []
+    assert detect(features.build(session)) == []
