@@ -2,7 +2,7 @@
 items' pack sizes. New tables only; the ledger is not touched.
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0010
 Create Date: 2026-12-07 18:06:56.747582
 """
 from __future__ import annotations
