@@ -9,6 +9,7 @@ import anomaly.models  # noqa: F401  (registers detection's tables)
 import stock.models  # noqa: F401  (registers the tables)
 import web.models  # noqa: F401  (registers the web app's tables)
 import web.alerts.models  # noqa: F401  (registers the alerts' tables)
+import web.interop.models  # noqa: F401  (registers the interoperability tables)
 from stock.db import FOREIGN_KEYS_OFF, make_engine
 from stock.models import Base
 

@@ -147,10 +147,14 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
 
 @fhir_app.command("import")
 def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) of MedicationDispense")],
-                recorded_by: Annotated[str, typer.Option(
-                    help="User recorded for dispenses whose performer has no Dawa user id")] = "fhir-import",
+                operator: Annotated[str, typer.Option(
+                    help="Your Dawa user name: every dispense is recorded by you (a performer the bundle "
+                         "names is kept as the source system's user, not as the author)")],
                 db: DbOption = None):
     """Record a Bundle's MedicationDispense resources as dispensing: all or nothing."""
+    from sqlalchemy import select
+
+    from stock.models import User
     from web.interop.fhir import FhirImportFailed, import_bundle
 
     cli = _cli()
@@ -159,8 +163,11 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
     except OSError as exc:
         cli._fail(f"{file}: cannot read: {exc.strerror or exc}", 2)
     with session_factory(cli._engine(db))() as s:
+        user = s.scalars(select(User).where(User.username == operator)).one_or_none()
+        if user is None or not user.active:
+            cli._fail(f"--operator {operator!r} is not an active Dawa user", 2)
         try:
-            report = import_bundle(s, data, default_recorded_by=recorded_by)
+            report = import_bundle(s, data, imported_by=user.username)
             s.commit()
         except FhirImportFailed as exc:
             s.rollback()
@@ -170,8 +177,9 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
     for line in report.skipped:
         cli.err.print(f"{file}: {line}", highlight=False, markup=False)
     notes = "".join(f"; {n} {code.replace('_', ' ')}" for code, n in sorted(report.notes.items()))
+    chosen = f"; {report.lots_chosen} lot(s) chosen first-expiry-first-out" if report.lots_chosen else ""
     cli.console.print(f"imported {file}: {report.added} dispensing added, {report.already_present} already "
-                      f"present, {len(report.skipped)} entries skipped{notes}")
+                      f"present, {len(report.skipped)} entries skipped{notes}{chosen}")
 
 
 @dhis2_app.command("export")

@@ -168,13 +168,13 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
         import_master_data(target, tmp_path)
         post(target, _receipts_for(source_rows, session))
         target.commit()
-        report = import_bundle(target, bundle)
+        report = import_bundle(target, bundle, imported_by="importer")
         target.commit()
         assert report.added == len(source_rows)
         assert len(report.skipped) == 1 and "status entered-in-error" in report.skipped[0]
         assert dispensing_rows(target) == source_rows
 
-        again = import_bundle(target, bundle)
+        again = import_bundle(target, bundle, imported_by="importer")
         target.commit()
         assert (again.added, again.already_present) == (0, len(source_rows))
         assert target.scalar(select(func.count()).select_from(LedgerEntry)
@@ -212,12 +212,13 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
         "location.identifier": lambda r: r["location"]["identifier"].update(value="NOWHERE"),
         "whenHandedOver": lambda r: r.update(whenHandedOver="2026-03-01"),
         "status": lambda r: r.update(status="done"),
-        "medication": lambda r: r["contained"][0]["code"]["coding"][0].update(code="NOSUCH"),
+        "code.coding": lambda r: r["contained"][0]["code"]["coding"][0].update(code="NOSUCH"),
         "authorizingPrescription": lambda r: r.update(authorizingPrescription=[
             r["authorizingPrescription"][0], r["authorizingPrescription"][0]]),
         "id": lambda r: (r.update(id=""), r.update(identifier=[])),
     }
     expected = {}
+    code_path = ("medicationReference" if version == "R4" else "medication.reference") + "(Medication).code.coding"
     bundle["entry"].extend(copy.deepcopy(rx_entries))
     for n, (path, broken) in enumerate(breaks.items()):
         res = copy.deepcopy(template)
@@ -225,7 +226,7 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
         res["identifier"] = [{"system": system.entry_system, "value": f"fresh-{n}"}]
         broken(res)
         bundle["entry"].append({"fullUrl": f"urn:uuid:00000000-0000-0000-0000-{n:012d}", "resource": res})
-        expected[len(bundle["entry"]) - 1] = (res["id"] or None, path)
+        expected[len(bundle["entry"]) - 1] = (res["id"] or None, code_path if path == "code.coding" else path)
     # Two valid dispenses stating the same entry: the second is refused.
     for n in range(2):
         res = copy.deepcopy(template)
@@ -237,7 +238,6 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     res["id"], res["identifier"] = "bad-med", []
     res["contained"][0]["code"]["coding"] = [{"system": "http://snomed.info/sct", "code": "322236009"}]
     bundle["entry"].append({"resource": res})
-    code_path = ("medicationReference" if version == "R4" else "medication.reference") + "(Medication).code.coding"
     expected[len(bundle["entry"]) - 1] = ("bad-med", code_path)
     bundle["entry"].append({"fullUrl": "urn:uuid:x"})
     expected[len(bundle["entry"]) - 1] = (None, "resource")
@@ -245,7 +245,7 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     before = _ledger_count(Session)
     with Session() as s:
         with pytest.raises(FhirImportFailed) as failed:
-            import_bundle(s, json.dumps(bundle))
+            import_bundle(s, json.dumps(bundle), imported_by="importer")
         s.rollback()
     got = {p.index: (p.resource_id, p.path) for p in failed.value.problems}
     assert got == expected
@@ -270,10 +270,10 @@ def test_ledger_refusals_name_their_entry_and_roll_back_the_rest(world, Session)
     before = _ledger_count(Session)
     with Session() as s:
         with pytest.raises(FhirImportFailed) as failed:
-            import_bundle(s, payload)
+            import_bundle(s, payload, imported_by="importer")
         s.rollback()
     got = [(p.index, p.resource_id, p.path) for p in failed.value.problems]
-    assert got == [(1, "new-1", "quantity.value"), (2, "new-2", "medication.batch.lotNumber")]
+    assert got == [(1, "new-1", "quantity.value"), (2, "new-2", "medicationReference(Medication).batch.lotNumber")]
     assert "insufficient stock" in failed.value.problems[0].message
     assert _ledger_count(Session) == before
 
@@ -297,7 +297,7 @@ def test_foreign_dispense_gets_a_stable_entry_id_and_defaults(world, Session):  
                          {"resource": res}, {"resource": cancelled}]}
     validate(payload, "R4")
     with Session() as s:
-        report = import_bundle(s, payload, default_recorded_by="hosp-feed")
+        report = import_bundle(s, payload, imported_by="hosp-feed")
         s.commit()
         assert report.added == 1
         assert report.skipped == ["entry[2] (MedicationDispense/hosp-779): status cancelled: only completed "
@@ -306,15 +306,15 @@ def test_foreign_dispense_gets_a_stable_entry_id_and_defaults(world, Session):  
         assert (stored.quantity, stored.recorded_by, stored.prescription_ref) == (Decimal("1.5"), "hosp-feed", None)
         assert stored.occurred_at == datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
         assert report.notes == {"no_prescription": 1}
-        assert import_bundle(s, payload, default_recorded_by="hosp-feed").already_present == 1
+        assert import_bundle(s, payload, imported_by="hosp-feed").already_present == 1
 
 
 def test_not_a_bundle_is_refused(world):
     with pytest.raises(FhirImportFailed, match="problem") as failed:
-        import_bundle(world, b"{not json")
+        import_bundle(world, b"{not json", imported_by="importer")
     assert failed.value.problems[0].path == "(json)"
     with pytest.raises(FhirImportFailed) as failed:
-        import_bundle(world, {"resourceType": "MedicationDispense"})
+        import_bundle(world, {"resourceType": "MedicationDispense"}, imported_by="importer")
     assert str(failed.value.problems[0]) == "bundle: resourceType: must be Bundle"
 
 
@@ -324,6 +324,9 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
         post(s, [entry("receipt", 100, entry_id="r1"),
                  entry("dispense", 5, entry_id="d1", at=T0 + timedelta(hours=1)),
                  entry("count", 95, entry_id="c1", at=T0 + timedelta(hours=2))])
+        from web.cli_web import create_user
+
+        create_user(s, "op1", "admin", "a long enough password 1")
         s.commit()
     from web import cli
     from web.cli import app
@@ -341,7 +344,7 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--version", "R5", "--db", url],
                         catch_exceptions=False)
     assert res.exit_code == 0 and "1 InventoryReport" in " ".join(res.output.split())
-    res = runner.invoke(app, ["fhir", "import", str(out), "--db", url], catch_exceptions=False)
+    res = runner.invoke(app, ["fhir", "import", str(out), "--operator", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "0 dispensing added, 1 already present" in " ".join(res.output.split())
     bad = json.loads(out.read_text())
@@ -349,7 +352,7 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     md["quantity"]["value"] = 0
     md["identifier"][0]["value"] = "other"
     out.write_text(json.dumps(bad))
-    res = runner.invoke(app, ["fhir", "import", str(out), "--db", url], catch_exceptions=False)
+    res = runner.invoke(app, ["fhir", "import", str(out), "--operator", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 1
     assert f"{out}: entry[" in res.stderr and "quantity.value: must be greater than zero (0)" in " ".join(res.stderr.split())
 
@@ -362,6 +365,6 @@ def test_an_entry_id_fhir_cannot_carry_as_an_id_survives_as_identifier(world):
     res = next(r for _i, r in _dispenses(bundle) if r["identifier"][0]["value"] == "ward_7/night:1")
     assert res["id"] != "ward_7/night:1" and len(res["id"]) == 36  # a UUID derived from the entry_id
     world.rollback()
-    report = import_bundle(world, bundle)
+    report = import_bundle(world, bundle, imported_by="importer")
     assert (report.added, report.already_present) == (0, 3)  # d1, d2 and this one; d3 was reversed
     world.rollback()

@@ -22,24 +22,31 @@ from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
-from web.api.schemas import json_errors
 from web.interop import fhir, spreadsheets
+from web.interop.fhir_outcome import FhirJSONResponse, FhirRoute, outcome_response
 
 router = APIRouter(tags=["interop"])
+fhir_router = APIRouter(tags=["interop"], route_class=FhirRoute)
+"""The FHIR routes: their errors are OperationOutcome resources (web.interop.fhir_outcome)."""
 
 REVIEWERS = ("auditor", "admin")
-
-
-class FhirJSONResponse(JSONResponse):
-    media_type = "application/fhir+json"
 
 
 class FhirImportOut(BaseModel):
     dispenses: int
     added: int
     already_present: int
+    lots_chosen: int = Field(description="dispenses that named no lot: Dawa chose it first-expiry-first-out")
     skipped: list[str]
     notes: dict[str, int]
+
+
+OUTCOME = {"content": {"application/fhir+json": {"schema": {
+    "type": "object", "description": "a FHIR OperationOutcome, one issue per problem",
+    "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}}}}}}
+FHIR_ERRORS = {code: {**OUTCOME, "description": text} for code, text in {
+    400: "an unsupported FHIR version", 401: "not logged in / bad token", 403: "a facility outside your scope",
+    404: "no such facility", 422: "a parameter or the bundle is invalid; each issue's expression names where"}.items()}
 
 
 BUNDLE_SCHEMA = {"type": "object", "description": "a FHIR Bundle (R4 or R5)",
@@ -68,12 +75,9 @@ def _one_facility(db: Session, user: User, facility: str | None) -> str | None:
     return None
 
 
-@router.get("/fhir/bundle", response_class=FhirJSONResponse,
-            responses={200: {"content": {"application/fhir+json": {"schema": BUNDLE_SCHEMA}},
-                             "description": "a Bundle of type collection"},
-                       **json_errors({400: "an unsupported FHIR version", 401: "not logged in / bad token",
-                                      403: "a facility outside your scope", 404: "no such facility",
-                                      422: "a parameter is invalid; `field` names it"})})
+@fhir_router.get("/fhir/bundle", response_class=FhirJSONResponse,
+                 responses={200: {"content": {"application/fhir+json": {"schema": BUNDLE_SCHEMA}},
+                                  "description": "a Bundle of type transaction"}, **FHIR_ERRORS})
 def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or R5"),
                 facility: str | None = Query(None, description="facility code; required unless national"),
                 since: datetime | None = Query(None, description="from this time (with zone)"),
@@ -86,37 +90,31 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
     return FhirJSONResponse(result.bundle)
 
 
-@router.post("/fhir/bundle", response_model=FhirImportOut,
+@fhir_router.post("/fhir/bundle", response_model=FhirImportOut, responses=FHIR_ERRORS,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/fhir+json": {"schema": BUNDLE_SCHEMA}, "application/json": {"schema": BUNDLE_SCHEMA}}}})
 def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
                 db: Session = Depends(deps.db), data: bytes = Depends(deps.body)) -> JSONResponse:
-    """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
-    Problems come back as a list, each naming the bundle entry, the path and the problem."""
+    """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing,
+    recorded by you (a performer the bundle names is kept as the source's, not as the author).
+    Problems come back as an OperationOutcome, one issue per problem with its FHIRPath."""
     now = datetime.now(timezone.utc)
+    allowed = None if scope_of(user).kind == "national" else {f.code for f in visible_facilities(db, user)}
     try:
-        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now)
+        report = fhir.import_bundle(db, data, imported_by=user.username, facilities_allowed=allowed, now=now)
     except fhir.FhirImportFailed as exc:
         db.rollback()
-        problems = [{"field": ("bundle" if p.index is None else f"entry[{p.index}]") + f".{p.path}",
-                     "message": str(p)} for p in exc.problems]
-        return JSONResponse({"error": {"field": problems[0]["field"] if problems else None,
-                                       "message": exc.message, "problems": problems}}, status_code=422)
-    scope = scope_of(user)
+        status = 403 if any(p.message.endswith("outside your scope") for p in exc.problems) else 422
+        return outcome_response(status, [(str(p), p.expression()) for p in exc.problems])
     touched = list(db.scalars(select(Facility).join(LedgerEntry, LedgerEntry.facility_id == Facility.id)
                               .where(LedgerEntry.recorded_at == now).distinct()))
-    outside = sorted(f.code for f in touched if not scope.allows(f))
-    if outside:
-        db.rollback()
-        raise Forbidden(f"facility {', '.join(outside)} is outside your scope; nothing was imported",
-                        field="facility")
     for f in touched:
         audit.record(db, request, "fhir_import", "facility", f.code,
                      {"dispenses": report.dispenses, "added": report.added, "via": "api"}, facility_id=f.id)
     db.commit()
     return JSONResponse({"dispenses": report.dispenses, "added": report.added,
-                         "already_present": report.already_present, "skipped": report.skipped,
-                         "notes": report.notes})
+                         "already_present": report.already_present, "lots_chosen": report.lots_chosen,
+                         "skipped": report.skipped, "notes": report.notes})
 
 
 @router.get("/export/{name}", response_class=Response, responses={200: SPREADSHEETS})
@@ -201,3 +199,6 @@ def dhis2_data_values(request: Request, period: str,
                                        "problems": problems}}, status_code=422)
     result = dhis2.export_data_value_set(db, mapping, period, facility_codes=codes)
     return JSONResponse({"payload": result.payload, "warnings": result.warnings()})
+
+
+router.include_router(fhir_router)
