@@ -52,6 +52,8 @@ class Fhir(BaseModel):
     entry_system: str = Field("urn:dawa:entry", description="system of ledger entry ids (resource identifier)")
     prescription_system: str = Field("urn:dawa:prescription", description="system of prescription ids")
     user_system: str = Field("urn:dawa:user", description="system of user ids (performer, requester)")
+    document_system: str = Field("urn:dawa:document", description="system of document numbers (waybills, GRNs)")
+    report_system: str = Field("urn:dawa:stock-report", description="system of monthly stock report ids")
 
 
 class WebSettings(BaseModel):

@@ -122,23 +122,36 @@ def _export_dataset(cli, out: Path, fmt: str | None, db: str | None) -> None:
 @fhir_app.command("export")
 def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle to")],
                 facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,
-                since: SinceOpt = None,
-                until: UntilOpt = None,
+                since: Annotated[Optional[str], typer.Option(
+                    help="Recorded from this date or timestamp with offset (the last sync: an incremental pull)")] = None,
+                until: Annotated[Optional[str], typer.Option(
+                    help="Recorded up to this date, included, or before this timestamp with offset")] = None,
+                occurred_from: Annotated[Optional[str], typer.Option(
+                    help="Moved from this date or timestamp with offset")] = None,
+                occurred_to: Annotated[Optional[str], typer.Option(
+                    help="Moved up to this date, included, or before this timestamp with offset")] = None,
                 version: Annotated[str, typer.Option(help="R4 or R5 (InventoryReport for counts is R5 only)")] = "R4",
                 kind: Annotated[Optional[list[str]], typer.Option(
-                    help="Only this ledger kind (repeatable): dispense, receipt, transfer_in, transfer_out, count")] = None,
+                    help="Only this kind (repeatable): dispense, receipt, transfer_in, transfer_out, count, "
+                         "stock_report")] = None,
                 db: DbOption = None):
-    """Export dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
-    from web.interop.fhir import export_bundle
+    """Export dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle."""
+    from web.interop.fhir import write_bundle
 
     cli = _cli()
-    lo, hi = parse_bound(since, end=False, option="--since"), parse_bound(until, end=True, option="--until")
+    bounds = dict(since=parse_bound(since, end=False, option="--since"),
+                  until=parse_bound(until, end=True, option="--until"),
+                  occurred_since=parse_bound(occurred_from, end=False, option="--occurred-from"),
+                  occurred_until=parse_bound(occurred_to, end=True, option="--occurred-to"))
+    tmp = out.with_name(out.name + ".part")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
-            result = export_bundle(s, version=version, facility_code=facility, since=lo, until=hi, kinds=kind)
+            with tmp.open("w", encoding="utf-8") as f:
+                result = write_bundle(s, f, version=version, facility_code=facility, kinds=kind, **bounds)
         except DawaError as exc:
+            tmp.unlink(missing_ok=True)
             cli._fail(str(exc))
-    out.write_text(result.to_json(), encoding="utf-8")
+    tmp.replace(out)
     for note in result.skipped:
         cli.err.print(f"note: {note}", highlight=False, markup=False)
     summary = ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items())) or "no resources"

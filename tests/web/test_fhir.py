@@ -81,8 +81,15 @@ def test_export_validates_against_the_fhir_models(world, version):
     by_type: dict[str, list[dict]] = {}
     for e in bundle["entry"]:
         by_type.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
-    assert bundle["type"] == "collection"
+    assert bundle["type"] == "transaction"
+    for e in bundle["entry"]:  # every entry a conditional update on the resource's first identifier
+        ident = e["resource"]["identifier"][0]
+        assert e["request"]["method"] == "PUT" and ident["system"]
+        assert e["request"]["url"].startswith(f'{e["resource"]["resourceType"]}?identifier={ident["system"]}|')
     assert len(by_type["MedicationDispense"]) == 3
+    assert sorted(o["identifier"][0]["value"] for o in by_type["Organization"]) == ["H1", "HC2"]
+    assert sorted(o["identifier"][0]["value"] for o in by_type["Location"]) == ["H1", "HC2"]
+    assert [p["identifier"][0]["value"] for p in by_type["Patient"]] == ["LY0000000001"]
     assert len(by_type["SupplyDelivery"]) == 4
     assert len(by_type["MedicationRequest"]) == 1
     if version == "R5":
@@ -98,7 +105,8 @@ def test_export_validates_against_the_fhir_models(world, version):
     system = get_settings().fhir
     assert d1["subject"]["identifier"] == {"system": system.patient_system, "value": "LY0000000001"}
     assert d1["location"]["identifier"]["value"] == "H1"
-    assert d1["quantity"] == {"value": 30, "unit": "tablet"}
+    assert d1["quantity"] == {"value": 30, "unit": "tablet", "system": "http://unitsofmeasure.org", "code": "{tablet}"}
+    assert {"system": "http://www.whocc.no/atc", "code": "N02AA01"} in d1["contained"][0]["code"]["coding"]
     assert d1["contained"][0]["batch"] == {"lotNumber": "L1", "expirationDate": "2028-01-31"}
     rx = by_type["MedicationRequest"][0]
     rx_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is rx or e["resource"] == rx)
@@ -114,19 +122,24 @@ def test_export_validates_against_the_fhir_models(world, version):
     d3 = next(r for r in by_type["MedicationDispense"] if r["id"] == "d3")
     assert d3["status"] == "entered-in-error" and "rev-d3" in d3["note"][0]["text"]
     deliveries = {r["id"]: r for r in by_type["SupplyDelivery"]}
-    assert deliveries["t1"]["status"] == "in-progress"
+    assert deliveries["t1"]["status"] == "completed"  # HC2 recorded its receipt (t2, waybill WB-7)
     assert deliveries["t2"]["status"] == "completed"
+    supply_type = {"R4": "http://terminology.hl7.org/CodeSystem/supply-item-type",
+                   "R5": "http://hl7.org/fhir/supplydelivery-supplyitemtype"}[version]
+    assert deliveries["t1"]["type"]["coding"] == [{"system": supply_type, "code": "medication"}]
     assert deliveries["t1"]["destination"]["identifier"]["value"] == "HC2"
     assert deliveries["t2"]["supplier"]["identifier"]["value"] == "H1"
     assert deliveries["r1"]["supplier"] == {"display": "PHARMA LTD"}
-    assert {"type": {"text": "document number"}, "value": "WB-7"} in deliveries["t1"]["identifier"]
+    assert {"type": {"text": "document number"}, "system": system.document_system, "value": "WB-7"} \
+        in deliveries["t1"]["identifier"]
 
 
 def test_export_filters_by_facility_and_period(world):
     only_hc2 = export_bundle(world, facility_code="HC2").bundle
-    assert [e["resource"]["id"] for e in only_hc2["entry"]] == ["t2"]
-    window = export_bundle(world, since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=2, minutes=30),
-                           kinds=["dispense"]).bundle
+    assert [e["resource"]["id"] for e in only_hc2["entry"]
+            if e["resource"]["resourceType"] == "SupplyDelivery"] == ["t2"]
+    window = export_bundle(world, occurred_since=T0 + timedelta(minutes=30),
+                           occurred_until=T0 + timedelta(hours=2, minutes=30), kinds=["dispense"]).bundle
     assert sorted(e["resource"]["id"] for e in window["entry"]
                   if e["resource"]["resourceType"] == "MedicationDispense") == ["d1", "d2"]
     with pytest.raises(Exception, match="unknown facility"):
@@ -160,7 +173,7 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
     source_rows = [r for r in dispensing_rows(session) if r[1] == "BEN-PH01" and since <= r[7] < until]
     assert len(source_rows) > 50
     result = export_bundle(session, version=version, kinds=["dispense"], facility_code="BEN-PH01",
-                           since=since, until=until)
+                           occurred_since=since, occurred_until=until)
     bundle = result.to_json()
     assert result.counts["MedicationDispense"] == len(source_rows) + 1
 
@@ -207,7 +220,9 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     rx_entries = [e for e in good["entry"] if e["resource"]["resourceType"] == "MedicationRequest"]
     breaks = {
         "quantity.value": lambda r: r["quantity"].update(value=-5),
-        "quantity.unit": lambda r: r["quantity"].update(unit="box"),
+        "quantity.unit": lambda r: (r["quantity"].update(unit="box"), r["quantity"].pop("code"),
+                                    r["quantity"].pop("system")),
+        "quantity.code": lambda r: r["quantity"].update(code="{box}"),
         "subject.identifier": lambda r: r["subject"].update(identifier={"system": "urn:other", "value": "X"}),
         "location.identifier": lambda r: r["location"]["identifier"].update(value="NOWHERE"),
         "whenHandedOver": lambda r: r.update(whenHandedOver="2026-03-01"),
@@ -336,8 +351,8 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     url = sqlite_engine.url.render_as_string(hide_password=False)
     runner = CliRunner()
     out = tmp_path / "bundle.json"
-    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--facility", "H1", "--since", "2026-03-01",
-                              "--until", "2026-03-01", "--db", url], catch_exceptions=False)
+    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--facility", "H1", "--occurred-from", "2026-03-01",
+                              "--occurred-to", "2026-03-01", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "1 physical count(s) left out" in res.stderr
     validate(json.loads(out.read_text()), "R4")

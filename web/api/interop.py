@@ -80,13 +80,18 @@ def _one_facility(db: Session, user: User, facility: str | None) -> str | None:
                                   "description": "a Bundle of type transaction"}, **FHIR_ERRORS})
 def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or R5"),
                 facility: str | None = Query(None, description="facility code; required unless national"),
-                since: datetime | None = Query(None, description="from this time (with zone)"),
-                until: datetime | None = Query(None, description="before this time (with zone)"),
+                since: datetime | None = Query(None, description="recorded from this time (with zone): "
+                                               "the last sync, for an incremental pull"),
+                until: datetime | None = Query(None, description="recorded before this time (with zone)"),
+                occurred_since: datetime | None = Query(None, description="moved from this time (with zone)"),
+                occurred_until: datetime | None = Query(None, description="moved before this time (with zone)"),
                 user: User = Depends(current_user), db: Session = Depends(deps.read_db)) -> JSONResponse:
-    """Dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
+    """Dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle of
+    conditional updates, which a FHIR server loads idempotently."""
     code = _one_facility(db, user, facility)
     result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
-                                until=_zoned("until", until))
+                                until=_zoned("until", until), occurred_since=_zoned("occurred_since", occurred_since),
+                                occurred_until=_zoned("occurred_until", occurred_until))
     return FhirJSONResponse(result.bundle)
 
 

@@ -7,8 +7,10 @@
 - UCUM: ``http://unitsofmeasure.org``. A Dawa base unit is a UCUM unit when it is one (``ml`` is
   ``mL``, ``g``, ``mg``, ``l`` is ``L``, ``unit`` is ``[iU]``), otherwise a count of things, which
   UCUM writes as an annotation of unity: ``{tablet}``. An annotation means nothing to UCUM (``{tbl}``
-  equals ``1``), so any annotation or ``1`` is accepted for a counted item, and a quantity in a
-  measure (``mL``) only for an item counted in that measure: Dawa never converts between units.
+  equals ``1``) to a machine, but a person writes ``{box}`` to mean boxes: a counted item accepts
+  ``1`` and an annotation naming its unit (singular or plural, or a common abbreviation such as
+  ``{tbl}``), and a quantity in a measure (``mL``) only for an item counted in that measure: Dawa
+  never converts between units.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ GTIN_SYSTEMS = (GTIN_SYSTEM, "urn:oid:1.3.160", "http://gs1.org/gtin")
 UCUM = "http://unitsofmeasure.org"
 ATC_CODE = re.compile(r"[A-Z](?:\d{2}(?:[A-Z](?:[A-Z](?:\d{2})?)?)?)?")
 
+_ABBREVIATIONS = {"tbl": "tablet", "tab": "tablet", "cap": "capsule", "caps": "capsule", "amp": "ampoule",
+                  "pc": "piece", "pcs": "piece", "supp": "suppository"}
 _UCUM_MEASURES = {"ml": "mL", "l": "L", "g": "g", "mg": "mg", "mcg": "ug", "ug": "ug", "kg": "kg",
                   "unit": "[iU]", "iu": "[iU]"}
 
@@ -47,13 +51,21 @@ def _singular(text: str) -> str:
     return text
 
 
+def _names(annotation: str, base_unit: str) -> bool:
+    """Whether a UCUM annotation such as ``{tablets}`` or ``{tbl}`` names the base unit."""
+    if not (annotation.startswith("{") and annotation.endswith("}")):
+        return False
+    word = _singular(annotation[1:-1])
+    return _ABBREVIATIONS.get(word, word) == _singular(base_unit)
+
+
 def unit_problem(base_unit: str, *, unit: str | None, system: str | None, code: str | None) -> tuple[str, str] | None:
     """(path, message) when a FHIR Quantity's unit is not the item's base unit, else None.
     The UCUM code decides when there is one; otherwise the unit's text, singular or plural."""
     if system == UCUM and code:
         mine = ucum_code(base_unit)
         counted = mine.startswith("{")
-        if code == mine or (counted and (code == "1" or (code.startswith("{") and code.endswith("}")))):
+        if code == mine or (counted and (code == "1" or _names(code, base_unit))):
             return None
         return ("quantity.code", f"UCUM {code!r} is not the base unit of this item ({mine!r}, {base_unit!r}); "
                                  "quantities are counted in base units and are not converted")
