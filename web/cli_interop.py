@@ -217,9 +217,59 @@ def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of ite
             cli._fail(str(exc), 2)
     out.write_text(result.to_json(), encoding="utf-8")
     for line in result.warnings():
-        cli.err.print(f"not mapped: {line}", highlight=False, markup=False)
+        cli.err.print(f"warning: {line}", highlight=False, markup=False)
     cli.console.print(f"{len(result.payload['dataValues'])} data values for {period} written to {out}"
                       + (f"; {len(result.warnings())} unmapped (listed above)" if result.warnings() else ""))
+
+
+@dhis2_app.command("push")
+def dhis2_push(mapping: Annotated[Path, typer.Option(help="JSON mapping of items and facilities to DHIS2")],
+               period: Annotated[str, typer.Option(help="The month, YYYY-MM")],
+               operator: Annotated[str, typer.Option(help="Who sends it, recorded with the push")] = "cli",
+               db: DbOption = None):
+    """Send a month's figures to the DHIS2 server of DAWA_DHIS2__URL and show its import summary."""
+    from web.interop.dhis2 import MappingError, load_mapping
+    from web.interop.dhis2_push import push
+
+    cli = _cli()
+    try:
+        parsed = load_mapping(mapping)
+    except MappingError as exc:
+        for problem in exc.problems:
+            cli.err.print(problem, highlight=False, markup=False)
+        cli._fail(f"{len(exc.problems)} problem(s) in {mapping}; nothing was sent", 2)
+    with session_factory(cli._engine(db))() as s:
+        try:
+            outcome = push(s, get_settings(), parsed, period, pushed_by=operator)
+            s.commit()
+        except DawaError as exc:
+            cli._fail(str(exc), 2)
+    for line in outcome.export.warnings():
+        cli.err.print(f"not sent as mapped: {line}", highlight=False, markup=False)
+    first, *conflicts = outcome.lines()
+    for line in conflicts:
+        cli.err.print(line, highlight=False, markup=False)
+    if outcome.record.status in ("FAILED", "ERROR"):
+        cli._fail(first)
+    cli.console.print(first, highlight=False, markup=False)
+
+
+@dhis2_app.command("pushes")
+def dhis2_pushes(limit: Annotated[int, typer.Option(help="How many, newest first")] = 20, db: DbOption = None):
+    """The recent pushes to DHIS2 with their import summaries and conflicts."""
+    import json
+
+    from web.interop.dhis2_push import recent
+
+    cli = _cli()
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        for r in recent(s, limit):
+            cli.console.print(f"{r.at:%Y-%m-%d %H:%M} {r.period} {r.status} by {r.pushed_by} to {r.server}: "
+                              f"{r.sent} sent, {r.imported} imported, {r.updated} updated, {r.ignored} ignored"
+                              + (f"; {r.message}" if r.message else ""), highlight=False, markup=False)
+            for c in json.loads(r.conflicts or "[]"):
+                cli.console.print(f"  conflict: {c.get('object', '?')}: {c.get('value', '')}",
+                                  highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

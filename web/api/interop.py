@@ -23,6 +23,8 @@ from web import audit, deps
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
 from web.interop import fhir, spreadsheets
+from web.interop.dhis2_mapping import MEASURES as MAPPING_MEASURES
+from web.interop.dhis2_mapping import SCHEME_KEYS as MAPPING_SCHEME_KEYS
 from web.interop.fhir_outcome import FhirJSONResponse, FhirRoute, outcome_response
 
 router = APIRouter(tags=["interop"])
@@ -151,19 +153,22 @@ def export(name: str, facility: str | None = Query(None, description="facility c
                     headers={"Content-Disposition": f'attachment; filename="{kind}.{fmt}"'})
 
 
-UID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$", "description": "a DHIS2 uid"}
-TARGET_SCHEMA = {"oneOf": [UID_SCHEMA, {"type": "object", "required": ["dataElement"], "additionalProperties": False,
-                                        "properties": {"dataElement": UID_SCHEMA, "categoryOptionCombo": UID_SCHEMA}}]}
+IDENT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 50,
+                "description": "a DHIS2 uid (a letter then 10 letters or digits), or a code when the id scheme is CODE"}
+TARGET_SCHEMA = {"oneOf": [IDENT_SCHEMA, {"type": "object", "required": ["dataElement"], "additionalProperties": False,
+                                          "properties": {"dataElement": IDENT_SCHEMA,
+                                                         "categoryOptionCombo": IDENT_SCHEMA}}]}
+SCHEME_SCHEMA = {"type": "string", "enum": ["UID", "CODE", "uid", "code"]}
 MAPPING_SCHEMA = {
     "type": "object", "required": ["orgUnits", "items"], "additionalProperties": False,
     "description": "which DHIS2 org unit each facility is and which data elements each item's measures go to",
     "properties": {
-        "dataSet": UID_SCHEMA, "attributeOptionCombo": UID_SCHEMA,
-        "orgUnits": {"type": "object", "additionalProperties": UID_SCHEMA, "description": "facility code to org unit"},
+        "dataSet": IDENT_SCHEMA, "attributeOptionCombo": IDENT_SCHEMA,
+        **{k: SCHEME_SCHEMA for k in MAPPING_SCHEME_KEYS},
+        "orgUnits": {"type": "object", "additionalProperties": IDENT_SCHEMA, "description": "facility code to org unit"},
         "items": {"type": "object", "description": "item code to its measures' data elements",
                   "additionalProperties": {"type": "object", "additionalProperties": False,
-                                           "properties": {m: TARGET_SCHEMA for m in
-                                                          ("stock_on_hand", "consumption", "stockout_days")}}},
+                                           "properties": {m: TARGET_SCHEMA for m in MAPPING_MEASURES}}},
     },
 }
 
@@ -179,8 +184,8 @@ def dhis2_data_values(request: Request, period: str,
                       facility: str | None = Query(None, description="facility code; default: all in your scope"),
                       user: User = Depends(current_user),
                       db: Session = Depends(deps.read_db), body: bytes = Depends(deps.body)) -> JSONResponse:
-    """A month's (``YYYY-MM``) stock on hand, consumption and stockout days per facility and item
-    as a DHIS2 dataValueSets payload, for the mapping posted as the body (the same JSON as `dawa
+    """A month's (``YYYY-MM``) figures per facility and item, from the ledger and the monthly
+    reports, as a DHIS2 dataValueSets payload, for the mapping posted as the body (the same JSON as `dawa
     dhis2 export --mapping`). Only facilities in your scope are sent or named; what is unmapped is
     listed in ``warnings``. Nothing is stored: the payload is yours to send to DHIS2."""
     from web.interop import dhis2
