@@ -146,7 +146,7 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
     tmp = out.with_name(out.name + ".part")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
-            with tmp.open("w", encoding="utf-8") as f:
+            with tmp.open("wb") as f:
                 result = write_bundle(s, f, version=version, facility_code=facility, kinds=kind, **bounds)
         except DawaError as exc:
             tmp.unlink(missing_ok=True)

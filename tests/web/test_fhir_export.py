@@ -185,7 +185,7 @@ REPORT_ITEMS = "code,name,atc_code,form,unit,controlled,max_dispense_quantity\n"
 @pytest.mark.parametrize("version", ["R4", "R5"])
 def test_the_small_sample_streams_and_validates_resource_by_resource(session, version):
     import_small(session)
-    out = io.StringIO()
+    out = io.BytesIO()
     result = write_bundle(session, out, version=version)
     bundle = json.loads(out.getvalue())
     assert bundle["type"] == "transaction" and len(bundle["entry"]) == sum(result.counts.values())

@@ -34,9 +34,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import BinaryIO
 
-from sqlalchemy import and_, case, exists, false, or_, select
+import orjson
+from sqlalchemy import BigInteger, and_, case, exists, false, or_, select, type_coerce
 from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
@@ -85,7 +86,9 @@ def _ledger_stmt(q: _Query):
                               rx_in.counterparty_facility_id == LedgerEntry.facility_id,
                               rx_in.document_number == LedgerEntry.document_number)
     stmt = (
-        select(LedgerEntry.entry_id, LedgerEntry.kind, LedgerEntry.quantity, LedgerEntry.book_quantity,
+        select(LedgerEntry.entry_id, LedgerEntry.kind,
+               type_coerce(LedgerEntry.quantity, BigInteger).label("quantity"),   # thousandths: fr.milli
+               type_coerce(LedgerEntry.book_quantity, BigInteger).label("book_quantity"),
                LedgerEntry.occurred_at, LedgerEntry.recorded_at, LedgerEntry.recorded_by,
                LedgerEntry.prescription_ref, LedgerEntry.counterparty, LedgerEntry.document_number,
                LedgerEntry.serial_number, Facility.code.label("facility_code"), Facility.name.label("facility_name"),
@@ -134,6 +137,15 @@ def _changed(q: _Query):
     return or_(reversed_now, received_now)
 
 
+@dataclass(frozen=True)
+class _ItemView:
+    code: str
+    name: str
+    unit: str
+    atc_code: str | None
+    gtin: str | None
+
+
 class _Writer:
     """Turns rows into bundle entries, adding each facility, patient and prescription the first
     time a movement names it."""
@@ -144,7 +156,9 @@ class _Writer:
                            session.execute(select(Facility.code, Facility.name, Facility.region))}
         self.reversed_by = dict(session.execute(
             select(LedgerEntry.reverses, LedgerEntry.entry_id).where(LedgerEntry.reverses.is_not(None))).all())
-        self.seen: set[tuple[str, str]] = set()
+        self.places: set[str] = set()      # facilities, patients and prescriptions already written
+        self.people: set[str] = set()
+        self.rxs: set[str] = set()
         self.counts: dict[str, int] = {}
         self.skipped_counts = 0
 
@@ -154,65 +168,70 @@ class _Writer:
         return {"fullUrl": fr.full_url(t, key), "resource": res,
                 "request": fr.conditional(t, res["identifier"][0])}
 
-    def _once(self, kind: str, key: str) -> bool:
-        if (kind, key) in self.seen:
-            return False
-        self.seen.add((kind, key))
-        return True
-
-    def facility(self, code: str | None) -> Iterator[dict]:
-        if code and code in self.facilities and self._once("facility", code):
+    def facility(self, code: str | None, out: list[dict]) -> None:
+        if code and code not in self.places and code in self.facilities:
+            self.places.add(code)
             name, region = self.facilities[code]
-            yield self.entry(fr.organization(self.sys, code, name), code)
-            yield self.entry(fr.location(self.sys, code, name, region), code)
+            out.append(self.entry(fr.organization(self.sys, code, name), code))
+            out.append(self.entry(fr.location(self.sys, code, name, region), code))
 
-    def patient(self, card: str | None) -> Iterator[dict]:
-        if card and self._once("patient", card):
-            yield self.entry(fr.patient(self.sys, card), card)
+    def patient(self, card: str | None, out: list[dict]) -> None:
+        if card and card not in self.people:
+            self.people.add(card)
+            out.append(self.entry(fr.patient(self.sys, card), card))
 
-    def prescriptions(self, codes: set[str]) -> list[dict]:
+    def prescriptions(self, codes: set[str], out: list[dict]) -> None:
         """MedicationRequest entries (and their patients) for the prescriptions not yet written."""
-        new = sorted(c for c in codes if ("rx", c) not in self.seen)
-        out: list[dict] = []
+        new = sorted(codes - self.rxs)
         if not new:
-            return out
-        stmt = (select(Prescription, Patient.health_card_id, Item, Facility.code, Facility.name)
+            return
+        stmt = (select(Prescription.code, Prescription.prescriber, Prescription.quantity, Prescription.days_supply,
+                       Prescription.issued_on, Prescription.diagnosis_code, Patient.health_card_id, Item.code.label("item"),
+                       Item.name, Item.unit, Item.atc_code, Item.gtin, Facility.code.label("fcode"),
+                       Facility.name.label("fname"))
                 .join(Patient, Patient.id == Prescription.patient_id)
                 .join(Item, Item.id == Prescription.item_id)
                 .join(Facility, Facility.id == Prescription.facility_id)
                 .where(Prescription.code.in_(new)))
-        for rx, card, item, fcode, fname in self.session.execute(stmt):
-            self.seen.add(("rx", rx.code))
-            out.extend(self.patient(card))
-            out.append(self.entry(fr.medication_request(self.sys, self.version, rx, card, item, fcode, fname),
-                                  rx.code))
-        return out
+        for rx in self.session.connection().execute(stmt):
+            item = _ItemView(rx.item, rx.name, rx.unit, rx.atc_code, rx.gtin)
+            self.rxs.add(rx.code)
+            self.patient(rx.health_card_id, out)
+            out.append(self.entry(fr.medication_request(self.sys, self.version, rx, rx.health_card_id, item,
+                                                        rx.fcode, rx.fname), rx.code))
 
-    def rows(self, batch: list) -> Iterator[dict]:
-        yield from self.prescriptions({r.prescription_ref for r in batch
-                                       if r.kind == "dispense" and r.prescription_ref})
+    def rows(self, batch: list) -> list[dict]:
+        out: list[dict] = []
+        self.prescriptions({r.prescription_ref for r in batch if r.prescription_ref and r.kind == "dispense"}, out)
+        sys, version, reversed_by, places = self.sys, self.version, self.reversed_by, self.places
         for r in batch:
-            yield from self.facility(r.facility_code)
-            yield from self.facility(r.counterparty_code)
-            reversed_by = self.reversed_by.get(r.entry_id)
-            if r.kind == "dispense":
-                yield from self.patient(r.card)
-                rx_url = fr.full_url("MedicationRequest", r.prescription_ref) \
-                    if r.prescription_ref and ("rx", r.prescription_ref) in self.seen else None
-                res = fr.dispense(self.sys, self.version, r, rx_url, reversed_by)
-            elif r.kind == "count":
-                if self.version == "R4":
+            if r.facility_code not in places:
+                self.facility(r.facility_code, out)
+            if r.counterparty_code and r.counterparty_code not in places:
+                self.facility(r.counterparty_code, out)
+            kind = r.kind
+            if kind == "dispense":
+                if r.card not in self.people:
+                    self.patient(r.card, out)
+                rx = r.prescription_ref
+                rx_url = fr.full_url("MedicationRequest", rx) if rx and rx in self.rxs else None
+                res = fr.dispense(sys, version, r, rx_url, reversed_by.get(r.entry_id))
+            elif kind == "count":
+                if version == "R4":
                     self.skipped_counts += 1
                     continue
-                res = fr.inventory_count(self.sys, r)
+                res = fr.inventory_count(sys, r)
             else:
-                res = fr.supply_delivery(self.sys, self.version, r, reversed_by)
-            yield self.entry(res, r.entry_id)
+                res = fr.supply_delivery(sys, version, r, reversed_by.get(r.entry_id))
+            out.append(self.entry(res, r.entry_id))
+        return out
 
-    def reports(self, batch: list) -> Iterator[dict]:
+    def reports(self, batch: list) -> list[dict]:
+        out: list[dict] = []
         for r in batch:
-            yield from self.facility(r.facility_code)
-            yield self.entry(fr.monthly_report(self.sys, self.version, r), fr.report_key(r))
+            self.facility(r.facility_code, out)
+            out.append(self.entry(fr.monthly_report(self.sys, self.version, r), fr.report_key(r)))
+        return out
 
 
 def _reports_stmt(q: _Query):
@@ -237,8 +256,9 @@ def _reports_stmt(q: _Query):
 
 
 def _batches(session: Session, stmt) -> Iterator[list]:
-    result = session.execute(stmt.execution_options(yield_per=BATCH))
-    for part in result.partitions():
+    """Rows of ``stmt`` in lists of BATCH, from a server-side cursor on PostgreSQL."""
+    result = session.connection().execution_options(stream_results=True, yield_per=BATCH).execute(stmt)
+    for part in result.partitions(BATCH):
         yield part
 
 
@@ -298,18 +318,19 @@ def export_bundle(session: Session, *, now: datetime | None = None, **kw) -> Fhi
     return result
 
 
-def write_bundle(session: Session, out: TextIO, *, now: datetime | None = None, **kw) -> FhirExport:
-    """The same Bundle written to ``out`` entry by entry, in bounded memory."""
+def write_bundle(session: Session, out: BinaryIO, *, now: datetime | None = None, **kw) -> FhirExport:
+    """The same Bundle written to the binary stream ``out`` (UTF-8 JSON) entry by entry, in
+    bounded memory."""
     result = FhirExport(bundle={})
     entries = iter_entries(session, result, **kw)
-    head = json.dumps(_head(now or datetime.now(timezone.utc)), ensure_ascii=False)
-    out.write(head[:-1] + ', "entry": [')
-    dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+    head = orjson.dumps(_head(now or datetime.now(timezone.utc)))
+    out.write(head[:-1] + b', "entry": [')
+    dumps = orjson.dumps
     first = True
     for e in entries:
-        out.write(("\n" if first else ",\n") + dumps(e))
+        out.write((b"\n" if first else b",\n") + dumps(e))
         first = False
-    out.write("\n]}\n")
+    out.write(b"\n]}\n")
     return result
 
 

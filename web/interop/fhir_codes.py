@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 ATC_SYSTEM = "http://www.whocc.no/atc"
 GTIN_SYSTEM = "https://www.gs1.org/gtin"
@@ -30,10 +31,12 @@ _UCUM_MEASURES = {"ml": "mL", "l": "L", "g": "g", "mg": "mg", "mcg": "ug", "ug":
                   "unit": "[iU]", "iu": "[iU]"}
 
 
+@lru_cache(maxsize=4096)
 def is_atc(code: str | None) -> bool:
     return bool(code) and ATC_CODE.fullmatch(code) is not None
 
 
+@lru_cache(maxsize=1024)
 def ucum_code(unit: str) -> str:
     """The UCUM code of a Dawa base unit: a measure's own code, or an annotation of a count."""
     key = unit.strip().lower()

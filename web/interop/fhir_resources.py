@@ -13,8 +13,11 @@ pseudonymous identifier of the security work is not yet a column to read here. W
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime, timezone
+from functools import lru_cache
+from hashlib import sha1
 from decimal import Decimal
 from urllib.parse import quote
 
@@ -34,35 +37,66 @@ MEASURE_SYSTEM = "urn:dawa:stock-measure"
 REPORT_MEASURES = ("opening", "received", "consumed", "adjustment", "closing", "ordered")
 
 
+_NS_BYTES = _NS.bytes
+
+
 def uid(kind: str, key: str) -> str:
-    return str(uuid.uuid5(_NS, f"{kind}/{key}"))
+    """``uuid.uuid5(_NS, kind/key)``, computed without building a UUID object (an export makes
+    several per resource)."""
+    b = bytearray(sha1(_NS_BYTES + f"{kind}/{key}".encode()).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def full_url(kind: str, key: str) -> str:
     return f"urn:uuid:{uid(kind, key)}"
 
 
-def number(q: Decimal) -> float | int:
+def number(q: Decimal | int | float) -> float | int:
     """A JSON number; quantities have at most three decimals, which a float carries exactly enough
     for ``Decimal(str(value))`` to give them back."""
+    if not isinstance(q, Decimal):
+        return q
     return int(q) if q == q.to_integral_value() else float(q)
 
 
+def milli(value: int | None) -> int | float | None:
+    """A ledger quantity read as the thousandths it is stored in (``stock.quantities``), as a
+    JSON number: an export reads millions of them, and a Decimal for each is most of its time."""
+    if value is None:
+        return None
+    return value // 1000 if value % 1000 == 0 else value / 1000
+
+
 def time(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return t.isoformat().replace("+00:00", "Z")
 
 
 def ident(system: str, value: str) -> dict:
     return {"system": system, "value": value}
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9\-._~]*")
+
+
 def conditional(resource_type: str, identifier: dict) -> dict:
-    """A transaction entry's request: update the resource holding this identifier, or create it."""
+    """A transaction entry's request: update the resource holding this identifier, or create it.
+    Search syntax escapes ``\\ | , $`` in the value with a backslash; the URL then quotes it."""
     value = identifier["value"]
-    for ch in ("\\", "|", ",", "$"):
-        value = value.replace(ch, "\\" + ch)
-    token = quote(f"{identifier['system']}|{value}", safe=":/|")
-    return {"method": "PUT", "url": f"{resource_type}?identifier={token}"}
+    if not _PLAIN.fullmatch(value):
+        for ch in ("\\", "|", ",", "$"):
+            value = value.replace(ch, "\\" + ch)
+        value = quote(value, safe="")
+    return {"method": "PUT", "url": f"{resource_type}?identifier={_system(identifier['system'])}|{value}"}
+
+
+@lru_cache(maxsize=64)
+def _system(system: str) -> str:
+    return quote(system, safe=":/")
 
 
 def quantity(q: Decimal, unit: str) -> dict:
@@ -120,15 +154,21 @@ def patient(sys: Fhir, card: str) -> dict:
 
 
 def patient_ref(sys: Fhir, card: str) -> dict:
-    return ref("Patient", full_url("Patient", card), ident(sys.patient_system, card))
+    return _ref("Patient", sys.patient_system, card, None)
 
 
 def location_ref(sys: Fhir, code: str, name: str | None) -> dict:
-    return ref("Location", full_url("Location", code), ident(sys.facility_system, code), name)
+    return _ref("Location", sys.facility_system, code, name)
 
 
 def organization_ref(sys: Fhir, code: str, name: str | None) -> dict:
-    return ref("Organization", full_url("Organization", code), ident(sys.facility_system, code), name)
+    return _ref("Organization", sys.facility_system, code, name)
+
+
+@lru_cache(maxsize=65536)
+def _ref(resource_type: str, system: str, value: str, display: str | None) -> dict:
+    """A reference by fullUrl and identifier; the same dict is reused (never changed after)."""
+    return ref(resource_type, full_url(resource_type, value), ident(system, value), display)
 
 
 # --- the movements ---------------------------------------------------------------------------
@@ -162,7 +202,7 @@ def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | 
         if rx_url:
             rx["reference"] = rx_url
         res["authorizingPrescription"] = [rx]
-    res["quantity"] = quantity(r.quantity, r.unit)
+    res["quantity"] = quantity(milli(r.quantity), r.unit)
     if version == "R5":
         res["recorded"] = time(r.recorded_at)
     res["whenHandedOver"] = time(r.occurred_at)
@@ -187,7 +227,7 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict
         supplier, destination, status = there_org, here_loc, "completed"
     if reversed_by:
         status = "entered-in-error"
-    item = {"quantity": quantity(r.quantity, r.unit), "itemReference": {"reference": f"#{MED}",
+    item = {"quantity": quantity(milli(r.quantity), r.unit), "itemReference": {"reference": f"#{MED}",
                                                                          "display": r.item_name}}
     res = {
         "resourceType": "SupplyDelivery",
@@ -208,7 +248,7 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict
 
 def inventory_count(sys: Fhir, r) -> dict:
     """A physical count as an R5 InventoryReport: the quantity counted, the book quantity noted."""
-    book = r.book_quantity or Decimal(0)
+    counted, book = milli(r.quantity), milli(r.book_quantity) or 0
     return {
         "resourceType": "InventoryReport",
         "id": resource_id(r.entry_id),
@@ -222,17 +262,19 @@ def inventory_count(sys: Fhir, r) -> dict:
         "inventoryListing": [{
             "location": location_ref(sys, r.facility_code, r.facility_name),
             "countingDateTime": time(r.occurred_at),
-            "item": [{"quantity": quantity(r.quantity, r.unit),
+            "item": [{"quantity": quantity(counted, r.unit),
                       "item": {"reference": {"reference": f"#{MED}", "display": r.item_name}}}],
         }],
-        "note": [{"text": f"book quantity {number(book)} {r.unit}; counted minus book {number(r.quantity - book)}"}],
+        "note": [{"text": f"book quantity {book} {r.unit}; counted minus book {milli(r.quantity - (r.book_quantity or 0))}"}],
     }
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def resource_id(entry_id: str) -> str:
     """The entry_id itself when it is a valid FHIR id, otherwise a stable UUID derived from it."""
-    ok = 0 < len(entry_id) <= 64 and all(c.isascii() and (c.isalnum() or c in "-.") for c in entry_id)
-    return entry_id if ok else str(uuid.uuid5(_NS, entry_id))
+    return entry_id if _FHIR_ID.fullmatch(entry_id) else str(uuid.uuid5(_NS, entry_id))
 
 
 # --- prescriptions and monthly reports -------------------------------------------------------
