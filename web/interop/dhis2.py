@@ -54,13 +54,12 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from stock.errors import InvalidEntry
 from stock.models import Facility, Item, LedgerEntry, StockReport
-from stock.quantities import Quantity
+from stock.quantities import from_milli
 from stock.settings import get_settings
 from web.interop.dhis2_mapping import MEASURES, Mapping, MappingError, Target, load_mapping, parse_mapping
 
@@ -111,52 +110,59 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
         codes[fid] = code
     items = dict(session.execute(select(Item.id, Item.code)).all())
     reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+    milli = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - stored thousandths, no Decimal per row
     out: list[MonthlyAggregate] = []
+    conn = session.connection()
     for zone, fids in zones.items():
         t0, t1 = _month_bounds(year, month, zone)
         before = session.execute(
             select(LedgerEntry.facility_id, LedgerEntry.item_id,
-                   func.sum(LedgerEntry.effect, type_=Quantity), func.min(LedgerEntry.occurred_at))
+                   func.sum(milli(LedgerEntry.effect)), func.min(LedgerEntry.occurred_at))
             .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
             .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)).all()
-        opening = {(f, i): (q, first) for f, i, q, first in before}
-        moves = pd.DataFrame(session.execute(
+        opening = {(f, i): (q or 0, first) for f, i, q, first in before}
+        moves = conn.execute(
             select(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at, LedgerEntry.kind,
-                   LedgerEntry.quantity, LedgerEntry.effect,
+                   milli(LedgerEntry.quantity), milli(LedgerEntry.effect),
                    LedgerEntry.entry_id.in_(reversed_ids).label("reversed"))
             .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at >= t0,
-                   LedgerEntry.occurred_at < t1)
-            .order_by(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at,
-                      LedgerEntry.chain_seq)).all(),
-            columns=["facility_id", "item_id", "occurred_at", "kind", "quantity", "effect", "reversed"])
+                   LedgerEntry.occurred_at < t1))
         tz = ZoneInfo(zone)
         first_day = date(year, month, 1)
-        days = (t1.astimezone(tz).date() - first_day).days
-        groups = {key: g for key, g in moves.groupby(["facility_id", "item_id"])} if len(moves) else {}
+        days = [first_day + timedelta(days=n) for n in range((t1.astimezone(tz).date() - first_day).days)]
+        over = [datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=1) <= now for d in days]
+        groups: dict[tuple[int, int], _Month] = {}
+        for fid, iid, at, kind, quantity, effect, was_reversed in moves:
+            g = groups.get((fid, iid))
+            if g is None:
+                g = groups[(fid, iid)] = _Month()
+            if kind == "dispense" and not was_reversed:
+                g.used += quantity
+            g.change[at.astimezone(tz).date()] += effect
+            if g.first is None or at < g.first:
+                g.first = at
         for key in sorted(set(opening) | set(groups), key=lambda k: (codes[k[0]], items[k[1]])):
-            start_qty, first_at = opening.get(key, (Decimal(0), None))
-            start_qty = start_qty if start_qty is not None else Decimal(0)
-            g = groups.get(key)
-            used = Decimal(0)
-            change_by_day: dict[date, Decimal] = defaultdict(Decimal)
-            if g is not None:
-                used = sum((q for q, k, r in zip(g["quantity"], g["kind"], g["reversed"])
-                            if k == "dispense" and not r), Decimal(0))
-                for at, eff in zip(g["occurred_at"], g["effect"]):
-                    change_by_day[at.astimezone(tz).date()] += eff
-                if first_at is None:
-                    first_at = g["occurred_at"].iloc[0]
-            held_from = first_at.astimezone(tz).date()
-            balance, out_days = start_qty, 0
-            for n in range(days):
-                day = first_day + timedelta(days=n)
-                balance += change_by_day.get(day, Decimal(0))
-                day_end = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(days=1)
-                if day >= held_from and day_end <= now and balance <= 0:
+            balance, first_at = opening.get(key, (0, None))
+            g = groups.get(key) or _Month()
+            held_from = (first_at or g.first).astimezone(tz).date()
+            out_days = 0
+            for day, ended in zip(days, over):
+                balance += g.change.get(day, 0)
+                if ended and balance <= 0 and day >= held_from:
                     out_days += 1
-            out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(balance), _plain(used), out_days))
+            out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(from_milli(balance)),
+                                        _plain(from_milli(g.used)), out_days))
     out.sort(key=lambda a: (a.facility_code, a.item_code))
     return out
+
+
+@dataclass
+class _Month:
+    """One facility-item's movements in the month, in thousandths."""
+
+    used: int = 0
+    change: dict = field(default_factory=lambda: defaultdict(int))
+    first: datetime | None = None
 
 
 def _plain(value: Decimal) -> Decimal:

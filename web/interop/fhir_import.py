@@ -29,12 +29,12 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stock import gs1
 from stock.errors import DawaError, InvalidEntry
 from stock.ledger import NewEntry, post
-from stock.models import Facility, Item, LedgerEntry, Lot
+from stock.models import Facility, LedgerEntry, Lot
 from stock.settings import Fhir, get_settings
-from web.interop.fhir_codes import ATC_SYSTEM, GTIN_SYSTEMS, unit_problem
+from web.interop.fhir_codes import unit_problem
+from web.interop.fhir_items import Bad, Catalog, Item, item_of
 from web.interop.models import ImportProvenance
 
 
@@ -89,38 +89,9 @@ _PATHS = {"entry_id": "id", "facility_code": "location", "item_code": "medicatio
           "prescription_id": "authorizingPrescription", "recorded_by": "performer"}
 
 
-class _Bad(Exception):
-    def __init__(self, path: str, message: str):
-        super().__init__(message)
-        self.path, self.message = path, message
-
-
-@dataclass(frozen=True)
-class _Item:
-    code: str
-    name: str
-    unit: str
-    atc: str | None
-    form: str | None
-    gtin: str | None
-
-
-class _Catalog:
-    """The items, looked up by code, GTIN or ATC code."""
-
-    def __init__(self, session: Session):
-        rows = session.execute(select(Item.code, Item.name, Item.unit, Item.atc_code, Item.form, Item.gtin)).all()
-        self.by_code = {r[0]: _Item(*r) for r in rows}
-        self.by_gtin = {i.gtin: i for i in self.by_code.values() if i.gtin}
-        self.by_atc: dict[str, list[_Item]] = {}
-        for i in self.by_code.values():
-            if i.atc:
-                self.by_atc.setdefault(i.atc.upper(), []).append(i)
-
-
 @dataclass
 class _Medicine:
-    item: _Item
+    item: Item
     lot: str
     expiry: date | None
     path: str                      # where the medicine was read from, for lot problems
@@ -151,7 +122,7 @@ def _entry_id_for(res: dict, sys: Fhir) -> str:
             return str(ident["value"])
     rid = res.get("id")
     if not isinstance(rid, str) or not rid:
-        raise _Bad("id", "the resource needs an id (or a Dawa entry identifier) to be imported idempotently")
+        raise Bad("id", "the resource needs an id (or a Dawa entry identifier) to be imported idempotently")
     if len(rid) <= 59:
         return f"fhir-{rid}"
     return "fhir-" + hashlib.sha256(rid.encode()).hexdigest()[:40]
@@ -160,7 +131,7 @@ def _entry_id_for(res: dict, sys: Fhir) -> str:
 def _identifier_value(ref, system: str, path: str, what: str, resolve) -> str:
     """The value of ``ref``'s identifier in ``system``, looking through a resolvable reference."""
     if not isinstance(ref, dict):
-        raise _Bad(path, f"must be a Reference naming the {what}")
+        raise Bad(path, f"must be a Reference naming the {what}")
     ident = ref.get("identifier")
     if isinstance(ident, dict) and ident.get("system") == system and ident.get("value"):
         return str(ident["value"])
@@ -169,148 +140,73 @@ def _identifier_value(ref, system: str, path: str, what: str, resolve) -> str:
         for i in target.get("identifier") or []:
             if isinstance(i, dict) and i.get("system") == system and i.get("value"):
                 return str(i["value"])
-    raise _Bad(f"{path}.identifier", f"no identifier with system {system} naming the {what}")
+    raise Bad(f"{path}.identifier", f"no identifier with system {system} naming the {what}")
 
 
-def _medication_of(res: dict, sys: Fhir, resolve, catalog: _Catalog) -> _Medicine:
+def _medication_of(res: dict, sys: Fhir, resolve, catalog: Catalog) -> _Medicine:
     """The item, lot and expiry a dispense names."""
     if "medicationCodeableConcept" in res:
         path = "medicationCodeableConcept"
-        return _Medicine(_item_of(res[path], None, sys, path, catalog), "", None, path)
+        return _Medicine(item_of(res[path], None, sys, path, catalog), "", None, path)
     if "medicationReference" in res:
         path, ref = "medicationReference", res["medicationReference"]
         lot_path = "medicationReference"
     elif isinstance(res.get("medication"), dict):
         med = res["medication"]
         if "concept" in med:
-            return _Medicine(_item_of(med["concept"], None, sys, "medication.concept", catalog), "", None,
+            return _Medicine(item_of(med["concept"], None, sys, "medication.concept", catalog), "", None,
                              "medication.concept")
         path, ref, lot_path = "medication.reference", med.get("reference"), "medication"
     else:
-        raise _Bad("medication", "no medication (medicationReference, medicationCodeableConcept or medication)")
+        raise Bad("medication", "no medication (medicationReference, medicationCodeableConcept or medication)")
     if not isinstance(ref, dict):
-        raise _Bad(path, "must be a Reference to a Medication")
+        raise Bad(path, "must be a Reference to a Medication")
     med = resolve(ref.get("reference"))
     if med is None or med.get("resourceType") != "Medication":
-        raise _Bad(f"{path}.reference", f"{ref.get('reference')!r} names no Medication contained or in the bundle")
+        raise Bad(f"{path}.reference", f"{ref.get('reference')!r} names no Medication contained or in the bundle")
     where = f"{path}(Medication)"
-    item = _item_of(med.get("code"), med, sys, f"{where}.code", catalog)
+    item = item_of(med.get("code"), med, sys, f"{where}.code", catalog)
     batch = med.get("batch") or {}
     lot = batch.get("lotNumber") or ""
     if not isinstance(lot, str):
-        raise _Bad(f"{where}.batch.lotNumber", "must be a string")
+        raise Bad(f"{where}.batch.lotNumber", "must be a string")
     expiry = None
     if batch.get("expirationDate"):
         text = str(batch["expirationDate"])
         try:
             expiry = date.fromisoformat(text[:10])
         except ValueError:
-            raise _Bad(f"{where}.batch.expirationDate", f"{text!r} is not a date") from None
+            raise Bad(f"{where}.batch.expirationDate", f"{text!r} is not a date") from None
     return _Medicine(item, lot.strip(), expiry, lot_path)
-
-
-def _codings(concept, path: str) -> list[dict]:
-    if not isinstance(concept, dict):
-        raise _Bad(path, "must be a CodeableConcept")
-    return [c for c in concept.get("coding") or [] if isinstance(c, dict) and c.get("code")]
-
-
-def _item_of(concept, med: dict | None, sys: Fhir, path: str, catalog: _Catalog) -> _Item:
-    """The item a CodeableConcept names: by Dawa code, by GTIN, or by ATC code (narrowed by the
-    Medication's dose form and strength when several items share it)."""
-    codings = _codings(concept, path)
-    for c in codings:
-        if c.get("system") == sys.item_system:
-            code = str(c["code"])
-            if code not in catalog.by_code:
-                raise _Bad(f"{path}.coding", f"unknown item {code!r}")
-            return catalog.by_code[code]
-    for c in codings:
-        if c.get("system") in GTIN_SYSTEMS:
-            try:
-                gtin = gs1.normalize_gtin(str(c["code"]))
-            except InvalidEntry as exc:
-                raise _Bad(f"{path}.coding", exc.message) from None
-            if gtin not in catalog.by_gtin:
-                raise _Bad(f"{path}.coding", f"no item has the GTIN {gtin}")
-            return catalog.by_gtin[gtin]
-    for c in codings:
-        if c.get("system") == ATC_SYSTEM:
-            return _by_atc(str(c["code"]).upper(), med, path, catalog)
-    raise _Bad(f"{path}.coding", f"no coding names the item: give its code (system {sys.item_system}), "
-                                 f"its GTIN (system {GTIN_SYSTEMS[0]}) or its ATC code (system {ATC_SYSTEM})")
-
-
-def _words(value) -> str:
-    if isinstance(value, dict):
-        texts = [value.get("text")] + [c.get("display") or c.get("code") for c in value.get("coding") or []
-                                       if isinstance(c, dict)]
-        return " ".join(str(t) for t in texts if t).lower()
-    return ""
-
-
-def _strengths(med: dict) -> list[str]:
-    """Each ingredient's strength as ``500 mg`` (R4 ``strength``, R5 ``strengthRatio``)."""
-    out = []
-    for ing in med.get("ingredient") or []:
-        if not isinstance(ing, dict):
-            continue
-        ratio = ing.get("strength") or ing.get("strengthRatio") or {}
-        num = ratio.get("numerator") if isinstance(ratio, dict) else None
-        if isinstance(num, dict) and num.get("value") is not None:
-            value = Decimal(str(num["value"])).normalize()
-            out.append(f"{value:f} {num.get('unit') or num.get('code') or ''}".strip().lower())
-    return out
-
-
-def _by_atc(atc: str, med: dict | None, path: str, catalog: _Catalog) -> _Item:
-    candidates = catalog.by_atc.get(atc, [])
-    if not candidates:
-        raise _Bad(f"{path}.coding", f"no item has the ATC code {atc}")
-    if len(candidates) > 1 and med is not None:
-        form = _words(med.get("form") or med.get("doseForm"))
-        if form:
-            candidates = [i for i in candidates if i.form and i.form.lower() in form] or candidates
-        strengths = _strengths(med)
-        if strengths:
-            def named(i: _Item) -> bool:
-                name = i.name.lower().replace(" ", "")
-                return any(s.replace(" ", "") in name for s in strengths)
-            candidates = [i for i in candidates if named(i)] or candidates
-    if len(candidates) > 1:
-        raise _Bad(f"{path}.coding", f"ATC code {atc} is {len(candidates)} items "
-                                     f"({', '.join(sorted(i.code for i in candidates))}); name the dose form and "
-                                     "strength in the Medication, or the item's code or GTIN")
-    return candidates[0]
 
 
 def _timestamp(text, path: str) -> datetime:
     if not isinstance(text, str) or not text:
-        raise _Bad(path, "is required: when the medicine was handed over")
+        raise Bad(path, "is required: when the medicine was handed over")
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise _Bad(path, f"{text!r} is not a FHIR dateTime") from None
+        raise Bad(path, f"{text!r} is not a FHIR dateTime") from None
     if t.tzinfo is None or "T" not in text:
-        raise _Bad(path, f"{text!r} must be a time with a zone offset, not a date or a local time")
+        raise Bad(path, f"{text!r} must be a time with a zone offset, not a date or a local time")
     return t
 
 
-def _quantity_of(res: dict, item: _Item) -> Decimal:
+def _quantity_of(res: dict, item: Item) -> Decimal:
     q = res.get("quantity")
     if not isinstance(q, dict) or q.get("value") is None:
-        raise _Bad("quantity.value", "is required")
+        raise Bad("quantity.value", "is required")
     try:
         value = Decimal(str(q["value"]))
     except InvalidOperation:
-        raise _Bad("quantity.value", f"{q['value']!r} is not a number") from None
+        raise Bad("quantity.value", f"{q['value']!r} is not a number") from None
     if isinstance(q["value"], (str, bool)) or not value.is_finite():
-        raise _Bad("quantity.value", f"{q['value']!r} is not a number")
+        raise Bad("quantity.value", f"{q['value']!r} is not a number")
     if value <= 0:
-        raise _Bad("quantity.value", f"must be greater than zero ({value})")
+        raise Bad("quantity.value", f"must be greater than zero ({value})")
     problem = unit_problem(item.unit, unit=q.get("unit"), system=q.get("system"), code=q.get("code"))
     if problem:
-        raise _Bad(*problem)
+        raise Bad(*problem)
     return value
 
 
@@ -328,22 +224,22 @@ def _performer(res: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _parse_dispense(res: dict, sys: Fhir, resolve, imported_by: str, catalog: _Catalog,
+def _parse_dispense(res: dict, sys: Fhir, resolve, imported_by: str, catalog: Catalog,
                     facilities: set[str]) -> tuple[NewEntry, str, str | None, str | None] | str:
     """The NewEntry a completed MedicationDispense states (with the path its lot came from and the
     source's performer), or the reason it is not recorded."""
     entry_id = _entry_id_for(res, sys)
     status = res.get("status")
     if status not in DISPENSE_STATUSES:
-        raise _Bad("status", f"{status!r} is not a MedicationDispense status ({', '.join(DISPENSE_STATUSES)})")
+        raise Bad("status", f"{status!r} is not a MedicationDispense status ({', '.join(DISPENSE_STATUSES)})")
     if status != "completed":
         return f"status {status}: only completed dispensing is recorded"
     location = res.get("location")
     if location is None:
-        raise _Bad("location", "is required: the facility that dispensed")
+        raise Bad("location", "is required: the facility that dispensed")
     facility = _identifier_value(location, sys.facility_system, "location", "facility", resolve)
     if facility not in facilities:
-        raise _Bad("location.identifier", f"unknown facility {facility!r}")
+        raise Bad("location.identifier", f"unknown facility {facility!r}")
     medicine = _medication_of(res, sys, resolve, catalog)
     card = _identifier_value(res.get("subject"), sys.patient_system, "subject", "patient's health card", resolve)
     occurred = _timestamp(res.get("whenHandedOver"), "whenHandedOver")
@@ -351,9 +247,9 @@ def _parse_dispense(res: dict, sys: Fhir, resolve, imported_by: str, catalog: _C
     rx = None
     prescriptions = res.get("authorizingPrescription") or []
     if not isinstance(prescriptions, list):
-        raise _Bad("authorizingPrescription", "must be a list of References")
+        raise Bad("authorizingPrescription", "must be a list of References")
     if len(prescriptions) > 1:
-        raise _Bad("authorizingPrescription", f"names {len(prescriptions)} prescriptions; a dispensing fills one")
+        raise Bad("authorizingPrescription", f"names {len(prescriptions)} prescriptions; a dispensing fills one")
     if prescriptions:
         rx = _identifier_value(prescriptions[0], sys.prescription_system, "authorizingPrescription[0]",
                                "prescription", resolve)
@@ -411,7 +307,7 @@ def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: st
     if not isinstance(entries, list):
         raise FhirImportFailed([Problem(None, None, "entry", "must be a list")])
     by_url = _index(entries)
-    catalog = _Catalog(session)
+    catalog = Catalog(session)
     facilities = set(session.scalars(select(Facility.code)))
     now = now or datetime.now(timezone.utc)
 
@@ -441,7 +337,7 @@ def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: st
 
         try:
             got = _parse_dispense(res, sys, resolve, imported_by, catalog, facilities)
-        except _Bad as bad:
+        except Bad as bad:
             problems.append(Problem(index, rid, bad.path, bad.message))
             continue
         if isinstance(got, str):
