@@ -104,7 +104,14 @@ def quantity(q: Decimal, unit: str) -> dict:
 
 
 def concept(sys: Fhir, item_code: str, item_name: str, atc: str | None, gtin: str | None) -> dict:
-    coding = [{"system": sys.item_system, "code": item_code, "display": item_name}]
+    return _concept(sys.item_system, item_code, item_name, atc, gtin)
+
+
+@lru_cache(maxsize=4096)
+def _concept(item_system: str, item_code: str, item_name: str, atc: str | None, gtin: str | None) -> dict:
+    """The medicine's codes; one dict per item, shared by every resource that names it (never
+    changed after), since an export names the same few hundred items millions of times."""
+    coding = [{"system": item_system, "code": item_code, "display": item_name}]
     if gtin:
         coding.append({"system": GTIN_SYSTEM, "code": gtin})
     if is_atc(atc):
@@ -113,14 +120,22 @@ def concept(sys: Fhir, item_code: str, item_name: str, atc: str | None, gtin: st
 
 
 def medication(sys: Fhir, r, *, serial: str | None = None) -> dict:
-    med = {"resourceType": "Medication", "id": MED,
-           "code": concept(sys, r.item_code, r.item_name, r.atc, r.gtin)}
     if serial and r.gtin:
+        med = dict(_medication(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry))
         med["identifier"] = [ident(GS1_DIGITAL_LINK, f"{GS1_DIGITAL_LINK}/01/{r.gtin}/21/{quote(serial, safe='')}")]
-    if r.lot:
-        batch = {"lotNumber": r.lot}
-        if r.expiry:
-            batch["expirationDate"] = r.expiry.isoformat()
+        return med
+    return _medication(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry)
+
+
+@lru_cache(maxsize=65536)
+def _medication(item_system: str, item_code: str, item_name: str, atc: str | None, gtin: str | None,
+                lot: str, expiry: date | None) -> dict:
+    """A contained Medication of one lot; shared like ``_concept``."""
+    med = {"resourceType": "Medication", "id": MED, "code": _concept(item_system, item_code, item_name, atc, gtin)}
+    if lot:
+        batch = {"lotNumber": lot}
+        if expiry:
+            batch["expirationDate"] = expiry.isoformat()
         med["batch"] = batch
     return med
 
