@@ -195,21 +195,28 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
                       f"present, {len(report.skipped)} entries skipped{notes}{chosen}")
 
 
+def _mapping(cli, path: Path, verb: str):
+    """The mapping file read, or every problem in it shown and the command ended."""
+    from web.interop.dhis2_mapping import MappingError, load_mapping
+
+    try:
+        return load_mapping(path)
+    except MappingError as exc:
+        for problem in exc.problems:
+            cli.err.print(problem, highlight=False, markup=False)
+        cli._fail(f"{len(exc.problems)} problem(s) in {path}; nothing was {verb}", 2)
+
+
 @dhis2_app.command("export")
 def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of items and facilities to DHIS2")],
                  period: Annotated[str, typer.Option(help="The month, YYYY-MM")],
                  out: Annotated[Path, typer.Option(help="File to write the dataValueSets payload to")],
                  db: DbOption = None):
-    """Write a month's stock on hand, consumption and stockout days as DHIS2 dataValueSets JSON."""
-    from web.interop.dhis2 import MappingError, export_data_value_set, load_mapping
+    """Write a month's figures (ledger and monthly reports) as DHIS2 dataValueSets JSON."""
+    from web.interop.dhis2 import export_data_value_set
 
     cli = _cli()
-    try:
-        parsed = load_mapping(mapping)
-    except MappingError as exc:
-        for problem in exc.problems:
-            cli.err.print(problem, highlight=False, markup=False)
-        cli._fail(f"{len(exc.problems)} problem(s) in {mapping}; nothing was written", 2)
+    parsed = _mapping(cli, mapping, "written")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
             result = export_data_value_set(s, parsed, period)
@@ -219,7 +226,7 @@ def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of ite
     for line in result.warnings():
         cli.err.print(f"warning: {line}", highlight=False, markup=False)
     cli.console.print(f"{len(result.payload['dataValues'])} data values for {period} written to {out}"
-                      + (f"; {len(result.warnings())} unmapped (listed above)" if result.warnings() else ""))
+                      + (f"; {len(result.warnings())} warning(s) (listed above)" if result.warnings() else ""))
 
 
 @dhis2_app.command("push")
@@ -228,16 +235,10 @@ def dhis2_push(mapping: Annotated[Path, typer.Option(help="JSON mapping of items
                operator: Annotated[str, typer.Option(help="Who sends it, recorded with the push")] = "cli",
                db: DbOption = None):
     """Send a month's figures to the DHIS2 server of DAWA_DHIS2__URL and show its import summary."""
-    from web.interop.dhis2 import MappingError, load_mapping
     from web.interop.dhis2_push import push
 
     cli = _cli()
-    try:
-        parsed = load_mapping(mapping)
-    except MappingError as exc:
-        for problem in exc.problems:
-            cli.err.print(problem, highlight=False, markup=False)
-        cli._fail(f"{len(exc.problems)} problem(s) in {mapping}; nothing was sent", 2)
+    parsed = _mapping(cli, mapping, "sent")
     with session_factory(cli._engine(db))() as s:
         try:
             outcome = push(s, get_settings(), parsed, period, pushed_by=operator)

@@ -11,24 +11,10 @@ category option combos and org units through a mapping file (``web.interop.dhis2
   hold: opening, received, consumption, adjustment, closing (stock on hand), stockout days, ordered.
 
 Where both give a figure, the ledger's is sent (it is the evidence), and a difference between the
-two is a warning, as are two measures mapped to the same data element. An older mapping file::
-
-    {
-      "dataSet": "lyLmisMnth1",                        (optional)
-      "attributeOptionCombo": "HllvX50cXC0",           (optional)
-      "orgUnits": {"TRP-H01": "DiszpKrYNg8"},
-      "items": {
-        "PCM500T": {
-          "stock_on_hand": {"dataElement": "pcmSohXXX01", "categoryOptionCombo": "HllvX50cXC0"},
-          "consumption": "pcmConsXX01",
-          "stockout_days": "pcmStkOut01"
-        }
-      }
-    }
-
-still reads the same. A measure given as a bare identifier uses DHIS2's default category option
-combo. Nothing is dropped silently: facilities and items that have data but no mapping, items
-lacking a measure, and mapped codes that Dawa does not know are all listed beside the payload.
+two is a warning, as are two measures mapped to the same data element. A measure mapped to a bare
+data element uses DHIS2's default category option combo. Nothing is dropped silently: facilities
+and items that have data but no mapping, items lacking a measure, and mapped codes that Dawa does
+not know are all listed beside the payload.
 
 How each figure is computed, per facility and item, over the calendar month in the facility's own
 zone (``Facility.timezone``, else ``DAWA_DEFAULT_TIMEZONE``):
@@ -39,7 +25,8 @@ zone (``Facility.timezone``, else ``DAWA_DEFAULT_TIMEZONE``):
 - stockout days: days of the month that ended with nothing in stock, counted from the first day
   the facility ever held the item and only for days that are over.
 
-Only facility-items with a movement before the month's end are reported.
+Only facility-items with a movement before the month's end, or a monthly report of the month, are
+reported.
 """
 
 from __future__ import annotations
