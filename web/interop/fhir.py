@@ -257,7 +257,9 @@ def _reports_stmt(q: _Query):
 
 def _batches(session: Session, stmt) -> Iterator[list]:
     """Rows of ``stmt`` in lists of BATCH, from a server-side cursor on PostgreSQL."""
-    result = session.connection().execution_options(stream_results=True, yield_per=BATCH).execute(stmt)
+    # Options on the statement, not the connection: on the connection they would stay, and the
+    # session's later writes on PostgreSQL would go through a server-side cursor too.
+    result = session.connection().execute(stmt.execution_options(stream_results=True, yield_per=BATCH))
     for part in result.partitions(BATCH):
         yield part
 
