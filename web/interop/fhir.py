@@ -103,7 +103,7 @@ def _ledger_stmt(q: _Query):
         .outerjoin(Patient, Patient.id == LedgerEntry.patient_id)
         .outerjoin(other, other.id == LedgerEntry.counterparty_facility_id)
         .where(LedgerEntry.kind.in_([k for k in q.kinds if k in LEDGER_KINDS]))
-        .order_by(Facility.code, LedgerEntry.chain_seq)
+        .order_by(LedgerEntry.facility_id, LedgerEntry.chain_seq)   # the chain's index: read in order, no sort
     )
     if q.facility_code:
         stmt = stmt.where(Facility.code == q.facility_code)

@@ -127,7 +127,7 @@ def medication(sys: Fhir, r, *, serial: str | None = None) -> dict:
     return _medication(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def _medication(item_system: str, item_code: str, item_name: str, atc: str | None, gtin: str | None,
                 lot: str, expiry: date | None) -> dict:
     """A contained Medication of one lot; shared like ``_concept``."""
@@ -180,7 +180,7 @@ def organization_ref(sys: Fhir, code: str, name: str | None) -> dict:
     return _ref("Organization", sys.facility_system, code, name)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def _ref(resource_type: str, system: str, value: str, display: str | None) -> dict:
     """A reference by fullUrl and identifier; the same dict is reused (never changed after)."""
     return ref(resource_type, full_url(resource_type, value), ident(system, value), display)
