@@ -10,6 +10,7 @@ import stock.models  # noqa: F401  (registers the tables)
 import web.models  # noqa: F401  (registers the web app's tables)
 import web.alerts.models  # noqa: F401  (registers the alerts' tables)
 import stock.requisitions.models  # noqa: F401  (registers replenishment's tables)
+import web.interop.models  # noqa: F401  (registers the interoperability tables)
 from stock.db import FOREIGN_KEYS_OFF, make_engine
 from stock.models import Base
 

@@ -9,6 +9,11 @@ tables, check digits, the YYMMDD window and day 00 meaning the last day of the m
 turns its result into what the ledger needs and its failures into a domain error that names what
 is wrong.
 
+A bare string of 8, 12, 13 or 14 digits is a GTIN from a linear barcode (EAN-8, UPC-A, EAN-13,
+ITF-14) and is read as one before any attempt at element strings: many real GTIN-13s begin with
+digits that are also application identifiers (``4006381333931`` would read as AI 400), and no
+element string that holds a GTIN is that short (AI 01 and its 14 digits are 16 characters).
+
 GTINs are kept as 14 digits, the form a DataMatrix carries: a GTIN-13 ``5012345678900`` and its
 14-digit form ``05012345678900`` are the same pack.
 """
@@ -86,6 +91,11 @@ def parse_scan(text: str) -> Scan:
     raw = _clean(text or "")
     if not raw:
         raise BadScan("the scan is empty", problem="empty")
+    if raw.isascii() and raw.isdigit() and len(raw) in GTIN_LENGTHS:
+        problem = _check_digit_problem(raw)
+        if problem:
+            raise BadScan(problem, problem="check_digit", gtin=raw.zfill(14))
+        return Scan(gtin=raw.zfill(14))
     try:
         if raw.startswith("("):
             message = GS1Message.parse_hri(raw)
@@ -94,9 +104,6 @@ def parse_scan(text: str) -> Scan:
             if result.gs1_message is None:
                 if result.gtin is not None:
                     return Scan(gtin=result.gtin.as_gtin_14())
-                if raw.isdigit() and len(raw) in GTIN_LENGTHS:
-                    raise BadScan(_check_digit_problem(raw) or f"{raw} is not a GTIN",
-                                  problem="check_digit", gtin=raw.zfill(14))
                 raise BadScan(f"not a GS1 barcode: {result.gs1_message_error or 'no element strings found'}",
                               problem="unreadable")
             message = result.gs1_message

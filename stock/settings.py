@@ -52,6 +52,21 @@ class Fhir(BaseModel):
     entry_system: str = Field("urn:dawa:entry", description="system of ledger entry ids (resource identifier)")
     prescription_system: str = Field("urn:dawa:prescription", description="system of prescription ids")
     user_system: str = Field("urn:dawa:user", description="system of user ids (performer, requester)")
+    document_system: str = Field("urn:dawa:document", description="system of document numbers (waybills, GRNs)")
+    report_system: str = Field("urn:dawa:stock-report", description="system of monthly stock report ids")
+
+
+class Dhis2(BaseModel):
+    """The DHIS2 server monthly figures are pushed to (environment: ``DAWA_DHIS2__NAME``). The
+    password or personal access token is set here or in .env, never in code."""
+
+    url: str | None = Field(None, description="DHIS2 base URL (the push posts to URL/api/dataValueSets); "
+                                              "empty = no push")
+    username: str | None = Field(None, description="DHIS2 user (HTTP basic authentication)")
+    password: str | None = Field(None, description="its password")
+    token: str | None = Field(None, description="a DHIS2 personal access token, used instead of user and password")
+    mapping: str | None = Field(None, description="mapping file (JSON) the scheduled push uses")
+    timeout_s: float = Field(120, description="give up on a push after this long")
 
 
 class WebSettings(BaseModel):
@@ -106,6 +121,7 @@ class AlertSettings(BaseModel):
     stock_cron: str = Field("0 6 * * *", description="stockouts, low stock, expiring lots, short counts")
     verify_cron: str = Field("30 2 * * *", description="hash chains and balance drift")
     digest_cron: str = Field("0 7 * * mon", description="weekly digest of what was held for it")
+    dhis2_cron: str = Field("0 5 5 * *", description="push last month's figures to DHIS2 (when dhis2.url is set)")
     interval_s: float | None = Field(
         None, description="run every job on this interval instead of its cron (for trials and tests)")
     jobs: list[str] | None = Field(None, description="schedule only these jobs (JSON list); empty = all")
@@ -152,6 +168,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     fhir: Fhir = Field(default_factory=Fhir)
+    dhis2: Dhis2 = Field(default_factory=Dhis2)
 
 
 @lru_cache(maxsize=1)

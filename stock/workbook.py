@@ -16,7 +16,14 @@ Cells Excel typed come out as the contract's text:
   auditor's times without telling. A timestamp is written as text with its offset
   (``2026-03-01T09:15:00+02:00``), which Excel leaves as typed;
 - a formula as the value Excel last computed and saved with the file;
-- an error value (``#N/A``, ``#REF!`` ...) is a problem.
+- an error value (``#N/A``, ``#REF!`` ...) is a problem;
+- a date in a month column (``period``), as Excel makes of ``2019-03`` or ``Mar 2019`` typed
+  there, is that month: ``2019-03``.
+
+Workbooks as clerks make them: a sheet with another name that holds nothing (Excel's ``Sheet1``,
+``Feuil2`` ...) is ignored; only one with content is a problem. A title row above the header is
+named as such in one problem (the header must be row 1, and which row holds it), rather than as
+every column missing.
 
 Sheets are streamed with openpyxl's read-only reader a row at a time and gathered column by column
 into Arrow text arrays, so a sheet of a million rows is never held twice.
@@ -41,6 +48,10 @@ from stock.csvread import Problem, Sheet, check_header
 SUFFIXES = (".xlsx",)
 CHUNK = 65_536
 """Rows gathered as Python text before they are packed into an Arrow array."""
+MONTH_COLUMNS = frozenset({"period"})
+"""Columns holding a month (YYYY-MM): a date cell there is its month."""
+HEADER_SEARCH = 10
+"""Rows looked through for a header that is not in row 1, to say where it is."""
 MAX_PROBLEMS_PER_KIND = 50
 """A sheet full of error cells is named this many times per column, not a million."""
 
@@ -100,6 +111,8 @@ class Workbook:
         expected = ", ".join(f.removesuffix(".csv") for f in files)
         for title in self._book.sheetnames:
             file = title.strip().lower() + ".csv"
+            if file not in files and self._empty(title):
+                continue
             if file not in files:
                 self.problems.append(Problem(self._where(title), 0, "",
                                              f"unknown sheet {title!r} (expected sheets named {expected})"))
@@ -109,6 +122,12 @@ class Workbook:
                                              f"(also {self.titles[file]!r})"))
             else:
                 self.titles[file] = title
+
+    def _empty(self, title: str) -> bool:
+        for row in self._book[title].iter_rows(values_only=True):
+            if any(cell_text(v) for v in row):
+                return False
+        return True
 
     def _where(self, title: str) -> str:
         return f"{self.path.name}[{title}]"
@@ -135,6 +154,9 @@ class Workbook:
             sheet = Sheet(name, pd.DataFrame())
             sheet.problems.append(Problem(name, 1, "", "the sheet has no header row"))
             return sheet
+        if not set(header) & set(columns):
+            return self._no_header(name, header, rows, columns)
+        months = [k for k, h in enumerate(header) if h in MONTH_COLUMNS]
         width = len(header)
         for k, h in enumerate(header):
             if h == "":
@@ -157,6 +179,9 @@ class Workbook:
         for values in rows:
             row_number += 1
             texts = [cell_text(v) for v in values]
+            for k in months:
+                if k < len(values) and isinstance(values[k], (datetime, date)):
+                    texts[k] = f"{values[k].year:04d}-{values[k].month:02d}"
             if not any(texts):
                 blank_run += 1
                 continue
@@ -192,6 +217,28 @@ class Workbook:
                                   for k, h in enumerate(header)})
         sheet = check_header(name, frame, columns)
         sheet.problems.extend(problems)
+        return sheet
+
+    @staticmethod
+    def _no_header(name: str, first: list[str], rows, columns: dict[str, bool]) -> Sheet:
+        """Row 1 names none of the columns: one problem saying where the header must be, and
+        where it is when a row below holds it (a title above the header, as clerks write)."""
+        expected = ", ".join(columns)
+        found = None
+        for n, values in enumerate(rows, start=2):
+            if n > HEADER_SEARCH:
+                break
+            if {cell_text(v) for v in values} & set(columns):
+                found = n
+                break
+        sheet = Sheet(name, pd.DataFrame())
+        title = next((t for t in first if t), "")
+        if found:
+            message = (f"the header must be row 1, but row {found} holds it: delete the {found - 1} row(s) above it "
+                       f"(row 1 holds {title!r})")
+        else:
+            message = f"row 1 must be the header naming the columns ({expected}); it holds {title!r}"
+        sheet.problems.append(Problem(name, 1, "", message))
         return sheet
 
     def close(self) -> None:

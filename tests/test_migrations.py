@@ -14,6 +14,7 @@ import anomaly.models  # noqa: F401  (detection's tables are part of the schema)
 import web.models  # noqa: F401  (so are the web app's)
 import web.alerts.models  # noqa: F401  (and the alerts')
 import stock.requisitions.models  # noqa: F401  (and replenishment's)
+import web.interop.models  # noqa: F401  (and the interoperability ones)
 from anomaly import scan
 from stock import chain
 from stock.db import make_engine, session_factory

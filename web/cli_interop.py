@@ -122,23 +122,36 @@ def _export_dataset(cli, out: Path, fmt: str | None, db: str | None) -> None:
 @fhir_app.command("export")
 def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle to")],
                 facility: Annotated[Optional[str], typer.Option(help="Facility code")] = None,
-                since: SinceOpt = None,
-                until: UntilOpt = None,
+                since: Annotated[Optional[str], typer.Option(
+                    help="Recorded from this date or timestamp with offset (the last sync: an incremental pull)")] = None,
+                until: Annotated[Optional[str], typer.Option(
+                    help="Recorded up to this date, included, or before this timestamp with offset")] = None,
+                occurred_from: Annotated[Optional[str], typer.Option(
+                    help="Moved from this date or timestamp with offset")] = None,
+                occurred_to: Annotated[Optional[str], typer.Option(
+                    help="Moved up to this date, included, or before this timestamp with offset")] = None,
                 version: Annotated[str, typer.Option(help="R4 or R5 (InventoryReport for counts is R5 only)")] = "R4",
                 kind: Annotated[Optional[list[str]], typer.Option(
-                    help="Only this ledger kind (repeatable): dispense, receipt, transfer_in, transfer_out, count")] = None,
+                    help="Only this kind (repeatable): dispense, receipt, transfer_in, transfer_out, count, "
+                         "stock_report")] = None,
                 db: DbOption = None):
-    """Export dispensing, deliveries and counts as a FHIR Bundle (type collection)."""
-    from web.interop.fhir import export_bundle
+    """Export dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle."""
+    from web.interop.fhir import write_bundle
 
     cli = _cli()
-    lo, hi = parse_bound(since, end=False, option="--since"), parse_bound(until, end=True, option="--until")
+    bounds = dict(since=parse_bound(since, end=False, option="--since"),
+                  until=parse_bound(until, end=True, option="--until"),
+                  occurred_since=parse_bound(occurred_from, end=False, option="--occurred-from"),
+                  occurred_until=parse_bound(occurred_to, end=True, option="--occurred-to"))
+    tmp = out.with_name(out.name + ".part")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
-            result = export_bundle(s, version=version, facility_code=facility, since=lo, until=hi, kinds=kind)
+            with tmp.open("wb") as f:
+                result = write_bundle(s, f, version=version, facility_code=facility, kinds=kind, **bounds)
         except DawaError as exc:
+            tmp.unlink(missing_ok=True)
             cli._fail(str(exc))
-    out.write_text(result.to_json(), encoding="utf-8")
+    tmp.replace(out)
     for note in result.skipped:
         cli.err.print(f"note: {note}", highlight=False, markup=False)
     summary = ", ".join(f"{n} {t}" for t, n in sorted(result.counts.items())) or "no resources"
@@ -147,10 +160,14 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
 
 @fhir_app.command("import")
 def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) of MedicationDispense")],
-                recorded_by: Annotated[str, typer.Option(
-                    help="User recorded for dispenses whose performer has no Dawa user id")] = "fhir-import",
+                operator: Annotated[str, typer.Option(
+                    help="Your Dawa user name: every dispense is recorded by you (a performer the bundle "
+                         "names is kept as the source system's user, not as the author)")],
                 db: DbOption = None):
     """Record a Bundle's MedicationDispense resources as dispensing: all or nothing."""
+    from sqlalchemy import select
+
+    from stock.models import User
     from web.interop.fhir import FhirImportFailed, import_bundle
 
     cli = _cli()
@@ -159,8 +176,11 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
     except OSError as exc:
         cli._fail(f"{file}: cannot read: {exc.strerror or exc}", 2)
     with session_factory(cli._engine(db))() as s:
+        user = s.scalars(select(User).where(User.username == operator)).one_or_none()
+        if user is None or not user.active:
+            cli._fail(f"--operator {operator!r} is not an active Dawa user", 2)
         try:
-            report = import_bundle(s, data, default_recorded_by=recorded_by)
+            report = import_bundle(s, data, imported_by=user.username)
             s.commit()
         except FhirImportFailed as exc:
             s.rollback()
@@ -170,8 +190,21 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
     for line in report.skipped:
         cli.err.print(f"{file}: {line}", highlight=False, markup=False)
     notes = "".join(f"; {n} {code.replace('_', ' ')}" for code, n in sorted(report.notes.items()))
+    chosen = f"; {report.lots_chosen} lot(s) chosen first-expiry-first-out" if report.lots_chosen else ""
     cli.console.print(f"imported {file}: {report.added} dispensing added, {report.already_present} already "
-                      f"present, {len(report.skipped)} entries skipped{notes}")
+                      f"present, {len(report.skipped)} entries skipped{notes}{chosen}")
+
+
+def _mapping(cli, path: Path, verb: str):
+    """The mapping file read, or every problem in it shown and the command ended."""
+    from web.interop.dhis2_mapping import MappingError, load_mapping
+
+    try:
+        return load_mapping(path)
+    except MappingError as exc:
+        for problem in exc.problems:
+            cli.err.print(problem, highlight=False, markup=False)
+        cli._fail(f"{len(exc.problems)} problem(s) in {path}; nothing was {verb}", 2)
 
 
 @dhis2_app.command("export")
@@ -179,16 +212,11 @@ def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of ite
                  period: Annotated[str, typer.Option(help="The month, YYYY-MM")],
                  out: Annotated[Path, typer.Option(help="File to write the dataValueSets payload to")],
                  db: DbOption = None):
-    """Write a month's stock on hand, consumption and stockout days as DHIS2 dataValueSets JSON."""
-    from web.interop.dhis2 import MappingError, export_data_value_set, load_mapping
+    """Write a month's figures (ledger and monthly reports) as DHIS2 dataValueSets JSON."""
+    from web.interop.dhis2 import export_data_value_set
 
     cli = _cli()
-    try:
-        parsed = load_mapping(mapping)
-    except MappingError as exc:
-        for problem in exc.problems:
-            cli.err.print(problem, highlight=False, markup=False)
-        cli._fail(f"{len(exc.problems)} problem(s) in {mapping}; nothing was written", 2)
+    parsed = _mapping(cli, mapping, "written")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
             result = export_data_value_set(s, parsed, period)
@@ -196,9 +224,53 @@ def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of ite
             cli._fail(str(exc), 2)
     out.write_text(result.to_json(), encoding="utf-8")
     for line in result.warnings():
-        cli.err.print(f"not mapped: {line}", highlight=False, markup=False)
+        cli.err.print(f"warning: {line}", highlight=False, markup=False)
     cli.console.print(f"{len(result.payload['dataValues'])} data values for {period} written to {out}"
-                      + (f"; {len(result.warnings())} unmapped (listed above)" if result.warnings() else ""))
+                      + (f"; {len(result.warnings())} warning(s) (listed above)" if result.warnings() else ""))
+
+
+@dhis2_app.command("push")
+def dhis2_push(mapping: Annotated[Path, typer.Option(help="JSON mapping of items and facilities to DHIS2")],
+               period: Annotated[str, typer.Option(help="The month, YYYY-MM")],
+               operator: Annotated[str, typer.Option(help="Who sends it, recorded with the push")] = "cli",
+               db: DbOption = None):
+    """Send a month's figures to the DHIS2 server of DAWA_DHIS2__URL and show its import summary."""
+    from web.interop.dhis2_push import push
+
+    cli = _cli()
+    parsed = _mapping(cli, mapping, "sent")
+    with session_factory(cli._engine(db))() as s:
+        try:
+            outcome = push(s, get_settings(), parsed, period, pushed_by=operator)
+            s.commit()
+        except DawaError as exc:
+            cli._fail(str(exc), 2)
+    for line in outcome.export.warnings():
+        cli.err.print(f"not sent as mapped: {line}", highlight=False, markup=False)
+    first, *conflicts = outcome.lines()
+    for line in conflicts:
+        cli.err.print(line, highlight=False, markup=False)
+    if outcome.record.status in ("FAILED", "ERROR"):
+        cli._fail(first)
+    cli.console.print(first, highlight=False, markup=False)
+
+
+@dhis2_app.command("pushes")
+def dhis2_pushes(limit: Annotated[int, typer.Option(help="How many, newest first")] = 20, db: DbOption = None):
+    """The recent pushes to DHIS2 with their import summaries and conflicts."""
+    import json
+
+    from web.interop.dhis2_push import recent
+
+    cli = _cli()
+    with session_factory(cli._engine(db), read_only=True)() as s:
+        for r in recent(s, limit):
+            cli.console.print(f"{r.at:%Y-%m-%d %H:%M} {r.period} {r.status} by {r.pushed_by} to {r.server}: "
+                              f"{r.sent} sent, {r.imported} imported, {r.updated} updated, {r.ignored} ignored"
+                              + (f"; {r.message}" if r.message else ""), highlight=False, markup=False)
+            for c in json.loads(r.conflicts or "[]"):
+                cli.console.print(f"  conflict: {c.get('object', '?')}: {c.get('value', '')}",
+                                  highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

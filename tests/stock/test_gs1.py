@@ -74,3 +74,48 @@ def test_bad_gtins(value, words):
     with pytest.raises(InvalidEntry) as err:
         normalize_gtin(value)
     assert err.value.field == "gtin"
+
+
+def _with_check_digit(body: str) -> str:
+    """``body`` and its GS1 mod-10 check digit, computed here from the General Specifications'
+    rule (weights 3 and 1 from the right), not by the code under test."""
+    total = sum(int(d) * (3 if k % 2 == 0 else 1) for k, d in enumerate(reversed(body)))
+    return body + str((10 - total % 10) % 10)
+
+
+# Every GS1 prefix range: all 1,000 three-digit GTIN-13 prefixes, GTIN-8 and GTIN-12 over every
+# leading digit pair, GTIN-14 over every indicator digit and leading prefix digit.
+GTIN13 = [_with_check_digit(f"{p:03d}{(p * 7919) % 10**9:09d}") for p in range(1000)]
+GTIN8 = [_with_check_digit(f"{p:02d}{(p * 104729) % 10**5:05d}") for p in range(100)]
+GTIN12 = [_with_check_digit(f"{p:02d}{(p * 15485863) % 10**9:09d}") for p in range(100)]
+GTIN14 = [_with_check_digit(f"{i}{p}{(i * 31 + p * 977) % 10**11:011d}") for i in range(10) for p in range(10)]
+
+
+@pytest.mark.parametrize("gtins", [GTIN8, GTIN12, GTIN13, GTIN14], ids=["GTIN-8", "GTIN-12", "GTIN-13", "GTIN-14"])
+def test_bare_gtins_of_every_prefix_range_are_read_as_gtins(gtins):
+    wrong = {}
+    for gtin in gtins:
+        try:
+            got = parse_scan(gtin)
+        except BadScan as exc:
+            wrong[gtin] = exc.message
+            continue
+        if got != Scan(gtin=gtin.zfill(14)):
+            wrong[gtin] = got
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("gtin", ["4006381333931", "3017620422003", "8001505005592", "9780201379624",
+                                  "96385074", "036000291452"])
+def test_real_products_whose_digits_look_like_application_identifiers(gtin):
+    assert parse_scan(gtin).gtin == gtin.zfill(14)
+    assert parse_scan(f" {gtin}\r\n").gtin == gtin.zfill(14)
+
+
+@pytest.mark.parametrize("gtins", [GTIN8, GTIN13], ids=["GTIN-8", "GTIN-13"])
+def test_bare_gtins_with_a_wrong_check_digit_say_so(gtins):
+    for gtin in gtins[::37]:
+        bad = gtin[:-1] + str((int(gtin[-1]) + 1) % 10)
+        with pytest.raises(BadScan) as err:
+            parse_scan(bad)
+        assert err.value.problem == "check_digit" and err.value.gtin == bad.zfill(14)

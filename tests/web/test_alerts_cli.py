@@ -49,7 +49,7 @@ def test_jobs_run_then_list_and_history(dawa, Session):
 
 def test_unknown_job_is_refused(dawa):
     r = dawa("jobs", "run", "nightly")
-    assert r.exit_code == 2 and "no job 'nightly'; jobs are scan, stock, verify, digest" in " ".join(r.stderr.split())
+    assert r.exit_code == 2 and "no job 'nightly'; jobs are scan, stock, verify, digest, dhis2" in " ".join(r.stderr.split())
 
 
 def test_alerts_prefer_sets_updates_and_removes(dawa, Session):

@@ -29,7 +29,8 @@ def test_fhir_bundle_export_is_limited_to_the_callers_scope(live_server):
     assert pharm.get("/api/v1/fhir/bundle", params={"version": "R9"}).status_code in (400, 422)
     regional = client(live_server, "manager_tripoli")
     r = regional.get("/api/v1/fhir/bundle")
-    assert r.status_code == 422 and r.json()["error"]["field"] == "facility"
+    assert r.status_code == 422 and r.json()["resourceType"] == "OperationOutcome"
+    assert r.json()["issue"][0]["expression"] == ["facility"]
     assert regional.get("/api/v1/fhir/bundle", params={"facility": "HC2"}).status_code == 200
     everything = json.dumps(client(live_server, "admin").get("/api/v1/fhir/bundle", params={"version": "R5"}).json())
     assert "B1" in everything and "HC2" in everything
@@ -55,7 +56,7 @@ def test_fhir_import_is_idempotent_scoped_and_all_or_nothing(live_server):
     # The same dispense under a new id is a new movement at H1: another facility's staff are refused.
     fresh = text.replace(_dispense_id(live_server), "api-fhir-new-1")
     r = client(live_server, "pharm_hc2").post("/api/v1/fhir/bundle", content=fresh)
-    assert r.status_code == 403 and "outside your scope" in r.json()["error"]["message"]
+    assert r.status_code == 403 and "outside your scope" in r.json()["issue"][0]["diagnostics"]
     assert _count(live_server) == before
     r = pharm.post("/api/v1/fhir/bundle", content=fresh)
     assert r.status_code == 200 and r.json()["added"] == 1, r.text
@@ -63,8 +64,8 @@ def test_fhir_import_is_idempotent_scoped_and_all_or_nothing(live_server):
     # A broken bundle: every problem listed, nothing stored.
     r = pharm.post("/api/v1/fhir/bundle", content=json.dumps({"resourceType": "Patient"}))
     assert r.status_code == 422
-    err = r.json()["error"]
-    assert err["problems"] and err["problems"][0]["field"] == "bundle.resourceType"
+    issue = r.json()["issue"][0]
+    assert (issue["severity"], issue["code"], issue["expression"]) == ("error", "invalid", ["Bundle.resourceType"])
     assert pharm.post("/api/v1/fhir/bundle", content=b"{not json").status_code == 422
     assert client(live_server, "auditor").post("/api/v1/fhir/bundle", content=fresh).status_code == 403
     assert _count(live_server) == before + 1
@@ -127,3 +128,41 @@ def test_dhis2_payload_within_scope(live_server):
     r = pharm.post("/api/v1/dhis2/2026-03", content=json.dumps({"orgUnits": {"H1": "short"}, "items": {}}))
     assert r.status_code == 422
     assert "orgUnits.H1" in r.json()["error"]["problems"][0]["message"]
+
+
+def test_fhir_import_records_the_caller_whatever_performer_the_bundle_names(live_server):
+    """Spoofed authorship (regression): the performer names another Dawa user; the ledger names
+    the authenticated caller, and the named performer is kept as the source's user only."""
+    from stock.settings import get_settings
+    from web.interop.models import ImportProvenance
+
+    system = get_settings().fhir
+    pharm = client(live_server, "pharm_h1")
+    bundle = pharm.get("/api/v1/fhir/bundle").json()
+    md = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationDispense")
+    md["id"], md["identifier"] = "spoof-1", []
+    md["performer"] = [{"actor": {"identifier": {"system": system.user_system, "value": "admin"}}}]
+    bundle["entry"] = [{"resource": md}]
+    r = pharm.post("/api/v1/fhir/bundle", json=bundle)
+    assert r.status_code == 200 and r.json()["added"] == 1, r.text
+    with live_server.Session() as s:
+        e = s.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == "fhir-spoof-1")).one()
+        assert e.recorded_by == "pharm_h1"
+        prov = s.scalars(select(ImportProvenance).where(ImportProvenance.entry_id == "fhir-spoof-1")).one()
+        assert (prov.source_user, prov.imported_by) == ("admin", "pharm_h1")
+
+
+def test_every_fhir_route_error_is_an_operation_outcome(live_server):
+    anonymous = live_server.client()
+    for method, path in (("GET", "/api/v1/fhir/bundle"), ("POST", "/api/v1/fhir/bundle")):
+        r = anonymous.request(method, path, content=b"{}")
+        assert r.status_code == 401 and r.headers["content-type"].startswith("application/fhir+json")
+        assert r.json()["issue"][0]["code"] == "login"
+    pharm = client(live_server, "pharm_h1")
+    for params, status, code in ((({"facility": "HC2"}), 403, "forbidden"), ({"facility": "NOPE"}, 404, "not-found"),
+                                 ({"version": "R9"}, 400, "invalid"), ({"since": "yesterday"}, 422, "invalid")):
+        r = pharm.get("/api/v1/fhir/bundle", params=params)
+        assert (r.status_code, r.json()["resourceType"], r.json()["issue"][0]["code"]) == \
+            (status, "OperationOutcome", code), (params, r.text)
+    r = client(live_server, "auditor").post("/api/v1/fhir/bundle", content=b"{}")
+    assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"

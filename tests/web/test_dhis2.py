@@ -138,10 +138,13 @@ def test_bad_mapping_names_every_problem():
     with pytest.raises(MappingError) as failed:
         parse_mapping(bad, "m.json")
     assert failed.value.problems == [
-        "m.json: extra: unknown key (expected dataSet, attributeOptionCombo, orgUnits, items)",
-        "m.json: orgUnits.H1: 'short' is not a DHIS2 uid (a letter then 10 letters or digits)",
+        "m.json: extra: unknown key (expected dataSet, attributeOptionCombo, orgUnits, items, idScheme, "
+        "dataElementIdScheme, orgUnitIdScheme, categoryOptionComboIdScheme)",
+        "m.json: orgUnits.H1: 'short' is not a DHIS2 uid (a letter then 10 letters or digits); "
+        "for codes set \"idScheme\": \"CODE\"",
         "m.json: items.MOR10.consumption: unknown key(s) coc",
-        "m.json: items.MOR10.stock: unknown measure (expected stock_on_hand, consumption, stockout_days)",
+        "m.json: items.MOR10.stock: unknown measure (expected stock_on_hand, consumption, stockout_days, "
+        "opening, received, adjustment, ordered)",
     ]
     with pytest.raises(DawaError, match="YYYY-MM"):
         parse_period("2026-13")
@@ -166,7 +169,7 @@ def test_cli_writes_payload_and_lists_unmapped(sqlite_engine, tmp_path, monkeypa
                                    "--out", str(out), "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert len(json.loads(out.read_text())["dataValues"]) == 6
-    assert "not mapped: item GLOVE" in " ".join(res.stderr.split())
+    assert "warning: item GLOVE" in " ".join(res.stderr.split())
     mapping.write_text('{"orgUnits": {"H1": "bad"}, "items": {}}')
     res = CliRunner().invoke(app, ["dhis2", "export", "--mapping", str(mapping), "--period", "2026-03",
                                    "--out", str(out), "--db", url], catch_exceptions=False)

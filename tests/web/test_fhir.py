@@ -81,8 +81,15 @@ def test_export_validates_against_the_fhir_models(world, version):
     by_type: dict[str, list[dict]] = {}
     for e in bundle["entry"]:
         by_type.setdefault(e["resource"]["resourceType"], []).append(e["resource"])
-    assert bundle["type"] == "collection"
+    assert bundle["type"] == "transaction"
+    for e in bundle["entry"]:  # every entry a conditional update on the resource's first identifier
+        ident = e["resource"]["identifier"][0]
+        assert e["request"]["method"] == "PUT" and ident["system"]
+        assert e["request"]["url"].startswith(f'{e["resource"]["resourceType"]}?identifier={ident["system"]}|')
     assert len(by_type["MedicationDispense"]) == 3
+    assert sorted(o["identifier"][0]["value"] for o in by_type["Organization"]) == ["H1", "HC2"]
+    assert sorted(o["identifier"][0]["value"] for o in by_type["Location"]) == ["H1", "HC2"]
+    assert [p["identifier"][0]["value"] for p in by_type["Patient"]] == ["LY0000000001"]
     assert len(by_type["SupplyDelivery"]) == 4
     assert len(by_type["MedicationRequest"]) == 1
     if version == "R5":
@@ -98,7 +105,8 @@ def test_export_validates_against_the_fhir_models(world, version):
     system = get_settings().fhir
     assert d1["subject"]["identifier"] == {"system": system.patient_system, "value": "LY0000000001"}
     assert d1["location"]["identifier"]["value"] == "H1"
-    assert d1["quantity"] == {"value": 30, "unit": "tablet"}
+    assert d1["quantity"] == {"value": 30, "unit": "tablet", "system": "http://unitsofmeasure.org", "code": "{tablet}"}
+    assert {"system": "http://www.whocc.no/atc", "code": "N02AA01"} in d1["contained"][0]["code"]["coding"]
     assert d1["contained"][0]["batch"] == {"lotNumber": "L1", "expirationDate": "2028-01-31"}
     rx = by_type["MedicationRequest"][0]
     rx_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"] is rx or e["resource"] == rx)
@@ -114,19 +122,24 @@ def test_export_validates_against_the_fhir_models(world, version):
     d3 = next(r for r in by_type["MedicationDispense"] if r["id"] == "d3")
     assert d3["status"] == "entered-in-error" and "rev-d3" in d3["note"][0]["text"]
     deliveries = {r["id"]: r for r in by_type["SupplyDelivery"]}
-    assert deliveries["t1"]["status"] == "in-progress"
+    assert deliveries["t1"]["status"] == "completed"  # HC2 recorded its receipt (t2, waybill WB-7)
     assert deliveries["t2"]["status"] == "completed"
+    supply_type = {"R4": "http://terminology.hl7.org/CodeSystem/supply-item-type",
+                   "R5": "http://hl7.org/fhir/supplydelivery-supplyitemtype"}[version]
+    assert deliveries["t1"]["type"]["coding"] == [{"system": supply_type, "code": "medication"}]
     assert deliveries["t1"]["destination"]["identifier"]["value"] == "HC2"
     assert deliveries["t2"]["supplier"]["identifier"]["value"] == "H1"
     assert deliveries["r1"]["supplier"] == {"display": "PHARMA LTD"}
-    assert {"type": {"text": "document number"}, "value": "WB-7"} in deliveries["t1"]["identifier"]
+    assert {"type": {"text": "document number"}, "system": system.document_system, "value": "WB-7"} \
+        in deliveries["t1"]["identifier"]
 
 
 def test_export_filters_by_facility_and_period(world):
     only_hc2 = export_bundle(world, facility_code="HC2").bundle
-    assert [e["resource"]["id"] for e in only_hc2["entry"]] == ["t2"]
-    window = export_bundle(world, since=T0 + timedelta(minutes=30), until=T0 + timedelta(hours=2, minutes=30),
-                           kinds=["dispense"]).bundle
+    assert [e["resource"]["id"] for e in only_hc2["entry"]
+            if e["resource"]["resourceType"] == "SupplyDelivery"] == ["t2"]
+    window = export_bundle(world, occurred_since=T0 + timedelta(minutes=30),
+                           occurred_until=T0 + timedelta(hours=2, minutes=30), kinds=["dispense"]).bundle
     assert sorted(e["resource"]["id"] for e in window["entry"]
                   if e["resource"]["resourceType"] == "MedicationDispense") == ["d1", "d2"]
     with pytest.raises(Exception, match="unknown facility"):
@@ -160,7 +173,7 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
     source_rows = [r for r in dispensing_rows(session) if r[1] == "BEN-PH01" and since <= r[7] < until]
     assert len(source_rows) > 50
     result = export_bundle(session, version=version, kinds=["dispense"], facility_code="BEN-PH01",
-                           since=since, until=until)
+                           occurred_since=since, occurred_until=until)
     bundle = result.to_json()
     assert result.counts["MedicationDispense"] == len(source_rows) + 1
 
@@ -168,13 +181,13 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
         import_master_data(target, tmp_path)
         post(target, _receipts_for(source_rows, session))
         target.commit()
-        report = import_bundle(target, bundle)
+        report = import_bundle(target, bundle, imported_by="importer")
         target.commit()
         assert report.added == len(source_rows)
         assert len(report.skipped) == 1 and "status entered-in-error" in report.skipped[0]
         assert dispensing_rows(target) == source_rows
 
-        again = import_bundle(target, bundle)
+        again = import_bundle(target, bundle, imported_by="importer")
         target.commit()
         assert (again.added, again.already_present) == (0, len(source_rows))
         assert target.scalar(select(func.count()).select_from(LedgerEntry)
@@ -207,17 +220,20 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     rx_entries = [e for e in good["entry"] if e["resource"]["resourceType"] == "MedicationRequest"]
     breaks = {
         "quantity.value": lambda r: r["quantity"].update(value=-5),
-        "quantity.unit": lambda r: r["quantity"].update(unit="box"),
+        "quantity.unit": lambda r: (r["quantity"].update(unit="box"), r["quantity"].pop("code"),
+                                    r["quantity"].pop("system")),
+        "quantity.code": lambda r: r["quantity"].update(code="{box}"),
         "subject.identifier": lambda r: r["subject"].update(identifier={"system": "urn:other", "value": "X"}),
         "location.identifier": lambda r: r["location"]["identifier"].update(value="NOWHERE"),
         "whenHandedOver": lambda r: r.update(whenHandedOver="2026-03-01"),
         "status": lambda r: r.update(status="done"),
-        "medication": lambda r: r["contained"][0]["code"]["coding"][0].update(code="NOSUCH"),
+        "code.coding": lambda r: r["contained"][0]["code"]["coding"][0].update(code="NOSUCH"),
         "authorizingPrescription": lambda r: r.update(authorizingPrescription=[
             r["authorizingPrescription"][0], r["authorizingPrescription"][0]]),
         "id": lambda r: (r.update(id=""), r.update(identifier=[])),
     }
     expected = {}
+    code_path = ("medicationReference" if version == "R4" else "medication.reference") + "(Medication).code.coding"
     bundle["entry"].extend(copy.deepcopy(rx_entries))
     for n, (path, broken) in enumerate(breaks.items()):
         res = copy.deepcopy(template)
@@ -225,7 +241,7 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
         res["identifier"] = [{"system": system.entry_system, "value": f"fresh-{n}"}]
         broken(res)
         bundle["entry"].append({"fullUrl": f"urn:uuid:00000000-0000-0000-0000-{n:012d}", "resource": res})
-        expected[len(bundle["entry"]) - 1] = (res["id"] or None, path)
+        expected[len(bundle["entry"]) - 1] = (res["id"] or None, code_path if path == "code.coding" else path)
     # Two valid dispenses stating the same entry: the second is refused.
     for n in range(2):
         res = copy.deepcopy(template)
@@ -237,7 +253,6 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     res["id"], res["identifier"] = "bad-med", []
     res["contained"][0]["code"]["coding"] = [{"system": "http://snomed.info/sct", "code": "322236009"}]
     bundle["entry"].append({"resource": res})
-    code_path = ("medicationReference" if version == "R4" else "medication.reference") + "(Medication).code.coding"
     expected[len(bundle["entry"]) - 1] = ("bad-med", code_path)
     bundle["entry"].append({"fullUrl": "urn:uuid:x"})
     expected[len(bundle["entry"]) - 1] = (None, "resource")
@@ -245,7 +260,7 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     before = _ledger_count(Session)
     with Session() as s:
         with pytest.raises(FhirImportFailed) as failed:
-            import_bundle(s, json.dumps(bundle))
+            import_bundle(s, json.dumps(bundle), imported_by="importer")
         s.rollback()
     got = {p.index: (p.resource_id, p.path) for p in failed.value.problems}
     assert got == expected
@@ -270,10 +285,10 @@ def test_ledger_refusals_name_their_entry_and_roll_back_the_rest(world, Session)
     before = _ledger_count(Session)
     with Session() as s:
         with pytest.raises(FhirImportFailed) as failed:
-            import_bundle(s, payload)
+            import_bundle(s, payload, imported_by="importer")
         s.rollback()
     got = [(p.index, p.resource_id, p.path) for p in failed.value.problems]
-    assert got == [(1, "new-1", "quantity.value"), (2, "new-2", "medication.batch.lotNumber")]
+    assert got == [(1, "new-1", "quantity.value"), (2, "new-2", "medicationReference(Medication).batch.lotNumber")]
     assert "insufficient stock" in failed.value.problems[0].message
     assert _ledger_count(Session) == before
 
@@ -297,7 +312,7 @@ def test_foreign_dispense_gets_a_stable_entry_id_and_defaults(world, Session):  
                          {"resource": res}, {"resource": cancelled}]}
     validate(payload, "R4")
     with Session() as s:
-        report = import_bundle(s, payload, default_recorded_by="hosp-feed")
+        report = import_bundle(s, payload, imported_by="hosp-feed")
         s.commit()
         assert report.added == 1
         assert report.skipped == ["entry[2] (MedicationDispense/hosp-779): status cancelled: only completed "
@@ -306,15 +321,15 @@ def test_foreign_dispense_gets_a_stable_entry_id_and_defaults(world, Session):  
         assert (stored.quantity, stored.recorded_by, stored.prescription_ref) == (Decimal("1.5"), "hosp-feed", None)
         assert stored.occurred_at == datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
         assert report.notes == {"no_prescription": 1}
-        assert import_bundle(s, payload, default_recorded_by="hosp-feed").already_present == 1
+        assert import_bundle(s, payload, imported_by="hosp-feed").already_present == 1
 
 
 def test_not_a_bundle_is_refused(world):
     with pytest.raises(FhirImportFailed, match="problem") as failed:
-        import_bundle(world, b"{not json")
+        import_bundle(world, b"{not json", imported_by="importer")
     assert failed.value.problems[0].path == "(json)"
     with pytest.raises(FhirImportFailed) as failed:
-        import_bundle(world, {"resourceType": "MedicationDispense"})
+        import_bundle(world, {"resourceType": "MedicationDispense"}, imported_by="importer")
     assert str(failed.value.problems[0]) == "bundle: resourceType: must be Bundle"
 
 
@@ -324,6 +339,9 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
         post(s, [entry("receipt", 100, entry_id="r1"),
                  entry("dispense", 5, entry_id="d1", at=T0 + timedelta(hours=1)),
                  entry("count", 95, entry_id="c1", at=T0 + timedelta(hours=2))])
+        from web.cli_web import create_user
+
+        create_user(s, "op1", "admin", "a long enough password 1")
         s.commit()
     from web import cli
     from web.cli import app
@@ -333,15 +351,15 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     url = sqlite_engine.url.render_as_string(hide_password=False)
     runner = CliRunner()
     out = tmp_path / "bundle.json"
-    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--facility", "H1", "--since", "2026-03-01",
-                              "--until", "2026-03-01", "--db", url], catch_exceptions=False)
+    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--facility", "H1", "--occurred-from", "2026-03-01",
+                              "--occurred-to", "2026-03-01", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "1 physical count(s) left out" in res.stderr
     validate(json.loads(out.read_text()), "R4")
     res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--version", "R5", "--db", url],
                         catch_exceptions=False)
     assert res.exit_code == 0 and "1 InventoryReport" in " ".join(res.output.split())
-    res = runner.invoke(app, ["fhir", "import", str(out), "--db", url], catch_exceptions=False)
+    res = runner.invoke(app, ["fhir", "import", str(out), "--operator", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "0 dispensing added, 1 already present" in " ".join(res.output.split())
     bad = json.loads(out.read_text())
@@ -349,7 +367,7 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     md["quantity"]["value"] = 0
     md["identifier"][0]["value"] = "other"
     out.write_text(json.dumps(bad))
-    res = runner.invoke(app, ["fhir", "import", str(out), "--db", url], catch_exceptions=False)
+    res = runner.invoke(app, ["fhir", "import", str(out), "--operator", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 1
     assert f"{out}: entry[" in res.stderr and "quantity.value: must be greater than zero (0)" in " ".join(res.stderr.split())
 
@@ -362,6 +380,6 @@ def test_an_entry_id_fhir_cannot_carry_as_an_id_survives_as_identifier(world):
     res = next(r for _i, r in _dispenses(bundle) if r["identifier"][0]["value"] == "ward_7/night:1")
     assert res["id"] != "ward_7/night:1" and len(res["id"]) == 36  # a UUID derived from the entry_id
     world.rollback()
-    report = import_bundle(world, bundle)
+    report = import_bundle(world, bundle, imported_by="importer")
     assert (report.added, report.already_present) == (0, 3)  # d1, d2 and this one; d3 was reversed
     world.rollback()

@@ -27,6 +27,7 @@ from stock.settings import Settings
 from web import audit_chain, witness
 from web.alerts.dispatch import Alert, Tally, announce, deliver_pending, resolve_missing, send_digests, transition
 from web.alerts.models import AlertState
+from web.interop.dhis2_push import push_job
 
 MANAGERS = ("facility_manager",)
 AUDITORS = ("auditor",)
@@ -260,4 +261,5 @@ JOBS: dict[str, Job] = {j.name: j for j in (
     Job("stock", stock_alerts, "stock_cron", "stockouts, low stock, expiring lots, short counts to managers"),
     Job("verify", verify_ledger, "verify_cron", "hash chains and balance drift to admins and auditors"),
     Job("digest", weekly_digest, "digest_cron", "weekly digest of alerts held for it"),
+    Job("dhis2", push_job, "dhis2_cron", "last month's figures to the DHIS2 server, its import summary kept"),
 )}

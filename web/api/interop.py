@@ -24,24 +24,33 @@ from stock.pseudonyms import patient_key
 from web.downloads import attachment
 from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
 from web.api.entries import POSTERS
-from web.api.schemas import json_errors
 from web.interop import fhir, spreadsheets
+from web.interop.dhis2_mapping import MEASURES as MAPPING_MEASURES
+from web.interop.dhis2_mapping import SCHEME_KEYS as MAPPING_SCHEME_KEYS
+from web.interop.fhir_outcome import FhirJSONResponse, FhirRoute, outcome_response
 
 router = APIRouter(tags=["interop"])
+fhir_router = APIRouter(tags=["interop"], route_class=FhirRoute)
+"""The FHIR routes: their errors are OperationOutcome resources (web.interop.fhir_outcome)."""
 
 REVIEWERS = ("auditor", "admin")
-
-
-class FhirJSONResponse(JSONResponse):
-    media_type = "application/fhir+json"
 
 
 class FhirImportOut(BaseModel):
     dispenses: int
     added: int
     already_present: int
+    lots_chosen: int = Field(description="dispenses that named no lot: Dawa chose it first-expiry-first-out")
     skipped: list[str]
     notes: dict[str, int]
+
+
+OUTCOME = {"content": {"application/fhir+json": {"schema": {
+    "type": "object", "description": "a FHIR OperationOutcome, one issue per problem",
+    "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}}}}}}
+FHIR_ERRORS = {code: {**OUTCOME, "description": text} for code, text in {
+    400: "an unsupported FHIR version", 401: "not logged in / bad token", 403: "a facility outside your scope",
+    404: "no such facility", 422: "a parameter or the bundle is invalid; each issue's expression names where"}.items()}
 
 
 BUNDLE_SCHEMA = {"type": "object", "description": "a FHIR Bundle (R4 or R5)",
@@ -70,53 +79,47 @@ def _one_facility(db: Session, user: User, facility: str | None) -> str | None:
     return None
 
 
-@router.get("/fhir/bundle", response_class=FhirJSONResponse,
-            responses={200: {"content": {"application/fhir+json": {"schema": BUNDLE_SCHEMA}},
-                             "description": "a Bundle of type collection"},
-                       **json_errors({400: "an unsupported FHIR version", 401: "not logged in / bad token",
-                                      403: "a facility outside your scope", 404: "no such facility",
-                                      422: "a parameter is invalid; `field` names it"})})
+@fhir_router.get("/fhir/bundle", response_class=FhirJSONResponse,
+                 responses={200: {"content": {"application/fhir+json": {"schema": BUNDLE_SCHEMA}},
+                                  "description": "a Bundle of type transaction"}, **FHIR_ERRORS})
 def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or R5"),
                 facility: str | None = Query(None, description="facility code; required unless national"),
-                since: datetime | None = Query(None, description="from this time (with zone)"),
-                until: datetime | None = Query(None, description="before this time (with zone)"),
+                since: datetime | None = Query(None, description="recorded from this time (with zone): "
+                                               "the last sync, for an incremental pull"),
+                until: datetime | None = Query(None, description="recorded before this time (with zone)"),
+                occurred_since: datetime | None = Query(None, description="moved from this time (with zone)"),
+                occurred_until: datetime | None = Query(None, description="moved before this time (with zone)"),
                 user: User = Depends(current_user), db: Session = Depends(deps.db)) -> JSONResponse:
-    """Dispensing, deliveries and counts as a FHIR Bundle (type collection). Patients are named by
-    their health card (the receiving system needs it), so the read is audited with their number."""
+    """Dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle of
+    conditional updates, which a FHIR server loads idempotently."""
     code = _one_facility(db, user, facility)
     result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
-                                until=_zoned("until", until))
-    patients = {str(s["identifier"].get("value")) for e in result.bundle.get("entry") or []
-                if isinstance(s := e.get("resource", {}).get("subject"), dict) and isinstance(s.get("identifier"), dict)}
+                                until=_zoned("until", until), occurred_since=_zoned("occurred_since", occurred_since),
+                                occurred_until=_zoned("occurred_until", occurred_until))
+    # Patients are named by their health card (the receiving system needs it): the read is audited.
     audit.record(db, request, "fhir_export", "facility", code,
-                 {"entries": len(result.bundle.get("entry") or []), "patients": len(patients), "version": version,
-                  "via": "api"}, facility_id=facility_in_scope(db, user, code).id if code else None)
+                 {"entries": len(result.bundle.get("entry") or []), "patients": result.counts.get("Patient", 0),
+                  "version": version, "via": "api"}, facility_id=facility_in_scope(db, user, code).id if code else None)
     db.commit()
     return FhirJSONResponse(result.bundle)
 
 
-@router.post("/fhir/bundle", response_model=FhirImportOut,
+@fhir_router.post("/fhir/bundle", response_model=FhirImportOut, responses=FHIR_ERRORS,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/fhir+json": {"schema": BUNDLE_SCHEMA}, "application/json": {"schema": BUNDLE_SCHEMA}}}})
 def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
                 db: Session = Depends(deps.db), data: bytes = Depends(deps.body)) -> JSONResponse:
-    """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing.
-    Problems come back as a list, each naming the bundle entry, the path and the problem."""
+    """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing,
+    recorded by you (a performer the bundle names is kept as the source's, not as the author).
+    Problems come back as an OperationOutcome, one issue per problem with its FHIRPath."""
     now = datetime.now(timezone.utc)
-    mine = {f.code for f in visible_facilities(db, user)}
+    allowed = None if scope_of(user).kind == "national" else {f.code for f in visible_facilities(db, user)}
     try:
-        report = fhir.import_bundle(db, data, default_recorded_by=user.username, now=now,
-                                    allowed=mine.__contains__)
-    except fhir.FacilitiesRefused as exc:
-        db.rollback()
-        raise Forbidden(f"facility {', '.join(exc.codes)} is outside your scope; nothing was imported",
-                        field="facility") from None
+        report = fhir.import_bundle(db, data, imported_by=user.username, facilities_allowed=allowed, now=now)
     except fhir.FhirImportFailed as exc:
         db.rollback()
-        problems = [{"field": ("bundle" if p.index is None else f"entry[{p.index}]") + f".{p.path}",
-                     "message": str(p)} for p in exc.problems]
-        return JSONResponse({"error": {"field": problems[0]["field"] if problems else None,
-                                       "message": exc.message, "problems": problems}}, status_code=422)
+        status = 403 if any(p.message.endswith("outside your scope") for p in exc.problems) else 422
+        return outcome_response(status, [(str(p), p.expression()) for p in exc.problems])
     touched = list(db.scalars(select(Facility).join(LedgerEntry, LedgerEntry.facility_id == Facility.id)
                               .where(LedgerEntry.recorded_at == now).distinct()))
     for f in touched:
@@ -124,8 +127,8 @@ def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
                      {"dispenses": report.dispenses, "added": report.added, "via": "api"}, facility_id=f.id)
     db.commit()
     return JSONResponse({"dispenses": report.dispenses, "added": report.added,
-                         "already_present": report.already_present, "skipped": report.skipped,
-                         "notes": report.notes})
+                         "already_present": report.already_present, "lots_chosen": report.lots_chosen,
+                         "skipped": report.skipped, "notes": report.notes})
 
 
 @router.get("/export/{name}", response_class=Response, responses={200: SPREADSHEETS})
@@ -164,19 +167,22 @@ def export(request: Request, name: str, facility: str | None = Query(None, descr
                     headers=attachment(kind, ext=fmt))
 
 
-UID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]{10}$", "description": "a DHIS2 uid"}
-TARGET_SCHEMA = {"oneOf": [UID_SCHEMA, {"type": "object", "required": ["dataElement"], "additionalProperties": False,
-                                        "properties": {"dataElement": UID_SCHEMA, "categoryOptionCombo": UID_SCHEMA}}]}
+IDENT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 50,
+                "description": "a DHIS2 uid (a letter then 10 letters or digits), or a code when the id scheme is CODE"}
+TARGET_SCHEMA = {"oneOf": [IDENT_SCHEMA, {"type": "object", "required": ["dataElement"], "additionalProperties": False,
+                                          "properties": {"dataElement": IDENT_SCHEMA,
+                                                         "categoryOptionCombo": IDENT_SCHEMA}}]}
+SCHEME_SCHEMA = {"type": "string", "enum": ["UID", "CODE", "uid", "code"]}
 MAPPING_SCHEMA = {
     "type": "object", "required": ["orgUnits", "items"], "additionalProperties": False,
     "description": "which DHIS2 org unit each facility is and which data elements each item's measures go to",
     "properties": {
-        "dataSet": UID_SCHEMA, "attributeOptionCombo": UID_SCHEMA,
-        "orgUnits": {"type": "object", "additionalProperties": UID_SCHEMA, "description": "facility code to org unit"},
+        "dataSet": IDENT_SCHEMA, "attributeOptionCombo": IDENT_SCHEMA,
+        **{k: SCHEME_SCHEMA for k in MAPPING_SCHEME_KEYS},
+        "orgUnits": {"type": "object", "additionalProperties": IDENT_SCHEMA, "description": "facility code to org unit"},
         "items": {"type": "object", "description": "item code to its measures' data elements",
                   "additionalProperties": {"type": "object", "additionalProperties": False,
-                                           "properties": {m: TARGET_SCHEMA for m in
-                                                          ("stock_on_hand", "consumption", "stockout_days")}}},
+                                           "properties": {m: TARGET_SCHEMA for m in MAPPING_MEASURES}}},
     },
 }
 
@@ -192,8 +198,8 @@ def dhis2_data_values(request: Request, period: str,
                       facility: str | None = Query(None, description="facility code; default: all in your scope"),
                       user: User = Depends(current_user),
                       db: Session = Depends(deps.read_db), body: bytes = Depends(deps.body)) -> JSONResponse:
-    """A month's (``YYYY-MM``) stock on hand, consumption and stockout days per facility and item
-    as a DHIS2 dataValueSets payload, for the mapping posted as the body (the same JSON as `dawa
+    """A month's (``YYYY-MM``) figures per facility and item, from the ledger and the monthly
+    reports, as a DHIS2 dataValueSets payload, for the mapping posted as the body (the same JSON as `dawa
     dhis2 export --mapping`). Only facilities in your scope are sent or named; what is unmapped is
     listed in ``warnings``. Nothing is stored: the payload is yours to send to DHIS2."""
     from web.interop import dhis2
@@ -217,3 +223,6 @@ def dhis2_data_values(request: Request, period: str,
                                        "problems": problems}}, status_code=422)
     result = dhis2.export_data_value_set(db, mapping, period, facility_codes=codes)
     return JSONResponse({"payload": result.payload, "warnings": result.warnings()})
+
+
+router.include_router(fhir_router)

@@ -1,26 +1,20 @@
-"""Monthly stock aggregates as a DHIS2 dataValueSets payload (JSON).
+"""Monthly stock figures as a DHIS2 dataValueSets payload (JSON).
 
 Most ministries collect logistics data in DHIS2: for each facility (org unit), item and month, the
-stock on hand at month end, the consumption and the days out of stock. Dawa computes these from the
-ledger and maps them to the ministry's own data elements, category option combos and org units
-through a mapping file, e.g.::
+stock on hand at month end, the consumption, the days out of stock and the other figures of a
+monthly report. Dawa takes them from two sources and maps them to the ministry's own data elements,
+category option combos and org units through a mapping file (``web.interop.dhis2_mapping``):
 
-    {
-      "dataSet": "lyLmisMnth1",                        (optional)
-      "attributeOptionCombo": "HllvX50cXC0",           (optional)
-      "orgUnits": {"TRP-H01": "DiszpKrYNg8"},
-      "items": {
-        "PCM500T": {
-          "stock_on_hand": {"dataElement": "pcmSohXXX01", "categoryOptionCombo": "HllvX50cXC0"},
-          "consumption": "pcmConsXX01",
-          "stockout_days": "pcmStkOut01"
-        }
-      }
-    }
+- the ledger, for facilities that record their movements in Dawa: stock on hand, consumption and
+  stockout days, computed as below;
+- the monthly stock reports facilities submit (the latest revision of each), for every figure they
+  hold: opening, received, consumption, adjustment, closing (stock on hand), stockout days, ordered.
 
-A measure given as a bare uid uses DHIS2's default category option combo. Nothing is dropped
-silently: facilities and items that have data but no mapping, items lacking a measure, and mapped
-codes that Dawa does not know are all listed in the result beside the payload.
+Where both give a figure, the ledger's is sent (it is the evidence), and a difference between the
+two is a warning, as are two measures mapped to the same data element. A measure mapped to a bare
+data element uses DHIS2's default category option combo. Nothing is dropped silently: facilities
+and items that have data but no mapping, items lacking a measure, and mapped codes that Dawa does
+not know are all listed beside the payload.
 
 How each figure is computed, per facility and item, over the calendar month in the facility's own
 zone (``Facility.timezone``, else ``DAWA_DEFAULT_TIMEZONE``):
@@ -31,7 +25,8 @@ zone (``Facility.timezone``, else ``DAWA_DEFAULT_TIMEZONE``):
 - stockout days: days of the month that ended with nothing in stock, counted from the first day
   the facility ever held the item and only for days that are over.
 
-Only facility-items with a movement before the month's end are reported.
+Only facility-items with a movement before the month's end, or a monthly report of the month, are
+reported.
 """
 
 from __future__ import annotations
@@ -46,115 +41,20 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from stock.errors import DawaError, InvalidEntry
-from stock.models import Facility, Item, LedgerEntry
-from stock.quantities import Quantity
+from stock.errors import InvalidEntry
+from stock.models import Facility, Item, LedgerEntry, StockReport
+from stock.quantities import from_milli
 from stock.settings import get_settings
+from web.interop.dhis2_mapping import MEASURES, Mapping, MappingError, Target, load_mapping, parse_mapping
 
-MEASURES = ("stock_on_hand", "consumption", "stockout_days")
-UID = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
 PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-MAPPING_KEYS = ("dataSet", "attributeOptionCombo", "orgUnits", "items")
-
-
-class MappingError(DawaError):
-    """The mapping file is malformed; every problem names the file, the key path and what is wrong."""
-
-    def __init__(self, source: str, problems: list[str]):
-        super().__init__(f"{len(problems)} problem(s) in mapping {source}:\n" +
-                         "\n".join(f"{source}: {p}" for p in problems))
-        self.problems = [f"{source}: {p}" for p in problems]
-
-
-@dataclass(frozen=True)
-class Target:
-    data_element: str
-    category_option_combo: str | None = None
-
-
-@dataclass
-class Mapping:
-    org_units: dict[str, str]
-    items: dict[str, dict[str, Target]]
-    data_set: str | None = None
-    attribute_option_combo: str | None = None
-
-
-def _uid(value, path: str, problems: list[str]) -> str | None:
-    if not isinstance(value, str) or not UID.fullmatch(value):
-        problems.append(f"{path}: {value!r} is not a DHIS2 uid (a letter then 10 letters or digits)")
-        return None
-    return value
-
-
-def parse_mapping(data, source: str = "mapping") -> Mapping:
-    """Check a mapping (already loaded from JSON) and return it; MappingError lists every problem."""
-    problems: list[str] = []
-    if not isinstance(data, dict):
-        raise MappingError(source, ["(top): must be a JSON object"])
-    for key in data:
-        if key not in MAPPING_KEYS:
-            problems.append(f"{key}: unknown key (expected {', '.join(MAPPING_KEYS)})")
-    data_set = _uid(data["dataSet"], "dataSet", problems) if data.get("dataSet") is not None else None
-    aoc = (_uid(data["attributeOptionCombo"], "attributeOptionCombo", problems)
-           if data.get("attributeOptionCombo") is not None else None)
-    org_units: dict[str, str] = {}
-    raw_units = data.get("orgUnits")
-    if not isinstance(raw_units, dict):
-        problems.append("orgUnits: required, an object of facility code to org unit uid")
-        raw_units = {}
-    for code, uid in raw_units.items():
-        if (u := _uid(uid, f"orgUnits.{code}", problems)) is not None:
-            org_units[code] = u
-    items: dict[str, dict[str, Target]] = {}
-    raw_items = data.get("items")
-    if not isinstance(raw_items, dict):
-        problems.append("items: required, an object of item code to its data elements")
-        raw_items = {}
-    for code, measures in raw_items.items():
-        if not isinstance(measures, dict):
-            problems.append(f"items.{code}: must be an object with {', '.join(MEASURES)}")
-            continue
-        targets: dict[str, Target] = {}
-        for measure, spec in measures.items():
-            path = f"items.{code}.{measure}"
-            if measure not in MEASURES:
-                problems.append(f"{path}: unknown measure (expected {', '.join(MEASURES)})")
-                continue
-            if isinstance(spec, str):
-                if (u := _uid(spec, path, problems)) is not None:
-                    targets[measure] = Target(u)
-            elif isinstance(spec, dict):
-                extra = set(spec) - {"dataElement", "categoryOptionCombo"}
-                if extra:
-                    problems.append(f"{path}: unknown key(s) {', '.join(sorted(extra))}")
-                de = _uid(spec.get("dataElement"), f"{path}.dataElement", problems)
-                coc = (_uid(spec["categoryOptionCombo"], f"{path}.categoryOptionCombo", problems)
-                       if spec.get("categoryOptionCombo") is not None else None)
-                if de is not None:
-                    targets[measure] = Target(de, coc)
-            else:
-                problems.append(f"{path}: must be a data element uid or an object with dataElement")
-        items[code] = targets
-    if problems:
-        raise MappingError(source, problems)
-    return Mapping(org_units, items, data_set, aoc)
-
-
-def load_mapping(path: Path) -> Mapping:
-    """Read a JSON mapping file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from exc
-    except ValueError as exc:
-        raise MappingError(str(path), [f"(json): not valid JSON: {exc}"]) from exc
-    return parse_mapping(data, str(path))
+REPORT_FIGURES = {"stock_on_hand": "closing", "consumption": "consumed", "stockout_days": "stockout_days",
+                  "opening": "opening", "received": "received", "adjustment": "adjustment", "ordered": "ordered"}
+"""Each measure as the monthly report's column that holds it."""
+LEDGER_MEASURES = ("stock_on_hand", "consumption", "stockout_days")
 
 
 @dataclass(frozen=True)
@@ -197,52 +97,59 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
         codes[fid] = code
     items = dict(session.execute(select(Item.id, Item.code)).all())
     reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+    milli = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - stored thousandths, no Decimal per row
     out: list[MonthlyAggregate] = []
+    conn = session.connection()
     for zone, fids in zones.items():
         t0, t1 = _month_bounds(year, month, zone)
         before = session.execute(
             select(LedgerEntry.facility_id, LedgerEntry.item_id,
-                   func.sum(LedgerEntry.effect, type_=Quantity), func.min(LedgerEntry.occurred_at))
+                   func.sum(milli(LedgerEntry.effect)), func.min(LedgerEntry.occurred_at))
             .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
             .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)).all()
-        opening = {(f, i): (q, first) for f, i, q, first in before}
-        moves = pd.DataFrame(session.execute(
+        opening = {(f, i): (q or 0, first) for f, i, q, first in before}
+        moves = conn.execute(
             select(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at, LedgerEntry.kind,
-                   LedgerEntry.quantity, LedgerEntry.effect,
+                   milli(LedgerEntry.quantity), milli(LedgerEntry.effect),
                    LedgerEntry.entry_id.in_(reversed_ids).label("reversed"))
             .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at >= t0,
-                   LedgerEntry.occurred_at < t1)
-            .order_by(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at,
-                      LedgerEntry.chain_seq)).all(),
-            columns=["facility_id", "item_id", "occurred_at", "kind", "quantity", "effect", "reversed"])
+                   LedgerEntry.occurred_at < t1))
         tz = ZoneInfo(zone)
         first_day = date(year, month, 1)
-        days = (t1.astimezone(tz).date() - first_day).days
-        groups = {key: g for key, g in moves.groupby(["facility_id", "item_id"])} if len(moves) else {}
+        days = [first_day + timedelta(days=n) for n in range((t1.astimezone(tz).date() - first_day).days)]
+        over = [datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=1) <= now for d in days]
+        groups: dict[tuple[int, int], _Month] = {}
+        for fid, iid, at, kind, quantity, effect, was_reversed in moves:
+            g = groups.get((fid, iid))
+            if g is None:
+                g = groups[(fid, iid)] = _Month()
+            if kind == "dispense" and not was_reversed:
+                g.used += quantity
+            g.change[at.astimezone(tz).date()] += effect
+            if g.first is None or at < g.first:
+                g.first = at
         for key in sorted(set(opening) | set(groups), key=lambda k: (codes[k[0]], items[k[1]])):
-            start_qty, first_at = opening.get(key, (Decimal(0), None))
-            start_qty = start_qty if start_qty is not None else Decimal(0)
-            g = groups.get(key)
-            used = Decimal(0)
-            change_by_day: dict[date, Decimal] = defaultdict(Decimal)
-            if g is not None:
-                used = sum((q for q, k, r in zip(g["quantity"], g["kind"], g["reversed"])
-                            if k == "dispense" and not r), Decimal(0))
-                for at, eff in zip(g["occurred_at"], g["effect"]):
-                    change_by_day[at.astimezone(tz).date()] += eff
-                if first_at is None:
-                    first_at = g["occurred_at"].iloc[0]
-            held_from = first_at.astimezone(tz).date()
-            balance, out_days = start_qty, 0
-            for n in range(days):
-                day = first_day + timedelta(days=n)
-                balance += change_by_day.get(day, Decimal(0))
-                day_end = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(days=1)
-                if day >= held_from and day_end <= now and balance <= 0:
+            balance, first_at = opening.get(key, (0, None))
+            g = groups.get(key) or _Month()
+            held_from = (first_at or g.first).astimezone(tz).date()
+            out_days = 0
+            for day, ended in zip(days, over):
+                balance += g.change.get(day, 0)
+                if ended and balance <= 0 and day >= held_from:
                     out_days += 1
-            out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(balance), _plain(used), out_days))
+            out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(from_milli(balance)),
+                                        _plain(from_milli(g.used)), out_days))
     out.sort(key=lambda a: (a.facility_code, a.item_code))
     return out
+
+
+@dataclass
+class _Month:
+    """One facility-item's movements in the month, in thousandths."""
+
+    used: int = 0
+    change: dict = field(default_factory=lambda: defaultdict(int))
+    first: datetime | None = None
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -258,25 +165,60 @@ class Dhis2Export:
     unmapped_items: list[str] = field(default_factory=list)
     missing_measures: list[str] = field(default_factory=list)
     unknown_codes: list[str] = field(default_factory=list)
+    collisions: list[str] = field(default_factory=list)
+    disagreements: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
-        """What was left out of the payload and why, one line each."""
+        """What was left out of the payload, or may not land as meant, and why: one line each."""
         out = [f"facility {c} has data but no org unit in the mapping: its values are not sent"
                for c in self.unmapped_facilities]
         out += [f"item {c} has data but no data elements in the mapping: its values are not sent"
                 for c in self.unmapped_items]
         out += self.missing_measures
         out += self.unknown_codes
+        out += self.collisions
+        out += self.disagreements
         return out
 
     def to_json(self) -> str:
         return json.dumps(self.payload, ensure_ascii=False, indent=1) + "\n"
 
 
+def monthly_reports(session: Session, period: str, facility_codes: Collection[str] | None = None
+                    ) -> dict[tuple[str, str], StockReport]:
+    """The latest revision of each facility's monthly report of ``period``, by (facility, item)."""
+    parse_period(period)
+    stmt = (select(StockReport, Facility.code, Item.code)
+            .join(Facility, Facility.id == StockReport.facility_id).join(Item, Item.id == StockReport.item_id)
+            .where(StockReport.period == period).order_by(StockReport.revision))
+    if facility_codes is not None:
+        stmt = stmt.where(Facility.code.in_(sorted(facility_codes)))
+    return {(fac, item): report for report, fac, item in session.execute(stmt)}
+
+
+def _figures(ledger: MonthlyAggregate | None, report: StockReport | None, where: str,
+             disagreements: list[str]) -> dict[str, Decimal | int]:
+    out: dict[str, Decimal | int] = {}
+    if report is not None:
+        for measure, column in REPORT_FIGURES.items():
+            value = getattr(report, column)
+            if value is not None:
+                out[measure] = _plain(value) if isinstance(value, Decimal) else value
+    if ledger is not None:
+        for measure in LEDGER_MEASURES:
+            value = getattr(ledger, measure)
+            if measure in out and out[measure] != value:
+                disagreements.append(f"{where}: {measure} is {value} by the ledger and {out[measure]} by the "
+                                     "monthly report; the ledger's is sent")
+            out[measure] = value
+    return out
+
+
 def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
                           now: datetime | None = None,
                           facility_codes: Collection[str] | None = None) -> Dhis2Export:
-    """The month's aggregates as a dataValueSets payload, with everything unmapped listed.
+    """The month's figures, from the ledger and the monthly reports, as a dataValueSets payload,
+    with everything unmapped, colliding or disagreeing listed.
 
     With ``facility_codes`` only those facilities are sent, and the mapping's other org units are
     neither used nor named in the warnings (a scoped user learns nothing of other facilities)."""
@@ -284,27 +226,34 @@ def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
     if facility_codes is not None:
         mapping = replace(mapping, org_units={c: u for c, u in mapping.org_units.items() if c in facility_codes})
     aggregates = monthly_aggregates(session, period, now=now, facility_codes=facility_codes)
-    result = Dhis2Export(payload={}, aggregates=aggregates)
+    reports = monthly_reports(session, period, facility_codes)
+    ledger = {(a.facility_code, a.item_code): a for a in aggregates}
+    result = Dhis2Export(payload={}, aggregates=aggregates, collisions=mapping.collisions())
     values: list[dict] = []
     unmapped_fac: set[str] = set()
     unmapped_item: set[str] = set()
     missing: set[tuple[str, str]] = set()
-    for a in aggregates:
-        org_unit = mapping.org_units.get(a.facility_code)
+    dhis_period = f"{year:04d}{month:02d}"
+    for fac, item in sorted(set(ledger) | set(reports)):
+        org_unit = mapping.org_units.get(fac)
         if org_unit is None:
-            unmapped_fac.add(a.facility_code)
+            unmapped_fac.add(fac)
             continue
-        targets = mapping.items.get(a.item_code)
+        targets = mapping.items.get(item)
         if targets is None:
-            unmapped_item.add(a.item_code)
+            unmapped_item.add(item)
             continue
+        figures = _figures(ledger.get((fac, item)), reports.get((fac, item)), f"{fac} {item} {period}",
+                           result.disagreements)
         for measure in MEASURES:
+            if measure not in figures:
+                continue
             target = targets.get(measure)
             if target is None:
-                missing.add((a.item_code, measure))
+                missing.add((item, measure))
                 continue
-            value = {"dataElement": target.data_element, "period": f"{year:04d}{month:02d}",
-                     "orgUnit": org_unit, "value": str(getattr(a, measure))}
+            value = {"dataElement": target.data_element, "period": dhis_period, "orgUnit": org_unit,
+                     "value": str(figures[measure])}
             if target.category_option_combo:
                 value["categoryOptionCombo"] = target.category_option_combo
             if mapping.attribute_option_combo:
@@ -319,14 +268,14 @@ def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
     result.unknown_codes = (
         [f"mapping names facility {c}, which Dawa does not know" for c in sorted(set(mapping.org_units) - known_fac)]
         + [f"mapping names item {c}, which Dawa does not know" for c in sorted(set(mapping.items) - known_items)])
-    payload: dict = {}
+    payload: dict = dict(mapping.schemes)
     if mapping.data_set:
         payload["dataSet"] = mapping.data_set
-    payload["period"] = f"{year:04d}{month:02d}"
+    payload["period"] = dhis_period
     payload["dataValues"] = values
     result.payload = payload
     return result
 
 
 __all__ = ["MonthlyAggregate", "Mapping", "Target", "MappingError", "Dhis2Export", "parse_mapping",
-           "load_mapping", "monthly_aggregates", "export_data_value_set", "MEASURES"]
+           "load_mapping", "monthly_aggregates", "monthly_reports", "export_data_value_set", "MEASURES"]

@@ -1,0 +1,134 @@
+"""Interoperability benchmarks, run by hand: FHIR (R4 and R5) and DHIS2 exports of a large ledger.
+
+    .venv/bin/python bench/interop.py [--rows 200000] [--workdir /tmp/dawa-bench-interop]
+
+A data set of --rows ledger rows (the project's generator cut to size, as bench/ledger.py makes
+it) is imported into a SQLite database, cached in the work folder. Then each export runs in a
+process of its own, so that its peak resident memory is its own:
+
+- FHIR R4 and FHIR R5: the whole database as one transaction Bundle streamed to a file
+  (``web.interop.fhir.write_bundle``, as `dawa fhir export` writes it). Resources are bundle
+  entries: movements, monthly reports, and the Patients, Locations, Organizations and
+  MedicationRequests they reference;
+- DHIS2: every month of the ledger as a dataValueSets payload for a mapping of every facility and
+  item, all seven measures (``web.interop.dhis2.export_data_value_set``, as `dawa dhis2 export`);
+  resources are data values.
+
+Targets: peak memory < 500 MiB and >= 20,000 resources/s. Figures are given per wall-clock second
+and per CPU second of the export process, with the machine's load average: on a machine whose
+cores other jobs share, the wall-clock rate is a lower bound of what the export does alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def _ledger_bench():
+    """bench/ledger.py, whose generated data set and import this benchmark reuses."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ledger", HERE / "ledger.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(workdir: Path, rows: int) -> Path:
+    lb = _ledger_bench()
+    bench_import, dataset = lb.bench_import, lb.dataset
+
+    db = workdir / f"interop-{rows}.sqlite"
+    done = workdir / f"interop-{rows}.done"
+    if done.exists():
+        return db
+    ds = dataset(workdir, rows)
+    run = bench_import(ds, db)
+    run.engine.dispose()
+    done.write_text(f"{run.rows} rows imported in {run.seconds:.1f} s\n")
+    return db
+
+
+def child(kind: str, db: Path, out: Path) -> None:
+    """One export, in this process; prints its figures as JSON."""
+    from sqlalchemy import func, select
+
+    from stock.db import make_engine, session_factory
+    from stock.models import Facility, Item, LedgerEntry
+
+    engine = make_engine(f"sqlite:///{db}")
+    t, cpu = time.perf_counter(), time.process_time()
+    with session_factory(engine, read_only=True)() as s:
+        if kind.startswith("fhir"):
+            from web.interop.fhir import write_bundle
+
+            with out.open("wb") as f:
+                result = write_bundle(s, f, version=kind.split("-")[1])
+            count, size = sum(result.counts.values()), out.stat().st_size
+            detail = result.counts
+        else:
+            from web.interop.dhis2 import export_data_value_set, parse_mapping
+            from web.interop.dhis2_mapping import MEASURES
+
+            uid = iter(f"B{n:010d}" for n in range(10**6))
+            mapping = parse_mapping({"orgUnits": {c: next(uid) for c in s.scalars(select(Facility.code))},
+                                     "items": {c: {m: next(uid) for m in MEASURES}
+                                               for c in s.scalars(select(Item.code))}})
+            first, last = s.execute(select(func.min(LedgerEntry.occurred_at), func.max(LedgerEntry.occurred_at))).one()
+            y, m = first.year, first.month
+            count, size, detail = 0, 0, {}
+            while (y, m) <= (last.year, last.month):
+                period = f"{y:04d}-{m:02d}"
+                payload = export_data_value_set(s, mapping, period).payload
+                n = len(payload["dataValues"])
+                detail[period] = n
+                count += n
+                size += len(json.dumps(payload))
+                y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"kind": kind, "resources": count, "seconds": seconds, "cpu": cpu, "peak_mib": peak,
+                      "bytes": size, "detail": detail}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/dawa-bench-interop"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child, args.db, args.workdir / f"{args.child}.json")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    db = build(args.workdir, args.rows)
+    print(f"database of {args.rows:,} ledger rows ready in {time.perf_counter() - t:.0f} s: {db}")
+    for kind in ("fhir-R4", "fhir-R5", "dhis2"):
+        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--db", str(db),
+                               "--workdir", str(args.workdir)], capture_output=True, text=True, check=False,
+                              env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+        if proc.returncode:
+            print(proc.stderr, file=sys.stderr)
+            raise SystemExit(f"{kind} failed")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{kind:8} {r['resources']:>9,} resources in {r['seconds']:6.1f} s: {r['resources'] / r['seconds']:>8,.0f}/s "
+              f"wall, {r['resources'] / r['cpu']:>8,.0f}/s CPU; peak {r['peak_mib']:.0f} MiB; "
+              f"{r['bytes'] / 2**20:.0f} MiB written; load {os.getloadavg()[0]:.1f}")
+        if kind.startswith("fhir"):
+            print("         " + ", ".join(f"{n:,} {t}" for t, n in r["detail"].items()))
+
+
+if __name__ == "__main__":
+    main()

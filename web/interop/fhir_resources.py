@@ -1,0 +1,367 @@
+"""The FHIR resources Dawa writes, R4 (4.0.1) or R5 (5.0.0), one function per resource type.
+
+Every resource carries identifiers with a system (``stock.settings.Fhir``), so that a FHIR server
+loads a bundle idempotently by conditional update (``PUT Type?identifier=system|value``).
+Quantities are UCUM (``web.interop.fhir_codes``). The medicine is a contained Medication coded by
+Dawa's item code, the pack's GTIN and the ATC code (only a real ATC code), with its batch (lot and
+expiry) and, for a scanned pack, its serial as a GS1 Digital Link identifier.
+
+Patients are identified by the health card in the clear, as the export always has: the
+pseudonymous identifier of the security work is not yet a column to read here. Where it lands,
+``patient`` is the one place to change.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime, timezone
+from functools import lru_cache
+from hashlib import sha1
+from decimal import Decimal
+from urllib.parse import quote
+
+from stock.settings import Fhir
+from web.interop.fhir_codes import ATC_SYSTEM, GTIN_SYSTEM, UCUM, is_atc, ucum_code
+
+_NS = uuid.UUID("6f1d3c52-3b8e-4f0a-9d55-0a3c2f9e7d11")
+MED = "med"
+ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
+SUPPLY_TYPE = {"R4": "http://terminology.hl7.org/CodeSystem/supply-item-type",
+               "R5": "http://hl7.org/fhir/supplydelivery-supplyitemtype"}
+"""SupplyDelivery.type's required code system: R4's ValueSet supplydelivery-type and R5's
+supplydelivery-supplyitemtype draw ``medication`` from different systems."""
+GS1_DIGITAL_LINK = "https://id.gs1.org"
+MEASURE = "urn:dawa:measure:monthly-stock"
+MEASURE_SYSTEM = "urn:dawa:stock-measure"
+REPORT_MEASURES = ("opening", "received", "consumed", "adjustment", "closing", "ordered")
+
+
+_NS_BYTES = _NS.bytes
+
+
+def uid(kind: str, key: str) -> str:
+    """``uuid.uuid5(_NS, kind/key)``, computed without building a UUID object (an export makes
+    several per resource)."""
+    b = bytearray(sha1(_NS_BYTES + f"{kind}/{key}".encode()).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def full_url(kind: str, key: str) -> str:
+    return f"urn:uuid:{uid(kind, key)}"
+
+
+def number(q: Decimal | int | float) -> float | int:
+    """A JSON number; quantities have at most three decimals, which a float carries exactly enough
+    for ``Decimal(str(value))`` to give them back."""
+    if not isinstance(q, Decimal):
+        return q
+    return int(q) if q == q.to_integral_value() else float(q)
+
+
+def milli(value: int | None) -> int | float | None:
+    """A ledger quantity read as the thousandths it is stored in (``stock.quantities``), as a
+    JSON number: an export reads millions of them, and a Decimal for each is most of its time."""
+    if value is None:
+        return None
+    return value // 1000 if value % 1000 == 0 else value / 1000
+
+
+def time(t: datetime) -> str:
+    if t.tzinfo is not timezone.utc:
+        t = t.astimezone(timezone.utc)
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def ident(system: str, value: str) -> dict:
+    return {"system": system, "value": value}
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9\-._~]*")
+
+
+def conditional(resource_type: str, identifier: dict) -> dict:
+    """A transaction entry's request: update the resource holding this identifier, or create it.
+    Search syntax escapes ``\\ | , $`` in the value with a backslash; the URL then quotes it."""
+    value = identifier["value"]
+    if not _PLAIN.fullmatch(value):
+        for ch in ("\\", "|", ",", "$"):
+            value = value.replace(ch, "\\" + ch)
+        value = quote(value, safe="")
+    return {"method": "PUT", "url": f"{resource_type}?identifier={_system(identifier['system'])}|{value}"}
+
+
+@lru_cache(maxsize=64)
+def _system(system: str) -> str:
+    return quote(system, safe=":/")
+
+
+def quantity(q: Decimal, unit: str) -> dict:
+    return {"value": number(q), "unit": unit, "system": UCUM, "code": ucum_code(unit)}
+
+
+def concept(sys: Fhir, item_code: str, item_name: str, atc: str | None, gtin: str | None) -> dict:
+    return _concept(sys.item_system, item_code, item_name, atc, gtin)
+
+
+@lru_cache(maxsize=4096)
+def _concept(item_system: str, item_code: str, item_name: str, atc: str | None, gtin: str | None) -> dict:
+    """The medicine's codes; one dict per item, shared by every resource that names it (never
+    changed after), since an export names the same few hundred items millions of times."""
+    coding = [{"system": item_system, "code": item_code, "display": item_name}]
+    if gtin:
+        coding.append({"system": GTIN_SYSTEM, "code": gtin})
+    if is_atc(atc):
+        coding.append({"system": ATC_SYSTEM, "code": atc})
+    return {"coding": coding, "text": item_name}
+
+
+def medication(sys: Fhir, r, *, serial: str | None = None) -> dict:
+    if serial and r.gtin:
+        med = dict(_medication(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry))
+        med["identifier"] = [ident(GS1_DIGITAL_LINK, f"{GS1_DIGITAL_LINK}/01/{r.gtin}/21/{quote(serial, safe='')}")]
+        return med
+    return _medication(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry)
+
+
+@lru_cache(maxsize=8192)
+def _medication(item_system: str, item_code: str, item_name: str, atc: str | None, gtin: str | None,
+                lot: str, expiry: date | None) -> dict:
+    """A contained Medication of one lot; shared like ``_concept``."""
+    med = {"resourceType": "Medication", "id": MED, "code": _concept(item_system, item_code, item_name, atc, gtin)}
+    if lot:
+        batch = {"lotNumber": lot}
+        if expiry:
+            batch["expirationDate"] = expiry.isoformat()
+        med["batch"] = batch
+    return med
+
+
+def ref(resource_type: str, url: str, identifier: dict, display: str | None = None) -> dict:
+    out = {"reference": url, "type": resource_type, "identifier": identifier}
+    if display:
+        out["display"] = display
+    return out
+
+
+# --- the places and the people ---------------------------------------------------------------
+
+def organization(sys: Fhir, code: str, name: str) -> dict:
+    return {"resourceType": "Organization", "id": uid("Organization", code),
+            "identifier": [ident(sys.facility_system, code)], "active": True, "name": name}
+
+
+def location(sys: Fhir, code: str, name: str, region: str | None) -> dict:
+    res = {"resourceType": "Location", "id": uid("Location", code),
+           "identifier": [ident(sys.facility_system, code)], "status": "active", "name": name, "mode": "instance",
+           "managingOrganization": ref("Organization", full_url("Organization", code),
+                                       ident(sys.facility_system, code), name)}
+    if region:
+        res["address"] = {"state": region}
+    return res
+
+
+def patient(sys: Fhir, card: str) -> dict:
+    return {"resourceType": "Patient", "id": uid("Patient", card), "identifier": [ident(sys.patient_system, card)]}
+
+
+def patient_ref(sys: Fhir, card: str) -> dict:
+    return _ref("Patient", sys.patient_system, card, None)
+
+
+def location_ref(sys: Fhir, code: str, name: str | None) -> dict:
+    return _ref("Location", sys.facility_system, code, name)
+
+
+def organization_ref(sys: Fhir, code: str, name: str | None) -> dict:
+    return _ref("Organization", sys.facility_system, code, name)
+
+
+@lru_cache(maxsize=8192)
+def _ref(resource_type: str, system: str, value: str, display: str | None) -> dict:
+    """A reference by fullUrl and identifier; the same dict is reused (never changed after)."""
+    return ref(resource_type, full_url(resource_type, value), ident(system, value), display)
+
+
+# --- the movements ---------------------------------------------------------------------------
+
+def identifiers(sys: Fhir, r) -> list[dict]:
+    out = [ident(sys.entry_system, r.entry_id)]
+    if r.document_number:
+        out.append({"type": {"text": "document number"}, **ident(sys.document_system, r.document_number)})
+    return out
+
+
+def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | None) -> dict:
+    res = {
+        "resourceType": "MedicationDispense",
+        "id": resource_id(r.entry_id),
+        "identifier": identifiers(sys, r),
+        "contained": [medication(sys, r, serial=r.serial_number)],
+        "status": "entered-in-error" if reversed_by else "completed",
+    }
+    med = {"reference": f"#{MED}", "display": r.item_name}
+    if version == "R4":
+        res["medicationReference"] = med
+    else:
+        res["medication"] = {"reference": med}
+    res["subject"] = patient_ref(sys, r.card)
+    res["performer"] = [{"actor": {"type": "Practitioner", "identifier": ident(sys.user_system, r.recorded_by),
+                                   "display": r.recorded_by}}]
+    res["location"] = location_ref(sys, r.facility_code, r.facility_name)
+    if r.prescription_ref:
+        rx = {"type": "MedicationRequest", "identifier": ident(sys.prescription_system, r.prescription_ref)}
+        if rx_url:
+            rx["reference"] = rx_url
+        res["authorizingPrescription"] = [rx]
+    res["quantity"] = quantity(milli(r.quantity), r.unit)
+    if version == "R5":
+        res["recorded"] = time(r.recorded_at)
+    res["whenHandedOver"] = time(r.occurred_at)
+    if reversed_by:
+        res["note"] = [{"text": f"reversed by ledger entry {reversed_by}"}]
+    return res
+
+
+def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict:
+    """A receipt, or one leg of a transfer. A transfer sent is ``in-progress`` until its receipt
+    (the other facility's transfer_in with the same waybill) is recorded, then ``completed``."""
+    here_loc = location_ref(sys, r.facility_code, r.facility_name)
+    if r.counterparty_code:
+        there_loc = location_ref(sys, r.counterparty_code, r.counterparty_name)
+        there_org = organization_ref(sys, r.counterparty_code, r.counterparty_name)
+    else:
+        there_loc, there_org = None, ({"display": r.counterparty} if r.counterparty else None)
+    if r.kind == "transfer_out":
+        supplier, destination = organization_ref(sys, r.facility_code, r.facility_name), there_loc
+        status = "completed" if r.received else "in-progress"
+    else:
+        supplier, destination, status = there_org, here_loc, "completed"
+    if reversed_by:
+        status = "entered-in-error"
+    item = {"quantity": quantity(milli(r.quantity), r.unit), "itemReference": {"reference": f"#{MED}",
+                                                                         "display": r.item_name}}
+    res = {
+        "resourceType": "SupplyDelivery",
+        "id": resource_id(r.entry_id),
+        "identifier": identifiers(sys, r),
+        "contained": [medication(sys, r, serial=r.serial_number)],
+        "status": status,
+        "type": {"coding": [{"system": SUPPLY_TYPE[version], "code": "medication"}]},
+        "suppliedItem": item if version == "R4" else [item],
+        "occurrenceDateTime": time(r.occurred_at),
+    }
+    if supplier:
+        res["supplier"] = supplier
+    if destination:
+        res["destination"] = destination
+    return res
+
+
+def inventory_count(sys: Fhir, r) -> dict:
+    """A physical count as an R5 InventoryReport: the quantity counted, the book quantity noted."""
+    counted, book = milli(r.quantity), milli(r.book_quantity) or 0
+    return {
+        "resourceType": "InventoryReport",
+        "id": resource_id(r.entry_id),
+        "identifier": identifiers(sys, r),
+        "contained": [medication(sys, r)],
+        "status": "active",
+        "countType": "snapshot",
+        "reportedDateTime": time(r.recorded_at),
+        "reporter": {"type": "Practitioner", "identifier": ident(sys.user_system, r.recorded_by),
+                     "display": r.recorded_by},
+        "inventoryListing": [{
+            "location": location_ref(sys, r.facility_code, r.facility_name),
+            "countingDateTime": time(r.occurred_at),
+            "item": [{"quantity": quantity(counted, r.unit),
+                      "item": {"reference": {"reference": f"#{MED}", "display": r.item_name}}}],
+        }],
+        "note": [{"text": f"book quantity {book} {r.unit}; counted minus book {milli(r.quantity - (r.book_quantity or 0))}"}],
+    }
+
+
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def resource_id(entry_id: str) -> str:
+    """The entry_id itself when it is a valid FHIR id, otherwise a stable UUID derived from it."""
+    return entry_id if _FHIR_ID.fullmatch(entry_id) else str(uuid.uuid5(_NS, entry_id))
+
+
+# --- prescriptions and monthly reports -------------------------------------------------------
+
+def medication_request(sys: Fhir, version: str, rx, card: str, item, facility_code: str, facility_name: str) -> dict:
+    res = {
+        "resourceType": "MedicationRequest",
+        "id": resource_id(rx.code),
+        "identifier": [ident(sys.prescription_system, rx.code)],
+        "status": "unknown",
+        "intent": "order",
+        "subject": patient_ref(sys, card),
+        "authoredOn": rx.issued_on.isoformat(),
+        "requester": {"type": "Practitioner", "display": rx.prescriber},
+        "dispenseRequest": {
+            "quantity": quantity(rx.quantity, item.unit),
+            "expectedSupplyDuration": {"value": rx.days_supply, "unit": "days", "system": UCUM, "code": "d"},
+        },
+        "note": [{"text": f"written at {facility_code} ({facility_name})"}],
+    }
+    med = concept(sys, item.code, item.name, item.atc_code, item.gtin)
+    diagnosis = {"coding": [{"system": ICD10_SYSTEM, "code": rx.diagnosis_code}]} if rx.diagnosis_code else None
+    if version == "R4":
+        res["medicationCodeableConcept"] = med
+        if diagnosis:
+            res["reasonCode"] = [diagnosis]
+    else:
+        res["medication"] = {"concept": med}
+        if diagnosis:
+            res["reason"] = [{"concept": diagnosis}]
+    return res
+
+
+def report_key(r) -> str:
+    return f"{r.facility_code}/{r.item_code}/{r.period}/{r.revision}"
+
+
+def _month(period: str) -> tuple[str, str]:
+    y, m = int(period[:4]), int(period[5:7])
+    end = date(y + (m == 12), m % 12 + 1, 1).toordinal() - 1
+    return f"{period}-01", date.fromordinal(end).isoformat()
+
+
+def monthly_report(sys: Fhir, version: str, r) -> dict:
+    """A facility's monthly stock report: a MeasureReport (R4), one group per figure, or an
+    InventoryReport (R5) listing each figure as an item of its category."""
+    start, end = _month(r.period)
+    key = report_key(r)
+    med = {"resourceType": "Medication", "id": MED, "code": concept(sys, r.item_code, r.item_name, r.atc, r.gtin)}
+    figures = [(m, getattr(r, m)) for m in REPORT_MEASURES if getattr(r, m) is not None]
+    common = {"id": uid("report", key), "identifier": [ident(sys.report_system, key)], "contained": [med]}
+    note = [{"text": f"revision {r.revision}; stockout days: "
+                     f"{'not reported' if r.stockout_days is None else r.stockout_days}"}]
+    if version == "R4":
+        return {"resourceType": "MeasureReport", **common, "status": "complete", "type": "summary",
+                "measure": MEASURE, "subject": location_ref(sys, r.facility_code, r.facility_name),
+                "date": time(r.imported_at), "period": {"start": start, "end": end},
+                "reporter": organization_ref(sys, r.facility_code, r.facility_name),
+                "group": [{"code": {"coding": [{"system": MEASURE_SYSTEM, "code": m}],
+                                    "text": f"{m} of {r.item_name}"},
+                           "measureScore": quantity(v, r.unit)} for m, v in figures]
+                + ([{"code": {"coding": [{"system": MEASURE_SYSTEM, "code": "stockout_days"}]},
+                     "measureScore": {"value": r.stockout_days, "unit": "days", "system": UCUM, "code": "d"}}]
+                   if r.stockout_days is not None else []),
+                "evaluatedResource": [{"reference": f"#{MED}", "display": r.item_name}]}
+    return {"resourceType": "InventoryReport", **common, "status": "active", "countType": "snapshot",
+            "reportedDateTime": time(r.imported_at),
+            "reportingPeriod": {"start": start, "end": end},
+            "inventoryListing": [{
+                "location": location_ref(sys, r.facility_code, r.facility_name),
+                "item": [{"category": {"coding": [{"system": MEASURE_SYSTEM, "code": m}]},
+                          "quantity": quantity(v, r.unit),
+                          "item": {"reference": {"reference": f"#{MED}", "display": r.item_name}}}
+                         for m, v in figures]}],
+            "note": note}
