@@ -61,7 +61,9 @@ def test_fhir_import_at_another_facility_is_refused_before_any_read(live_server)
         before = s.scalar(select(func.count()).select_from(LedgerEntry))
     r = pharm.post("/api/v1/fhir/bundle", content=json.dumps(bundle))
     assert r.status_code == 403, r.text
-    assert "outside your scope" in r.json()["error"]["message"]
+    outcome = r.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any("outside your scope" in i["diagnostics"] for i in outcome["issue"])
     for secret in ("on hand", "L3", "INSG", "20"):
         assert secret not in r.text, (secret, r.text)
     with live_server.Session() as s:
