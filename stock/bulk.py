@@ -35,7 +35,9 @@ from stock.csvread import (
     parse_timestamps,
 )
 from stock import gs1
-from stock.ledger import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS, serial_problem
+from stock import rules
+from stock.ledger import serial_problem
+from stock.rules import ADDS, NEEDS_REASON, NEW_LOT_KINDS, SUBTRACTS, TRANSFERS
 from stock.models import ENTRY_KINDS, Base, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
@@ -54,7 +56,6 @@ INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", 
                   "quantity", "effect", "book_quantity", "occurred_at", "recorded_at", "recorded_by",
                   "patient_id", "prescription_ref", "counterparty", "counterparty_facility_id",
                   "reason", "document_number", "reverses", "serial_number")
-NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 REPORT_EVERY = 50_000
 BULK_INDEX_THRESHOLD = 50_000
 """Rows from which an import into SQLite rebuilds the ledger's lookup indexes instead of updating them."""
@@ -230,6 +231,8 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
     sheet.report(kind.isin(TRANSFERS) & (cp == ""), "counterparty_code",
                  lambda i: f"a {kind.iat[i]} needs the other facility's code")
     sheet.report(kind.isin(NEEDS_REASON) & (reason == ""), "reason", lambda i: f"a {kind.iat[i]} needs a reason")
+    sheet.report((sheet.col("reverses") != "") & (reason.str.strip() == "") & ~kind.isin(NEEDS_REASON), "reason",
+                 rules.MSG_REVERSAL_REASON)
     fac, item = sheet.col("facility_code"), sheet.col("item_code")
     sheet.report((fac != "") & ~fac.isin(facilities.keys()), "facility_code",
                  lambda i: f"unknown facility {fac.iat[i]!r}")
@@ -333,7 +336,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     if plan is None:
         # Something would be refused (or the fast pass cannot be sure): the exact loop names it.
         plan = _simulate(sheet, df, lots, balances)
-    _check_reverses(session, sheet, df)
+    _check_reverses(session, sheet, df, plan.effect)
     if sheet.problems:
         raise ImportFailed(sheet.problems)
     _write(session, df, plan, heads, facilities, now, progress, result)
@@ -553,32 +556,49 @@ def _simulate(sheet: Sheet, df: pd.DataFrame, stored_lots: dict[tuple, list], st
                  {k: balances[k] for k in touched}, existing_balance)
 
 
-def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
-    from stock.models import LedgerEntry
-
+def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame, effect) -> None:
+    """The rule book's reversal rule for every row naming an entry in ``reverses``: its target
+    recorded before it (stored, or earlier in this file's application order), no reversal itself,
+    reversed once, and inverted exactly. ``effect``: each row's planned effect (thousandths)."""
     has = df["reverses"] != ""
     if not has.any():
         return
     wanted = sorted(set(df.loc[has, "reverses"]))
-    known, taken = set(), set()
+    targets: dict[str, rules.Movement] = {}
+    taken: dict[str, str] = {}
+    sql = text("SELECT e.entry_id, e.facility_id, e.item_id, l.lot_number, e.effect, e.reverses "
+               "FROM ledger_entry e JOIN lot l ON l.id = e.lot_id WHERE e.entry_id IN :ids"
+               ).bindparams(bindparam("ids", expanding=True))
+    by_sql = text("SELECT reverses, entry_id FROM ledger_entry WHERE reverses IN :ids").bindparams(
+        bindparam("ids", expanding=True))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        known |= set(session.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.entry_id.in_(chunk))))
-        taken |= set(session.scalars(select(LedgerEntry.reverses).where(LedgerEntry.reverses.in_(chunk))))
+        for eid, fid, iid, lot, eff, rev in session.execute(sql, {"ids": chunk}):
+            targets[eid] = rules.Movement(eid, fid, iid, lot, from_milli(int(eff)), rev)
+        taken.update(session.execute(by_sql, {"ids": chunk}).all())
     # Where each reversed entry stands in this file's application order (entry ids are unique here):
     # one that comes later than its reversal is not "recorded before" it. Only the few rows that
-    # reverse something are visited one by one.
+    # reverse something, or are reversed, are visited one by one.
     ids = df["entry_id"]
-    in_file = ids.isin(wanted).to_numpy()
-    position = dict(zip(ids[in_file].tolist(), np.flatnonzero(in_file).tolist()))
+    in_file = np.flatnonzero(ids.isin(wanted).to_numpy())
+    position = dict(zip(ids.iloc[in_file].tolist(), in_file.tolist()))
+    effect = np.asarray(effect)
+    cols = [df[c].to_numpy()[in_file] for c in ("entry_id", "_fid", "_iid", "lot_number", "reverses")]
+    here = {eid: rules.Movement(eid, int(fid), int(iid), lot, from_milli(int(effect[j])), rev or None)
+            for j, eid, fid, iid, lot, rev in zip(in_file.tolist(), *cols)}
     at = np.flatnonzero(has.to_numpy())
-    for j, target, row in zip(at.tolist(), df["reverses"].to_numpy()[at].tolist(), df["_row"].to_numpy()[at].tolist()):
-        if target not in known and position.get(target, j) >= j:
-            sheet.report_row(row, "reverses",
-                             f"reverses names entry {target!r}, which is not recorded before this one")
-        elif target in taken:
-            sheet.report_row(row, "reverses", f"entry {target} is already reversed")
-        taken.add(target)
+    rows = zip(at.tolist(), *(df[c].to_numpy()[at].tolist() for c in
+                              ("entry_id", "kind", "_fid", "_iid", "lot_number", "_q", "reverses", "_row")))
+    for j, eid, kind, fid, iid, lot, q, target, row in rows:
+        mine = rules.Movement(eid, int(fid), int(iid), lot, from_milli(rules.signed(kind, int(q))), target)
+        found = targets.get(target)
+        if found is None and position.get(target, j) < j:
+            found = here[target]
+        problem = rules.reversal_problem(mine, kind, found, taken.get(target))
+        if problem is not None:
+            sheet.report_row(row, problem.field, problem.message)
+        else:
+            taken[target] = eid
 
 
 TEXT = pa.large_string()

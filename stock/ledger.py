@@ -27,6 +27,8 @@ from sqlalchemy.orm.util import identity_key
 
 from stock import chain
 from stock import gs1
+from stock import rules
+from stock.rules import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS
 from stock.errors import (
     AlreadyReversed,
     EntryConflict,
@@ -50,10 +52,6 @@ from stock.models import (
 )
 from stock.quantities import Quantity, to_milli, unit_allows
 
-ADDS = ("receipt", "transfer_in")
-SUBTRACTS = ("dispense", "transfer_out", "loss")
-NEEDS_REASON = ("loss", "adjustment")
-TRANSFERS = ("transfer_out", "transfer_in")
 MAX_ID = 64
 TEXT_FIELDS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_number", "health_card_id",
                "prescription_id", "counterparty_code", "reason", "document_number", "reverses")
@@ -103,17 +101,6 @@ def new_entry_id() -> str:
     return str(uuid.uuid4())
 
 
-def effect_of(kind: str, quantity: Decimal, on_hand: Decimal) -> Decimal:
-    """Signed change to stock on hand; a count moves on hand to the counted quantity."""
-    if kind in ADDS:
-        return quantity
-    if kind in SUBTRACTS:
-        return -quantity
-    if kind == "adjustment":
-        return quantity
-    return quantity - on_hand  # count
-
-
 def check_shape(e: NewEntry) -> None:
     """What can be checked without the database: presence, domain, sign."""
     def bad(field_: str, problem: str) -> InvalidEntry:
@@ -154,6 +141,8 @@ def check_shape(e: NewEntry) -> None:
         raise bad("counterparty_code", f"a {e.kind} needs the other facility's code in counterparty_code")
     if e.kind in NEEDS_REASON and not (e.reason and e.reason.strip()):
         raise bad("reason", f"a {e.kind} needs a reason")
+    if (problem := rules.reversal_reason_problem(e.reverses, e.reason, entry_id=e.entry_id)) is not None:
+        raise problem
     for name in ("health_card_id", "prescription_id", "document_number", "reverses", "lot_number",
                  "recorded_by"):
         value = getattr(e, name)
@@ -362,7 +351,7 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
         counterparty_id = other.id if other else None
 
     if e.reverses:
-        _check_reversible(session, e)
+        _check_reversible(conn, e, facility_id, item.id, lot_number)
     lot = (_LotRow(ctx.lot_id, ctx.lot_number, ctx.expiry_date) if ctx.lot_id is not None
            else None)
     lot = _lot(conn, pg, e, item, lot_number, lot)
@@ -379,11 +368,11 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
         on_hand = conn.execute(_ON_HAND_STMT, key).scalar()
         exists = on_hand is not None
         on_hand = Decimal(0) if on_hand is None else on_hand
-        effect = effect_of(e.kind, e.quantity, on_hand)
+        effect = rules.signed(e.kind, e.quantity, on_hand)
         if exists:
             conn.execute(_MOVE_STMT, {**key, "effect": effect}).one()
     else:
-        effect = effect_of(e.kind, e.quantity, Decimal(0))
+        effect = rules.signed(e.kind, e.quantity, Decimal(0))
         if pg:
             # The usual case in one round trip: stock moved, entry inserted, chain head advanced.
             entry = _entry(e, now, facility_id, facility_code, item, lot, patient_id, card, counterparty_id,
@@ -491,7 +480,7 @@ def _lot(conn, pg: bool, e: NewEntry, item: _ItemRow, lot_number: str, lot: _Lot
                 f"lot {lot_number} of {item.code} expires on {lot.expiry_date}, not {e.expiry_date}",
                 field="expiry_date", entry_id=e.entry_id)
         return lot
-    if e.kind not in ("receipt", "transfer_in", "count"):
+    if e.kind not in rules.NEW_LOT_KINDS:
         raise InvalidEntry(
             f"{item.code} has no lot {lot_number!r}: a lot enters by a receipt or transfer_in",
             field="lot_number", entry_id=e.entry_id)
@@ -610,14 +599,26 @@ def _policy_notes(session: Session, e: NewEntry, item: _ItemRow, lot: _LotRow,
     return notes
 
 
-def _check_reversible(session: Session, e: NewEntry) -> None:
-    """Called under the facility lock, so two reversals of one entry cannot both pass."""
-    target = session.scalar(select(LedgerEntry.id).where(LedgerEntry.entry_id == e.reverses))
-    if target is None:
-        raise InvalidEntry(f"reverses names unknown entry {e.reverses!r}", field="reverses", entry_id=e.entry_id)
-    taken = session.scalar(select(LedgerEntry.entry_id).where(LedgerEntry.reverses == e.reverses))
-    if taken is not None:
-        raise AlreadyReversed(f"entry {e.reverses} was already reversed by {taken}", entry_id=e.entry_id)
+_TARGET_STMT = (
+    select(_ENTRY.c.entry_id, _ENTRY.c.facility_id, _ENTRY.c.item_id, _LOT.c.lot_number, _ENTRY.c.effect,
+           _ENTRY.c.reverses)
+    .select_from(_ENTRY.join(_LOT, _LOT.c.id == _ENTRY.c.lot_id))
+    .where(_ENTRY.c.entry_id == bindparam("target"))
+)
+_REVERSED_BY_STMT = select(_ENTRY.c.entry_id).where(_ENTRY.c.reverses == bindparam("target")).limit(1)
+
+
+def _check_reversible(conn, e: NewEntry, facility_id: int, item_id: int, lot_number: str) -> None:
+    """The rule book's reversal rule for ``e``. Called under the facility lock, so two reversals of
+    one entry cannot both pass."""
+    row = conn.execute(_TARGET_STMT, {"target": e.reverses}).first()
+    target = rules.Movement(*row) if row is not None else None
+    by = conn.execute(_REVERSED_BY_STMT, {"target": e.reverses}).scalar() if target is not None else None
+    mine = rules.Movement(e.entry_id, facility_id, item_id, lot_number,
+                          rules.signed(e.kind, e.quantity), e.reverses)
+    problem = rules.reversal_problem(mine, e.kind, target, by)
+    if problem is not None:
+        raise problem
 
 
 def hash_values(entry: LedgerEntry, facility_code: str, item_code: str, lot: Lot,
@@ -644,18 +645,19 @@ def reverse(session: Session, entry_id: str, *, reason: str, by: str,
     target = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == entry_id)).one_or_none()
     if target is None:
         raise UnknownEntry(f"no entry {entry_id!r} to reverse", entry_id=entry_id)
-    if not reason or not reason.strip():
-        raise InvalidEntry("a reversal needs a reason", field="reason", entry_id=entry_id)
-    if target.effect == 0:
-        raise InvalidEntry(f"entry {entry_id} changed no stock; there is nothing to reverse",
-                           field="entry_id", entry_id=entry_id)
     view = _stored_view(session, target)
-    return post(session, NewEntry(
+    inverse = NewEntry(
         entry_id=new_id or new_entry_id(), kind="adjustment", facility_code=view["facility_code"],
         item_code=view["item_code"], lot_number=view["lot_number"], quantity=-target.effect,
         occurred_at=now, recorded_by=by, reason=reason, reverses=entry_id,
-    ), now=now)[0]
+    )
+    if target.effect == 0:  # the inverse of nothing would be refused for its shape: say why first
+        raise rules.reversal_problem(
+            rules.Movement(inverse.entry_id, target.facility_id, target.item_id, view["lot_number"], 0, entry_id),
+            "adjustment", rules.Movement(entry_id, target.facility_id, target.item_id, view["lot_number"], 0),
+            None)
+    return post(session, inverse, now=now)[0]
 
 
-__all__ = ["NewEntry", "Posted", "PolicyNote", "post", "lock_chains", "reverse", "effect_of", "check_shape",
+__all__ = ["NewEntry", "Posted", "PolicyNote", "post", "lock_chains", "reverse", "check_shape",
            "new_entry_id", "hash_values", "serial_problem"]

@@ -29,20 +29,31 @@ from sqlalchemy.orm import Session
 
 from stock import errors as domain
 from stock import gs1
+from stock import rules
 from stock.ledger import NewEntry, Posted, post, reverse
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Prescription, User
 from stock.queries import on_hand
 from stock.transfers import Leg, match_transfers
 from web import audit, deps
-from web.access import NotFound, facility_in_scope, require_roles, scope_of, visible_facilities
+from web.access import (
+    REVERSAL_WINDOWS,
+    NotFound,
+    facility_in_scope,
+    require_roles,
+    reversal_refusal,
+    scope_of,
+    visible_facilities,
+)
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
 
 STAFF = ("pharmacist", "facility_manager", "admin")
 """Who records movements. Auditors review; they do not move stock."""
-REVERSERS = ("pharmacist", "facility_manager")
-"""Who may reverse an entry: the facility's own staff and managers."""
+REVERSERS = tuple(REVERSAL_WINDOWS)
+"""Who may reverse an entry at all (web.access.reversal_refusal says which entries)."""
+PAGE_SIZE = 50
+"""Entries per page of today's entries."""
 
 PAGES = ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count", "today")
 LOSS_REASONS = ("expired", "damaged", "theft", "lost", "recalled")
@@ -81,9 +92,6 @@ MSG_NOT_IN_TRANSIT = "This transfer is no longer in transit to this facility."
 MSG_MORE_THAN_SENT = "More than was sent (%(sent)s)."
 MSG_SAME_FACILITY = "Choose another facility."
 MSG_NO_ENTRY = "No such entry of this facility."
-MSG_IS_REVERSAL = "Entry %(entry)s is itself a reversal (of %(target)s) and cannot be reversed; record a new movement instead."
-MSG_ALREADY_REVERSED = "Entry %(entry)s was already reversed."
-MSG_NOTHING_TO_REVERSE = "Entry %(entry)s changed no stock; there is nothing to reverse."
 MSG_NO_COUNTS = "Enter at least one counted quantity."
 MSG_SCAN_EMPTY = "Scan a pack, or type the text under its barcode."
 MSG_SCAN_UNREADABLE = "This is not a GS1 barcode that can be read. Scan again, or fill in the fields by hand."
@@ -118,6 +126,14 @@ def _fresh_id() -> str:
 
 def _t(request: Request, message: str, **variables) -> str:
     return gettext(request.state.lang, message, **variables)
+
+
+def _said(request: Request, exc: domain.DawaError) -> str:
+    """A refusal of the ledger in the reader's language: the rule book's refusals carry their
+    template (stock.rules), the rest are said as the ledger wrote them."""
+    if isinstance(exc, rules.Broken):
+        return _t(request, exc.template, **exc.params)
+    return exc.message
 
 
 def _form_id(value: str | None) -> str:
@@ -263,7 +279,7 @@ def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
     except domain.DawaError as exc:
         db.rollback()
         field = FIELD_OF.get(exc.field, exc.field if exc.field in ENTRY_FIELDS else "_form")
-        return Outcome(errors={field: exc.message}, status=422)
+        return Outcome(errors={field: _said(request, exc)}, status=422)
     if not posted.created:
         return _retried(request, db, fac, posted.entry)
     notes = [n for n in posted.notes if n.code in WARN_FIELDS]
@@ -308,8 +324,10 @@ class EntryView:
     reversed_by: str | None = None
 
 
-def _entries(db: Session, fac: Facility, *, since: datetime | None = None,
-             entry_id: str | None = None) -> list[EntryView]:
+def _entries(db: Session, fac: Facility, *, since: datetime | None = None, entry_id: str | None = None,
+             by: str | None = None, page: int = 1) -> list[EntryView]:
+    """The facility's entries, newest first: one (``entry_id``), or those recorded ``since``
+    (by ``by`` only, when given), a page of PAGE_SIZE at a time."""
     from sqlalchemy.orm import aliased
 
     reversal = aliased(LedgerEntry)
@@ -325,8 +343,12 @@ def _entries(db: Session, fac: Facility, *, since: datetime | None = None,
             .order_by(LedgerEntry.chain_seq.desc()))
     if since is not None:
         stmt = stmt.where(LedgerEntry.recorded_at >= since)
+    if by is not None:
+        stmt = stmt.where(LedgerEntry.recorded_by == by)
     if entry_id is not None:
         stmt = stmt.where(LedgerEntry.entry_id == entry_id)
+    else:
+        stmt = stmt.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
     return [EntryView(*row) for row in db.execute(stmt)]
 
 
@@ -864,27 +886,38 @@ def count_submit(request: Request, facility: str, user: User = Depends(require_r
 # --- today's entries and reversal ------------------------------------------------------------
 
 def _today_page(request: Request, db: Session, fac: Facility, *, errors: dict | None = None,
-                values: dict | None = None, done: EntryView | None = None, status: int = 200) -> Response:
+                values: dict | None = None, done: EntryView | None = None, status: int = 200,
+                page: int = 1) -> Response:
+    """The signed-in user's entries of today (a facility manager's or an admin's: the facility's),
+    newest first, PAGE_SIZE a page; a Reverse form on each entry the user may reverse."""
     zone = _zone(request, fac)
     start = datetime.combine(_today(request, fac), time.min, tzinfo=zone).astimezone(timezone.utc)
-    rows = _entries(db, fac, since=start)
     user = request.state.user
+    page = max(page, 1)
+    rows = _entries(db, fac, since=start, by=user.username if user.role == "pharmacist" else None, page=page)
+    more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+    now = _now()
+    reversible = {r.entry_id for r in rows
+                  if reversal_refusal(user, entry_id=r.entry_id, facility=fac, recorded_by=r.recorded_by,
+                                      recorded_at=r.recorded_at, now=now) is None}
     return _page(request, fac, "today", {
-        "entries": rows, "can_reverse": user.role in REVERSERS, "row_ids": {r.entry_id: _fresh_id() for r in rows},
-        "errors": errors or {}, "values": values or {}, "done": done, "zone": str(zone)}, status)
+        "entries": rows, "reversible": reversible, "row_ids": {r.entry_id: _fresh_id() for r in rows},
+        "errors": errors or {}, "values": values or {}, "done": done, "zone": str(zone),
+        "page_number": page, "more": more, "own_only": user.role == "pharmacist"}, status)
 
 
 @router.get("/{facility}/today")
-def today(request: Request, facility: str, done: str = "", user: User = Depends(require_roles(*STAFF)),
-          db: Session = Depends(deps.read_db)):
+def today(request: Request, facility: str, done: str = "", page: int = 1,
+          user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
     fac = _acting(db, user, facility)
-    return _today_page(request, db, fac, done=_done(db, fac, done))
+    return _today_page(request, db, fac, done=_done(db, fac, done), page=page)
 
 
 @router.post("/{facility}/reverse")
 def reverse_submit(request: Request, facility: str, user: User = Depends(require_roles(*REVERSERS)),
                          db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
-    """Reverse one of the facility's entries by a compensating adjustment, with a stated reason."""
+    """Reverse one of the facility's entries by its exact inverse, with a stated reason, if
+    web.access lets this user reverse it."""
     fac = _acting(db, user, facility)
     target_id = values.get("entry_id", "").strip()
     new_id = _form_id(values.get("new_id"))
@@ -904,22 +937,20 @@ def reverse_submit(request: Request, facility: str, user: User = Depends(require
         return _today_page(request, db, fac, errors={target_id: message}, values={target_id: reason},
                            status=status)
 
-    if target.reverses:
-        return again(_t(request, MSG_IS_REVERSAL, entry=target_id, target=target.reverses), 409)
+    refusal = reversal_refusal(user, entry_id=target_id, facility=fac, recorded_by=target.recorded_by,
+                               recorded_at=target.recorded_at, now=_now())
+    if refusal is not None:  # the entry may not be on this user's list: said above it
+        db.rollback()
+        return _today_page(request, db, fac, errors={"_form": _t(request, refusal.template, **refusal.params)},
+                           status=403)
     if not reason:
         return again(_t(request, MSG_REASON_NEEDED), 422)
     try:
         posted = reverse(db, target_id, reason=reason, by=user.username, new_id=new_id)
-    except domain.AlreadyReversed:
-        return again(_t(request, MSG_ALREADY_REVERSED, entry=target_id), 409)
     except domain.InsufficientStock as exc:
         return again(_t(request, MSG_INSUFFICIENT, lot=exc.lot or "—", on_hand=exc.on_hand, asked=exc.asked), 409)
-    except domain.InvalidEntry as exc:
-        if target.effect == 0:
-            return again(_t(request, MSG_NOTHING_TO_REVERSE, entry=target_id), 422)
-        return again(exc.message, 422)
     except domain.DawaError as exc:
-        return again(exc.message, 409)
+        return again(_said(request, exc), 409 if isinstance(exc, domain.AlreadyReversed) else 422)
     audit.record(db, request, "ledger_reverse", "ledger_entry", target_id,
                  {"reversal": posted.entry.entry_id, "reason": reason, "kind": target.kind,
                   "effect": -target.effect}, facility_id=fac.id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session
 
 from stock import errors as domain
 from stock.ledger import NewEntry, check_shape, lock_chains, post
-from stock.models import Facility, User
+from stock.models import Facility, LedgerEntry, User
 from web import audit
-from web.access import require_roles, scope_of
+from web.access import require_roles, reversal_refusal, scope_of
 from web.api.schemas import ErrorBody
 from web.api.writers import GroupWriter
 
@@ -179,6 +179,49 @@ _FACILITY = Facility.__table__
 # Built once: a statement made per request costs more to construct and look up than to run.
 _FACILITIES = select(_FACILITY.c.id, _FACILITY.c.code, _FACILITY.c.region).where(
     _FACILITY.c.code.in_(bindparam("codes", expanding=True)))
+
+
+_ENTRY = LedgerEntry.__table__
+_TARGETS = (
+    select(_ENTRY.c.entry_id, _ENTRY.c.recorded_by, _ENTRY.c.recorded_at, _FACILITY.c.id, _FACILITY.c.code,
+           _FACILITY.c.region)
+    .select_from(_ENTRY.join(_FACILITY, _FACILITY.c.id == _ENTRY.c.facility_id))
+    .where(_ENTRY.c.entry_id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def reversal_problems(db: Session, user: User, entries: list[NewEntry], known: dict) -> list[dict[str, str]]:
+    """Refusals of the batch's reversals by web.access's reversal rule, asked of each target's own
+    facility and author (a target not recorded yet, later in this batch say, is the caller's own,
+    recorded now, at the reversal's facility). The ledger then holds each reversal to the rule book."""
+    wanted = sorted({e.reverses for e in entries if e.reverses})
+    if not wanted:
+        return []
+    stored = {row.entry_id: row for row in db.connection().execute(_TARGETS, {"ids": wanted})}
+    now = datetime.now(timezone.utc)
+    problems = []
+    for i, e in enumerate(entries):
+        if not e.reverses:
+            continue
+        target = stored.get(e.reverses)
+        if target is not None:
+            facility, by, at = _Place(target.id, target.code, target.region), target.recorded_by, target.recorded_at
+        else:
+            facility, by, at = known[e.facility_code], user.username, now
+        refusal = reversal_refusal(user, entry_id=e.reverses, facility=facility, recorded_by=by, recorded_at=at,
+                                   now=now)
+        if refusal is not None:
+            problems.append({"field": _at(i, "reverses"), "message": refusal.message})
+    return problems
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A facility as access rules read it."""
+
+    id: int
+    code: str
+    region: str | None
 
 
 def scope_problems(db: Session, user: User, raw: list, known: dict | None = None) -> tuple[list, list, dict]:
@@ -336,6 +379,9 @@ def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> 
         problems = sorted(batch.problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
         if problems:
             raise Problems(422, problems)
+        refused = reversal_problems(db, user, entries, known)
+        if refused:
+            raise Problems(403, refused)
     except Problems as exc:
         return problem_response(exc.status, exc.problems)
 
