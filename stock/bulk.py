@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import hashlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from itertools import islice, repeat
 from typing import Callable
 
@@ -204,12 +204,11 @@ def _content_key(cols: dict[str, list], i: int) -> tuple:
 
 def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, tuple[int, str]]):
     """Column-wise checks: presence, domain, sign, references. Returns parsed columns."""
-    sheet.require("entry_id", "occurred_at", "facility_code", "kind", "item_code", "quantity",
-                  "recorded_by")
+    # The rule book's shape of an entry (stock.rules), executed column-wise.
+    sheet.require(*rules.REQUIRED)
     check_domain(sheet, "kind", ENTRY_KINDS)
-    for c in ("entry_id", "lot_number", "health_card_id", "prescription_id", "document_number",
-              "reverses", "recorded_by"):
-        check_length(sheet, c, 64)
+    for c in rules.LIMITED:
+        check_length(sheet, c, rules.MAX_TEXT)
     for c in LEDGER_COLUMNS:
         check_characters(sheet, c, chain.REFUSED, chain.refused_character)
     serial = sheet.col("serial_number")
@@ -219,20 +218,25 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
     ts = parse_timestamps(sheet, "occurred_at")
     expiry = parse_dates(sheet, "expiry_date")
     qty, has_qty = parse_quantities(sheet, "quantity")
-    kind = sheet.col("kind")
-    is_adj, is_count = (kind == "adjustment").to_numpy(), (kind == "count").to_numpy()
-    other = kind.isin(ADDS + SUBTRACTS).to_numpy()
-    sheet.report(has_qty & is_adj & (qty == 0), "quantity", "an adjustment's quantity must be non-zero (signed)")
-    sheet.report(has_qty & is_count & (qty < 0), "quantity", "a count's quantity (counted) cannot be negative")
-    sheet.report(has_qty & other & (qty <= 0), "quantity",
-                 lambda i: f"a {kind.iat[i]}'s quantity must be greater than zero ({sheet.col('quantity').iat[i]})")
-    card, cp, reason = sheet.col("health_card_id"), sheet.col("counterparty_code"), sheet.col("reason")
-    sheet.report((kind == "dispense") & (card == ""), "health_card_id", "a dispense needs the patient's health_card_id")
-    sheet.report(kind.isin(TRANSFERS) & (cp == ""), "counterparty_code",
-                 lambda i: f"a {kind.iat[i]} needs the other facility's code")
-    sheet.report(kind.isin(NEEDS_REASON) & (reason == ""), "reason", lambda i: f"a {kind.iat[i]} needs a reason")
+    kind, typed = sheet.col("kind"), sheet.col("quantity")
+    blank = {}  # field -> rows where it is empty (or only spaces)
+    for k in ENTRY_KINDS:
+        is_k = (kind == k).to_numpy()
+        if not is_k.any():
+            continue
+        sheet.report(has_qty & is_k & ~rules.sign_allows(k, qty), "quantity",
+                     lambda i, k=k: rules.sign_problem(k, int(qty[i]), shown=typed.iat[i]).message)
+        for name in rules.KIND_NEEDS.get(k, ()):
+            if name not in blank:
+                blank[name] = (sheet.col(name).str.strip() == "").to_numpy()
+            sheet.report(is_k & blank[name], name, rules.NEEDS_WORDS[name] % {"kind": k})
+        for name in rules.KIND_FORBIDS.get(k, ()):
+            sheet.report(is_k & (sheet.col(name) != "").to_numpy(), name,
+                         rules.MSG_FORBIDDEN % {"kind": k, "name": name})
+    reason = sheet.col("reason")
     sheet.report((sheet.col("reverses") != "") & (reason.str.strip() == "") & ~kind.isin(NEEDS_REASON), "reason",
                  rules.MSG_REVERSAL_REASON)
+    cp = sheet.col("counterparty_code")
     fac, item = sheet.col("facility_code"), sheet.col("item_code")
     sheet.report((fac != "") & ~fac.isin(facilities.keys()), "facility_code",
                  lambda i: f"unknown facility {fac.iat[i]!r}")
@@ -249,10 +253,12 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
 
 
 def post_frame(session: Session, sheet: Sheet, *, now: datetime,
-               progress: Callable[[str, int, int], None] | None = None) -> BulkResult:
+               progress: Callable[[str, int, int], None] | None = None,
+               catch_up: timedelta | None = None) -> BulkResult:
     """Validate and write the ledger rows of ``sheet`` in the caller's transaction.
 
-    Raises ImportFailed naming every bad row; the caller rolls back.
+    Raises ImportFailed naming every bad row; the caller rolls back. ``catch_up``: the rule book's
+    catch-up window, as for ``stock.ledger.post``.
     """
     progress = progress or (lambda phase, done, total: None)
     if sheet.problems:
@@ -317,9 +323,18 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
                     result.already_present += 1
     if sheet.problems:
         raise ImportFailed(sheet.problems)
+    _check_times(sheet, occurred_us, recorded_us, keep, catch_up)
+    if sheet.problems:
+        raise ImportFailed(sheet.problems)
 
-    # Apply in occurred_at order, ties in file order.
-    order = np.argsort(occurred_us, kind="stable")
+    # Apply in recording order, as post() did (the chain's order, in which stock never goes below
+    # zero): by recorded_at, then occurred_at, ties in file order. A data set exported from Dawa
+    # carries recorded_at, so a back-dated entry comes back where it was recorded; rows recorded by
+    # this import (no recorded_at) are recorded now, in occurred_at order.
+    if (recorded_us == recorded_us[0]).all():
+        order = np.argsort(occurred_us, kind="stable")
+    else:
+        order = np.lexsort((occurred_us, recorded_us))  # stable: ties keep file order
     order = order[keep[order]]
     if len(order) == 0:
         return result
@@ -341,6 +356,22 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
         raise ImportFailed(sheet.problems)
     _write(session, df, plan, heads, facilities, now, progress, result)
     return result
+
+
+def _check_times(sheet: Sheet, occurred_us: np.ndarray, recorded_us: np.ndarray, new: np.ndarray,
+                 catch_up: timedelta | None) -> None:
+    """The rule book's time rule over the rows to be added (``new``), column-wise; each row it
+    refuses is worded by the row-wise rule itself."""
+    suspect = new & (rules.future_mask(occurred_us, recorded_us) | rules.late_mask(occurred_us, recorded_us, catch_up))
+    if not suspect.any():
+        return
+    typed, reason = sheet.col("occurred_at"), sheet.col("reason")
+    for i in np.flatnonzero(suspect).tolist():
+        recorded = datetime.fromtimestamp(int(recorded_us[i]) / 1_000_000, timezone.utc).isoformat()
+        problem = rules.time_problem(int(occurred_us[i]), int(recorded_us[i]), reason.iat[i], catch_up,
+                                     occurred=typed.iat[i], recorded=recorded)
+        if problem is not None:
+            sheet.report_row(i, problem.field, problem.message)
 
 
 def _recorded_us(sheet: Sheet, now: datetime) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
@@ -28,7 +28,7 @@ from sqlalchemy.orm.util import identity_key
 from stock import chain
 from stock import gs1
 from stock import rules
-from stock.rules import ADDS, NEEDS_REASON, SUBTRACTS, TRANSFERS
+from stock.rules import TRANSFERS
 from stock.errors import (
     AlreadyReversed,
     EntryConflict,
@@ -51,13 +51,6 @@ from stock.models import (
     Prescription,
 )
 from stock.quantities import Quantity, to_milli, unit_allows
-
-MAX_ID = 64
-TEXT_FIELDS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_number", "health_card_id",
-               "prescription_id", "counterparty_code", "reason", "document_number", "reverses")
-"""The entry's texts that no rule of their own confines: none may hold a character the hash chain
-refuses (chain.REFUSED). The serial number keeps to GS1's character set (stock.gs1)."""
-
 
 @dataclass(frozen=True)
 class NewEntry:
@@ -102,56 +95,14 @@ def new_entry_id() -> str:
 
 
 def check_shape(e: NewEntry) -> None:
-    """What can be checked without the database: presence, domain, sign."""
-    def bad(field_: str, problem: str) -> InvalidEntry:
-        return InvalidEntry(problem, field=field_, entry_id=e.entry_id or None)
-
-    if not e.entry_id or not e.entry_id.strip():
-        raise bad("entry_id", "entry_id is required")
-    if len(e.entry_id) > MAX_ID:
-        raise bad("entry_id", f"entry_id is longer than {MAX_ID} characters")
-    for name in TEXT_FIELDS:
-        problem = isinstance(value := getattr(e, name), str) and chain.refused_character(value)
-        if problem:
-            raise bad(name, problem)
-    if e.kind not in ENTRY_KINDS:
-        raise bad("kind", f"kind {e.kind!r} is not one of {', '.join(ENTRY_KINDS)}")
-    if not e.facility_code:
-        raise bad("facility_code", "facility_code is required")
-    if not e.item_code:
-        raise bad("item_code", "item_code is required")
-    if not e.recorded_by:
-        raise bad("recorded_by", "recorded_by is required")
-    if not isinstance(e.occurred_at, datetime) or e.occurred_at.tzinfo is None:
-        raise bad("occurred_at", "occurred_at must be a timestamp with a zone offset")
-    q = e.quantity
-    if not isinstance(q, Decimal) or not q.is_finite():
-        raise bad("quantity", f"quantity {q!r} is not a number")
-    if e.kind == "adjustment":
-        if q == 0:
-            raise bad("quantity", "an adjustment's quantity must be non-zero (signed)")
-    elif e.kind == "count":
-        if q < 0:
-            raise bad("quantity", f"a count's quantity is the quantity counted and cannot be negative ({q})")
-    elif q <= 0:
-        raise bad("quantity", f"a {e.kind}'s quantity must be greater than zero ({q})")
-    if e.kind == "dispense" and not e.health_card_id:
-        raise bad("health_card_id", "a dispense needs the patient's health_card_id")
-    if e.kind in TRANSFERS and not e.counterparty_code:
-        raise bad("counterparty_code", f"a {e.kind} needs the other facility's code in counterparty_code")
-    if e.kind in NEEDS_REASON and not (e.reason and e.reason.strip()):
-        raise bad("reason", f"a {e.kind} needs a reason")
-    if (problem := rules.reversal_reason_problem(e.reverses, e.reason, entry_id=e.entry_id)) is not None:
+    """What can be checked without the database: the rule book's shape of an entry, and the serial."""
+    problem = rules.shape_problem(e, ENTRY_KINDS, chain.refused_character)
+    if problem is not None:
         raise problem
-    for name in ("health_card_id", "prescription_id", "document_number", "reverses", "lot_number",
-                 "recorded_by"):
-        value = getattr(e, name)
-        if value is not None and len(value) > MAX_ID:
-            raise bad(name, f"{name} is longer than {MAX_ID} characters")
     if e.serial_number:
         problem = serial_problem(e.serial_number)
         if problem:
-            raise bad("serial_number", problem)
+            raise InvalidEntry(problem, field="serial_number", entry_id=e.entry_id)
 
 
 def serial_problem(value: str) -> str | None:
@@ -166,13 +117,16 @@ def serial_problem(value: str) -> str | None:
     return None
 
 
-def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime | None = None) -> list[Posted]:
+def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime | None = None,
+         catch_up: timedelta | None = None) -> list[Posted]:
     """Record movements in order, in the caller's transaction. All or nothing is the caller's
     commit or rollback: a domain error leaves earlier entries of the batch flushed but uncommitted,
-    and nothing of the entry that raised it."""
+    and nothing of the entry that raised it. ``catch_up``: the rule book's catch-up window (an
+    entry older than this at its recording needs a reason; None: no limit)."""
     if isinstance(entries, NewEntry):
         entries = [entries]
     now = now or datetime.now(timezone.utc)
+
     if not entries:
         return []
     # The statements below are Core statements on the session's connection, which do not autoflush:
@@ -182,7 +136,7 @@ def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime 
     pg = conn.dialect.name == "postgresql"
     if len(entries) > 1:
         lock_chains(session, [e.facility_code for e in entries])
-    return [_post_one(session, conn, pg, e, now) for e in entries]
+    return [_post_one(session, conn, pg, e, now, catch_up) for e in entries]
 
 
 def lock_chains(session: Session, facility_codes: list[str]) -> None:
@@ -313,7 +267,7 @@ def _stored_or_none(session: Session, conn, e: NewEntry, stored_id: int | None =
     return Posted(stored, created=False)
 
 
-def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> Posted:
+def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime, catch_up: timedelta | None) -> Posted:
     check_shape(e)
     head = _lock_head(conn, pg, e.facility_code)
     if head is None:
@@ -332,6 +286,10 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
         raise UnknownItem(f"unknown item {e.item_code!r}", entry_id=e.entry_id)
     if (done := _stored_or_none(session, conn, e, ctx.stored_id)) is not None:
         return done
+    problem = rules.time_problem(chain.epoch_us(e.occurred_at), chain.epoch_us(now), e.reason, catch_up,
+                                 occurred=e.occurred_at.isoformat(), recorded=now.isoformat(), entry_id=e.entry_id)
+    if problem is not None:  # the time rule binds new entries only: a retry answers as before
+        raise problem
     item = _ItemRow(ctx.id, ctx.code, ctx.unit, ctx.max_dispense_quantity)
     if not unit_allows(item.unit, e.quantity):
         raise InvalidEntry(f"{e.quantity} is not a whole number of {item.unit}s ({item.code})",

@@ -143,7 +143,9 @@ def _form_id(value: str | None) -> str:
 
 
 def _quantity(request: Request, text: str, errors: dict, field: str = "quantity", *,
-              allow_zero: bool = False) -> Decimal | None:
+              kind: str = "dispense") -> Decimal | None:
+    """The typed quantity of a ``kind`` movement, or None with the problem in ``errors``: the sign
+    it needs is the rule book's (stock.rules), said in the form's words."""
     text = (text or "").strip().replace(",", ".").replace(" ", "")
     if not text:
         errors[field] = _t(request, MSG_REQUIRED)
@@ -156,11 +158,8 @@ def _quantity(request: Request, text: str, errors: dict, field: str = "quantity"
     if not value.is_finite():
         errors[field] = _t(request, MSG_NUMBER)
         return None
-    if allow_zero and value < 0:
-        errors[field] = _t(request, MSG_NOT_NEGATIVE)
-        return None
-    if not allow_zero and value <= 0:
-        errors[field] = _t(request, MSG_POSITIVE)
+    if not rules.sign_allows(kind, value):
+        errors[field] = _t(request, MSG_NOT_NEGATIVE if kind == "count" else MSG_POSITIVE)
         return None
     return value
 
@@ -854,7 +853,7 @@ def count_submit(request: Request, facility: str, user: User = Depends(require_r
         lot = db.get(Lot, lot_id)
         if lot is None:
             continue
-        quantity = _quantity(request, text, errors, key, allow_zero=True)
+        quantity = _quantity(request, text, errors, key, kind="count")
         if quantity is not None:
             counted.append((lot, db.get(Item, lot.item_id), quantity))
     if not counted and not errors:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from stock import errors as domain
+from stock import rules
 from stock.ledger import NewEntry, check_shape, lock_chains, post
 from stock.models import Facility, LedgerEntry, User
 from web import audit
@@ -53,23 +54,23 @@ class EntryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entry_id: str = Field(min_length=1, max_length=64, description="unique, stable id; the idempotency key")
+    entry_id: str = Field(min_length=1, max_length=rules.MAX_TEXT, description="unique, stable id; the idempotency key")
     occurred_at: AwareDatetime = Field(description="when the movement happened, with its zone offset")
     facility_code: str = Field(min_length=1, max_length=32, description="the facility whose stock moves")
     kind: str = Field(description="receipt, dispense, transfer_out, transfer_in, adjustment, loss or count")
     item_code: str = Field(min_length=1, max_length=32)
-    lot_number: str = Field("", max_length=64, description="empty: the item's untracked lot")
+    lot_number: str = Field("", max_length=rules.MAX_TEXT, description="empty: the item's untracked lot")
     expiry_date: date | None = Field(None, description="needed on a receipt or transfer_in of a new lot")
     quantity: Decimal = Field(max_digits=15, decimal_places=3, allow_inf_nan=False,
                               description="> 0, except adjustment (signed, non-zero) and count (>= 0)")
-    health_card_id: str | None = Field(None, max_length=64, description="the patient; required on dispense")
-    prescription_id: str | None = Field(None, max_length=64)
+    health_card_id: str | None = Field(None, max_length=rules.MAX_TEXT, description="the patient; required on dispense")
+    prescription_id: str | None = Field(None, max_length=rules.MAX_TEXT)
     counterparty_code: str | None = Field(None, max_length=200,
                                           description="the other facility of a transfer; a supplier on a receipt")
     reason: str | None = Field(None, max_length=2000, description="required on loss and adjustment")
-    document_number: str | None = Field(None, max_length=64)
-    reverses: str | None = Field(None, max_length=64, description="the entry_id this entry corrects")
-    recorded_by: str | None = Field(None, max_length=64, description="your user name; may be left out")
+    document_number: str | None = Field(None, max_length=rules.MAX_TEXT)
+    reverses: str | None = Field(None, max_length=rules.MAX_TEXT, description="the entry_id this entry corrects")
+    recorded_by: str | None = Field(None, max_length=rules.MAX_TEXT, description="your user name; may be left out")
     serial_number: str | None = Field(None, max_length=64,
                                       description="the pack's GS1 serial number (AI 21) when it was scanned: "
                                                   "up to 20 characters of GS1 character set 82")
@@ -385,12 +386,14 @@ def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> 
     except Problems as exc:
         return problem_response(exc.status, exc.problems)
 
+    days = request.app.state.settings.ledger_catch_up_days
+    catch_up = timedelta(days=days) if days else None
     # The answer is BatchOut's JSON, built as plain dicts: one small entry's models and their
     # dump cost more than its SQL.
     results: list[dict[str, Any]] = []
     for i, e in enumerate(entries):
         try:
-            posted = post(db, e)[0]
+            posted = post(db, e, catch_up=catch_up)[0]
         except domain.DawaError as exc:
             raise _Refused(i, exc) from exc
         results.append({"index": i, "entry_id": e.entry_id, "created": posted.created,
