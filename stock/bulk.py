@@ -709,7 +709,7 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
                                        "recorded_by", "health_card_id", "prescription_id",
                                        "counterparty_code", "reason", "document_number", "reverses",
                                        "serial_number")}
-    # The canonical text of each entry, in chain.FIELDS order (see chain.link_text).
+    # The canonical text of each entry, in chain.FIELDS order (see chain.encode).
     texts = payloads([col["facility_code"], _ints_text(seq), col["entry_id"], col["kind"], col["item_code"],
                       col["lot_number"], lot_exp, _ints_text(qty), _ints_text(eff), book_text,
                       _ints_text(df["_occ"].to_numpy()), rec_payload, col["recorded_by"],

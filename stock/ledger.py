@@ -30,7 +30,6 @@ from stock import gs1
 from stock import rules
 from stock.rules import TRANSFERS
 from stock.errors import (
-    AlreadyReversed,
     EntryConflict,
     InsufficientStock,
     InvalidEntry,
@@ -507,10 +506,6 @@ def _compare(have: dict, e: NewEntry) -> None:
             diffs[name] = (old, new)
     if diffs:
         raise EntryConflict(e.entry_id, diffs)
-
-
-def _same_or_conflict(session: Session, stored: LedgerEntry, e: NewEntry) -> None:
-    _compare(_stored_view(session, stored), e)
 
 
 _RX_STMT = select(Prescription.code, Prescription.patient_id, Prescription.item_id, Prescription.quantity).where(

@@ -7,7 +7,7 @@ constraints and comparisons exact on both databases. In Python a quantity is a `
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import BigInteger
 from sqlalchemy.types import TypeDecorator
@@ -27,17 +27,6 @@ def to_milli(value: Decimal | int | str) -> int:
 def from_milli(value: int) -> Decimal:
     q = Decimal(value) / SCALE
     return q.quantize(Decimal(1)) if q == q.to_integral_value() else q.normalize()
-
-
-def parse_quantity(text: str | int | Decimal) -> Decimal:
-    """Parse a quantity as written in a form or CSV; raises ValueError with a readable message."""
-    try:
-        d = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not d.is_finite():
-        raise ValueError(f"{text!r} is not a number")
-    return d
 
 
 def unit_allows(unit: str, quantity: Decimal) -> bool:

@@ -31,6 +31,7 @@ from stock import errors as domain
 from stock import gs1
 from stock import rules
 from stock.ledger import NewEntry, Posted, post, reverse
+from stock.masterdata import item_by_gtin
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Prescription, User
 from stock.queries import on_hand
 from stock.transfers import Leg, match_transfers
@@ -394,7 +395,7 @@ def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bo
     except domain.BadScan as exc:
         errors["scan"] = _scan_message(request, exc)
         return False
-    item = db.scalars(select(Item).where(Item.gtin == scan.gtin)).one_or_none()
+    item = item_by_gtin(db, scan.gtin)
     if item is None:
         errors["scan"] = _t(request, MSG_SCAN_UNKNOWN_GTIN, gtin=scan.gtin)
         return False
