@@ -94,6 +94,11 @@ MSG_MORE_THAN_SENT = "More than was sent (%(sent)s)."
 MSG_SAME_FACILITY = "Choose another facility."
 MSG_NO_ENTRY = "No such entry of this facility."
 MSG_NO_COUNTS = "Enter at least one counted quantity."
+MSG_FAR_FROM_BOOK = "Far from the books: count this lot again, then post again to confirm what you found."
+FAR_FROM_BOOK = (Decimal("0.5"), Decimal(10))
+"""A count differing from the books by more than this share of them, and by more than this many
+units, is asked to be confirmed (counted again) before it is posted. The counter never sees the
+book quantity before posting: counts are blind."""
 MSG_SCAN_EMPTY = "Scan a pack, or type the text under its barcode."
 MSG_SCAN_UNREADABLE = "This is not a GS1 barcode that can be read. Scan again, or fill in the fields by hand."
 MSG_SCAN_NO_GTIN = "This barcode holds no GTIN (01): it is not a medicine pack's code."
@@ -822,17 +827,56 @@ def _count_entry_id(sheet_id: str, lot_id: int) -> str:
     return f"count-{sheet_id}-{lot_id}"
 
 
+@dataclass(frozen=True)
+class CountResult:
+    item_code: str
+    lot_number: str
+    counted: Decimal
+    book: Decimal
+
+    @property
+    def variance(self) -> Decimal:
+        return self.counted - self.book
+
+
+def sheet_results(db: Session, fac: Facility, sheet_id: str) -> list[CountResult]:
+    """What a posted count sheet found against the books, shown once the counts are in."""
+    if not sheet_id:
+        return []
+    stmt = (select(Item.code, Lot.lot_number, LedgerEntry.quantity, LedgerEntry.book_quantity)
+            .join(Item, Item.id == LedgerEntry.item_id).join(Lot, Lot.id == LedgerEntry.lot_id)
+            .where(LedgerEntry.facility_id == fac.id, LedgerEntry.kind == "count",
+                   LedgerEntry.entry_id.like(_count_entry_id(sheet_id[:36], 0).removesuffix("0") + "%"))
+            .order_by(Item.code, Lot.lot_number))
+    return [CountResult(code, lot, counted, book or Decimal(0)) for code, lot, counted, book in db.execute(stmt)]
+
+
 def _count_page(request: Request, db: Session, fac: Facility, values: dict, errors: dict,
-                done: int | None = None, status: int = 200) -> Response:
+                done: int | None = None, status: int = 200, results: list | None = None,
+                confirm: bool = False) -> Response:
     return _page(request, fac, "count", {"lines": count_sheet(db, fac), "values": values, "errors": errors,
-                                         "done_count": done}, status)
+                                         "done_count": done, "results": results or [], "confirm": confirm},
+                 status)
 
 
 @router.get("/{facility}/count")
-def count_form(request: Request, facility: str, done: int | None = None,
+def count_form(request: Request, facility: str, done: int | None = None, sheet: str = "",
                user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
     fac = _acting(db, user, facility)
-    return _count_page(request, db, fac, {"sheet_id": _fresh_id()}, {}, done)
+    results = sheet_results(db, fac, sheet) if done else []
+    return _count_page(request, db, fac, {"sheet_id": _fresh_id()}, {}, done, results=results)
+
+
+def _far_from_book(db: Session, fac: Facility, counted: list) -> list[int]:
+    """Lots whose count is far from the books (FAR_FROM_BOOK)."""
+    share, units = FAR_FROM_BOOK
+    far = []
+    for lot, _item, quantity in counted:
+        book = db.scalar(select(Balance.on_hand).where(Balance.facility_id == fac.id, Balance.lot_id == lot.id))
+        gap = abs(quantity - (book or 0))
+        if gap > units and gap > share * (book or 0):
+            far.append(lot.id)
+    return far
 
 
 @router.post("/{facility}/count")
@@ -861,10 +905,15 @@ def count_submit(request: Request, facility: str, user: User = Depends(require_r
         errors["_form"] = _t(request, MSG_NO_COUNTS)
     if errors:
         return _count_page(request, db, fac, values, errors, status=422)
+    far = _far_from_book(db, fac, counted)
+    if far and not values.get("confirm"):
+        db.rollback()
+        return _count_page(request, db, fac, values, {f"counted_{lot_id}": _t(request, MSG_FAR_FROM_BOOK)
+                                                      for lot_id in far}, confirm=True)
     ids = [_count_entry_id(sheet_id, lot.id) for lot, _, _ in counted]
     if db.scalars(select(LedgerEntry.id).where(LedgerEntry.entry_id.in_(ids))).first() is not None:
         db.rollback()  # the sheet was posted before: a retry
-        return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(ids)}", status_code=303)
+        return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(ids)}&sheet={sheet_id}", status_code=303)
     now = _now()
     entries = [NewEntry(entry_id=_count_entry_id(sheet_id, lot.id), kind="count", facility_code=fac.code,
                         item_code=item.code, quantity=quantity, occurred_at=now, recorded_by=user.username,
@@ -880,7 +929,7 @@ def count_submit(request: Request, facility: str, user: User = Depends(require_r
                      {"kind": "count", "quantity": p.entry.quantity, "book": p.entry.book_quantity,
                       "sheet": sheet_id}, facility_id=fac.id)
     db.commit()
-    return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(posted)}", status_code=303)
+    return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(posted)}&sheet={sheet_id}", status_code=303)
 
 
 # --- today's entries and reversal ------------------------------------------------------------
