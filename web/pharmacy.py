@@ -68,9 +68,22 @@ WARN_FIELDS = {
     "beyond_prescription": "prescription_id",
     "unknown_prescription": "prescription_id",
     "prescription_mismatch": "prescription_id",
+    "no_prescription": "prescription_id",
 }
 """Policy notes of a dispense that need a stated reason to go ahead, and the field each is about.
-A dispense without a prescription is recorded (and noted by the ledger) without asking."""
+A dispense without a prescription needs one only for a controlled item (see ``_warn_codes``)."""
+
+
+def _warn_codes(item: Item, paper: bool) -> set[str]:
+    """The notes that stop a dispense of ``item`` until a reason is stated. A controlled item goes
+    out without a prescription on record only with a paper prescription's number (``paper``: the
+    number typed, recorded as the entry's prescription) or a stated emergency."""
+    codes = set(WARN_FIELDS) - {"no_prescription"}
+    if item.controlled:
+        codes.add("no_prescription")
+    if paper:
+        codes.discard("unknown_prescription")
+    return codes
 
 ENTRY_FIELDS = ("health_card_id", "item_code", "lot_number", "expiry_date", "quantity", "prescription_id",
                 "counterparty_code", "reason", "document_number")
@@ -263,7 +276,7 @@ class Outcome:
 
 
 def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
-            warn: bool = False, detail: dict | None = None) -> Outcome:
+            warn: set[str] | None = None, detail: dict | None = None) -> Outcome:
     """Post one movement from a form, committed with its audit record. A retry of a form already
     recorded (the same entry_id at this facility) is told so and records nothing."""
     before = _stored(db, entry.entry_id)
@@ -287,7 +300,7 @@ def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
         return Outcome(errors={field: _said(request, exc)}, status=422)
     if not posted.created:
         return _retried(request, db, fac, posted.entry)
-    notes = [n for n in posted.notes if n.code in WARN_FIELDS]
+    notes = [n for n in posted.notes if n.code in (warn or ())]
     if warn and notes and not (entry.reason and entry.reason.strip()):
         db.rollback()
         return Outcome(warnings=notes)
@@ -497,7 +510,7 @@ def lots(request: Request, facility: str, item_code: str = "", lot_number: str =
 
 @router.get("/{facility}/prescriptions")
 def prescriptions(request: Request, facility: str, health_card_id: str = "", item_code: str = "",
-                  prescription_id: str = "", user: User = Depends(require_roles(*STAFF)),
+                  prescription_id: str = "", paper_prescription: str = "", user: User = Depends(require_roles(*STAFF)),
                   db: Session = Depends(deps.db)):
     """The patient's open prescriptions for the chosen item (a read of the patient's record, audited)."""
     fac = _acting(db, user, facility)
@@ -508,7 +521,7 @@ def prescriptions(request: Request, facility: str, health_card_id: str = "", ite
                      {"item": code, "found": len(found)}, facility_id=fac.id)
         db.commit()
     return render(request, "pharmacy/_rx.html", {"prescriptions": found, "value": prescription_id or None,
-                                                 "error": None, "warning": None})
+                                                 "paper": paper_prescription[:64], "error": None, "warning": None})
 
 
 # --- dispense --------------------------------------------------------------------------------
@@ -569,11 +582,14 @@ def dispense_submit(request: Request, facility: str, user: User = Depends(requir
         errors["reason"] = _t(request, MSG_REASON_NEEDED)
     if errors:
         return _dispense_page(request, db, fac, values, errors=errors, status=422)
+    on_record = values.get("prescription_id", "").strip()
+    paper = "" if on_record else values.get("paper_prescription", "").strip()
     entry = NewEntry(entry_id=values["entry_id"], kind="dispense", facility_code=fac.code, item_code=item.code,
                      quantity=quantity, occurred_at=_now(), recorded_by=user.username, lot_number=lot_number,
-                     health_card_id=card, prescription_id=values.get("prescription_id", "").strip() or None,
+                     health_card_id=card, prescription_id=on_record or paper or None,
                      reason=reason or None, serial_number=serial)
-    outcome = _submit(request, db, fac, entry, warn=True)
+    outcome = _submit(request, db, fac, entry, warn=_warn_codes(item, bool(paper)),
+                      detail={"paper_prescription": True} if paper else None)
     if outcome.errors:
         return _dispense_page(request, db, fac, values, errors=outcome.errors, status=outcome.status)
     if outcome.warnings:

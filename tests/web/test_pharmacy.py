@@ -532,3 +532,21 @@ def test_counts_are_blind_and_a_count_far_from_the_books_is_confirmed(live_serve
     cells = re.findall(r'<td class="num">([^<]*)</td>', results)
     assert cells == ["200", "90", "110"]
     assert on_hand(live_server, "H1", "L1") == 200
+
+
+def test_a_controlled_item_without_a_prescription_needs_a_paper_number_or_a_reason(live_server):
+    """MOR10 is controlled: "No prescription" does not go out at once. A paper prescription's number
+    typed in is recorded as the entry's prescription; otherwise the emergency is stated as the reason."""
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, entry_id, prescription_id="")
+    assert r.status_code == 200 and 'data-warning="no_prescription"' in r.text and 'name="reason"' in r.text
+    assert stored(live_server, entry_id) is None
+    r = dispense(c, token, entry_id, prescription_id="", paper_prescription="PAPER-2026-118")
+    assert r.status_code == 303, r.text[:500]
+    assert stored(live_server, entry_id).prescription_ref == "PAPER-2026-118"
+    token, other = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, other, prescription_id="", confirm="1", reason="emergency: post-operative pain, night")
+    assert r.status_code == 303
+    e = stored(live_server, other)
+    assert e.prescription_ref is None and e.reason.startswith("emergency")
