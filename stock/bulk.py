@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import hashlib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from itertools import islice, repeat
 from typing import Callable
 
@@ -35,8 +35,9 @@ from stock.csvread import (
     parse_timestamps,
 )
 from stock import gs1
-from stock.ledger import (ADDS, EARLIEST_OCCURRED, LATEST_OCCURRED, MAX_TEXT, NEEDS_REASON, SUBTRACTS, TRANSFERS,
-                          serial_problem)
+from stock import rules
+from stock.ledger import serial_problem
+from stock.rules import ADDS, NEEDS_REASON, NEW_LOT_KINDS, SUBTRACTS, TRANSFERS
 from stock.models import ENTRY_KINDS, Base, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
@@ -55,7 +56,6 @@ INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", 
                   "quantity", "effect", "book_quantity", "occurred_at", "recorded_at", "recorded_by",
                   "patient_id", "prescription_ref", "counterparty", "counterparty_facility_id",
                   "reason", "document_number", "reverses", "serial_number")
-NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 REPORT_EVERY = 50_000
 BULK_INDEX_THRESHOLD = 50_000
 """Rows from which an import into SQLite rebuilds the ledger's lookup indexes instead of updating them."""
@@ -204,38 +204,45 @@ def _content_key(cols: dict[str, list], i: int) -> tuple:
 
 def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, tuple[int, str]]):
     """Column-wise checks: presence, domain, sign, references. Returns parsed columns."""
-    sheet.require("entry_id", "occurred_at", "facility_code", "kind", "item_code", "quantity",
-                  "recorded_by")
+    # The rule book's shape of an entry (stock.rules), executed column-wise.
+    sheet.require(*rules.REQUIRED)
     check_domain(sheet, "kind", ENTRY_KINDS)
-    for c in ("entry_id", "lot_number", "health_card_id", "prescription_id", "document_number",
-              "reverses", "recorded_by"):
-        check_length(sheet, c, 64)
+    for c in rules.LIMITED:
+        check_length(sheet, c, rules.MAX_TEXT)
     for c in LEDGER_COLUMNS:
         check_characters(sheet, c, chain.REFUSED, chain.refused_character)
     serial = sheet.col("serial_number")
     if (serial != "").any():
         sheet.report((serial != "") & ~serial.str.fullmatch(gs1.SERIAL_PATTERN).fillna(False), "serial_number",
                      lambda i: serial_problem(serial.iat[i]) or "not a GS1 serial number")
-    check_length(sheet, "reason", MAX_TEXT)
+    check_length(sheet, "reason", rules.MAX_REASON)
     occurred = sheet.col("occurred_at")
     year = pd.to_numeric(occurred.str[:4], errors="coerce")
-    sheet.report(((year < EARLIEST_OCCURRED.year) | (year >= LATEST_OCCURRED.year)).to_numpy(), "occurred_at",
-                 lambda i: f"{occurred.iat[i]!r} is outside {EARLIEST_OCCURRED.year}-{LATEST_OCCURRED.year - 1}")
+    first, end = rules.EARLIEST_OCCURRED.year, rules.LATEST_OCCURRED.year
+    sheet.report(((year < first) | (year >= end)).to_numpy(), "occurred_at",
+                 lambda i: f"{occurred.iat[i]!r} is outside {first}-{end - 1}")
     ts = parse_timestamps(sheet, "occurred_at")
     expiry = parse_dates(sheet, "expiry_date")
     qty, has_qty = parse_quantities(sheet, "quantity")
-    kind = sheet.col("kind")
-    is_adj, is_count = (kind == "adjustment").to_numpy(), (kind == "count").to_numpy()
-    other = kind.isin(ADDS + SUBTRACTS).to_numpy()
-    sheet.report(has_qty & is_adj & (qty == 0), "quantity", "an adjustment's quantity must be non-zero (signed)")
-    sheet.report(has_qty & is_count & (qty < 0), "quantity", "a count's quantity (counted) cannot be negative")
-    sheet.report(has_qty & other & (qty <= 0), "quantity",
-                 lambda i: f"a {kind.iat[i]}'s quantity must be greater than zero ({sheet.col('quantity').iat[i]})")
-    card, cp, reason = sheet.col("health_card_id"), sheet.col("counterparty_code"), sheet.col("reason")
-    sheet.report((kind == "dispense") & (card == ""), "health_card_id", "a dispense needs the patient's health_card_id")
-    sheet.report(kind.isin(TRANSFERS) & (cp == ""), "counterparty_code",
-                 lambda i: f"a {kind.iat[i]} needs the other facility's code")
-    sheet.report(kind.isin(NEEDS_REASON) & (reason == ""), "reason", lambda i: f"a {kind.iat[i]} needs a reason")
+    kind, typed = sheet.col("kind"), sheet.col("quantity")
+    blank = {}  # field -> rows where it is empty (or only spaces)
+    for k in ENTRY_KINDS:
+        is_k = (kind == k).to_numpy()
+        if not is_k.any():
+            continue
+        sheet.report(has_qty & is_k & ~rules.sign_allows(k, qty), "quantity",
+                     lambda i, k=k: rules.sign_problem(k, int(qty[i]), shown=typed.iat[i]).message)
+        for name in rules.KIND_NEEDS.get(k, ()):
+            if name not in blank:
+                blank[name] = (sheet.col(name).str.strip() == "").to_numpy()
+            sheet.report(is_k & blank[name], name, rules.NEEDS_WORDS[name] % {"kind": k})
+        for name in rules.KIND_FORBIDS.get(k, ()):
+            sheet.report(is_k & (sheet.col(name) != "").to_numpy(), name,
+                         rules.MSG_FORBIDDEN % {"kind": k, "name": name})
+    reason = sheet.col("reason")
+    sheet.report((sheet.col("reverses") != "") & (reason.str.strip() == "") & ~kind.isin(NEEDS_REASON), "reason",
+                 rules.MSG_REVERSAL_REASON)
+    cp = sheet.col("counterparty_code")
     fac, item = sheet.col("facility_code"), sheet.col("item_code")
     sheet.report((fac != "") & ~fac.isin(facilities.keys()), "facility_code",
                  lambda i: f"unknown facility {fac.iat[i]!r}")
@@ -252,10 +259,12 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
 
 
 def post_frame(session: Session, sheet: Sheet, *, now: datetime,
-               progress: Callable[[str, int, int], None] | None = None) -> BulkResult:
+               progress: Callable[[str, int, int], None] | None = None,
+               catch_up: timedelta | None = None) -> BulkResult:
     """Validate and write the ledger rows of ``sheet`` in the caller's transaction.
 
-    Raises ImportFailed naming every bad row; the caller rolls back.
+    Raises ImportFailed naming every bad row; the caller rolls back. ``catch_up``: the rule book's
+    catch-up window, as for ``stock.ledger.post``.
     """
     progress = progress or (lambda phase, done, total: None)
     if sheet.problems:
@@ -320,9 +329,18 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
                     result.already_present += 1
     if sheet.problems:
         raise ImportFailed(sheet.problems)
+    _check_times(sheet, occurred_us, recorded_us, keep, catch_up)
+    if sheet.problems:
+        raise ImportFailed(sheet.problems)
 
-    # Apply in occurred_at order, ties in file order.
-    order = np.argsort(occurred_us, kind="stable")
+    # Apply in recording order, as post() did (the chain's order, in which stock never goes below
+    # zero): by recorded_at, then occurred_at, ties in file order. A data set exported from Dawa
+    # carries recorded_at, so a back-dated entry comes back where it was recorded; rows recorded by
+    # this import (no recorded_at) are recorded now, in occurred_at order.
+    if (recorded_us == recorded_us[0]).all():
+        order = np.argsort(occurred_us, kind="stable")
+    else:
+        order = np.lexsort((occurred_us, recorded_us))  # stable: ties keep file order
     order = order[keep[order]]
     if len(order) == 0:
         return result
@@ -339,11 +357,27 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     if plan is None:
         # Something would be refused (or the fast pass cannot be sure): the exact loop names it.
         plan = _simulate(sheet, df, lots, balances)
-    _check_reverses(session, sheet, df)
+    _check_reverses(session, sheet, df, plan.effect)
     if sheet.problems:
         raise ImportFailed(sheet.problems)
     _write(session, df, plan, heads, facilities, now, progress, result)
     return result
+
+
+def _check_times(sheet: Sheet, occurred_us: np.ndarray, recorded_us: np.ndarray, new: np.ndarray,
+                 catch_up: timedelta | None) -> None:
+    """The rule book's time rule over the rows to be added (``new``), column-wise; each row it
+    refuses is worded by the row-wise rule itself."""
+    suspect = new & (rules.future_mask(occurred_us, recorded_us) | rules.late_mask(occurred_us, recorded_us, catch_up))
+    if not suspect.any():
+        return
+    typed, reason = sheet.col("occurred_at"), sheet.col("reason")
+    for i in np.flatnonzero(suspect).tolist():
+        recorded = datetime.fromtimestamp(int(recorded_us[i]) / 1_000_000, timezone.utc).isoformat()
+        problem = rules.time_problem(int(occurred_us[i]), int(recorded_us[i]), reason.iat[i], catch_up,
+                                     occurred=typed.iat[i], recorded=recorded)
+        if problem is not None:
+            sheet.report_row(i, problem.field, problem.message)
 
 
 def _recorded_us(sheet: Sheet, now: datetime) -> np.ndarray:
@@ -559,32 +593,49 @@ def _simulate(sheet: Sheet, df: pd.DataFrame, stored_lots: dict[tuple, list], st
                  {k: balances[k] for k in touched}, existing_balance)
 
 
-def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame) -> None:
-    from stock.models import LedgerEntry
-
+def _check_reverses(session: Session, sheet: Sheet, df: pd.DataFrame, effect) -> None:
+    """The rule book's reversal rule for every row naming an entry in ``reverses``: its target
+    recorded before it (stored, or earlier in this file's application order), no reversal itself,
+    reversed once, and inverted exactly. ``effect``: each row's planned effect (thousandths)."""
     has = df["reverses"] != ""
     if not has.any():
         return
     wanted = sorted(set(df.loc[has, "reverses"]))
-    known, taken = set(), set()
+    targets: dict[str, rules.Movement] = {}
+    taken: dict[str, str] = {}
+    sql = text("SELECT e.entry_id, e.facility_id, e.item_id, l.lot_number, e.effect, e.reverses "
+               "FROM ledger_entry e JOIN lot l ON l.id = e.lot_id WHERE e.entry_id IN :ids"
+               ).bindparams(bindparam("ids", expanding=True))
+    by_sql = text("SELECT reverses, entry_id FROM ledger_entry WHERE reverses IN :ids").bindparams(
+        bindparam("ids", expanding=True))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
-        known |= set(session.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.entry_id.in_(chunk))))
-        taken |= set(session.scalars(select(LedgerEntry.reverses).where(LedgerEntry.reverses.in_(chunk))))
+        for eid, fid, iid, lot, eff, rev in session.execute(sql, {"ids": chunk}):
+            targets[eid] = rules.Movement(eid, fid, iid, lot, from_milli(int(eff)), rev)
+        taken.update(session.execute(by_sql, {"ids": chunk}).all())
     # Where each reversed entry stands in this file's application order (entry ids are unique here):
     # one that comes later than its reversal is not "recorded before" it. Only the few rows that
-    # reverse something are visited one by one.
+    # reverse something, or are reversed, are visited one by one.
     ids = df["entry_id"]
-    in_file = ids.isin(wanted).to_numpy()
-    position = dict(zip(ids[in_file].tolist(), np.flatnonzero(in_file).tolist()))
+    in_file = np.flatnonzero(ids.isin(wanted).to_numpy())
+    position = dict(zip(ids.iloc[in_file].tolist(), in_file.tolist()))
+    effect = np.asarray(effect)
+    cols = [df[c].to_numpy()[in_file] for c in ("entry_id", "_fid", "_iid", "lot_number", "reverses")]
+    here = {eid: rules.Movement(eid, int(fid), int(iid), lot, from_milli(int(effect[j])), rev or None)
+            for j, eid, fid, iid, lot, rev in zip(in_file.tolist(), *cols)}
     at = np.flatnonzero(has.to_numpy())
-    for j, target, row in zip(at.tolist(), df["reverses"].to_numpy()[at].tolist(), df["_row"].to_numpy()[at].tolist()):
-        if target not in known and position.get(target, j) >= j:
-            sheet.report_row(row, "reverses",
-                             f"reverses names entry {target!r}, which is not recorded before this one")
-        elif target in taken:
-            sheet.report_row(row, "reverses", f"entry {target} is already reversed")
-        taken.add(target)
+    rows = zip(at.tolist(), *(df[c].to_numpy()[at].tolist() for c in
+                              ("entry_id", "kind", "_fid", "_iid", "lot_number", "_q", "reverses", "_row")))
+    for j, eid, kind, fid, iid, lot, q, target, row in rows:
+        mine = rules.Movement(eid, int(fid), int(iid), lot, from_milli(rules.signed(kind, int(q))), target)
+        found = targets.get(target)
+        if found is None and position.get(target, j) < j:
+            found = here[target]
+        problem = rules.reversal_problem(mine, kind, found, taken.get(target))
+        if problem is not None:
+            sheet.report_row(row, problem.field, problem.message)
+        else:
+            taken[target] = eid
 
 
 TEXT = pa.large_string()
@@ -664,7 +715,7 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
                                        "recorded_by", "health_card_id", "prescription_id",
                                        "counterparty_code", "reason", "document_number", "reverses",
                                        "serial_number")}
-    # The canonical text of each entry, in chain.FIELDS order (see chain.link_text).
+    # The canonical text of each entry, in chain.FIELDS order (see chain.encode).
     texts = payloads([col["facility_code"], _ints_text(seq), col["entry_id"], col["kind"], col["item_code"],
                       col["lot_number"], lot_exp, _ints_text(qty), _ints_text(eff), book_text,
                       _ints_text(df["_occ"].to_numpy()), rec_payload, col["recorded_by"],

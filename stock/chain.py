@@ -109,13 +109,8 @@ def encode(values: tuple) -> bytes:
 
 
 def link(prev_hash: str, values: tuple) -> str:
-    return link_text(prev_hash, _texts(values))
-
-
-def link_text(prev_hash: str, texts: list[str]) -> str:
-    """``link`` for values already written as text: the bulk path's hot loop calls this."""
-    payload = prev_hash + "\x1e" + VERSION + SEP + SEP.join(texts)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """The hash of an entry with ``values`` (FIELDS order, without the version) after ``prev_hash``."""
+    return hashlib.sha256(prev_hash.encode("utf-8") + b"\x1e" + encode(values)).hexdigest()
 
 
 def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] | None = None,

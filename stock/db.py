@@ -163,8 +163,3 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
 def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
-
-
-def is_postgres(session_or_engine) -> bool:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
-    return bind.dialect.name == "postgresql"

@@ -10,7 +10,7 @@ frames as the CSV files, so they meet the same checks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from itertools import repeat
 from pathlib import Path
 from typing import Callable
@@ -75,9 +75,10 @@ def _codes(session: Session, model) -> dict[str, int]:
 
 
 def import_dataset(session: Session, folder: Path, *, progress: Progress | None = None,
-                   now: datetime | None = None) -> ImportReport:
+                   now: datetime | None = None, catch_up: timedelta | None = None) -> ImportReport:
     """Import every contract file present in ``folder`` (or every sheet of the workbook ``folder``
-    names, ``BOOK.xlsx``) into the caller's transaction.
+    names, ``BOOK.xlsx``) into the caller's transaction. ``catch_up``: the ledger's catch-up window
+    (stock.rules); None, the default, lets a data set bring history of any age.
 
     Raises ImportFailed listing every problem; the caller then rolls back (nothing is stored).
     """
@@ -90,16 +91,17 @@ def import_dataset(session: Session, folder: Path, *, progress: Progress | None 
     if workbook.is_workbook(folder):
         with workbook.Workbook(folder, FILES) as book:
             return _import(session, book.present(FILES), book.read, list(book.problems), folder,
-                           progress=progress, now=now)
+                           progress=progress, now=now, catch_up=catch_up)
     if not folder.is_dir():
         raise ImportFailed([Problem(str(folder), 0, "", "not a folder")])
     present = [f for f in FILES if (folder / f).exists()]
     return _import(session, present, lambda f, columns: read_sheet(folder / f, columns), [], folder,
-                   progress=progress, now=now)
+                   progress=progress, now=now, catch_up=catch_up)
 
 
 def _import(session: Session, present: list[str], read: Callable[[str, dict], Sheet], problems: list[Problem],
-            source: Path, *, progress: Progress | None, now: datetime | None) -> ImportReport:
+            source: Path, *, progress: Progress | None, now: datetime | None,
+            catch_up: timedelta | None = None) -> ImportReport:
     """``read(file, columns)`` gives the contract file ``file`` as a text Sheet, from a folder or a
     workbook alike."""
     progress = progress or (lambda phase, done, total: None)
@@ -121,7 +123,7 @@ def _import(session: Session, present: list[str], read: Callable[[str, dict], Sh
     if "ledger.csv" in present:
         progress("reading ledger.csv", 0, 0)
         sheet = read("ledger.csv", bulk.LEDGER_COLUMNS)
-        result = bulk.post_frame(session, sheet, now=now, progress=progress)
+        result = bulk.post_frame(session, sheet, now=now, progress=progress, catch_up=catch_up)
         report.entries_added = result.added
         report.entries_already_present = result.already_present
         report.unregistered_patients += result.unregistered_patients

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
@@ -27,8 +27,9 @@ from sqlalchemy.orm.util import identity_key
 
 from stock import chain
 from stock import gs1
+from stock import rules
+from stock.rules import TRANSFERS
 from stock.errors import (
-    AlreadyReversed,
     EntryConflict,
     InsufficientStock,
     InvalidEntry,
@@ -49,24 +50,6 @@ from stock.models import (
     Prescription,
 )
 from stock.quantities import Quantity, to_milli, unit_allows
-
-ADDS = ("receipt", "transfer_in")
-SUBTRACTS = ("dispense", "transfer_out", "loss")
-NEEDS_REASON = ("loss", "adjustment")
-TRANSFERS = ("transfer_out", "transfer_in")
-MAX_ID = 64
-MAX_TEXT = 2000
-"""A reason or counterparty is at most this long (on both databases alike: SQLite would store any
-length, PostgreSQL refuses past its column's)."""
-EARLIEST_OCCURRED = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST_OCCURRED = datetime(2100, 1, 1, tzinfo=timezone.utc)
-"""Movements happen within these bounds: a date like 0001-01-01 is a typing or system error, and
-one such entry would break every calculation that reaches a month or a day around it."""
-TEXT_FIELDS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_number", "health_card_id",
-               "prescription_id", "counterparty_code", "reason", "document_number", "reverses")
-"""The entry's texts that no rule of their own confines: none may hold a character the hash chain
-refuses (chain.REFUSED). The serial number keeps to GS1's character set (stock.gs1)."""
-
 
 @dataclass(frozen=True)
 class NewEntry:
@@ -110,71 +93,15 @@ def new_entry_id() -> str:
     return str(uuid.uuid4())
 
 
-def effect_of(kind: str, quantity: Decimal, on_hand: Decimal) -> Decimal:
-    """Signed change to stock on hand; a count moves on hand to the counted quantity."""
-    if kind in ADDS:
-        return quantity
-    if kind in SUBTRACTS:
-        return -quantity
-    if kind == "adjustment":
-        return quantity
-    return quantity - on_hand  # count
-
-
 def check_shape(e: NewEntry) -> None:
-    """What can be checked without the database: presence, domain, sign."""
-    def bad(field_: str, problem: str) -> InvalidEntry:
-        return InvalidEntry(problem, field=field_, entry_id=e.entry_id or None)
-
-    if not e.entry_id or not e.entry_id.strip():
-        raise bad("entry_id", "entry_id is required")
-    if len(e.entry_id) > MAX_ID:
-        raise bad("entry_id", f"entry_id is longer than {MAX_ID} characters")
-    for name in TEXT_FIELDS:
-        problem = isinstance(value := getattr(e, name), str) and chain.refused_character(value)
-        if problem:
-            raise bad(name, problem)
-    if e.kind not in ENTRY_KINDS:
-        raise bad("kind", f"kind {e.kind!r} is not one of {', '.join(ENTRY_KINDS)}")
-    if not e.facility_code:
-        raise bad("facility_code", "facility_code is required")
-    if not e.item_code:
-        raise bad("item_code", "item_code is required")
-    if not e.recorded_by:
-        raise bad("recorded_by", "recorded_by is required")
-    if not isinstance(e.occurred_at, datetime) or e.occurred_at.tzinfo is None:
-        raise bad("occurred_at", "occurred_at must be a timestamp with a zone offset")
-    if not EARLIEST_OCCURRED <= e.occurred_at < LATEST_OCCURRED:
-        raise bad("occurred_at", f"occurred_at {e.occurred_at.date()} is outside "
-                                 f"{EARLIEST_OCCURRED.year}-{LATEST_OCCURRED.year - 1}")
-    q = e.quantity
-    if not isinstance(q, Decimal) or not q.is_finite():
-        raise bad("quantity", f"quantity {q!r} is not a number")
-    if e.kind == "adjustment":
-        if q == 0:
-            raise bad("quantity", "an adjustment's quantity must be non-zero (signed)")
-    elif e.kind == "count":
-        if q < 0:
-            raise bad("quantity", f"a count's quantity is the quantity counted and cannot be negative ({q})")
-    elif q <= 0:
-        raise bad("quantity", f"a {e.kind}'s quantity must be greater than zero ({q})")
-    if e.kind == "dispense" and not e.health_card_id:
-        raise bad("health_card_id", "a dispense needs the patient's health_card_id")
-    if e.kind in TRANSFERS and not e.counterparty_code:
-        raise bad("counterparty_code", f"a {e.kind} needs the other facility's code in counterparty_code")
-    if e.kind in NEEDS_REASON and not (e.reason and e.reason.strip()):
-        raise bad("reason", f"a {e.kind} needs a reason")
-    for name in ("health_card_id", "prescription_id", "document_number", "reverses", "lot_number",
-                 "recorded_by"):
-        value = getattr(e, name)
-        if value is not None and len(value) > MAX_ID:
-            raise bad(name, f"{name} is longer than {MAX_ID} characters")
-    if e.reason is not None and len(e.reason) > MAX_TEXT:
-        raise bad("reason", f"reason is longer than {MAX_TEXT} characters")
+    """What can be checked without the database: the rule book's shape of an entry, and the serial."""
+    problem = rules.shape_problem(e, ENTRY_KINDS, chain.refused_character)
+    if problem is not None:
+        raise problem
     if e.serial_number:
         problem = serial_problem(e.serial_number)
         if problem:
-            raise bad("serial_number", problem)
+            raise InvalidEntry(problem, field="serial_number", entry_id=e.entry_id)
 
 
 def serial_problem(value: str) -> str | None:
@@ -189,13 +116,16 @@ def serial_problem(value: str) -> str | None:
     return None
 
 
-def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime | None = None) -> list[Posted]:
+def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime | None = None,
+         catch_up: timedelta | None = None) -> list[Posted]:
     """Record movements in order, in the caller's transaction. All or nothing is the caller's
     commit or rollback: a domain error leaves earlier entries of the batch flushed but uncommitted,
-    and nothing of the entry that raised it."""
+    and nothing of the entry that raised it. ``catch_up``: the rule book's catch-up window (an
+    entry older than this at its recording needs a reason; None: no limit)."""
     if isinstance(entries, NewEntry):
         entries = [entries]
     now = now or datetime.now(timezone.utc)
+
     if not entries:
         return []
     # The statements below are Core statements on the session's connection, which do not autoflush:
@@ -205,7 +135,7 @@ def post(session: Session, entries: list[NewEntry] | NewEntry, *, now: datetime 
     pg = conn.dialect.name == "postgresql"
     if len(entries) > 1:
         lock_chains(session, [e.facility_code for e in entries])
-    return [_post_one(session, conn, pg, e, now) for e in entries]
+    return [_post_one(session, conn, pg, e, now, catch_up) for e in entries]
 
 
 def lock_chains(session: Session, facility_codes: list[str]) -> None:
@@ -336,7 +266,7 @@ def _stored_or_none(session: Session, conn, e: NewEntry, stored_id: int | None =
     return Posted(stored, created=False)
 
 
-def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> Posted:
+def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime, catch_up: timedelta | None) -> Posted:
     check_shape(e)
     head = _lock_head(conn, pg, e.facility_code)
     if head is None:
@@ -355,6 +285,10 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
         raise UnknownItem(f"unknown item {e.item_code!r}", entry_id=e.entry_id)
     if (done := _stored_or_none(session, conn, e, ctx.stored_id)) is not None:
         return done
+    problem = rules.time_problem(chain.epoch_us(e.occurred_at), chain.epoch_us(now), e.reason, catch_up,
+                                 occurred=e.occurred_at.isoformat(), recorded=now.isoformat(), entry_id=e.entry_id)
+    if problem is not None:  # the time rule binds new entries only: a retry answers as before
+        raise problem
     item = _ItemRow(ctx.id, ctx.code, ctx.unit, ctx.max_dispense_quantity)
     if not unit_allows(item.unit, e.quantity):
         raise InvalidEntry(f"{e.quantity} is not a whole number of {item.unit}s ({item.code})",
@@ -374,7 +308,7 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
         counterparty_id = other.id if other else None
 
     if e.reverses:
-        _check_reversible(session, e)
+        _check_reversible(conn, e, facility_id, item.id, lot_number)
     lot = (_LotRow(ctx.lot_id, ctx.lot_number, ctx.expiry_date) if ctx.lot_id is not None
            else None)
     lot = _lot(conn, pg, e, item, lot_number, lot)
@@ -391,11 +325,11 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime) -> P
         on_hand = conn.execute(_ON_HAND_STMT, key).scalar()
         exists = on_hand is not None
         on_hand = Decimal(0) if on_hand is None else on_hand
-        effect = effect_of(e.kind, e.quantity, on_hand)
+        effect = rules.signed(e.kind, e.quantity, on_hand)
         if exists:
             conn.execute(_MOVE_STMT, {**key, "effect": effect}).one()
     else:
-        effect = effect_of(e.kind, e.quantity, Decimal(0))
+        effect = rules.signed(e.kind, e.quantity, Decimal(0))
         if pg:
             # The usual case in one round trip: stock moved, entry inserted, chain head advanced.
             entry = _entry(e, now, facility_id, facility_code, item, lot, patient_id, card, counterparty_id,
@@ -503,7 +437,7 @@ def _lot(conn, pg: bool, e: NewEntry, item: _ItemRow, lot_number: str, lot: _Lot
                 f"lot {lot_number} of {item.code} expires on {lot.expiry_date}, not {e.expiry_date}",
                 field="expiry_date", entry_id=e.entry_id)
         return lot
-    if e.kind not in ("receipt", "transfer_in", "count"):
+    if e.kind not in rules.NEW_LOT_KINDS:
         raise InvalidEntry(
             f"{item.code} has no lot {lot_number!r}: a lot enters by a receipt or transfer_in",
             field="lot_number", entry_id=e.entry_id)
@@ -574,10 +508,6 @@ def _compare(have: dict, e: NewEntry) -> None:
         raise EntryConflict(e.entry_id, diffs)
 
 
-def _same_or_conflict(session: Session, stored: LedgerEntry, e: NewEntry) -> None:
-    _compare(_stored_view(session, stored), e)
-
-
 _RX_STMT = select(Prescription.code, Prescription.patient_id, Prescription.item_id, Prescription.quantity).where(
     Prescription.code == bindparam("code"))
 _DISPENSED_ON_RX = select(func.coalesce(func.sum(LedgerEntry.quantity), 0)).where(
@@ -622,14 +552,26 @@ def _policy_notes(session: Session, e: NewEntry, item: _ItemRow, lot: _LotRow,
     return notes
 
 
-def _check_reversible(session: Session, e: NewEntry) -> None:
-    """Called under the facility lock, so two reversals of one entry cannot both pass."""
-    target = session.scalar(select(LedgerEntry.id).where(LedgerEntry.entry_id == e.reverses))
-    if target is None:
-        raise InvalidEntry(f"reverses names unknown entry {e.reverses!r}", field="reverses", entry_id=e.entry_id)
-    taken = session.scalar(select(LedgerEntry.entry_id).where(LedgerEntry.reverses == e.reverses))
-    if taken is not None:
-        raise AlreadyReversed(f"entry {e.reverses} was already reversed by {taken}", entry_id=e.entry_id)
+_TARGET_STMT = (
+    select(_ENTRY.c.entry_id, _ENTRY.c.facility_id, _ENTRY.c.item_id, _LOT.c.lot_number, _ENTRY.c.effect,
+           _ENTRY.c.reverses)
+    .select_from(_ENTRY.join(_LOT, _LOT.c.id == _ENTRY.c.lot_id))
+    .where(_ENTRY.c.entry_id == bindparam("target"))
+)
+_REVERSED_BY_STMT = select(_ENTRY.c.entry_id).where(_ENTRY.c.reverses == bindparam("target")).limit(1)
+
+
+def _check_reversible(conn, e: NewEntry, facility_id: int, item_id: int, lot_number: str) -> None:
+    """The rule book's reversal rule for ``e``. Called under the facility lock, so two reversals of
+    one entry cannot both pass."""
+    row = conn.execute(_TARGET_STMT, {"target": e.reverses}).first()
+    target = rules.Movement(*row) if row is not None else None
+    by = conn.execute(_REVERSED_BY_STMT, {"target": e.reverses}).scalar() if target is not None else None
+    mine = rules.Movement(e.entry_id, facility_id, item_id, lot_number,
+                          rules.signed(e.kind, e.quantity), e.reverses)
+    problem = rules.reversal_problem(mine, e.kind, target, by)
+    if problem is not None:
+        raise problem
 
 
 def hash_values(entry: LedgerEntry, facility_code: str, item_code: str, lot: Lot,
@@ -656,18 +598,19 @@ def reverse(session: Session, entry_id: str, *, reason: str, by: str,
     target = session.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == entry_id)).one_or_none()
     if target is None:
         raise UnknownEntry(f"no entry {entry_id!r} to reverse", entry_id=entry_id)
-    if not reason or not reason.strip():
-        raise InvalidEntry("a reversal needs a reason", field="reason", entry_id=entry_id)
-    if target.effect == 0:
-        raise InvalidEntry(f"entry {entry_id} changed no stock; there is nothing to reverse",
-                           field="entry_id", entry_id=entry_id)
     view = _stored_view(session, target)
-    return post(session, NewEntry(
+    inverse = NewEntry(
         entry_id=new_id or new_entry_id(), kind="adjustment", facility_code=view["facility_code"],
         item_code=view["item_code"], lot_number=view["lot_number"], quantity=-target.effect,
         occurred_at=now, recorded_by=by, reason=reason, reverses=entry_id,
-    ), now=now)[0]
+    )
+    if target.effect == 0:  # the inverse of nothing would be refused for its shape: say why first
+        raise rules.reversal_problem(
+            rules.Movement(inverse.entry_id, target.facility_id, target.item_id, view["lot_number"], 0, entry_id),
+            "adjustment", rules.Movement(entry_id, target.facility_id, target.item_id, view["lot_number"], 0),
+            None)
+    return post(session, inverse, now=now)[0]
 
 
-__all__ = ["NewEntry", "Posted", "PolicyNote", "post", "lock_chains", "reverse", "effect_of", "check_shape",
+__all__ = ["NewEntry", "Posted", "PolicyNote", "post", "lock_chains", "reverse", "check_shape",
            "new_entry_id", "hash_values", "serial_problem"]

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     amc_months: int = Field(
         default=3, description="Months of history averaged for average monthly consumption."
     )
+    ledger_catch_up_days: int | None = Field(
+        default=365, ge=1,
+        description="An entry posted through the API or a page more than this many days after it happened "
+        "needs a reason (stock.rules' time rule); empty: no limit. Imports of history are not held to it.",
+    )
     detection: Detection = Field(default_factory=Detection)
     web: WebSettings = Field(default_factory=WebSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

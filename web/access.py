@@ -10,6 +10,7 @@ what the rules here allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Callable
 
 from fastapi import Depends, Request
@@ -243,7 +244,54 @@ def require_requisition_step(user: User, step: str, facility: Facility, supplier
         raise Forbidden(f"requisitions of {facility.code} to {supplier.code}: this step is not yours to take")
 
 
-__all__ = ["PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
+REVERSAL_WINDOWS = {"pharmacist": timedelta(hours=24), "facility_manager": timedelta(days=30)}
+"""Who may reverse a ledger entry, and how long after it was recorded: a pharmacist their own
+entries, a facility manager any entry of a facility in their scope. Nobody else reverses; the
+reason a reversal needs is the ledger's rule (stock.rules)."""
+
+MSG_REVERSE_ROLE = "Your role does not reverse entries."
+MSG_REVERSE_OUT_OF_SCOPE = "Entry %(entry)s is not one you may reverse."
+MSG_REVERSE_NOT_YOURS = "Entry %(entry)s was recorded by someone else: you may reverse only your own entries."
+MSG_REVERSE_TOO_OLD_HOURS = ("Entry %(entry)s was recorded more than %(hours)s hours ago: ask a facility manager "
+                             "to reverse it.")
+MSG_REVERSE_TOO_OLD_DAYS = ("Entry %(entry)s was recorded more than %(days)s days ago: it can no longer be "
+                            "reversed; record an adjustment with the reason instead.")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why access is refused, as an English template (an ``MSG_`` constant) and its values, for
+    the API to say as is and a page to translate."""
+
+    template: str
+    params: dict
+
+    @property
+    def message(self) -> str:
+        return self.template % self.params
+
+
+def reversal_refusal(user: User, *, entry_id: str, facility: Facility, recorded_by: str,
+                     recorded_at: datetime, now: datetime) -> Refusal | None:
+    """Why ``user`` may not reverse the entry ``entry_id`` of ``facility``, recorded by
+    ``recorded_by`` at ``recorded_at``; None when they may. The pages and the API both ask here."""
+    window = REVERSAL_WINDOWS.get(user.role)
+    if window is None:
+        return Refusal(MSG_REVERSE_ROLE, {})
+    if not scope_of(user).allows(facility):
+        return Refusal(MSG_REVERSE_OUT_OF_SCOPE, {"entry": entry_id})
+    if user.role == "pharmacist" and recorded_by != user.username:
+        return Refusal(MSG_REVERSE_NOT_YOURS, {"entry": entry_id})
+    if recorded_at.tzinfo is None:
+        recorded_at = recorded_at.replace(tzinfo=now.tzinfo)
+    if now - recorded_at > window:
+        if window < timedelta(days=2):
+            return Refusal(MSG_REVERSE_TOO_OLD_HOURS, {"entry": entry_id, "hours": int(window.total_seconds() // 3600)})
+        return Refusal(MSG_REVERSE_TOO_OLD_DAYS, {"entry": entry_id, "days": window.days})
+    return None
+
+
+__all__ = ["REVERSAL_WINDOWS", "Refusal", "reversal_refusal", "PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
            "require_roles", "Scope", "scope_of", "visible_facility_ids", "visible_facilities",
            "require_facility", "facility_in_scope", "RecordScope", "audit_scope", "within_scope", "visible_users",
            "user_in_scope", "require_national", "REQUESTERS", "APPROVERS",

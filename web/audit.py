@@ -85,7 +85,6 @@ def record(session: Session, request: Request | None, action: str, object_type: 
     return row
 
 
-_COLUMNS = tuple(c.key for c in AuditRecord.__table__.columns if c.key != "id")
 _INSERT = insert(AuditRecord.__table__)
 
 

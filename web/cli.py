@@ -352,15 +352,25 @@ def flags_export(db: DbOption = None,
 @flags_app.command("verdict")
 def flags_verdict(flag_id: Annotated[str, typer.Argument(help="The flag")],
                   verdict: Annotated[str, typer.Argument(help="confirmed, dismissed or escalated")],
-                  by: Annotated[str, typer.Option(help="The auditor's user id")],
+                  by: Annotated[str, typer.Option(help="The auditor's user name")],
                   comment: Annotated[Optional[str], typer.Option(help="Why")] = None,
                   db: DbOption = None):
-    """Record an auditor's verdict; a dismissed flag is not raised again for the same evidence."""
-    from anomaly.flags import record_verdict
+    """Record an auditor's verdict through the review state machine (anomaly.workflow), each step
+    on the flag's timeline: an open flag is first assigned to the auditor giving it. A dismissed
+    flag is not raised again for the same evidence."""
+    from anomaly.models import VERDICTS, Flag
+    from anomaly.workflow import VERDICT_OF, act
 
+    action = {v: a for a, v in VERDICT_OF.items()}.get(verdict)
+    if action is None:
+        _fail(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     with session_factory(_engine(db))() as s:
         try:
-            record_verdict(s, flag_id, verdict, by=by, comment=comment, now=datetime.now(timezone.utc))
+            now = datetime.now(timezone.utc)
+            flag = s.get(Flag, flag_id)
+            if flag is not None and flag.status == "open":
+                act(s, flag_id, "assign", by=by, assignee=by, now=now)
+            act(s, flag_id, action, by=by, comment=comment, now=now)
             s.commit()
         except DawaError as exc:
             _fail(str(exc))

@@ -29,20 +29,32 @@ from sqlalchemy.orm import Session
 
 from stock import errors as domain
 from stock import gs1
+from stock import rules
 from stock.ledger import NewEntry, Posted, post, reverse
+from stock.masterdata import item_by_gtin
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Prescription, User
 from stock.queries import on_hand
 from stock.transfers import Leg, match_transfers
 from web import audit, deps
-from web.access import NotFound, facility_in_scope, require_roles, scope_of, visible_facilities
+from web.access import (
+    REVERSAL_WINDOWS,
+    NotFound,
+    facility_in_scope,
+    require_roles,
+    reversal_refusal,
+    scope_of,
+    visible_facilities,
+)
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
 
 STAFF = ("pharmacist", "facility_manager", "admin")
 """Who records movements. Auditors review; they do not move stock."""
-REVERSERS = ("pharmacist", "facility_manager")
-"""Who may reverse an entry: the facility's own staff and managers."""
+REVERSERS = tuple(REVERSAL_WINDOWS)
+"""Who may reverse an entry at all (web.access.reversal_refusal says which entries)."""
+PAGE_SIZE = 50
+"""Entries per page of today's entries."""
 
 PAGES = ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count", "today")
 LOSS_REASONS = ("expired", "damaged", "theft", "lost", "recalled")
@@ -56,9 +68,22 @@ WARN_FIELDS = {
     "beyond_prescription": "prescription_id",
     "unknown_prescription": "prescription_id",
     "prescription_mismatch": "prescription_id",
+    "no_prescription": "prescription_id",
 }
 """Policy notes of a dispense that need a stated reason to go ahead, and the field each is about.
-A dispense without a prescription is recorded (and noted by the ledger) without asking."""
+A dispense without a prescription needs one only for a controlled item (see ``_warn_codes``)."""
+
+
+def _warn_codes(item: Item, paper: bool) -> set[str]:
+    """The notes that stop a dispense of ``item`` until a reason is stated. A controlled item goes
+    out without a prescription on record only with a paper prescription's number (``paper``: the
+    number typed, recorded as the entry's prescription) or a stated emergency."""
+    codes = set(WARN_FIELDS) - {"no_prescription"}
+    if item.controlled:
+        codes.add("no_prescription")
+    if paper:
+        codes.discard("unknown_prescription")
+    return codes
 
 ENTRY_FIELDS = ("health_card_id", "item_code", "lot_number", "expiry_date", "quantity", "prescription_id",
                 "counterparty_code", "reason", "document_number")
@@ -81,10 +106,12 @@ MSG_NOT_IN_TRANSIT = "This transfer is no longer in transit to this facility."
 MSG_MORE_THAN_SENT = "More than was sent (%(sent)s)."
 MSG_SAME_FACILITY = "Choose another facility."
 MSG_NO_ENTRY = "No such entry of this facility."
-MSG_IS_REVERSAL = "Entry %(entry)s is itself a reversal (of %(target)s) and cannot be reversed; record a new movement instead."
-MSG_ALREADY_REVERSED = "Entry %(entry)s was already reversed."
-MSG_NOTHING_TO_REVERSE = "Entry %(entry)s changed no stock; there is nothing to reverse."
 MSG_NO_COUNTS = "Enter at least one counted quantity."
+MSG_FAR_FROM_BOOK = "Far from the books: count this lot again, then post again to confirm what you found."
+FAR_FROM_BOOK = (Decimal("0.5"), Decimal(10))
+"""A count differing from the books by more than this share of them, and by more than this many
+units, is asked to be confirmed (counted again) before it is posted. The counter never sees the
+book quantity before posting: counts are blind."""
 MSG_SCAN_EMPTY = "Scan a pack, or type the text under its barcode."
 MSG_SCAN_UNREADABLE = "This is not a GS1 barcode that can be read. Scan again, or fill in the fields by hand."
 MSG_SCAN_NO_GTIN = "This barcode holds no GTIN (01): it is not a medicine pack's code."
@@ -120,6 +147,14 @@ def _t(request: Request, message: str, **variables) -> str:
     return gettext(request.state.lang, message, **variables)
 
 
+def _said(request: Request, exc: domain.DawaError) -> str:
+    """A refusal of the ledger in the reader's language: the rule book's refusals carry their
+    template (stock.rules), the rest are said as the ledger wrote them."""
+    if isinstance(exc, rules.Broken):
+        return _t(request, exc.template, **exc.params)
+    return exc.message
+
+
 def _form_id(value: str | None) -> str:
     """The form's entry_id; a form posted without one (not drawn by this app) gets one here."""
     value = (value or "").strip()
@@ -127,7 +162,9 @@ def _form_id(value: str | None) -> str:
 
 
 def _quantity(request: Request, text: str, errors: dict, field: str = "quantity", *,
-              allow_zero: bool = False) -> Decimal | None:
+              kind: str = "dispense") -> Decimal | None:
+    """The typed quantity of a ``kind`` movement, or None with the problem in ``errors``: the sign
+    it needs is the rule book's (stock.rules), said in the form's words."""
     text = (text or "").strip().replace(",", ".").replace(" ", "")
     if not text:
         errors[field] = _t(request, MSG_REQUIRED)
@@ -140,11 +177,8 @@ def _quantity(request: Request, text: str, errors: dict, field: str = "quantity"
     if not value.is_finite():
         errors[field] = _t(request, MSG_NUMBER)
         return None
-    if allow_zero and value < 0:
-        errors[field] = _t(request, MSG_NOT_NEGATIVE)
-        return None
-    if not allow_zero and value <= 0:
-        errors[field] = _t(request, MSG_POSITIVE)
+    if not rules.sign_allows(kind, value):
+        errors[field] = _t(request, MSG_NOT_NEGATIVE if kind == "count" else MSG_POSITIVE)
         return None
     return value
 
@@ -242,7 +276,7 @@ class Outcome:
 
 
 def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
-            warn: bool = False, detail: dict | None = None) -> Outcome:
+            warn: set[str] | None = None, detail: dict | None = None) -> Outcome:
     """Post one movement from a form, committed with its audit record. A retry of a form already
     recorded (the same entry_id at this facility) is told so and records nothing."""
     before = _stored(db, entry.entry_id)
@@ -263,10 +297,10 @@ def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
     except domain.DawaError as exc:
         db.rollback()
         field = FIELD_OF.get(exc.field, exc.field if exc.field in ENTRY_FIELDS else "_form")
-        return Outcome(errors={field: exc.message}, status=422)
+        return Outcome(errors={field: _said(request, exc)}, status=422)
     if not posted.created:
         return _retried(request, db, fac, posted.entry)
-    notes = [n for n in posted.notes if n.code in WARN_FIELDS]
+    notes = [n for n in posted.notes if n.code in (warn or ())]
     if warn and notes and not (entry.reason and entry.reason.strip()):
         db.rollback()
         return Outcome(warnings=notes)
@@ -308,8 +342,10 @@ class EntryView:
     reversed_by: str | None = None
 
 
-def _entries(db: Session, fac: Facility, *, since: datetime | None = None,
-             entry_id: str | None = None) -> list[EntryView]:
+def _entries(db: Session, fac: Facility, *, since: datetime | None = None, entry_id: str | None = None,
+             by: str | None = None, page: int = 1) -> list[EntryView]:
+    """The facility's entries, newest first: one (``entry_id``), or those recorded ``since``
+    (by ``by`` only, when given), a page of PAGE_SIZE at a time."""
     from sqlalchemy.orm import aliased
 
     reversal = aliased(LedgerEntry)
@@ -325,8 +361,12 @@ def _entries(db: Session, fac: Facility, *, since: datetime | None = None,
             .order_by(LedgerEntry.chain_seq.desc()))
     if since is not None:
         stmt = stmt.where(LedgerEntry.recorded_at >= since)
+    if by is not None:
+        stmt = stmt.where(LedgerEntry.recorded_by == by)
     if entry_id is not None:
         stmt = stmt.where(LedgerEntry.entry_id == entry_id)
+    else:
+        stmt = stmt.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
     return [EntryView(*row) for row in db.execute(stmt)]
 
 
@@ -373,7 +413,7 @@ def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bo
     except domain.BadScan as exc:
         errors["scan"] = _scan_message(request, exc)
         return False
-    item = db.scalars(select(Item).where(Item.gtin == scan.gtin)).one_or_none()
+    item = item_by_gtin(db, scan.gtin)
     if item is None:
         errors["scan"] = _t(request, MSG_SCAN_UNKNOWN_GTIN, gtin=scan.gtin)
         return False
@@ -470,7 +510,7 @@ def lots(request: Request, facility: str, item_code: str = "", lot_number: str =
 
 @router.get("/{facility}/prescriptions")
 def prescriptions(request: Request, facility: str, health_card_id: str = "", item_code: str = "",
-                  prescription_id: str = "", user: User = Depends(require_roles(*STAFF)),
+                  prescription_id: str = "", paper_prescription: str = "", user: User = Depends(require_roles(*STAFF)),
                   db: Session = Depends(deps.db)):
     """The patient's open prescriptions for the chosen item (a read of the patient's record, audited)."""
     fac = _acting(db, user, facility)
@@ -481,7 +521,7 @@ def prescriptions(request: Request, facility: str, health_card_id: str = "", ite
                      {"item": code, "found": len(found)}, facility_id=fac.id)
         db.commit()
     return render(request, "pharmacy/_rx.html", {"prescriptions": found, "value": prescription_id or None,
-                                                 "error": None, "warning": None})
+                                                 "paper": paper_prescription[:64], "error": None, "warning": None})
 
 
 # --- dispense --------------------------------------------------------------------------------
@@ -542,11 +582,14 @@ def dispense_submit(request: Request, facility: str, user: User = Depends(requir
         errors["reason"] = _t(request, MSG_REASON_NEEDED)
     if errors:
         return _dispense_page(request, db, fac, values, errors=errors, status=422)
+    on_record = values.get("prescription_id", "").strip()
+    paper = "" if on_record else values.get("paper_prescription", "").strip()
     entry = NewEntry(entry_id=values["entry_id"], kind="dispense", facility_code=fac.code, item_code=item.code,
                      quantity=quantity, occurred_at=_now(), recorded_by=user.username, lot_number=lot_number,
-                     health_card_id=card, prescription_id=values.get("prescription_id", "").strip() or None,
+                     health_card_id=card, prescription_id=on_record or paper or None,
                      reason=reason or None, serial_number=serial)
-    outcome = _submit(request, db, fac, entry, warn=True)
+    outcome = _submit(request, db, fac, entry, warn=_warn_codes(item, bool(paper)),
+                      detail={"paper_prescription": True} if paper else None)
     if outcome.errors:
         return _dispense_page(request, db, fac, values, errors=outcome.errors, status=outcome.status)
     if outcome.warnings:
@@ -800,17 +843,56 @@ def _count_entry_id(sheet_id: str, lot_id: int) -> str:
     return f"count-{sheet_id}-{lot_id}"
 
 
+@dataclass(frozen=True)
+class CountResult:
+    item_code: str
+    lot_number: str
+    counted: Decimal
+    book: Decimal
+
+    @property
+    def variance(self) -> Decimal:
+        return self.counted - self.book
+
+
+def sheet_results(db: Session, fac: Facility, sheet_id: str) -> list[CountResult]:
+    """What a posted count sheet found against the books, shown once the counts are in."""
+    if not sheet_id:
+        return []
+    stmt = (select(Item.code, Lot.lot_number, LedgerEntry.quantity, LedgerEntry.book_quantity)
+            .join(Item, Item.id == LedgerEntry.item_id).join(Lot, Lot.id == LedgerEntry.lot_id)
+            .where(LedgerEntry.facility_id == fac.id, LedgerEntry.kind == "count",
+                   LedgerEntry.entry_id.like(_count_entry_id(sheet_id[:36], 0).removesuffix("0") + "%"))
+            .order_by(Item.code, Lot.lot_number))
+    return [CountResult(code, lot, counted, book or Decimal(0)) for code, lot, counted, book in db.execute(stmt)]
+
+
 def _count_page(request: Request, db: Session, fac: Facility, values: dict, errors: dict,
-                done: int | None = None, status: int = 200) -> Response:
+                done: int | None = None, status: int = 200, results: list | None = None,
+                confirm: bool = False) -> Response:
     return _page(request, fac, "count", {"lines": count_sheet(db, fac), "values": values, "errors": errors,
-                                         "done_count": done}, status)
+                                         "done_count": done, "results": results or [], "confirm": confirm},
+                 status)
 
 
 @router.get("/{facility}/count")
-def count_form(request: Request, facility: str, done: int | None = None,
+def count_form(request: Request, facility: str, done: int | None = None, sheet: str = "",
                user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
     fac = _acting(db, user, facility)
-    return _count_page(request, db, fac, {"sheet_id": _fresh_id()}, {}, done)
+    results = sheet_results(db, fac, sheet) if done else []
+    return _count_page(request, db, fac, {"sheet_id": _fresh_id()}, {}, done, results=results)
+
+
+def _far_from_book(db: Session, fac: Facility, counted: list) -> list[int]:
+    """Lots whose count is far from the books (FAR_FROM_BOOK)."""
+    share, units = FAR_FROM_BOOK
+    far = []
+    for lot, _item, quantity in counted:
+        book = db.scalar(select(Balance.on_hand).where(Balance.facility_id == fac.id, Balance.lot_id == lot.id))
+        gap = abs(quantity - (book or 0))
+        if gap > units and gap > share * (book or 0):
+            far.append(lot.id)
+    return far
 
 
 @router.post("/{facility}/count")
@@ -832,17 +914,22 @@ def count_submit(request: Request, facility: str, user: User = Depends(require_r
         lot = db.get(Lot, lot_id)
         if lot is None:
             continue
-        quantity = _quantity(request, text, errors, key, allow_zero=True)
+        quantity = _quantity(request, text, errors, key, kind="count")
         if quantity is not None:
             counted.append((lot, db.get(Item, lot.item_id), quantity))
     if not counted and not errors:
         errors["_form"] = _t(request, MSG_NO_COUNTS)
     if errors:
         return _count_page(request, db, fac, values, errors, status=422)
+    far = _far_from_book(db, fac, counted)
+    if far and not values.get("confirm"):
+        db.rollback()
+        return _count_page(request, db, fac, values, {f"counted_{lot_id}": _t(request, MSG_FAR_FROM_BOOK)
+                                                      for lot_id in far}, confirm=True)
     ids = [_count_entry_id(sheet_id, lot.id) for lot, _, _ in counted]
     if db.scalars(select(LedgerEntry.id).where(LedgerEntry.entry_id.in_(ids))).first() is not None:
         db.rollback()  # the sheet was posted before: a retry
-        return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(ids)}", status_code=303)
+        return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(ids)}&sheet={sheet_id}", status_code=303)
     now = _now()
     entries = [NewEntry(entry_id=_count_entry_id(sheet_id, lot.id), kind="count", facility_code=fac.code,
                         item_code=item.code, quantity=quantity, occurred_at=now, recorded_by=user.username,
@@ -858,33 +945,44 @@ def count_submit(request: Request, facility: str, user: User = Depends(require_r
                      {"kind": "count", "quantity": p.entry.quantity, "book": p.entry.book_quantity,
                       "sheet": sheet_id}, facility_id=fac.id)
     db.commit()
-    return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(posted)}", status_code=303)
+    return RedirectResponse(f"/pharmacy/{fac.code}/count?done={len(posted)}&sheet={sheet_id}", status_code=303)
 
 
 # --- today's entries and reversal ------------------------------------------------------------
 
 def _today_page(request: Request, db: Session, fac: Facility, *, errors: dict | None = None,
-                values: dict | None = None, done: EntryView | None = None, status: int = 200) -> Response:
+                values: dict | None = None, done: EntryView | None = None, status: int = 200,
+                page: int = 1) -> Response:
+    """The signed-in user's entries of today (a facility manager's or an admin's: the facility's),
+    newest first, PAGE_SIZE a page; a Reverse form on each entry the user may reverse."""
     zone = _zone(request, fac)
     start = datetime.combine(_today(request, fac), time.min, tzinfo=zone).astimezone(timezone.utc)
-    rows = _entries(db, fac, since=start)
     user = request.state.user
+    page = max(page, 1)
+    rows = _entries(db, fac, since=start, by=user.username if user.role == "pharmacist" else None, page=page)
+    more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+    now = _now()
+    reversible = {r.entry_id for r in rows
+                  if reversal_refusal(user, entry_id=r.entry_id, facility=fac, recorded_by=r.recorded_by,
+                                      recorded_at=r.recorded_at, now=now) is None}
     return _page(request, fac, "today", {
-        "entries": rows, "can_reverse": user.role in REVERSERS, "row_ids": {r.entry_id: _fresh_id() for r in rows},
-        "errors": errors or {}, "values": values or {}, "done": done, "zone": str(zone)}, status)
+        "entries": rows, "reversible": reversible, "row_ids": {r.entry_id: _fresh_id() for r in rows},
+        "errors": errors or {}, "values": values or {}, "done": done, "zone": str(zone),
+        "page_number": page, "more": more, "own_only": user.role == "pharmacist"}, status)
 
 
 @router.get("/{facility}/today")
-def today(request: Request, facility: str, done: str = "", user: User = Depends(require_roles(*STAFF)),
-          db: Session = Depends(deps.read_db)):
+def today(request: Request, facility: str, done: str = "", page: int = 1,
+          user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
     fac = _acting(db, user, facility)
-    return _today_page(request, db, fac, done=_done(db, fac, done))
+    return _today_page(request, db, fac, done=_done(db, fac, done), page=page)
 
 
 @router.post("/{facility}/reverse")
 def reverse_submit(request: Request, facility: str, user: User = Depends(require_roles(*REVERSERS)),
                          db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
-    """Reverse one of the facility's entries by a compensating adjustment, with a stated reason."""
+    """Reverse one of the facility's entries by its exact inverse, with a stated reason, if
+    web.access lets this user reverse it."""
     fac = _acting(db, user, facility)
     target_id = values.get("entry_id", "").strip()
     new_id = _form_id(values.get("new_id"))
@@ -904,22 +1002,20 @@ def reverse_submit(request: Request, facility: str, user: User = Depends(require
         return _today_page(request, db, fac, errors={target_id: message}, values={target_id: reason},
                            status=status)
 
-    if target.reverses:
-        return again(_t(request, MSG_IS_REVERSAL, entry=target_id, target=target.reverses), 409)
+    refusal = reversal_refusal(user, entry_id=target_id, facility=fac, recorded_by=target.recorded_by,
+                               recorded_at=target.recorded_at, now=_now())
+    if refusal is not None:  # the entry may not be on this user's list: said above it
+        db.rollback()
+        return _today_page(request, db, fac, errors={"_form": _t(request, refusal.template, **refusal.params)},
+                           status=403)
     if not reason:
         return again(_t(request, MSG_REASON_NEEDED), 422)
     try:
         posted = reverse(db, target_id, reason=reason, by=user.username, new_id=new_id)
-    except domain.AlreadyReversed:
-        return again(_t(request, MSG_ALREADY_REVERSED, entry=target_id), 409)
     except domain.InsufficientStock as exc:
         return again(_t(request, MSG_INSUFFICIENT, lot=exc.lot or "—", on_hand=exc.on_hand, asked=exc.asked), 409)
-    except domain.InvalidEntry as exc:
-        if target.effect == 0:
-            return again(_t(request, MSG_NOTHING_TO_REVERSE, entry=target_id), 422)
-        return again(exc.message, 422)
     except domain.DawaError as exc:
-        return again(exc.message, 409)
+        return again(_said(request, exc), 409 if isinstance(exc, domain.AlreadyReversed) else 422)
     audit.record(db, request, "ledger_reverse", "ledger_entry", target_id,
                  {"reversal": posted.entry.entry_id, "reason": reason, "kind": target.kind,
                   "effect": -target.effect}, facility_id=fac.id)

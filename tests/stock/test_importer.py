@@ -387,7 +387,7 @@ def test_fast_simulation_matches_exact_loop(tmp_path, monkeypatch):
     (first / "ledger.csv").write_text("\n".join(lines[:half]) + "\n", encoding="utf-8")
     second.mkdir()
     (second / "ledger.csv").write_text("\n".join([lines[0], *lines[half:]]) + "\n", encoding="utf-8")
-    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 7, 1, tzinfo=timezone.utc)  # after the last movement of the data set
     real = bulk._simulate_fast
 
     def run(name: str, exact: bool):
@@ -570,7 +570,7 @@ ADJ = "{eid},{at},WH-C,adjustment,MOR10,L1,,{q},,,,correction,u,,{rev}"
     ([ADJ.format(eid="A", at="2026-03-09T09:00:00Z", q=2, rev=""),
       ADJ.format(eid="V2", at="2026-03-09T11:00:00Z", q=-2, rev="A"),
       ADJ.format(eid="V1", at="2026-03-09T10:00:00Z", q=-2, rev="A")],
-     ["ledger.csv:6: reverses: entry A is already reversed"]),
+     ["ledger.csv:6: reverses: Entry A was already reversed."]),
 ], ids=["reverses-a-later-entry", "reverses-itself", "reversed-twice"])
 def test_reversal_order_in_one_file(session, tmp_path, rows, expected):
     assert [p for p in problems_of(session, bad_ledger(tmp_path, *rows)) if ": reverses: " in p] == expected
@@ -587,4 +587,4 @@ def test_reversal_of_an_entry_stored_and_reversed_before(session, tmp_path):
     with pytest.raises(ImportFailed) as err:
         import_dataset(session, again)
     session.rollback()
-    assert [str(p) for p in err.value.problems] == ["ledger.csv:2: reverses: entry A is already reversed"]
+    assert [str(p) for p in err.value.problems] == ["ledger.csv:2: reverses: Entry A was already reversed."]

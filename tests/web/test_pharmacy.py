@@ -248,7 +248,7 @@ def test_count_sheet_posts_the_lines_filled_in_together(live_server):
     assert r.status_code == 422 and field_error(r.text, f"counted_{lot_id}") == "A counted quantity cannot be negative."
     assert 'value="-3"' in r.text
     r = c.post("/pharmacy/H1/count", data={**data, f"counted_{lot_id}": "87"})
-    assert r.status_code == 303 and r.headers["location"] == "/pharmacy/H1/count?done=1"
+    assert r.status_code == 303 and r.headers["location"] == f"/pharmacy/H1/count?done=1&sheet={sheet}"
     r = c.post("/pharmacy/H1/count", data={**data, f"counted_{lot_id}": "87"})  # a retry
     assert r.status_code == 303
     assert on_hand(live_server, "H1", "L1") == 87
@@ -512,3 +512,44 @@ def test_a_form_waiting_for_the_ledger_does_not_hold_up_other_requests(live_serv
         waiting.join(30)
     assert answer == [303]
     assert stored(live_server, entry_id) is not None
+
+
+def test_counts_are_blind_and_a_count_far_from_the_books_is_confirmed(live_server):
+    """The sheet shows no book quantity; a count far from the books (200 against 90) is asked to be
+    confirmed before it is posted; once posted, the sheet shows the books and the difference."""
+    c = live_server.login("pharm_h1")
+    page = c.get("/pharmacy/H1/count")
+    assert "On the books" not in page.text and ">90<" not in page.text
+    with live_server.Session() as s:
+        lot_id = s.scalar(select(Lot.id).where(Lot.lot_number == "L1"))
+    sheet = re.search(r'name="sheet_id" value="([^"]+)"', page.text).group(1)
+    data = {"csrf_token": csrf_of(page.text), "sheet_id": sheet, f"counted_{lot_id}": "200"}
+    r = c.post("/pharmacy/H1/count", data=data)
+    assert r.status_code == 200 and "Far from the books" in field_error(r.text, f"counted_{lot_id}")
+    assert 'name="confirm" value="1"' in r.text and ">90<" not in r.text
+    assert on_hand(live_server, "H1", "L1") == 90  # nothing posted yet
+    r = c.post("/pharmacy/H1/count", data={**data, "confirm": "1"})
+    assert r.status_code == 303
+    done = c.get(r.headers["location"]).text
+    results = re.search(r'<table class="compact" id="count-results">.*?</table>', done, re.S).group(0)
+    cells = re.findall(r'<td class="num">([^<]*)</td>', results)
+    assert cells == ["200", "90", "110"]
+    assert on_hand(live_server, "H1", "L1") == 200
+
+
+def test_a_controlled_item_without_a_prescription_needs_a_paper_number_or_a_reason(live_server):
+    """MOR10 is controlled: "No prescription" does not go out at once. A paper prescription's number
+    typed in is recorded as the entry's prescription; otherwise the emergency is stated as the reason."""
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, entry_id, prescription_id="")
+    assert r.status_code == 200 and 'data-warning="no_prescription"' in r.text and 'name="reason"' in r.text
+    assert stored(live_server, entry_id) is None
+    r = dispense(c, token, entry_id, prescription_id="", paper_prescription="PAPER-2026-118")
+    assert r.status_code == 303, r.text[:500]
+    assert stored(live_server, entry_id).prescription_ref == "PAPER-2026-118"
+    token, other = form_of(c, "/pharmacy/H1/dispense")
+    r = dispense(c, token, other, prescription_id="", confirm="1", reason="emergency: post-operative pain, night")
+    assert r.status_code == 303
+    e = stored(live_server, other)
+    assert e.prescription_ref is None and e.reason.startswith("emergency")

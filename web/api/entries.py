@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -34,10 +34,11 @@ from sqlalchemy.orm import Session
 
 from stock import errors as domain
 from stock.db import RETRY_ATTEMPTS, retry_pause, retryable
+from stock import rules
 from stock.ledger import NewEntry, check_shape, lock_chains, post
-from stock.models import Facility, User
+from stock.models import Facility, LedgerEntry, User
 from web import audit
-from web.access import require_roles, scope_of
+from web.access import require_roles, reversal_refusal, scope_of
 from web.api.schemas import ErrorBody
 from web.api.writers import GroupWriter
 
@@ -54,23 +55,23 @@ class EntryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    entry_id: str = Field(min_length=1, max_length=64, description="unique, stable id; the idempotency key")
+    entry_id: str = Field(min_length=1, max_length=rules.MAX_TEXT, description="unique, stable id; the idempotency key")
     occurred_at: AwareDatetime = Field(description="when the movement happened, with its zone offset")
     facility_code: str = Field(min_length=1, max_length=32, description="the facility whose stock moves")
     kind: str = Field(description="receipt, dispense, transfer_out, transfer_in, adjustment, loss or count")
     item_code: str = Field(min_length=1, max_length=32)
-    lot_number: str = Field("", max_length=64, description="empty: the item's untracked lot")
+    lot_number: str = Field("", max_length=rules.MAX_TEXT, description="empty: the item's untracked lot")
     expiry_date: date | None = Field(None, description="needed on a receipt or transfer_in of a new lot")
     quantity: Decimal = Field(max_digits=15, decimal_places=3, allow_inf_nan=False,
                               description="> 0, except adjustment (signed, non-zero) and count (>= 0)")
-    health_card_id: str | None = Field(None, max_length=64, description="the patient; required on dispense")
-    prescription_id: str | None = Field(None, max_length=64)
+    health_card_id: str | None = Field(None, max_length=rules.MAX_TEXT, description="the patient; required on dispense")
+    prescription_id: str | None = Field(None, max_length=rules.MAX_TEXT)
     counterparty_code: str | None = Field(None, max_length=200,
                                           description="the other facility of a transfer; a supplier on a receipt")
-    reason: str | None = Field(None, max_length=2000, description="required on loss and adjustment")
-    document_number: str | None = Field(None, max_length=64)
-    reverses: str | None = Field(None, max_length=64, description="the entry_id this entry corrects")
-    recorded_by: str | None = Field(None, max_length=64, description="your user name; may be left out")
+    reason: str | None = Field(None, max_length=rules.MAX_REASON, description="required on loss and adjustment")
+    document_number: str | None = Field(None, max_length=rules.MAX_TEXT)
+    reverses: str | None = Field(None, max_length=rules.MAX_TEXT, description="the entry_id this entry corrects")
+    recorded_by: str | None = Field(None, max_length=rules.MAX_TEXT, description="your user name; may be left out")
     serial_number: str | None = Field(None, max_length=64,
                                       description="the pack's GS1 serial number (AI 21) when it was scanned: "
                                                   "up to 20 characters of GS1 character set 82")
@@ -180,6 +181,49 @@ _FACILITY = Facility.__table__
 # Built once: a statement made per request costs more to construct and look up than to run.
 _FACILITIES = select(_FACILITY.c.id, _FACILITY.c.code, _FACILITY.c.region).where(
     _FACILITY.c.code.in_(bindparam("codes", expanding=True)))
+
+
+_ENTRY = LedgerEntry.__table__
+_TARGETS = (
+    select(_ENTRY.c.entry_id, _ENTRY.c.recorded_by, _ENTRY.c.recorded_at, _FACILITY.c.id, _FACILITY.c.code,
+           _FACILITY.c.region)
+    .select_from(_ENTRY.join(_FACILITY, _FACILITY.c.id == _ENTRY.c.facility_id))
+    .where(_ENTRY.c.entry_id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def reversal_problems(db: Session, user: User, entries: list[NewEntry], known: dict) -> list[dict[str, str]]:
+    """Refusals of the batch's reversals by web.access's reversal rule, asked of each target's own
+    facility and author (a target not recorded yet, later in this batch say, is the caller's own,
+    recorded now, at the reversal's facility). The ledger then holds each reversal to the rule book."""
+    wanted = sorted({e.reverses for e in entries if e.reverses})
+    if not wanted:
+        return []
+    stored = {row.entry_id: row for row in db.connection().execute(_TARGETS, {"ids": wanted})}
+    now = datetime.now(timezone.utc)
+    problems = []
+    for i, e in enumerate(entries):
+        if not e.reverses:
+            continue
+        target = stored.get(e.reverses)
+        if target is not None:
+            facility, by, at = _Place(target.id, target.code, target.region), target.recorded_by, target.recorded_at
+        else:
+            facility, by, at = known[e.facility_code], user.username, now
+        refusal = reversal_refusal(user, entry_id=e.reverses, facility=facility, recorded_by=by, recorded_at=at,
+                                   now=now)
+        if refusal is not None:
+            problems.append({"field": _at(i, "reverses"), "message": refusal.message})
+    return problems
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A facility as access rules read it."""
+
+    id: int
+    code: str
+    region: str | None
 
 
 def scope_problems(db: Session, user: User, raw: list, known: dict | None = None) -> tuple[list, list, dict]:
@@ -342,18 +386,23 @@ def record_batch(db: Session, batch: Batch, known: dict, audits: list[dict]) -> 
         problems = sorted(batch.problems + unknown, key=lambda p: int(p["field"].split("[")[1].split("]")[0]))
         if problems:
             raise Problems(422, problems)
+        refused = reversal_problems(db, user, entries, known)
+        if refused:
+            raise Problems(403, refused)
     except Problems as exc:
         return problem_response(exc.status, exc.problems)
 
     # Every facility's chain head first, in one order, as for a group: a batch naming facilities
     # in another order than a concurrent one must not wait on it in a cycle (PostgreSQL).
     lock_chains(db, batch.facilities())
+    days = request.app.state.settings.ledger_catch_up_days
+    catch_up = timedelta(days=days) if days else None
     # The answer is BatchOut's JSON, built as plain dicts: one small entry's models and their
     # dump cost more than its SQL.
     results: list[dict[str, Any]] = []
     for i, e in enumerate(entries):
         try:
-            posted = post(db, e)[0]
+            posted = post(db, e, catch_up=catch_up)[0]
         except domain.DawaError as exc:
             raise _Refused(i, exc) from exc
         results.append({"index": i, "entry_id": e.entry_id, "created": posted.created,
