@@ -59,7 +59,7 @@ def test_low_stock_below_minimum_months(world):
     # 300 ml received, 90 a month used March-May: 30 left is a third of a month.
     post(world, [entry("receipt", 300, facility="HC2", item="INSG", lot="I1", at=MARCH)]
          + [entry("dispense", 90, facility="HC2", item="INSG", lot="I1", at=day(date(2026, m, 12)))
-            for m in (3, 4, 5)], now=MARCH)
+            for m in (3, 4, 5)], now=day(date(2026, 5, 12)))
     world.commit()
     result = stock_alerts(world, settings(), NOW)
     assert result.started == 1
@@ -131,7 +131,7 @@ def test_old_counts_are_not_alerted(world):
 def test_new_flags_go_to_auditors_whose_scope_covers_the_facility(world):
     post(world, [entry("receipt", 1000, facility="H1", item="MOR10", lot="L1", at=MARCH),
                  entry("dispense", 90, facility="H1", item="MOR10", lot="L1", prescription_id="RX1",
-                       at=day(date(2026, 3, 3)), entry_id="overfill")], now=MARCH)
+                       at=day(date(2026, 3, 3)), entry_id="overfill")], now=day(date(2026, 3, 3)))
     world.commit()
     s = settings()
     result = scan_and_alert(world, s, NOW)
@@ -151,7 +151,7 @@ def test_flags_below_the_recipients_minimum_severity_are_not_sent(world):
     prefer(world, "aud_tripoli", "in_app", min_severity="low")
     post(world, [entry("receipt", 1000, facility="H1", item="MOR10", lot="L1", at=MARCH),
                  entry("dispense", 90, facility="H1", item="MOR10", lot="L1", prescription_id="RX1",
-                       at=day(date(2026, 3, 3)))], now=MARCH)
+                       at=day(date(2026, 3, 3)))], now=day(date(2026, 3, 3)))
     world.commit()
     scan_and_alert(world, settings(), NOW)
     from anomaly.models import Flag

@@ -23,7 +23,7 @@ def batch_of(live_server, username: str, rows: list[dict]) -> Batch:
         user = auth.user_by_username(s, username)
         s.expunge(user)
     request = Request({"type": "http", "method": "POST", "path": "/api/v1/entries", "headers": [],
-                       "client": ("127.0.0.1", 50000), "state": {"user": user}})
+                       "client": ("127.0.0.1", 50000), "state": {"user": user}, "app": live_server.app})
     entries, problems = parse_batch({"entries": rows}, user)
     return Batch(request, user, rows, entries, problems)
 
