@@ -15,7 +15,7 @@ babel.cfg), so a page shows the refusal in its reader's language with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from stock.errors import AlreadyReversed, InvalidEntry
@@ -40,6 +40,13 @@ def signed(kind: str, quantity, on_hand=0):
     if kind in SUBTRACTS:
         return -quantity
     return quantity - on_hand  # count
+
+
+def fefo_key(expiry_date, lot_number: str, today):
+    """First-expiry-first-out order of a lot: unexpired lots by expiry, those without a date after
+    them, expired lots last; the lot number breaks ties. The counter and fulfilment both sort by it."""
+    expired = expiry_date is not None and expiry_date < today
+    return expired, expiry_date is None, expiry_date or date.max, lot_number
 
 
 REQUIRED = ("entry_id", "occurred_at", "facility_code", "kind", "item_code", "quantity", "recorded_by")

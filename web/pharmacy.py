@@ -210,8 +210,7 @@ def fefo_lots(db: Session, fac: Facility, item_code: str, today: date) -> list[L
     rows = on_hand(db, facility_code=fac.code, item_code=item_code)
     lots = [LotChoice(r.lot_number, r.expiry_date, r.on_hand,
                       r.expiry_date is not None and r.expiry_date < today) for r in rows]
-    return sorted(lots, key=lambda c: (c.expired, c.expiry_date is None, c.expiry_date or date.max,
-                                       c.lot_number))
+    return sorted(lots, key=lambda c: rules.fefo_key(c.expiry_date, c.lot_number, today))
 
 
 def held_items(db: Session, fac: Facility, q: str = "", *, everything: bool = False, limit: int = 20) -> list[Item]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from stock.errors import InvalidEntry
 from stock.ledger import NewEntry, post
+from stock.rules import fefo_key
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot
 from stock.requisitions.errors import InvalidLine, WrongState
 from stock.requisitions.flow import lines, record
@@ -43,7 +44,7 @@ def fefo_pick(session: Session, facility_id: int, item_id: int, wanted: Decimal,
         .where(Balance.facility_id == facility_id, Balance.item_id == item_id, Balance.on_hand > 0)
         .with_for_update(of=Balance)).all()
     usable = [(lot, held) for lot, held in rows if lot.expiry_date is None or lot.expiry_date >= today]
-    usable.sort(key=lambda r: (r[0].expiry_date is None, r[0].expiry_date or date.max, r[0].lot_number))
+    usable.sort(key=lambda r: fefo_key(r[0].expiry_date, r[0].lot_number, today))
     picks, left = [], wanted
     for lot, held in usable:
         if left <= 0:
