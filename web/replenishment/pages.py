@@ -22,7 +22,7 @@ from stock.requisitions import flow
 from stock.requisitions.errors import InvalidLine, RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
 from stock.requisitions.packs import in_base_units, packs_of
-from stock.requisitions.figures import add_months, month_start
+from stock.requisitions.figures import add_months, month_start, period_label, zone_of
 from stock.requisitions.prepare import supplier_of
 from web import deps
 from web.access import (AccessError, NotFound, current_user, facility_in_scope, require_requisition_step,
@@ -58,7 +58,8 @@ def index(request: Request, user: User = Depends(current_user), db: Session = De
 
 
 def _new_page(request: Request, fac: Facility, values: dict, errors: dict, status: int = 200):
-    last = add_months(month_start(datetime.now(timezone.utc)), -1).strftime("%Y-%m")
+    zone = zone_of(fac)
+    last = period_label(add_months(month_start(datetime.now(timezone.utc), zone), -1, zone), zone)
     return render(request, "replenishment/new.html", {"facility": fac, "values": {"period": last, **values},
                                                       "errors": errors}, status_code=status)
 
