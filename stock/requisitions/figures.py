@@ -110,7 +110,12 @@ def figures_of(session: Session, facility_ids: list[int], *, start: datetime, en
 
     Rows are read as the driver returns them (no per-row type conversion): quantities as integer
     thousandths, times as the stored text on SQLite (compared with bounds in the same text form)
-    or as timestamps on PostgreSQL; a time is parsed only where stock sat at zero."""
+    or as timestamps on PostgreSQL; a time is parsed only where stock sat at zero.
+
+    Only the rows from the window's start on are read. The balance at the start is the stock on
+    hand now (the balance table, the ledger's running total kept in the same transaction as every
+    entry) less what moved since: summing the older half of the ledger instead cost more than
+    everything else together."""
     amc_end = month_start(end, zone)
     amc_start = add_months(amc_end, -amc_months, zone)
     w0 = min(start, amc_start)
@@ -118,33 +123,38 @@ def figures_of(session: Session, facility_ids: list[int], *, start: datetime, en
     key = _sqlite_key if sqlite else (lambda moment: moment)
     wanted = set(facility_ids)
     mark = ":{}" if sqlite else "%({})s"  # the drivers' own named parameters
-    only = "" if len(wanted) >= SCAN_FROM else \
-        f" AND facility_id IN ({', '.join(str(int(f)) for f in sorted(wanted))})"
+    among = "" if len(wanted) >= SCAN_FROM else f"facility_id IN ({', '.join(str(int(f)) for f in sorted(wanted))})"
     kind_of = dict(_rows(session, "SELECT e.reverses, t.kind FROM ledger_entry e JOIN ledger_entry t "
                                   "ON t.entry_id = e.reverses WHERE e.reverses IS NOT NULL", {}))
     openings = {(fac, item): int(total) for fac, item, total in _rows(
-        session, f"SELECT facility_id, item_id, SUM(effect) FROM ledger_entry WHERE occurred_at < {mark.format('w0')}"
-                 f"{only} GROUP BY facility_id, item_id", {"w0": key(w0)}) if fac in wanted}
+        session, f"SELECT facility_id, item_id, SUM(on_hand) FROM balance{' WHERE ' + among if among else ''} "
+                 "GROUP BY facility_id, item_id", {}) if fac in wanted}
     pairs: dict[tuple[int, int], list] = defaultdict(list)
+    k_end = key(end)
     for fac, item, kind, effect, at, reverses in _rows(
             session, "SELECT facility_id, item_id, kind, effect, occurred_at, reverses FROM ledger_entry "
-                     f"WHERE occurred_at >= {mark.format('w0')} AND occurred_at < {mark.format('end')}{only} "
-                     "ORDER BY id", {"w0": key(w0), "end": key(end)}):
+                     f"WHERE occurred_at >= {mark.format('w0')}{' AND ' + among if among else ''} ORDER BY id",
+            {"w0": key(w0)}):
         if fac in wanted:
-            pairs[fac, item].append((kind_of.get(reverses, kind) if reverses else kind, effect, at))
+            if at < k_end:
+                pairs[fac, item].append((kind_of.get(reverses, kind) if reverses else kind, effect, at))
+            else:
+                openings[fac, item] = openings.get((fac, item), 0) - effect
     months = [(add_months(amc_start, n, zone), add_months(amc_start, n + 1, zone)) for n in range(amc_months)]
     bounds = Bounds(key, w0, start, end, months)
     out: dict[int, dict[int, ItemFigures]] = {f: {} for f in facility_ids}
     for fac, item in sorted(set(openings) | set(pairs)):
         rows = pairs.get((fac, item), [])
         rows.sort(key=_AT)  # storage order is recording order; some were entered after the fact
-        figures = _item(item, openings.get((fac, item), 0), rows, bounds)
+        opening = openings.get((fac, item), 0) - sum(map(_EFFECT, rows))
+        figures = _item(item, opening, rows, bounds)
         if _moved(figures):
             out[fac][item] = figures
     return out
 
 
 _AT = itemgetter(2)
+_EFFECT = itemgetter(1)
 
 
 def _rows(session: Session, sql: str, params: dict) -> list[tuple]:
