@@ -27,6 +27,7 @@ from stock.requisitions.prepare import supplier_of
 from web import deps
 from web.access import (AccessError, NotFound, current_user, facility_in_scope, require_requisition_step,
                         visible_facilities)
+from web.replenishment.notes import note_text
 from web.replenishment.service import Held, audited, load, prepare_for, visible
 from web.templating import gettext, render
 
@@ -106,7 +107,8 @@ def _page(request: Request, db: Session, user: User, held: Held, *, errors: dict
     return render(request, "replenishment/requisition.html", {
         "r": held.req, "facility": held.facility, "supplier": held.supplier, "lines": (lines := flow.lines(db, held.req)),
         "packs": packs_of(db, [v.item.id for v in lines]),
-        "shipments": shipments(db, held.req), "timeline": flow.timeline(db, held.req), "can": _can(user, held),
+        "shipments": shipments(db, held.req), "timeline": (timeline := flow.timeline(db, held.req)),
+        "notes": {e.id: note_text(request.state.lang, e.note) for e in timeline}, "can": _can(user, held),
         "errors": errors or {}, "values": values or {}}, status_code=status)
 
 
