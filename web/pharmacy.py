@@ -401,7 +401,7 @@ def _scan_message(request: Request, exc: domain.BadScan) -> str:
     return _t(request, MSG_SCAN_UNREADABLE)
 
 
-def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bool:
+def _apply_scan(request: Request, db: Session, values: dict, errors: dict, *, packs: bool = False) -> bool:
     """Fill item, lot and expiry from the form's Scan field, keeping the pack's GTIN and serial in
     hidden fields. A scan that cannot be used is an error next to the field, with the scan kept;
     one that filled the form is cleared, ready for the next pack. True when a scan was applied."""
@@ -414,7 +414,7 @@ def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bo
         errors["scan"] = _scan_message(request, exc)
         return False
     item, pack = item_by_gtin(db, scan.gtin), None
-    if item is None:  # a pack's GTIN names its item and fills the pack size
+    if item is None and packs:  # a form counted in packs: a pack's GTIN names its item and pack
         item, pack = pack_by_gtin(db, scan.gtin) or (None, None)
     if item is None:
         errors["scan"] = _t(request, MSG_SCAN_UNKNOWN_GTIN, gtin=scan.gtin)
@@ -453,7 +453,7 @@ def scan_fill(request: Request, facility: str, page: str = "dispense",
         errors["scan"] = _t(request, MSG_SCAN_EMPTY)
         scanned = False
     else:
-        scanned = _apply_scan(request, db, values, errors)
+        scanned = _apply_scan(request, db, values, errors, packs=page == "receipt")
     if page == "receipt":
         return _receipt_page(request, fac, values, errors=errors, scanned=scanned)
     if scanned:
@@ -632,7 +632,7 @@ def receipt_submit(request: Request, facility: str, user: User = Depends(require
     fac = _acting(db, user, facility)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
-    scanned = _apply_scan(request, db, values, errors)
+    scanned = _apply_scan(request, db, values, errors, packs=True)
     if errors:
         return _receipt_page(request, fac, values, errors=errors, status=422)
     if scanned and not values.get("quantity", "").strip():

@@ -68,6 +68,13 @@ def test_a_scanned_box_fills_the_item_and_its_pack(live_server):
                                              "pack": "box of 100"})
     assert r.status_code == 303, r.text[:500]
     assert on_hand(live_server, "H1", "G9") == 400
+    htmx = c.post("/pharmacy/H1/scan?page=receipt", data={"scan": f"(01){BOX}(10)G10"},
+                  headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert htmx.status_code == 200 and chosen_pack(htmx.text) == "box of 100"
+    # The dispensing form counts in base units: a box's GTIN there is not taken for one glove.
+    token, entry_id = form_of(c, "/pharmacy/H1/dispense")
+    r = c.post("/pharmacy/H1/dispense", data={"csrf_token": token, "entry_id": entry_id, "scan": f"(01){BOX}"})
+    assert field_error(r.text, "scan") == f"No item has the GTIN {BOX}."
 
 
 def test_a_transfer_out_in_packs_is_stored_in_base_units(live_server):
