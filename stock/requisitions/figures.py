@@ -84,8 +84,10 @@ def period_bounds(period: str, zone: tzinfo = timezone.utc) -> tuple[datetime, d
 
 
 def _dec(milli: int) -> Decimal:
-    q = Decimal(milli) / SCALE
-    return q.quantize(Decimal(1)) if q == q.to_integral_value() else q.normalize()
+    whole, part = divmod(milli, SCALE)
+    if not part:  # most quantities are whole units: no decimal arithmetic
+        return Decimal(whole)
+    return (Decimal(milli) / SCALE).normalize()
 
 
 def facility_figures(session: Session, facility_id: int, *, start: datetime, end: datetime,
