@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -399,7 +399,10 @@ def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write th
                     scale: Annotated[float, typer.Option(help="1.0 is about 50-100 thousand ledger rows")] = 1.0,
                     profile: Annotated[str, typer.Option(
                         help="Legitimate noise around the leakage: standard, shifted (twice the rates "
-                             "and magnitudes) or plain (none)")] = "standard"):
+                             "and magnitudes) or plain (none)")] = "standard",
+                    end: Annotated[Optional[str], typer.Option(
+                        help="Last day of the data (YYYY-MM-DD); default: yesterday")] = None,
+                    months: Annotated[int, typer.Option(help="Months of data up to --end")] = 6):
     """Write a realistic data set in the contract format, with injected leakage and truth.csv."""
     from sample_data.generator import generate
     from sample_data.legitimate.profile import PROFILES
@@ -408,9 +411,22 @@ def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write th
         _fail("--scale must be greater than zero", 2)
     if profile not in PROFILES:
         _fail(f"--profile must be one of {', '.join(PROFILES)}", 2)
-    summary = generate(out, seed=seed, scale=scale, profile=profile)
-    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows (seed {seed}, scale {scale}, "
+    if months < 1:
+        _fail("--months must be at least 1", 2)
+    last = _yesterday()
+    if end is not None:
+        try:
+            last = date.fromisoformat(end)
+        except ValueError:
+            _fail(f"--end {end!r} is not a date (2026-06-30)", 2)
+    summary = generate(out, seed=seed, scale=scale, profile=profile, end=last, months=months)
+    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows up to {last} (seed {seed}, scale {scale}, "
                   f"profile {profile})")
+
+
+def _yesterday() -> date:
+    """The last day of new sample data: the day before the one the pages reckon stock "as of"."""
+    return get_settings().today() - timedelta(days=1)
 
 
 @app.command()
@@ -433,7 +449,7 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     data = folder / "data"
     if not (data / "ledger.csv").exists():
         console.print(f"generating sample data in {data} ...")
-        generate(data, seed=seed, scale=scale)
+        generate(data, seed=seed, scale=scale, end=_yesterday())
     report = _import(data, engine)
     console.print(f"imported: {report.entries_added:,} ledger entries added, "
                   f"{report.entries_already_present:,} already present")
@@ -460,11 +476,10 @@ def _summary(engine) -> None:
     from stock.queries import expiring, stock_positions
 
     with session_factory(engine, read_only=True)() as s:
-        last = s.scalar(select(func.max(LedgerEntry.occurred_at)))
-        if last is None:
+        if s.scalar(select(func.max(LedgerEntry.occurred_at))) is None:
             console.print("the ledger is empty")
             return
-        today = last.date()
+        today = get_settings().today()
         entries = s.scalar(select(func.count()).select_from(LedgerEntry))
         facilities = s.scalar(select(func.count()).select_from(Facility))
         positions = stock_positions(s, today=today, months=get_settings().amc_months)
