@@ -134,3 +134,16 @@ def test_one_run_tells_a_manager_of_a_stockout_and_an_expiry_in_one_message(worl
     assert got["mgr_h1"] == ["Dawa: 2 new alerts"]
     body = deliveries(world, kind="batch", user_id=user(world, "mgr_h1").id)[0].body
     assert "Stockout: MOR10 at H1" in body and "Lot G1 of GLOVE expires within 30 days at H1" in body
+
+
+def test_a_long_run_lists_the_strongest_and_counts_the_rest(world, monkeypatch):
+    from web.alerts import dispatch
+
+    monkeypatch.setattr(dispatch, "BATCH_LINES", 2)
+    _suspicious(world, 4)
+    result = scan_and_alert(world, settings(), NOW)
+    assert result.started >= 4
+    row = deliveries(world, kind="batch", user_id=user(world, "aud_national").id)[0]
+    assert row.body.count("\n- [") == 2
+    assert f"- and {result.started - 2} more: see them all in Dawa." in row.body
+    assert row.link == "http://dawa.test/flags"

@@ -30,6 +30,8 @@ from web.alerts.models import SEVERITIES, AlertDelivery, AlertPreference, AlertS
 
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
 DEFAULT_MIN_SEVERITY = "medium"
+BATCH_LINES = 30
+"""Alerts listed one by one in a run's message; any more are counted."""
 
 
 @dataclass(frozen=True)
@@ -155,10 +157,15 @@ def close_run(session: Session, settings: Settings, now: datetime, tally: Tally)
         for _, row, _ in told:
             row.status = "digested"
         severity = max((row.severity for _, row, _ in told), key=RANK.__getitem__)
-        message = render("batch", language, {"count": str(len(told)),
-                                             "lines": "\n".join(_line(row, message) for _, row, message in told)})
+        # Strongest first; past BATCH_LINES the rest are counted, and the link leads to them all.
+        ranked = sorted(told, key=lambda t: -RANK[t[1].severity])
+        lines = [_line(row, message) for _, row, message in ranked[:BATCH_LINES]]
+        if len(told) > BATCH_LINES:
+            lines.append(render("batch_more", language, {"more": str(len(told) - BATCH_LINES)}).body)
+        message = render("batch", language, {"count": str(len(told)), "lines": "\n".join(lines)})
+        where = "/flags" if all(row.kind == "flag" for _, row, _ in told) else "/notifications"
         _record(session, route, f"run:{user_id}:{now.isoformat(timespec='seconds')}", "batch", severity, message,
-                settings.alerts.base_url.rstrip("/") + "/notifications", now, tally)
+                settings.alerts.base_url.rstrip("/") + where, now, tally)
     tally.told.clear()
     session.flush()
 

@@ -119,6 +119,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
         "fr": ("Dawa : {count} nouvelles alertes", "Nouveau depuis le dernier passage :\n\n{lines}"),
         "ar": ("دواء: تنبيهات جديدة ({count})", "الجديد منذ آخر تشغيل:\n\n{lines}"),
     },
+    "batch_more": {
+        "en": ("", "- and {more} more: see them all in Dawa."),
+        "fr": ("", "- et {more} autres : la liste complète est dans Dawa."),
+        "ar": ("", "- و{more} غيرها: القائمة الكاملة في دواء."),
+    },
     "digest": {
         "en": ("Dawa weekly digest: {count} alerts", "Alerts held for your digest since {since}:\n\n{lines}"),
         "fr": ("Résumé hebdomadaire Dawa : {count} alertes",
