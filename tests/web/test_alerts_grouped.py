@@ -147,3 +147,30 @@ def test_a_long_run_lists_the_strongest_and_counts_the_rest(world, monkeypatch):
     assert row.body.count("\n- [") == 2
     assert f"- and {result.started - 2} more: see them all in Dawa." in row.body
     assert row.link == "http://dawa.test/flags"
+
+
+def test_lowering_a_ceiling_tells_auditors_nothing_about_dispensings_made_under_the_old_one(world):
+    from stock.masterdata import add_prescription
+    from stock.models import Item
+
+    add_prescription(world, "RX9", "LY0000000001", "H1", "MOR10", 1000, 30, date(2026, 6, 1))
+    post(world, [entry("receipt", 1000, facility="H1", item="MOR10", lot="L1", at=day(date(2026, 6, 1)))]
+         + [entry("dispense", 50, facility="H1", item="MOR10", lot="L1", prescription_id="RX9",
+                  at=day(date(2026, 6, 2 + i)), entry_id=f"legal-{i}") for i in range(6)],
+         now=day(date(2026, 6, 8)))
+    world.commit()
+    s = settings()
+    first = scan_and_alert(world, s, NOW)
+    before = len(deliveries(world))
+    # The ministry lowers the morphine ceiling from 60 to 40; the next scan re-reads those days.
+    world.scalars(select(Item).where(Item.code == "MOR10")).one().max_dispense_quantity = 40
+    world.commit()
+    post(world, entry("receipt", 10, facility="H1", item="MOR10", lot="L1", at=day(date(2026, 6, 14))),
+         now=day(date(2026, 6, 14)))
+    world.commit()
+    again = scan_and_alert(world, s, NOW + timedelta(hours=1))
+    assert "nothing new" not in again.summary()
+    assert again.started == 0, (first.summary(), again.summary())
+    assert len(deliveries(world)) == before
+    ceilings = [f for f in world.scalars(select(Flag)) if "protocol ceiling" in f.reason]
+    assert ceilings == []
