@@ -470,6 +470,10 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     report = _import(data, engine)
     console.print(f"imported: {report.entries_added:,} ledger entries added, "
                   f"{report.entries_already_present:,} already present")
+    last = _last_day(engine)
+    if last is not None and last < _yesterday():
+        console.print(f"[yellow]the demo data end on {last}[/yellow]: remove {folder} and run the demo again "
+                      "for data up to yesterday")
     _summary(engine)
     report = _scan(engine)
     from anomaly.export import query
@@ -483,6 +487,19 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
         from web.cli_web import serve_demo
 
         serve_demo(engine, url, port)
+
+
+def _last_day(engine) -> date | None:
+    """The local day of the latest movement in the ledger, if any."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import func, select
+
+    from stock.models import LedgerEntry
+
+    with session_factory(engine, read_only=True)() as s:
+        last = s.scalar(select(func.max(LedgerEntry.occurred_at)))
+    return last.astimezone(ZoneInfo(get_settings().default_timezone)).date() if last is not None else None
 
 
 def _summary(engine) -> None:

@@ -102,3 +102,13 @@ def test_new_sample_data_end_yesterday_and_the_summary_and_pages_agree(folder, c
             assert Decimal(row.group(1).replace(",", "")) == Decimal(amc).quantize(Decimal("0.1")), (fac, item)
     finally:
         engine.dispose()
+
+
+def test_the_demo_says_when_its_data_are_older_than_yesterday(folder):
+    last = get_settings().today() - timedelta(days=40)
+    generate(folder / "demo" / "data", seed=1, scale=0.02, months=3, end=last)
+    result = CliRunner().invoke(app, ["demo", "--no-serve", "--scale", "0.02"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"the demo data end on {last}: remove demo and run the demo again for data up to yesterday" in text
+    assert f"Stock summary as of {get_settings().today()}" in text
