@@ -13,7 +13,7 @@ import logging
 import re
 from urllib.parse import quote, unquote
 
-from stock.pseudonyms import pseudonym
+from stock.pseudonyms import is_pseudonym, pseudonym
 
 LOGGERS = ("uvicorn.access", "uvicorn.error", "dawa.web")
 
@@ -27,12 +27,15 @@ class PatientFilter(logging.Filter):
         self.key = key
 
     def _clean(self, text: str) -> str:
+        def named(value: str) -> str:  # a pseudonym already (the history API's path) stays as it is
+            return value if is_pseudonym(value) else pseudonym(value, self.key)
+
         def path(m: re.Match) -> str:
-            return m.group(1) + pseudonym(unquote(m.group(2)), self.key)
+            return m.group(1) + named(unquote(m.group(2)))
 
         def query(m: re.Match) -> str:
             value = unquote(m.group(2).replace("+", " "))
-            return m.group(1) + (quote(pseudonym(value, self.key)) if value.strip() else "")
+            return m.group(1) + (quote(named(value)) if value.strip() else "")
 
         return _QUERY.sub(query, _PATH.sub(path, text))
 

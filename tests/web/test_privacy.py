@@ -287,7 +287,7 @@ def test_no_health_card_travels_in_a_url_or_reaches_the_access_log(web_world, we
     assert built and not [tag for tag in built if "hx-get" in tag], built
     assert linked and not [u for u in linked if CARD in u]
     log = "\n".join(lines)
-    assert "/pharmacy/H1/prescriptions" in log and "/api/v1/patients/" in log  # the log was written
+    assert "/pharmacy/H1/prescriptions" in log and f"/api/v1/patients/{p}/dispensings" in log  # as asked
     assert CARD not in log
     with session_factory(web_world)() as s:
         assert not [t for t in (f"{r.object_id} {r.detail}" for r in s.scalars(select(AuditRecord))) if CARD in t]
