@@ -236,7 +236,7 @@ def bench_reposts(url: str, workdir: Path, n: int) -> dict:
                          "prescription_id": "RX1", "occurred_at": "2026-03-01T10:00:00+02:00"}]}
     statuses: Counter = Counter()
     lock = threading.Lock()
-    with bench_web.Server(url, workdir, workers=2) as server, Timer() as took:
+    with Timer() as took, bench_web.Server(url, workdir, workers=2) as server:
         start = threading.Barrier(n)
 
         def client(_i: int) -> None:
@@ -280,7 +280,7 @@ def bench_batches(url: str, workdir: Path, batches: int, workers: int) -> dict:
     orders = list(itertools.permutations(["H1", "HC2", "B1"]))
     statuses: Counter = Counter()
     lock = threading.Lock()
-    with bench_web.Server(url, workdir, workers=workers) as server, Timer() as took:
+    with Timer() as took, bench_web.Server(url, workdir, workers=workers) as server:
         def client(w: int) -> None:
             rng = random.Random(w)
             with httpx.Client(base_url=server.base_url, timeout=120,
