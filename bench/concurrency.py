@@ -12,9 +12,10 @@ a process is killed in the middle of its work.
     drift) and the chain verifies. On SQLite (--dispenses) and PostgreSQL (--pg-dispenses).
 (b) Re-posts: --reposts clients post one and the same entry through `dawa serve`'s API at once.
     Held when one row is stored and every answer is a success (201 once, 200 for the rest).
-(c) kill -9: `dawa import` of a generated data set (--scale), `dawa scan` of it, and a process
-    posting transfers (each out-leg and in-leg in one batch), each killed with SIGKILL at a random
-    moment of its run, --kills-* times. Held when what is left is all or nothing: no ledger entry or
+(c) kill -9 (bench/crashes.py): `dawa import` of a generated data set (--scale), `dawa scan` of it,
+    and a process posting transfers (each out-leg and in-leg in one batch), each killed with SIGKILL
+    at a random moment once it holds a write transaction, --kills-* times; each kill is reported as
+    landing inside a write transaction or outside one (before its first, after its commit). Held when what is left is all or nothing: no ledger entry or
     every one, no flag or every flag of a finished scan, both legs of a transfer or neither; and
     the balances match the ledger and the chain verifies.
 (d) Batch load on PostgreSQL: `dawa serve --workers` --workers, as many client threads, --batches
@@ -34,15 +35,12 @@ import importlib.util
 import os
 import random
 import resource
-import secrets
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -53,12 +51,20 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 import migrations  # noqa: E402
-from stock import balances, chain  # noqa: E402
 from stock.db import make_engine, session_factory  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("bench_web", _HERE / "web.py")
-bench_web = sys.modules["bench_web"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_web)
+
+
+def _load(name: str, file: str):
+    spec = importlib.util.spec_from_file_location(name, _HERE / file)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_web = _load("bench_web", "web.py")
+crashes = _load("bench_crashes", "crashes.py")
+consistent, count = crashes.consistent, crashes.count
 
 DAWA = Path(sys.executable).with_name("dawa")
 
@@ -118,31 +124,6 @@ class Databases:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
         self.schemas = []
-
-
-def consistent(url: str) -> tuple[bool, str]:
-    """No drift between balances and ledger, no negative balance, and the chain verifies."""
-    from stock.models import Balance
-
-    engine = make_engine(url)
-    try:
-        with session_factory(engine)() as s:
-            drift = balances.drift(s)
-            negative = s.scalar(select(func.count()).select_from(Balance).where(Balance.on_hand < 0))
-            report = chain.verify(s)
-        ok = not drift and not negative and report.ok
-        return ok, f"drift {len(drift)}, negative balances {negative}, chain {'ok' if report.ok else 'BROKEN'}"
-    finally:
-        engine.dispose()
-
-
-def count(url: str, stmt) -> int:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(stmt)
-    finally:
-        engine.dispose()
 
 
 # --- (a) one-unit dispenses ----------------------------------------------------------------------
@@ -311,183 +292,6 @@ def bench_batches(url: str, workdir: Path, batches: int, workers: int) -> dict:
             "took": str(took)}
 
 
-# --- (c) kill -9 -------------------------------------------------------------------------------
-
-def in_transaction(url: str, app: str) -> bool:
-    """Whether the process tagged ``app`` holds an open write transaction on ``url`` right now:
-    on SQLite, whether the database's one write lock is taken (a BEGIN IMMEDIATE that may not
-    wait fails); on PostgreSQL, whether a backend of that application_name is inside a transaction."""
-    if url.startswith("sqlite"):
-        import sqlite3
-
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-            return False
-        except sqlite3.OperationalError:
-            return True
-        finally:
-            conn.close()
-    admin = create_engine(url.split("?")[0])
-    try:
-        with admin.connect() as conn:
-            return bool(conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a "
-                                         "AND xact_start IS NOT NULL"), {"a": app}))
-    finally:
-        admin.dispose()
-
-
-def _env(url: str, app: str) -> dict:
-    return {**os.environ, "DAWA_DATABASE_URL": url, "DAWA_SECRET_KEY": secrets.token_urlsafe(32),
-            "DAWA_PATIENT_ID_KEY": secrets.token_urlsafe(32), "PGAPPNAME": app}
-
-
-def run_killed(args: list[str], url: str, rng: random.Random, window: float, *, wait_for_write: bool) -> str:
-    """Run ``args`` over ``url``; once it holds a write transaction (``wait_for_write``; else at
-    once), SIGKILL it a random moment within ``window`` seconds later. Says where the kill landed."""
-    app = f"bench-kill-{os.getpid()}-{rng.randrange(10**9)}"
-    proc = subprocess.Popen(args, env=_env(url, app), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if wait_for_write:
-            while not in_transaction(url, app):
-                if proc.poll() is not None:
-                    return "finished before a write was seen"
-                time.sleep(0.02)
-        try:
-            proc.wait(rng.uniform(0, window))
-            return "finished"
-        except subprocess.TimeoutExpired:
-            pass
-        inside = in_transaction(url, app)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return "killed inside a write transaction" if inside else "killed outside a transaction"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def timed_run(args: list[str], url: str) -> float:
-    began = time.monotonic()
-    subprocess.run(args, env=_env(url, "bench-run"), check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - began
-
-
-def write_window(args: list[str], url: str) -> tuple[float, float]:
-    """A full run of ``args``: its seconds, and the seconds from its first write transaction seen to its end."""
-    app = f"bench-ref-{os.getpid()}"
-    began = time.monotonic()
-    proc = subprocess.Popen(args, env=_env(url, app), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = None
-    while proc.poll() is None:
-        if first is None and in_transaction(url, app):
-            first = time.monotonic()
-        time.sleep(0.02)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed")
-    end = time.monotonic()
-    return end - began, end - (first or began)
-
-
-def bench_kills(dbs: Databases, kind: str, data: Path, kills: dict[str, int], rng: random.Random) -> dict:
-    from anomaly.models import Flag, Scan
-    from stock.models import LedgerEntry
-
-    out: dict = {}
-    entries = select(func.count()).select_from(LedgerEntry)
-    # The reference: a full import and a full scan, for the counts and the run times to aim into.
-    import_s = import_w = scan_s = scan_w = 0.0
-    full_entries = full_flags = 0
-    if kills["import"] or kills["scan"]:
-        ref = dbs.fresh(kind)
-        import_s, import_w = write_window([str(DAWA), "import", str(data), "-q"], ref)
-        full_entries = count(ref, entries)
-        scan_s, scan_w = write_window([str(DAWA), "scan", "-q"], ref) if kills["scan"] else (0.0, 0.0)
-        full_flags = count(ref, select(func.count()).select_from(Flag))
-        out["reference"] = {"entries": full_entries, "import_s": round(import_s, 1),
-                            "import_writing_s": round(import_w, 1), "flags": full_flags, "scan_s": round(scan_s, 1),
-                            "scan_writing_s": round(scan_w, 1)}
-
-    def trials(n: int, prepare, command: list[str], window: float, judge, *, wait_for_write: bool = True) -> dict:
-        seen: Counter = Counter()
-        with Timer() as took:
-            for _ in range(n):
-                url = prepare()
-                where = run_killed(command, url, rng, window, wait_for_write=wait_for_write)
-                verdict, ok_db = judge(url), consistent(url)[0]
-                seen[f"{where}: {verdict if ok_db else 'INCONSISTENT'}"] += 1
-                print(f"  {kind} {command[-2] if command[-1] == '-q' else 'transfers'}: {where}: {verdict}", flush=True)
-        return {"runs": n, "outcomes": dict(seen), "held": all("INCONSISTENT" not in k and "PARTIAL" not in k
-                                                                 for k in seen), "took": str(took)}
-
-    def imported_or_not(url: str) -> str:
-        got = count(url, entries)
-        return "nothing" if got == 0 else "all" if got == full_entries else f"PARTIAL ({got})"
-
-    if kills["import"]:
-        out["import"] = trials(kills["import"], lambda: dbs.fresh(kind), [str(DAWA), "import", str(data), "-q"],
-                               0.9 * import_w, imported_or_not)
-
-    def imported() -> str:
-        url = dbs.fresh(kind)
-        timed_run([str(DAWA), "import", str(data), "-q"], url)
-        return url
-
-    def scanned_or_not(url: str) -> str:
-        flags = count(url, select(func.count()).select_from(Flag))
-        scans = count(url, select(func.count()).select_from(Scan))
-        if flags == 0 and scans == 0:
-            return "nothing"
-        return "all" if flags == full_flags and scans == 1 else f"PARTIAL ({scans} scans, {flags} flags)"
-
-    if kills["scan"]:
-        out["scan"] = trials(kills["scan"], imported, [str(DAWA), "scan", "-q"], 0.9 * scan_w, scanned_or_not)
-
-    def transferred_or_not(url: str) -> str:
-        outs = count(url, entries.where(LedgerEntry.kind == "transfer_out", LedgerEntry.entry_id.like("T-%")))
-        ins = count(url, entries.where(LedgerEntry.kind == "transfer_in", LedgerEntry.entry_id.like("T-%")))
-        return f"{outs} whole transfers" if outs == ins else f"PARTIAL ({outs} out, {ins} in)"
-
-    transfers = [sys.executable, str(Path(__file__).resolve()), "--transfer-child"]
-    if kills["transfer"]:
-        def world() -> str:
-            url = dbs.fresh(kind)
-            subprocess.run([*transfers, "--seed-only"], env={**os.environ, "DAWA_DATABASE_URL": url}, check=True)
-            return url
-        _total, transfer_w = write_window(transfers, world())
-        out["transfer"] = trials(kills["transfer"], world, transfers, 0.9 * transfer_w, transferred_or_not)
-    return out
-
-
-TRANSFER_BATCHES = 300
-
-
-def transfer_child(seed_only: bool) -> None:
-    """Post transfers H1 -> HC2, each out-leg and in-leg in one batch and one commit, over
-    DAWA_DATABASE_URL (killed by the parent at a random moment)."""
-    from stock.ledger import post
-    from tests.stock.builders import T0, build_world, entry
-
-    engine = make_engine(os.environ["DAWA_DATABASE_URL"])
-    Session = session_factory(engine)
-    if seed_only:
-        with Session() as s:
-            build_world(s)
-            post(s, entry("receipt", 10 * TRANSFER_BATCHES, item="INSG", lot="LT", entry_id="R-stock"))
-            s.commit()
-        return
-    for i in range(TRANSFER_BATCHES):
-        at = T0 + timedelta(minutes=i + 1)
-        with Session() as s:
-            post(s, [entry("transfer_out", 3, item="INSG", lot="LT", entry_id=f"T-{i}-out", at=at,
-                           counterparty_code="HC2", document_number=f"TD-{i}"),
-                     entry("transfer_in", 3, facility="HC2", item="INSG", lot="LT", entry_id=f"T-{i}-in", at=at,
-                           counterparty_code="H1", document_number=f"TD-{i}")])
-            s.commit()
-
-
 # --- main --------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -507,11 +311,7 @@ def main() -> None:
     ap.add_argument("--pg-database", default="test")
     ap.add_argument("--only", default="dispenses,reposts,kills,batches")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dawa-bench-concurrency"))
-    ap.add_argument("--transfer-child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--seed-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.transfer_child:
-        return transfer_child(args.seed_only)
     args.workdir.mkdir(parents=True, exist_ok=True)
     only = set(args.only.split(","))
     kinds = ["sqlite"] + ([] if args.skip_postgres else ["postgresql"])
@@ -533,7 +333,7 @@ def main() -> None:
                     subprocess.run([str(DAWA), "sample-data", str(data), "--scale", str(args.scale)], check=True,
                                    stdout=subprocess.DEVNULL)
                 kills = {"import": args.kills_import, "scan": args.kills_scan, "transfer": args.kills_transfer}
-                results[f"kill -9 {kind}"] = bench_kills(dbs, kind, data, kills, rng)
+                results[f"kill -9 {kind}"] = crashes.bench_kills(dbs, kind, data, kills, rng)
                 print(kind, "kill -9", results[f"kill -9 {kind}"], flush=True)
             if "batches" in only and kind == "postgresql":
                 results["batches postgresql"] = bench_batches(dbs.fresh(kind), args.workdir, args.batches,
