@@ -1,10 +1,12 @@
 """Logs name patients by pseudonym only.
 
 The access log writes every request's path and query, and an error is logged with the path it
-happened on: a patient's history (``/api/v1/patients/<card>/...``) or a prescription look-up
-(``?health_card_id=<card>``) would put health-card numbers in plain text into files that are
-copied, shipped and kept far longer than the data they describe. ``PatientFilter`` rewrites those
-parts of every record of the loggers it is put on to the card's pseudonym (stock.pseudonyms).
+happened on. Dawa's own pages and API put no health card in a URL (the history API names a patient
+by pseudonym, the counter's prescription look-up sends the card in its body), but a client may
+still send one (``/api/v1/patients/<card>/...``, ``?health_card_id=<card>``), and that would put
+health-card numbers in plain text into files that are copied, shipped and kept far longer than the
+data they describe. ``PatientFilter`` rewrites those parts of every record of the loggers it is put
+on to the card's pseudonym (stock.pseudonyms); a pseudonym already there is kept.
 """
 
 from __future__ import annotations
