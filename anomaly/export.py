@@ -1,8 +1,12 @@
-"""Flags in the data contract's export format, most suspicious first, and filtered listings."""
+"""Flags in the data contract's export format, most suspicious first, and filtered listings.
+
+What leaves Dawa goes through ``contract_rows``: patients by pseudonym unless clear cards were
+asked for by someone allowed to."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -13,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from anomaly.models import Flag, FlagEvidence, FlagHit
 from stock.models import Facility
+from stock.pseudonyms import NoPatientKey, pseudonym, pseudonymise_flag
 
 EXPORT_COLUMNS = ("flag_id", "detector", "score", "severity", "facility_code", "subject", "subject_id",
                   "entry_ids", "reason", "created_at")
@@ -67,6 +72,19 @@ def query(session: Session, *, region: str | None = None, facility: str | None =
                     f.subject_id, ";".join(evidence[f.flag_id]), f.reason, _iso(f.created_at), f.status,
                     round(f.rank_score, 4), region or "")
             for f, code, region in rows]
+
+
+def contract_rows(session: Session, *, key: str | None, clear_cards: bool = False, **filters) -> list[FlagRow]:
+    """The flags as the contract export writes them (``query``'s filters), patients named by their
+    pseudonym under ``key`` in subject and reason; ``clear_cards`` keeps the cards, for a caller who
+    was let take them out (and recorded doing so)."""
+    rows = query(session, **filters)
+    if clear_cards:  # reasons were written with pseudonyms (anomaly.scan): the card again
+        return [dataclasses.replace(r, reason=r.reason.replace(pseudonym(r.subject_id, key), r.subject_id))
+                if key and r.subject == "patient" else r for r in rows]
+    if not key:
+        raise NoPatientKey("flags name patients by pseudonym: DAWA_PATIENT_ID_KEY is needed")
+    return [pseudonymise_flag(r, key) for r in rows]
 
 
 def _iso(value: datetime) -> str:

@@ -9,6 +9,7 @@ movement (flags about older history are left as they are). ``force`` reads every
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -23,6 +24,7 @@ from anomaly.flags import persist
 from anomaly.hits import Hit
 from anomaly.models import Flag, Scan
 from stock.models import LedgerEntry
+from stock.pseudonyms import pseudonymise_text
 from stock.settings import Detection, get_settings
 
 
@@ -40,16 +42,46 @@ class ScanReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def pseudonymous(hits: list[Hit], entries, key: str) -> list[Hit]:
+    """``hits`` with every health card their reasons and details name (the subject's, their evidence
+    entries', a card a detail names) written as its pseudonym. Subject ids stay: the flag keeps its
+    id, and the case page finds the patient."""
+    needed = {e for h in hits for e in h.entry_ids}
+    card_of: dict[str, str] = {}
+    if len(entries) and needed:
+        with_card = entries[entries["entry_id"].isin(needed) & (entries["health_card_id"] != "")]
+        card_of = dict(zip(with_card["entry_id"], with_card["health_card_id"]))
+    out = []
+    for h in hits:
+        cards = {card_of[e] for e in h.entry_ids if e in card_of}
+        if h.subject == "patient":
+            cards.add(h.subject_id)
+        named = {v for k, v in (h.details or {}).items()
+                 if isinstance(v, str) and ("patient" in k or "card" in k)} if isinstance(h.details, dict) else set()
+        cards |= named
+        if not cards:
+            out.append(h)
+            continue
+        details = h.details
+        if isinstance(details, dict):
+            details = {k: (pseudonymise_text(v, cards, key) if isinstance(v, str) else v) for k, v in details.items()}
+        out.append(dataclasses.replace(h, reason=pseudonymise_text(h.reason, cards, key), details=details))
+    return out
+
+
 def last_scan(session: Session) -> Scan | None:
     return session.scalars(select(Scan).where(Scan.finished_at.is_not(None)).order_by(Scan.id.desc())).first()
 
 
 def run(session: Session, *, now: datetime | None = None, settings: Detection | None = None,
         only: list[str] | None = None, force: bool = False,
-        progress: Callable[[str, int, int], None] | None = None) -> ScanReport:
+        progress: Callable[[str, int, int], None] | None = None, patient_key: str | None = None) -> ScanReport:
     """Scan in the caller's transaction. ``only`` restricts to some detectors (for tests and
     for re-running one detector after changing its thresholds); ``force`` scans even when the
-    ledger has not changed."""
+    ledger has not changed. With ``patient_key`` (the install's, stock.pseudonyms.patient_key: what
+    `dawa scan` and the scheduled scan pass) the flags' reasons and details name patients by
+    pseudonym; the flag's subject keeps the card, for the audited case page. Without it reasons are
+    kept as the detectors wrote them (tests of the detectors' wording, evaluation on generated data)."""
     now = now or datetime.now(timezone.utc)
     settings = settings or get_settings().detection
     progress = progress or (lambda phase, done, total: None)
@@ -87,6 +119,8 @@ def run(session: Session, *, now: datetime | None = None, settings: Detection | 
     hits.extend(report_detection.scan_hits(session, settings, only))  # monthly stock reports, when any
     timings["reports"] = time.perf_counter() - t
     hits.sort(key=lambda h: (h.key, h.detector))
+    if patient_key is not None:
+        hits = pseudonymous(hits, frames.entries, patient_key)
 
     scan = Scan(started_at=now, through_seq=through, entries_read=len(frames.entries))
     session.add(scan)

@@ -177,6 +177,22 @@ class RecordScope:
     include_unplaced: bool
 
 
+CLEAR_CARD_ROLES = ("auditor", "admin")
+"""Who may take health cards in clear out of Dawa (a case handed to investigators, a copy of the
+whole database restored elsewhere): national auditors and admins, by name, each time audited.
+Everyone else's exports name patients by pseudonym."""
+
+
+def clear_card_export_refusal(user: User | None) -> str | None:
+    """Why ``user`` may not export health cards in clear (None: they may)."""
+    if user is None or not user.active:
+        return "no such active user"
+    if user.role not in CLEAR_CARD_ROLES or scope_of(user).kind != "national":
+        return (f"exporting health cards in clear needs a national {' or '.join(CLEAR_CARD_ROLES)}; "
+                f"{user.username} is a {scope_of(user).kind} {user.role}")
+    return None
+
+
 def audit_scope(session: Session, user: User, facility: str | None = None) -> RecordScope:
     """The audit records ``user`` may read, the API's and the pages' alike.
 
@@ -291,7 +307,7 @@ def reversal_refusal(user: User, *, entry_id: str, facility: Facility, recorded_
     return None
 
 
-__all__ = ["REVERSAL_WINDOWS", "Refusal", "reversal_refusal", "PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
+__all__ = ["CLEAR_CARD_ROLES", "clear_card_export_refusal", "REVERSAL_WINDOWS", "Refusal", "reversal_refusal", "PUBLIC_PATHS", "AccessError", "NotAuthenticated", "Forbidden", "NotFound", "current_user",
            "require_roles", "Scope", "scope_of", "visible_facility_ids", "visible_facilities",
            "require_facility", "facility_in_scope", "RecordScope", "audit_scope", "within_scope", "visible_users",
            "user_in_scope", "require_national", "REQUESTERS", "APPROVERS",

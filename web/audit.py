@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
-from stock.pseudonyms import patient_key, pseudonym
+from stock.pseudonyms import is_pseudonym, patient_key, pseudonym
 from stock.settings import get_settings
 from web.access import RecordScope
 from web.models import AuditRecord
@@ -34,7 +34,7 @@ def row_values(request: Request | None, action: str, object_type: str | None = N
     """The values of an audit record as ``record`` writes it, for ``insert_rows``."""
     if user is None and request is not None:
         user = getattr(request.state, "user", None)
-    if object_type == "patient" and object_id is not None:
+    if object_type == "patient" and object_id is not None and not is_pseudonym(str(object_id)):
         object_id = pseudonym(str(object_id), _key(request))
     if detail:
         detail = {k: (pseudonym(v, _key(request)) if k in PATIENT_FIELDS and isinstance(v, str) else v)

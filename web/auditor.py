@@ -277,11 +277,16 @@ def _filters(request: Request) -> dict:
 
 @router.get("")
 def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = Depends(reviewer),
-          db: Session = Depends(deps.read_db)):
-    """The flag queue, most suspicious first, filtered and paged; htmx asks for the table alone."""
+          db: Session = Depends(deps.db)):
+    """The flag queue, most suspicious first, filtered and paged; htmx asks for the table alone.
+    Patients are named by pseudonym; a page that names any is audited with their number, as the API's."""
     filters = _filters(request)
     rows, more = list_flags(db, user, patient_key(request.app.state.settings), **{k: v or None for k, v in filters.items()},
                             limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    patients = len({r.subject_id for r in rows if r.subject == "patient"})
+    if patients:
+        audit.record(db, request, "flags_read", "flag", None, {"flags": len(rows), "patients": patients, "via": "page"})
+        db.commit()
     scope = scope_of(user)
     fac_stmt = select(Facility.code, Facility.region).order_by(Facility.code)
     if scope.kind != "national":

@@ -30,6 +30,20 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
+ClearCardsOpt = Annotated[bool, typer.Option("--clear-cards", help="Health cards in clear instead of pseudonyms "
+                                             "(needs --by; recorded in the audit trail)")]
+ByOpt = Annotated[Optional[str], typer.Option("--by", help="With --clear-cards: the national auditor or admin "
+                                              "taking the cards out")]
+
+
+def _patient_key() -> str:
+    """The install's patient key (what exports name patients by); fails the command without one."""
+    from stock.pseudonyms import NoPatientKey, patient_key
+
+    try:
+        return patient_key(get_settings())
+    except NoPatientKey as exc:
+        _fail(str(exc))
 
 
 def _engine(db: str | None, *, require_schema: bool = True):
@@ -245,6 +259,7 @@ def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
 
     from anomaly import scan as scanning
 
+    key = _patient_key()  # flags' reasons name patients by pseudonym
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -255,7 +270,7 @@ def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
             bar.update(tasks[phase], completed=done, total=total or None)
 
         with session_factory(engine)() as s:
-            report = scanning.run(s, force=force, only=only, progress=progress)
+            report = scanning.run(s, force=force, only=only, progress=progress, patient_key=key)
             s.commit()
     return report
 
@@ -311,12 +326,12 @@ def flags_list(db: DbOption = None,
                severity: SeverityOpt = None,
                status: StatusOpt = None,
                limit: Annotated[int, typer.Option(help="At most this many")] = 20):
-    """Flags, most suspicious first."""
-    from anomaly.export import query
+    """Flags, most suspicious first, patients by pseudonym."""
+    from anomaly.export import contract_rows
 
     with session_factory(_engine(db), read_only=True)() as s:
-        rows = query(s, region=region, facility=facility, detector=detector, severity=severity,
-                     status=status, limit=limit)
+        rows = contract_rows(s, key=_patient_key(), region=region, facility=facility, detector=detector,
+                             severity=severity, status=status, limit=limit)
     _flag_table(rows, f"Flags ({len(rows)} shown)")
 
 
@@ -334,14 +349,29 @@ def flags_export(db: DbOption = None,
                  facility: FacilityOpt = None,
                  detector: DetectorOpt = None,
                  severity: SeverityOpt = None,
-                 status: StatusOpt = None):
-    """Export flags in the data contract's format, most suspicious first."""
-    from anomaly.export import query, to_csv, to_json
+                 status: StatusOpt = None,
+                 clear_cards: ClearCardsOpt = False,
+                 by: ByOpt = None):
+    """Export flags in the data contract's format, most suspicious first, patients by pseudonym
+    (with --clear-cards --by USER: by health card, recorded in the audit trail)."""
+    from anomaly.export import contract_rows, to_csv, to_json
 
     if fmt not in ("csv", "json"):
         _fail(f"--format must be csv or json, not {fmt!r}", 2)
-    with session_factory(_engine(db), read_only=True)() as s:
-        rows = query(s, region=region, facility=facility, detector=detector, severity=severity, status=status)
+    filters = dict(region=region, facility=facility, detector=detector, severity=severity, status=status)
+    with session_factory(_engine(db))() as s:
+        try:
+            if clear_cards:
+                from web.clear_exports import clear_card_exporter, record_clear_export
+
+                user = clear_card_exporter(s, by)
+                rows = contract_rows(s, key=_patient_key(), clear_cards=True, **filters)
+                record_clear_export(s, user, "flags", rows=len(rows),
+                                    patients=len({r.subject_id for r in rows if r.subject == "patient"}))
+            else:
+                rows = contract_rows(s, key=_patient_key(), **filters)
+        except DawaError as exc:
+            _fail(str(exc), 2)
     body = to_csv(rows) if fmt == "csv" else to_json(rows)
     if out:
         out.write_text(body, encoding="utf-8")
@@ -476,10 +506,10 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
                       "for data up to yesterday")
     _summary(engine)
     report = _scan(engine)
-    from anomaly.export import query
+    from anomaly.export import contract_rows
 
     with session_factory(engine, read_only=True)() as s:
-        top = query(s, limit=10)
+        top = contract_rows(s, key=_patient_key(), limit=10)
     console.print(f"\nscan: {report.flags_total} flags")
     _flag_table(top, "Most suspicious flags")
     console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")

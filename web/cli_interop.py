@@ -66,6 +66,11 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card, fl
                detector: Annotated[Optional[str], typer.Option(help="Flags: detector")] = None,
                severity: Annotated[Optional[str], typer.Option(help="Flags: low, medium or high")] = None,
                status: Annotated[Optional[str], typer.Option(help="Flags: review status")] = None,
+               clear_cards: Annotated[bool, typer.Option(
+                   "--clear-cards", help="Dataset: health cards in clear instead of pseudonyms, so that the copy "
+                                         "imports back to the same hash chains (needs --by; audited)")] = False,
+               by: Annotated[Optional[str], typer.Option(
+                   help="With --clear-cards: the national auditor or admin taking the cards out")] = None,
                db: DbOption = None):
     """Write stock on hand, a stock card or flags as a spreadsheet (.xlsx) or CSV; or the whole data
     set (master data, ledger, stock reports) in the data contract's form, for `dawa import`."""
@@ -79,7 +84,9 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card, fl
         if used:
             cli._fail(f"a dataset export is the whole database, so that it imports back whole; "
                       f"{', '.join(used)} does not apply", 2)
-        return _export_dataset(cli, out, fmt, db)
+        return _export_dataset(cli, out, fmt, db, clear_cards=clear_cards, by=by)
+    if clear_cards or by:
+        cli._fail("--clear-cards and --by apply to a dataset export (flags: `dawa flags export`)", 2)
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt not in spreadsheets.FORMATS:
         cli._fail(f"--format must be xlsx or csv (got {fmt or 'nothing'!r})", 2)
@@ -97,7 +104,8 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card, fl
     cli.console.print(f"{count} rows of {kind} written to {out}")
 
 
-def _export_dataset(cli, out: Path, fmt: str | None, db: str | None) -> None:
+def _export_dataset(cli, out: Path, fmt: str | None, db: str | None, *, clear_cards: bool = False,
+                    by: str | None = None) -> None:
     from web.interop import dataset
 
     fmt = (fmt or ("xlsx" if out.suffix.lower() == ".xlsx" else "csv")).lower()
@@ -110,13 +118,33 @@ def _export_dataset(cli, out: Path, fmt: str | None, db: str | None) -> None:
     engine = cli._engine(db)
     if engine.dialect.name == "postgresql":  # one snapshot for every file, whatever is written meanwhile
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    if clear_cards:
+        from web.clear_exports import clear_card_exporter, record_clear_export
+
+        with session_factory(cli._engine(db))() as s:
+            try:
+                user = clear_card_exporter(s, by)
+            except DawaError as exc:
+                cli._fail(str(exc), 2)
+            from sqlalchemy import func, select
+
+            from stock.models import LedgerEntry, Patient
+
+            record_clear_export(s, user, "dataset", rows=s.scalar(select(func.count()).select_from(LedgerEntry)),
+                                patients=s.scalar(select(func.count()).select_from(Patient)))
+        key = None
+    else:
+        if by:
+            cli._fail("--by goes with --clear-cards", 2)
+        key = cli._patient_key()
     with session_factory(engine, read_only=True)() as s:
-        result = dataset.write(s, out, fmt)
+        result = dataset.write(s, out, fmt, key=key, clear_cards=clear_cards)
     for facility, n in sorted(result.out_of_order.items()):
         cli.err.print(f"note: {facility}: {n} entries were recorded after later-dated ones; import applies rows "
                       "in occurred_at order, so this facility's hash chain will not be reproduced",
                       highlight=False, markup=False)
-    cli.console.print(f"data set written to {out}: {result}")
+    cli.console.print(f"data set written to {out}: {result}"
+                      + ("; patients named by pseudonym" if result.pseudonymous else "; health cards in clear"))
 
 
 @fhir_app.command("export")

@@ -16,6 +16,7 @@ and a second submit with the reason records it with the entry.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
@@ -371,10 +372,22 @@ def _entries(db: Session, fac: Facility, *, since: datetime | None = None, entry
 
 
 def _done(db: Session, fac: Facility, done: str | None) -> EntryView | None:
+    """The entry just recorded, for the line that confirms it. Its patient is named by the last
+    digits of the card only: enough for the person who typed it to check, while a confirmation
+    page (reachable again by its entry id) is no way to read a patient's card unaudited."""
     if not done:
         return None
     found = _entries(db, fac, entry_id=done[:64])
-    return found[0] if found else None
+    if not found:
+        return None
+    card = found[0].health_card_id
+    return dataclasses.replace(found[0], health_card_id=masked_card(card)) if card else found[0]
+
+
+def masked_card(card: str) -> str:
+    """A health card shown by its last four characters: ``…0001``."""
+    card = card.strip()
+    return "…" + card[-4:] if len(card) > 4 else "…"
 
 
 def _page(request: Request, fac: Facility, name: str, ctx: dict, status: int = 200) -> Response:
@@ -511,13 +524,14 @@ def lots(request: Request, facility: str, item_code: str = "", lot_number: str =
     return render(request, "pharmacy/_lots.html", {"lots": choices, "value": lot_number or None, "error": None})
 
 
-@router.get("/{facility}/prescriptions")
-def prescriptions(request: Request, facility: str, health_card_id: str = "", item_code: str = "",
-                  prescription_id: str = "", paper_prescription: str = "", user: User = Depends(require_roles(*STAFF)),
-                  db: Session = Depends(deps.db)):
-    """The patient's open prescriptions for the chosen item (a read of the patient's record, audited)."""
+@router.post("/{facility}/prescriptions")
+def prescriptions(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
+                  db: Session = Depends(deps.db), values: dict[str, str] = Depends(deps.form_fields)):
+    """The patient's open prescriptions for the chosen item (a read of the patient's record, audited).
+    Asked by POST, the card in the body: a health card is never put in a URL."""
     fac = _acting(db, user, facility)
-    card, code = health_card_id.strip(), item_code.strip()
+    card, code = values.get("health_card_id", "").strip(), values.get("item_code", "").strip()
+    prescription_id, paper_prescription = values.get("prescription_id", ""), values.get("paper_prescription", "")
     found = open_prescriptions(db, card, code)
     if card and code:
         audit.record(db, request, "patient_prescriptions_read", "patient", card,
@@ -968,6 +982,11 @@ def _today_page(request: Request, db: Session, fac: Facility, *, errors: dict | 
     reversible = {r.entry_id for r in rows
                   if reversal_refusal(user, entry_id=r.entry_id, facility=fac, recorded_by=r.recorded_by,
                                       recorded_at=r.recorded_at, now=now) is None}
+    patients = len({r.health_card_id for r in rows if r.health_card_id})
+    if patients:  # the page names patients: a patient-level read, recorded with their number
+        audit.record(db, request, "today_read", "facility", fac.code,
+                     {"entries": len(rows), "patients": patients, "page": page}, facility_id=fac.id)
+        db.commit()
     return _page(request, fac, "today", {
         "entries": rows, "reversible": reversible, "row_ids": {r.entry_id: _fresh_id() for r in rows},
         "errors": errors or {}, "values": values or {}, "done": done, "zone": str(zone),
@@ -976,7 +995,7 @@ def _today_page(request: Request, db: Session, fac: Facility, *, errors: dict | 
 
 @router.get("/{facility}/today")
 def today(request: Request, facility: str, done: str = "", page: int = 1,
-          user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db)):
+          user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.db)):
     fac = _acting(db, user, facility)
     return _today_page(request, db, fac, done=_done(db, fac, done), page=page)
 

@@ -37,6 +37,8 @@ def pharmacy_site(sqlite_engine, live_server):
 def test_pharmacist_dispenses_with_an_error_then_success(pharmacy_site, browser_page, screenshot):
     base, Session = pharmacy_site  # noqa: N806
     page = browser_page
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
     page.goto(f"{base}/login")
     page.fill("#f-username", "amina")
     page.fill("#f-password", PASSWORD)
@@ -74,6 +76,9 @@ def test_pharmacist_dispenses_with_an_error_then_success(pharmacy_site, browser_
     assert "MOR10" in page.locator("#done").inner_text()
     screenshot("pharmacy-dispense-done")
     assert page.dawa_log.csp_violations == [], page.dawa_log.console
+    # The card the pharmacist typed went in request bodies only: no URL the page asked for holds it.
+    assert any(url.endswith("/pharmacy/H1/prescriptions") for url in sent), sent
+    assert not [url for url in sent if "LY0000000001" in url]
 
     with Session() as s:
         (e,) = s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "dispense"))

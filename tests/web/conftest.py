@@ -72,13 +72,14 @@ def free_socket() -> socket.socket:
 class Served:
     """An ASGI app served by uvicorn in a background thread until ``stop()``."""
 
-    def __init__(self, app):
+    def __init__(self, app, access_log: bool = False):
         import uvicorn
 
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, proxy_headers=False)
+        config = uvicorn.Config(app, log_level="info" if access_log else "warning", lifespan="off",
+                                access_log=access_log, proxy_headers=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from stock.masterdata import facility_by_code
 from stock.models import Facility
-from tests.web.conftest import app_routes, make_settings, seed_world
+from tests.web.conftest import app_routes, make_settings, page_csrf, seed_world
 from web import auth
 from web.access import (
     PUBLIC_PATHS,
@@ -113,8 +113,12 @@ def test_reading_a_patients_history_is_scoped_and_always_audited(live_server):
         create_user(s, "auditor_benghazi", "auditor", "correct-horse-battery", region="Benghazi",
                     web=make_settings().web)
         s.commit()
-    url = "/api/v1/patients/LY0000000001/dispensings"
-    national = live_server.login("auditor").get(url).json()
+    def history(username: str, card: str = "LY0000000001"):
+        c = live_server.login(username)
+        return c.post("/api/v1/patients/dispensings", json={"health_card_id": card},
+                      headers={"X-CSRF-Token": page_csrf(c)})
+
+    national = history("auditor").json()
     assert [(r["facility"], r["item"], r["quantity"], r["prescription_id"]) for r in national] == [
         ("H1", "MOR10", 10, "RX1")]
     assert national[0]["reversed_by"] is None
@@ -123,12 +127,13 @@ def test_reading_a_patients_history_is_scoped_and_always_audited(live_server):
     with live_server.Session() as s:
         reverse(s, national[0]["entry_id"], reason="wrong patient", by="pharm_h1", new_id="REV-1")
         s.commit()
-    assert live_server.login("auditor").get(url).json()[0]["reversed_by"] == "REV-1"
-    assert len(live_server.login("auditor_tripoli").get(url).json()) == 1
-    assert live_server.login("auditor_benghazi").get(url).json() == []
-    missing = live_server.login("auditor").get("/api/v1/patients/LY9999/dispensings")
+    assert history("auditor").json()[0]["reversed_by"] == "REV-1"
+    assert len(history("auditor_tripoli").json()) == 1
+    assert history("auditor_benghazi").json() == []
+    missing = history("auditor", "LY9999")
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "health_card_id"
-    assert live_server.login("pharm_h1").get(url).status_code == 403
+    assert "LY9999" not in missing.text
+    assert history("pharm_h1").status_code == 403
     with live_server.Session() as s:
         from web.models import AuditRecord
 

@@ -92,8 +92,10 @@ MATRIX = [
     Row("GET", "/api/v1/stock/on-hand", IN_SCOPE, query={"facility": "{facility}"}),
     Row("GET", "/api/v1/stock/card/{facility}/{item}", IN_SCOPE, params={"item": "MOR10"}),
     Row("GET", "/api/v1/audit", AUDITORS),
-    Row("GET", "/api/v1/patients/{health_card_id}/dispensings", AUDITORS,
-        params={"health_card_id": "LY0000000001"}),
+    # A patient is named in a URL by pseudonym only; a card goes in a POST body.
+    Row("GET", "/api/v1/patients/{patient}/dispensings", AUDITORS, ok=404,
+        params={"patient": "P-00000000000000000000"}),
+    Row("POST", "/api/v1/patients/dispensings", AUDITORS, json={"health_card_id": "LY0000000001"}),
     Row("GET", "/notifications", EVERYONE),
     # Everyone may acknowledge their own notifications; one that is not theirs is not found.
     Row("POST", "/notifications/{notification_id}/ack", EVERYONE, ok=404, params={"notification_id": "999999"},
@@ -103,8 +105,11 @@ MATRIX = [
     Row("GET", "/pharmacy", PHARMACY_STAFF_ANYWHERE, ok=303),
     Row("GET", "/pharmacy/choose", PHARMACY_STAFF_ANYWHERE),
     *[Row("GET", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF)
-      for page in ("dispense", "items", "lots", "packs", "prescriptions", "receipt", "transfer-out", "transfers-in", "loss",
-                   "count", "today")],
+      for page in ("dispense", "items", "lots", "packs", "receipt", "transfer-out", "transfers-in", "loss", "count",
+                   "today")],
+    # The open prescriptions of a patient: the card in the body, never in the URL.
+    Row("POST", "/pharmacy/{facility}/prescriptions", PHARMACY_STAFF,
+        form={"health_card_id": "LY0000000001", "item_code": "MOR10"}),
     *[Row("POST", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF, ok=422, form={})
       for page in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count")],
     Row("POST", "/pharmacy/{facility}/reverse", PHARMACY_REVERSERS, ok=422, form={}),

@@ -44,6 +44,7 @@ from anomaly.workflow import ACTIONS
 from stock.db import make_engine, session_factory
 from stock.importer import import_dataset
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Prescription
+from stock.pseudonyms import patient_key, pseudonym
 from tests.web.conftest import PASSWORD, Served, make_settings
 from web import auth
 from web.interop import fhir
@@ -96,6 +97,7 @@ class FuzzWorld:
     items: list[str]
     stock: list[tuple[str, str, str]]  # (facility, item, lot) with stock on hand
     health_cards: list[str]
+    pseudonyms: list[str]
     prescriptions: list[str]
     flag_ids: list[str]
     detectors: list[str]
@@ -135,6 +137,8 @@ def build_world(engine) -> FuzzWorld:
             items=list(s.scalars(select(Item.code).order_by(Item.code))),
             stock=[tuple(r) for r in stock],
             health_cards=list(s.scalars(select(Patient.health_card_id).order_by(Patient.id).limit(40))),
+            pseudonyms=[pseudonym(c, patient_key(settings))
+                        for c in s.scalars(select(Patient.health_card_id).order_by(Patient.id).limit(40))],
             prescriptions=list(s.scalars(select(Prescription.code).order_by(Prescription.id).limit(40))),
             flag_ids=list(s.scalars(select(Flag.flag_id).order_by(Flag.rank_score.desc()).limit(40))),
             detectors=sorted({d for ds in s.scalars(select(Flag.detectors)) for d in ds.split(",")}),
@@ -234,8 +238,10 @@ def realistic(w: FuzzWorld, op, role: str) -> st.SearchStrategy | None:
         return with_query(facility=facilities, item=items)
     if path == "/api/v1/stock/card/{facility}/{item}":
         return with_path(st.sampled_from(w.stock).map(lambda x: {"facility": x[0], "item": x[1]}))
-    if path == "/api/v1/patients/{health_card_id}/dispensings":
-        return with_path(st.sampled_from(w.health_cards).map(lambda c: {"health_card_id": c}))
+    if path == "/api/v1/patients/{patient}/dispensings":
+        return with_path(st.sampled_from(w.pseudonyms).map(lambda p: {"patient": p}))
+    if path == "/api/v1/patients/dispensings":
+        return st.sampled_from(w.health_cards).flatmap(lambda c: op.as_strategy(body={"health_card_id": c}))
     if path == "/api/v1/flags" and method == "GET":
         return with_query(region=st.sampled_from(w.regions), facility=facilities,
                           detector=st.sampled_from(w.detectors),

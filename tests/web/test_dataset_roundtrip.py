@@ -67,7 +67,7 @@ def round_trip(engine, other_engine, out, fmt: str) -> tuple[dataset.DatasetExpo
     """Export ``engine``'s data set to ``out`` and import it into the empty ``other_engine``; what
     each database holds, side by side."""
     with session_factory(engine, read_only=True)() as s:
-        result = dataset.write(s, out, fmt)
+        result = dataset.write(s, out, fmt, key=None, clear_cards=True)
         before = {"ledger": ledger(s), "heads": chain.heads(s), "reports": current_reports(s), **master(s)}
     with session_factory(other_engine)() as s:
         report = import_dataset(s, out)
@@ -142,7 +142,7 @@ def test_entries_recorded_out_of_occurred_at_order_are_named(engine, tmp_path):
                       at=datetime(2026, 3, 6, 9, tzinfo=timezone.utc), entry_id="LATE"))
         s.commit()
     with session_factory(engine, read_only=True)() as s:
-        result = dataset.write(s, tmp_path / "out", "csv")
+        result = dataset.write(s, tmp_path / "out", "csv", key=None, clear_cards=True)
     assert result.out_of_order == {"H1": 1}
 
 
@@ -178,17 +178,74 @@ def heads_of(url: str) -> list[dict]:
         engine.dispose()
 
 
+def add_user(url: str, name: str, role: str, **where) -> None:
+    from tests.web.conftest import PASSWORD, make_settings
+    from web.cli_web import create_user
+
+    engine = make_engine(url)
+    with session_factory(engine)() as s:
+        create_user(s, name, role, PASSWORD, web=make_settings().web, **where)
+        s.commit()
+    engine.dispose()
+
+
+def clear_exports(url: str) -> list[tuple]:
+    from sqlalchemy import select
+
+    from stock.models import User
+    from web.models import AuditRecord
+
+    engine = make_engine(url)
+    with session_factory(engine)() as s:
+        rows = s.execute(select(User.username, AuditRecord.object_id, AuditRecord.detail)
+                         .join(User, User.id == AuditRecord.user_id)
+                         .where(AuditRecord.action == "clear_cards_exported")).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
 @pytest.mark.parametrize("out", ["book.xlsx", "folder"])
 def test_cli_export_dataset_then_import_gives_the_same_chain_heads(two_databases, tmp_path, out):
+    """The cards in clear, asked for by a national admin and recorded: the copy imports back whole."""
     a, b = two_databases
     assert run("import", str(write_dataset(tmp_path / "ds")), "--db", a, "-q").exit_code == 0
-    exported = run("export", "dataset", "--out", str(tmp_path / out), "--db", a)
+    add_user(a, "chief", "admin")
+    exported = run("export", "dataset", "--out", str(tmp_path / out), "--db", a, "--clear-cards", "--by", "chief")
     assert exported.exit_code == 0, exported.output
-    assert "16 ledger" in " ".join(exported.output.split())
+    assert "16 ledger" in " ".join(exported.output.split()) and "health cards in clear" in exported.output
+    assert [(who, what) for who, what, _ in clear_exports(a)] == [("chief", "dataset")]
     imported = run("import", str(tmp_path / out), "--db", b, "-q")
     assert imported.exit_code == 0, imported.output
     assert heads_of(b) == heads_of(a)
     assert run("ledger", "head", "--db", b).output == run("ledger", "head", "--db", a).output
+
+
+def test_cli_export_dataset_names_patients_by_pseudonym_unless_a_national_reviewer_asks(two_databases, tmp_path):
+    import csv
+
+    from stock.pseudonyms import patient_key, pseudonym
+    from stock.settings import get_settings
+
+    a, b = two_databases
+    assert run("import", str(write_dataset(tmp_path / "ds")), "--db", a, "-q").exit_code == 0
+    exported = run("export", "dataset", "--out", str(tmp_path / "plain"), "--db", a)
+    assert exported.exit_code == 0 and "patients named by pseudonym" in exported.output, exported.output
+    key = patient_key(get_settings())  # the key `dawa init` wrote to .env
+    written = {name: (tmp_path / "plain" / name).read_text(encoding="utf-8")
+               for name in ("patients.csv", "prescriptions.csv", "ledger.csv")}
+    assert not [n for n, text in written.items() if "LY0000000001" in text]
+    cards = [r["health_card_id"] for r in csv.DictReader((tmp_path / "plain" / "ledger.csv").open()) if r["health_card_id"]]
+    assert cards and pseudonym("LY0000000001", key) in cards
+    # The pseudonymous copy still imports: the same patients, linked the same way, without a card.
+    assert run("import", str(tmp_path / "plain"), "--db", b, "-q").exit_code == 0
+    add_user(a, "pharm", "pharmacist", facility="H1")
+    add_user(a, "aud_tripoli", "auditor", region="Tripoli")
+    for args, why in ((["--clear-cards"], "needs --by"), (["--clear-cards", "--by", "nobody"], "no such active user"),
+                      (["--clear-cards", "--by", "pharm"], "facility pharmacist"),
+                      (["--clear-cards", "--by", "aud_tripoli"], "region auditor"), (["--by", "pharm"], "--by goes")):
+        refused = run("export", "dataset", "--out", str(tmp_path / "refused"), "--db", a, *args)
+        assert refused.exit_code == 2 and why in refused.err, (args, refused.err)
+    assert not (tmp_path / "refused").exists() and clear_exports(a) == []
 
 
 def test_cli_import_of_a_bad_workbook_names_sheet_row_and_column_and_stores_nothing(two_databases, tmp_path):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from stock.ledger import post
 from stock.models import Balance, Facility, LedgerEntry, Lot, Patient
 from tests.stock.builders import entry
-from tests.web.conftest import csrf_of
+from tests.web.conftest import csrf_of, page_csrf
 from web.models import AuditRecord
 
 ENTRY_ID = re.compile(r'name="entry_id" value="([^"]+)"')
@@ -174,7 +174,8 @@ def test_lot_suggestions_are_first_expiry_first_out_and_items_are_those_held(liv
     assert 'value="MOR10"' in items
     assert 'value="INSG"' not in c.get("/pharmacy/H1/items", params={"item_code": "ins"}).text  # not held at H1
     assert 'value="INSG"' in c.get("/pharmacy/H1/items", params={"item_code": "ins", "all": "1"}).text
-    rx = c.get("/pharmacy/H1/prescriptions", params={"health_card_id": "LY0000000001", "item_code": "MOR10"}).text
+    rx = c.post("/pharmacy/H1/prescriptions", data={"health_card_id": "LY0000000001", "item_code": "MOR10"},
+                headers={"X-CSRF-Token": page_csrf(c, "/pharmacy/H1/dispense"), "HX-Request": "true"}).text
     assert 'value="RX1" selected' in rx and "20" in rx  # 20 of 30 left
     from stock.pseudonyms import patient_key, pseudonym
 
@@ -309,10 +310,13 @@ def test_reversal_only_by_the_facilitys_own_staff(live_server):
 def test_a_pharmacist_can_neither_see_nor_post_for_another_facility(live_server):
     c = live_server.login("pharm_h1")
     for path in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count", "today",
-                 "lots?item_code=MOR10", "items", "prescriptions"):
+                 "lots?item_code=MOR10", "items"):
         r = c.get(f"/pharmacy/HC2/{path}")
         assert r.status_code == 403 and "facility HC2 is outside your scope" in r.text, path
     token = csrf_of(c.get("/").text)
+    r = c.post("/pharmacy/HC2/prescriptions", data={"csrf_token": token, "health_card_id": "LY0000000001",
+                                                    "item_code": "MOR10"})
+    assert r.status_code == 403 and "facility HC2 is outside your scope" in r.text
     r = c.post("/pharmacy/HC2/dispense", data={"csrf_token": token, "entry_id": "x-1", "health_card_id": "LY0000000001",
                                                "item_code": "MOR10", "lot_number": "L2", "quantity": "1"})
     assert r.status_code == 403 and stored(live_server, "x-1") is None

@@ -4,12 +4,16 @@ read is audited (bulk reads with their count of patients), against the live app 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 
+import httpx
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from anomaly.models import Flag, FlagEvidence, Scan
+from stock.db import session_factory
 from stock.models import Facility, LedgerEntry
 from stock.pseudonyms import is_pseudonym, patient_key, pseudonym, pseudonymise_text
 from tests.web.conftest import make_settings
@@ -40,8 +44,8 @@ def _audit_texts(live_server) -> list[str]:
 
 def test_patient_reads_are_audited_under_the_pseudonym(live_server):
     c = live_server.client(headers=bearer(issue_token(live_server, "auditor")))
-    assert c.get(f"/api/v1/patients/{CARD}/dispensings").status_code == 200
-    assert c.get("/api/v1/patients/LY0000099999/dispensings").status_code == 404
+    assert c.post("/api/v1/patients/dispensings", json={"health_card_id": CARD}).status_code == 200
+    assert c.post("/api/v1/patients/dispensings", json={"health_card_id": "LY0000099999"}).status_code == 404
     with live_server.Session() as s:
         reads = s.scalars(select(AuditRecord).where(AuditRecord.action == "patient_history_read")
                           .order_by(AuditRecord.id)).all()
@@ -144,3 +148,146 @@ def test_manager_stock_card_export_is_pseudonymous_and_audited(live_server, web_
     with live_server.Session() as s:
         assert s.scalars(select(AuditRecord.object_id).where(AuditRecord.action == "export_read")).one() \
             == "stock-card.csv"
+
+
+def _first_allowed(row) -> tuple[str, str] | None:
+    """A user whose own facility's cell of ``row`` is ALLOW, and that facility."""
+    from tests.web.test_access_matrix import ALLOW, ROLE_USERS
+
+    for role, (username, own, _other) in ROLE_USERS.items():
+        if row.cells[role][0] == ALLOW:
+            return username, own
+    return None
+
+
+TRAIL = {"/audit", "/api/v1/audit"}
+"""The audit trail names a patient (by pseudonym) only as the object of a read recorded earlier:
+reading it is no read of patient data, and recording it would fill the trail with itself."""
+
+
+def test_every_page_that_shows_a_patient_records_the_read(live_server):
+    """Walk every GET route of the access matrix (which every route must be in) as a user allowed
+    there, with a patient on the record: a flag about them, a dispense of today and a history to ask
+    for. Any answer that names the patient, by card or by pseudonym, must have left an audit record;
+    a route added later that shows patients without recording the read fails here."""
+    from tests.web.test_access_matrix import MATRIX, add_users
+
+    add_users(live_server.Session, {"admin_tripoli": ("admin", None, "Tripoli")})
+    flag_id = _patient_flag(live_server.Session)
+    p = pseudonym(CARD, key_of(live_server))
+    with live_server.Session() as s:
+        dispense = s.scalars(select(LedgerEntry.entry_id).where(LedgerEntry.kind == "dispense")).one()
+    # The pharmacist's own dispense of today, for their list of today's entries.
+    posted = live_server.client(headers=bearer(issue_token(live_server, "pharm_h1"))).post("/api/v1/entries", json={
+        "entries": [{"entry_id": "walk-1", "occurred_at": datetime.now(timezone.utc).isoformat(), "kind": "dispense",
+                     "facility_code": "H1", "item_code": "MOR10", "lot_number": "L1", "quantity": 1,
+                     "health_card_id": CARD, "prescription_id": "RX1"}]})
+    assert posted.status_code == 201, posted.text
+    own = {"flag_id": flag_id, "health_card_id": p, "patient": p}
+    clients: dict[str, object] = {}
+    walked, named = [], []
+    for row in MATRIX:
+        if row.method != "GET" or (who := _first_allowed(row)) is None:
+            continue
+        username, facility = who
+        c = clients.get(username) or clients.setdefault(username, live_server.login(username))
+        url = row.url(facility)
+        for name, value in own.items():
+            url = url.replace("{" + name + "}", value).replace(row.params.get(name, "\0"), value)
+        query = {**row.query_for(facility), "done": dispense} if url.startswith("/pharmacy/") else row.query_for(facility)
+        with live_server.Session() as s:
+            before = s.scalar(select(func.count()).select_from(AuditRecord))
+        r = c.get(url, params=query)
+        walked.append(url)
+        if url in TRAIL:
+            assert CARD not in r.text, url
+            continue
+        if CARD in r.text or p in r.text:
+            named.append(url)
+            with live_server.Session() as s:
+                after = s.scalar(select(func.count()).select_from(AuditRecord))
+            assert after > before, f"{url} ({username}) shows a patient and recorded no read"
+    # The walk reached the pages that name patients: the flag, the stock card, today's entries...
+    assert {f"/flags/{flag_id}", "/pharmacy/H1/today", "/api/v1/stock/card/H1/MOR10"} <= set(named), named
+
+
+URL_ATTRIBUTES = re.compile(r'\b(?:href|src|action|hx-get|hx-post|hx-put|hx-delete|formaction)="([^"]*)"')
+
+
+def test_no_health_card_travels_in_a_url_or_reaches_the_access_log(web_world, web_settings):
+    """The counter and the auditor at work, served with uvicorn's access log on: the pharmacist types
+    a card, the open prescriptions come back, the dispense is recorded and listed; the auditor asks
+    for the patient's history by card and by pseudonym. No request any of them sends carries the
+    card in its URL, no page links to one that would, and the access log never holds the card."""
+    from web.app import create_app
+    from tests.web.conftest import LiveServer, Served, page_csrf
+
+    served = Served(create_app(web_world, web_settings), access_log=True)
+    server = LiveServer(served.base_url, None, web_world, session_factory(web_world))
+    access = logging.getLogger("uvicorn.access")
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    keep = Keep()
+    access.addHandler(keep)
+    sent: list[str] = []
+    pages: list[str] = []
+
+    def client() -> httpx.Client:
+        c = httpx.Client(base_url=served.base_url, timeout=30, event_hooks={
+            "request": [lambda req: sent.append(str(req.url))],
+            "response": [lambda r: pages.append(r.headers.get("location", ""))]})
+        server.clients.append(c)
+        return c
+
+    try:
+        counter = server.login("pharm_h1", client=client())
+        form = counter.get("/pharmacy/H1/dispense").text
+        pages.append(form)
+        token = page_csrf(counter, "/pharmacy/H1/dispense")
+        rx = counter.post("/pharmacy/H1/prescriptions", headers={"X-CSRF-Token": token, "HX-Request": "true"},
+                          data={"health_card_id": CARD, "item_code": "MOR10", "prescription_id": "",
+                                "paper_prescription": ""})
+        assert rx.status_code == 200 and 'value="RX1"' in rx.text
+        entry_id = re.search(r'name="entry_id" value="([^"]+)"', form).group(1)
+        done = counter.post("/pharmacy/H1/dispense", data={
+            "csrf_token": token, "entry_id": entry_id, "health_card_id": CARD, "item_code": "MOR10",
+            "lot_number": "L1", "quantity": "2", "prescription_id": "RX1"})
+        assert done.status_code == 303, done.text[:300]
+        confirmed = counter.get(done.headers["location"])
+        assert confirmed.status_code == 200 and "…0001" in confirmed.text and CARD not in confirmed.text
+        pages += [confirmed.text, counter.get("/pharmacy/H1/today").text]
+
+        auditor = server.login("auditor", client=client())
+        by_card = auditor.post("/api/v1/patients/dispensings", json={"health_card_id": CARD},
+                               headers={"X-CSRF-Token": page_csrf(auditor)})
+        p = pseudonym(CARD, patient_key(web_settings))
+        by_name = auditor.get(f"/api/v1/patients/{p}/dispensings")
+        assert by_card.status_code == by_name.status_code == 200 and by_card.json() == by_name.json()
+        assert [r["quantity"] for r in by_card.json()] == [2, 10]
+        pages.append(auditor.get("/flags").text)
+        # A card put in the URL all the same is refused unread, and still kept out of the log.
+        sent_before = len(sent)
+        refused = auditor.get(f"/api/v1/patients/{CARD}/dispensings")
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "patient"
+        assert CARD not in refused.text
+        del sent[sent_before:]
+    finally:
+        access.removeHandler(keep)
+        for c in server.clients:
+            c.close()
+        served.stop()
+    assert not [u for u in sent if CARD in u], [u for u in sent if CARD in u]
+    linked = [u for page in pages for u in URL_ATTRIBUTES.findall(page)] + [u for u in pages if u.startswith("/")]
+    # A request a page builds from its fields (htmx's hx-include) puts them in the URL when it is a GET.
+    built = [tag for page in pages for tag in re.findall(r"<[^>]*hx-include=\"[^\"]*health_card_id[^>]*>", page)]
+    assert built and not [tag for tag in built if "hx-get" in tag], built
+    assert linked and not [u for u in linked if CARD in u]
+    log = "\n".join(lines)
+    assert "/pharmacy/H1/prescriptions" in log and f"/api/v1/patients/{p}/dispensings" in log  # as asked
+    assert CARD not in log
+    with session_factory(web_world)() as s:
+        assert not [t for t in (f"{r.object_id} {r.detail}" for r in s.scalars(select(AuditRecord))) if CARD in t]

@@ -81,7 +81,7 @@ def scan_and_alert(session: Session, settings: Settings, now: datetime) -> JobRe
     from anomaly import scan as scanning
     from anomaly.models import Flag
 
-    report = scanning.run(session, now=now, settings=settings.detection)
+    report = scanning.run(session, now=now, settings=settings.detection, patient_key=patient_key(settings))
     session.commit()
     tally = Tally()
     known = set(session.scalars(select(AlertState.key).where(AlertState.kind == "flag")))

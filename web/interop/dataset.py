@@ -13,6 +13,11 @@ What makes that hold:
 - only registered patients go to patients.csv: a health card seen only in the ledger or a
   prescription comes back as an unregistered patient, as it was.
 
+Patients are named by pseudonym (stock.pseudonyms) unless the caller asks for the cards in clear
+(``dawa export dataset --clear-cards --by USER``: a national auditor or admin, audited). The
+pseudonymous copy imports too, with the same patients linked the same way, but its hash chains
+differ from the original's, since the chain covers each entry's card.
+
 A chain can be replayed only if each facility's entries were recorded in ``occurred_at`` order.
 An entry recorded after a later-dated one (a back-dated dispensing typed in the next morning) is
 applied earlier on import, which changes positions, hashes and perhaps counts' book quantities:
@@ -28,8 +33,9 @@ offset (Excel has no time zones), in the facility's zone. Codes and ids stay tex
 from __future__ import annotations
 
 import csv
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -44,6 +50,7 @@ from sqlalchemy.orm import Session, aliased
 from stock import bulk, importer
 from stock import reports as stock_reports
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription, StockReport
+from stock.pseudonyms import NoPatientKey, pseudonym
 from stock.settings import get_settings
 
 FORMATS = ("xlsx", "csv")
@@ -57,6 +64,8 @@ class DatasetExport:
 
     rows: dict[str, int] = field(default_factory=dict)
     out_of_order: dict[str, int] = field(default_factory=dict)
+    pseudonymous: bool = False
+    """Health cards written as pseudonyms."""
 
     def __str__(self) -> str:
         return ", ".join(f"{n} {file.removesuffix('.csv')}" for file, n in self.rows.items())
@@ -88,18 +97,18 @@ def _items(session: Session) -> Iterator[dict]:
                "gtin": i.gtin}
 
 
-def _patients(session: Session) -> Iterator[dict]:
+def _patients(session: Session, card_of: Callable[[str | None], str | None]) -> Iterator[dict]:
     rows = session.execute(select(Patient.health_card_id, Patient.birth_year, Patient.sex, Facility.code,
                                   Patient.deceased_on)
                            .outerjoin(Facility, Facility.id == Patient.home_facility_id)
                            .where(Patient.registered.is_(True)).order_by(Patient.health_card_id)
                            .execution_options(yield_per=FETCH))
     for card, year, sex, home, deceased in rows:
-        yield {"health_card_id": card, "birth_year": year, "sex": sex, "home_facility_code": home,
+        yield {"health_card_id": card_of(card), "birth_year": year, "sex": sex, "home_facility_code": home,
                "deceased_on": deceased}
 
 
-def _prescriptions(session: Session) -> Iterator[dict]:
+def _prescriptions(session: Session, card_of: Callable[[str | None], str | None]) -> Iterator[dict]:
     rows = session.execute(select(Prescription.code, Patient.health_card_id, Facility.code,
                                   Prescription.prescriber, Item.code, Prescription.quantity,
                                   Prescription.days_supply, Prescription.issued_on, Prescription.diagnosis_code)
@@ -108,12 +117,12 @@ def _prescriptions(session: Session) -> Iterator[dict]:
                            .join(Item, Item.id == Prescription.item_id).order_by(Prescription.code)
                            .execution_options(yield_per=FETCH))
     for code, card, fac, prescriber, item, qty, days, issued, diagnosis in rows:
-        yield {"prescription_id": code, "health_card_id": card, "facility_code": fac, "prescriber": prescriber,
+        yield {"prescription_id": code, "health_card_id": card_of(card), "facility_code": fac, "prescriber": prescriber,
                "item_code": item, "quantity": qty, "days_supply": days, "issued_on": issued,
                "diagnosis_code": diagnosis}
 
 
-def _ledger(session: Session, result: DatasetExport) -> Iterator[dict]:
+def _ledger(session: Session, result: DatasetExport, card_of: Callable[[str | None], str | None]) -> Iterator[dict]:
     default = get_settings().default_timezone
     zones = {code: ZoneInfo(tz or default)
              for code, tz in session.execute(select(Facility.code, Facility.timezone))}
@@ -140,7 +149,7 @@ def _ledger(session: Session, result: DatasetExport) -> Iterator[dict]:
         zone = zones[fac]
         yield {"entry_id": entry_id, "occurred_at": _time_text(occurred, zone), "facility_code": fac,
                "kind": kind, "item_code": item, "lot_number": lot, "expiry_date": expiry, "quantity": qty,
-               "health_card_id": card, "prescription_id": rx, "counterparty_code": cp, "reason": reason,
+               "health_card_id": card_of(card), "prescription_id": rx, "counterparty_code": cp, "reason": reason,
                "recorded_by": by, "document_number": doc, "reverses": reverses,
                "recorded_at": _time_text(recorded, zone), "serial_number": serial}
     for facility_id in sorted(suspect):
@@ -177,13 +186,16 @@ def _stock_reports(session: Session) -> Iterator[dict]:
                "stockout_days": r.stockout_days, "ordered": r.ordered}
 
 
-def tables(session: Session, result: DatasetExport) -> Iterator[tuple[str, list[str], Iterator[dict]]]:
-    """Each contract file's name, columns (the importer's) and rows as typed values, in import order."""
+def tables(session: Session, result: DatasetExport, card_of: Callable[[str | None], str | None] | None = None
+           ) -> Iterator[tuple[str, list[str], Iterator[dict]]]:
+    """Each contract file's name, columns (the importer's) and rows as typed values, in import order;
+    health cards as ``card_of`` writes them (as stored when it is not given)."""
+    card_of = card_of or (lambda card: card)
     yield "facilities.csv", list(importer.FACILITY_COLUMNS), _facilities(session)
     yield "items.csv", list(importer.ITEM_COLUMNS), _items(session)
-    yield "patients.csv", list(importer.PATIENT_COLUMNS), _patients(session)
-    yield "prescriptions.csv", list(importer.PRESCRIPTION_COLUMNS), _prescriptions(session)
-    yield "ledger.csv", list(bulk.LEDGER_COLUMNS), _ledger(session, result)
+    yield "patients.csv", list(importer.PATIENT_COLUMNS), _patients(session, card_of)
+    yield "prescriptions.csv", list(importer.PRESCRIPTION_COLUMNS), _prescriptions(session, card_of)
+    yield "ledger.csv", list(bulk.LEDGER_COLUMNS), _ledger(session, result, card_of)
     yield stock_reports.FILE, list(stock_reports.COLUMNS), _stock_reports(session)
 
 
@@ -220,12 +232,12 @@ def _replace(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def write_xlsx(session: Session, out: Path) -> DatasetExport:
+def write_xlsx(session: Session, out: Path, card_of=None) -> DatasetExport:
     """One workbook, a sheet per contract file (header row, then rows), streamed (write-only)."""
     out = Path(out)
     result = DatasetExport()
     wb = Workbook(write_only=True)
-    for file, columns, rows in tables(session, result):
+    for file, columns, rows in tables(session, result, card_of):
         ws = wb.create_sheet(file.removesuffix(".csv"))
         ws.freeze_panes = "A2"
         ws.append(columns)
@@ -240,13 +252,13 @@ def write_xlsx(session: Session, out: Path) -> DatasetExport:
     return result
 
 
-def write_csv_folder(session: Session, folder: Path) -> DatasetExport:
+def write_csv_folder(session: Session, folder: Path, card_of=None) -> DatasetExport:
     """The contract's folder form: every file is written (a header alone when empty), so no file
     of an earlier export is left beside this one."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result = DatasetExport()
-    for file, columns, rows in tables(session, result):
+    for file, columns, rows in tables(session, result, card_of):
         tmp = folder / (file + ".partial")
         n = 0
         with tmp.open("w", encoding="utf-8", newline="") as fh:
@@ -260,13 +272,25 @@ def write_csv_folder(session: Session, folder: Path) -> DatasetExport:
     return result
 
 
-def write(session: Session, out: Path, fmt: str) -> DatasetExport:
-    """``fmt`` xlsx: the workbook ``out``; csv: the folder ``out``."""
+def write(session: Session, out: Path, fmt: str, *, key: str | None, clear_cards: bool = False) -> DatasetExport:
+    """``fmt`` xlsx: the workbook ``out``; csv: the folder ``out``. Patients are named by their
+    pseudonym under ``key`` (stock.pseudonyms) wherever a health card would be: the copy holds
+    the same patients, linked the same way, and no card. ``clear_cards`` writes the cards themselves
+    (a copy that imports back to the same hash chains), for a caller who was let do that."""
+    if clear_cards:
+        card_of = None
+    else:
+        if not key:
+            raise NoPatientKey("a data set names patients by pseudonym: DAWA_PATIENT_ID_KEY is needed")
+        card_of = functools.lru_cache(maxsize=65536)(lambda card: None if card is None else pseudonym(card, key))
     if fmt == "xlsx":
-        return write_xlsx(session, out)
-    if fmt == "csv":
-        return write_csv_folder(session, out)
-    raise ValueError(f"unknown format {fmt!r}: choose xlsx or csv")
+        result = write_xlsx(session, out, card_of)
+    elif fmt == "csv":
+        result = write_csv_folder(session, out, card_of)
+    else:
+        raise ValueError(f"unknown format {fmt!r}: choose xlsx or csv")
+    result.pseudonymous = not clear_cards
+    return result
 
 
 __all__ = ["DatasetExport", "write", "write_xlsx", "write_csv_folder", "tables", "csv_text", "FORMATS"]

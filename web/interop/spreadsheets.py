@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from anomaly import export as flag_export
 from stock.cells import csv_text, xlsx_text
 from stock.errors import InvalidEntry
-from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonymise_flag
+from stock.pseudonyms import maybe_pseudonym, patient_key
 from stock.masterdata import facility_by_code
 from stock.queries import on_hand, stock_card
 from stock.settings import get_settings
@@ -82,7 +82,7 @@ def flags_sheet(session: Session, key: str | None = None, **filters) -> Sheet:
     """Flags in the contract's export columns, most suspicious first, patients by pseudonym.
     ``filters`` are those of ``anomaly.export.query`` (region, facility, detector, severity, status)."""
     key = key or patient_key(get_settings())
-    rows = [pseudonymise_flag(r, key) for r in flag_export.query(session, **filters)]
+    rows = flag_export.contract_rows(session, key=key, **filters)
     return Sheet("Flags", list(flag_export.EXPORT_COLUMNS),
                  [(r.flag_id, r.detector, r.score, r.severity, r.facility_code, r.subject, r.subject_id,
                    r.entry_ids, r.reason, _parse_time(r.created_at)) for r in rows])
@@ -171,7 +171,7 @@ def export(session: Session, kind: str, fmt: str, *, facility_code: str | None =
                        status=status)
         if fmt == "csv":
             key = key or patient_key(get_settings())
-            rows = [pseudonymise_flag(r, key) for r in flag_export.query(session, **filters)]
+            rows = flag_export.contract_rows(session, key=key, **filters)
             return flag_export.to_csv(rows).encode("utf-8"), len(rows)
         sheet = flags_sheet(session, key, **filters)
     elif kind == "on-hand":
