@@ -36,8 +36,9 @@ from stock.csvread import (
 )
 from stock import gs1
 from stock import rules
+from stock.errors import EntryConflict
 from stock.ledger import serial_problem
-from stock.rules import ADDS, NEEDS_REASON, NEW_LOT_KINDS, SUBTRACTS, TRANSFERS
+from stock.rules import NEEDS_REASON, SUBTRACTS, TRANSFERS
 from stock.models import ENTRY_KINDS, Base, ChainHead, Facility, Item, Lot
 from stock.quantities import DIVISIBLE_UNITS, from_milli
 
@@ -48,10 +49,7 @@ LEDGER_COLUMNS = {
     "document_number": False, "reverses": False, "serial_number": False,
     "recorded_at": False,
 }
-# What makes two rows with one entry_id "the same content" (expiry belongs to the lot).
-CONTENT = ("kind", "facility_code", "item_code", "lot_number", "quantity", "occurred_at",
-           "recorded_by", "health_card_id", "prescription_id", "counterparty_code", "reason",
-           "document_number", "reverses", "serial_number")
+CONTENT = rules.CONTENT
 INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", "item_id", "lot_id",
                   "quantity", "effect", "book_quantity", "occurred_at", "recorded_at", "recorded_by",
                   "patient_id", "prescription_ref", "counterparty", "counterparty_facility_id",
@@ -309,9 +307,8 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
         for i, eid in enumerate(entry_ids):
             if eid in first:
                 j = first[eid]
-                if _content_key(cols, i) != _content_key(cols, j):
-                    sheet.report_row(i, "entry_id",
-                                     f"entry {eid} already appears on line {j + 2} with different content")
+                if rules.content_differences(_content_key(cols, j), _content_key(cols, i)):
+                    sheet.report_row(i, "entry_id", rules.MSG_DUPLICATE % {"entry": eid, "line": j + 2})
                 keep[i] = False
             else:
                 first[eid] = i
@@ -320,11 +317,9 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
         for i, eid in enumerate(entry_ids):
             if keep[i] and eid in stored:
                 keep[i] = False
-                mine, theirs = _content_key(cols, i), stored[eid]
-                if mine != theirs:
-                    diffs = [f"{c}: stored {a!r}, now {b!r}" for c, a, b in zip(CONTENT, theirs, mine) if a != b]
-                    sheet.report_row(i, "entry_id",
-                                     f"entry {eid} was already recorded with different content ({'; '.join(diffs)})")
+                diffs = rules.content_differences(stored[eid], _content_key(cols, i))
+                if diffs:
+                    sheet.report_row(i, "entry_id", EntryConflict(eid, diffs).message)
                 else:
                     result.already_present += 1
     if sheet.problems:
@@ -349,6 +344,7 @@ def post_frame(session: Session, sheet: Sheet, *, now: datetime,
     df["_q"] = qty[order]
     df["_occ"] = occurred_us[order]
     df["_rec"] = recorded_us[order]
+    df["_day"] = df["_occ"].to_numpy().astype("datetime64[us]").astype("datetime64[D]").astype(str)
     df["_fid"] = lookup(df["facility_code"], facilities)
     df["_iid"] = lookup(df["item_code"], {code: v[0] for code, v in items.items()})
     heads = _lock_heads(session, sorted(int(f) for f in df["_fid"].unique()))
@@ -492,18 +488,21 @@ def _simulate_fast(df: pd.DataFrame, stored_lots: dict[tuple, list], stored: dic
     lcodes, lfirst = _groups(df, ["_iid", "lot_number"])
     iids, lotn = df["_iid"].to_numpy(), df["lot_number"].to_numpy(dtype=object)
     exps, kinds = df["expiry_date"].to_numpy(dtype=object), kind.to_numpy(dtype=object)
+    reasons = df["reason"].str.strip().to_numpy(dtype=object)
     lots = dict(stored_lots)
     lot_exp = np.empty(len(lfirst), dtype=object)
+    days = df["_day"].to_numpy(dtype=object)
     for g, j in enumerate(lfirst):
         key = (int(iids[j]), lotn[j])
         lot = lots.get(key)
         if lot is None:
-            if kinds[j] not in NEW_LOT_KINDS or (lotn[j] and not exps[j] and kinds[j] != "count"):
+            if rules.lot_problem(kinds[j], "", lotn[j], exps[j], None, days[j], reasons[j]) is not None:
                 return None
             lot = lots[key] = [None, exps[j]]
         lot_exp[g] = lot[1]
+    # The rest of the rule book's lot rule, over every row at once.
     row_exp = lot_exp[lcodes]
-    if ((exps != "") & (row_exp != "") & (exps != row_exp)).any():
+    if (rules.expiry_differs(exps, row_exp) | rules.expired_on_receipt(kinds, row_exp, days, reasons)).any():
         return None
 
     # Balances, rows grouped by (facility, item, lot) in application order.
@@ -553,32 +552,20 @@ def _simulate(sheet: Sheet, df: pd.DataFrame, stored_lots: dict[tuple, list], st
     effect: list[int] = [0] * m
     book: list[int] = [0] * m
     touched: set[tuple] = set()
-    adds, subs, new_lot_kinds = set(ADDS) | {"adjustment"}, set(SUBTRACTS), set(NEW_LOT_KINDS)
+    days, reasons = df["_day"].tolist(), df["reason"].tolist()
     for j in range(m):
         kind, lk, exp = kinds[j], (iids[j], lotn[j]), exps[j]
         lot = lots.get(lk)
-        if lot is None:
-            if kind not in new_lot_kinds:
-                sheet.report_row(rows[j], "lot_number",
-                                 f"{items[j]} has no lot {lotn[j]!r}: a lot enters by a receipt or transfer_in")
-                continue
-            if lotn[j] and not exp and kind != "count":
-                sheet.report_row(rows[j], "expiry_date",
-                                 f"expiry_date is required on the {kind} of new lot {lotn[j]} of {items[j]}")
-                continue
-            lot = lots[lk] = [None, exp]
-        elif exp and lot[1] and lot[1] != exp:
-            sheet.report_row(rows[j], "expiry_date", f"lot {lotn[j]} of {items[j]} expires on {lot[1]}, not {exp}")
+        problem = rules.lot_problem(kind, items[j], lotn[j], exp, None if lot is None else lot[1], days[j],
+                                    reasons[j])
+        if problem is not None:
+            sheet.report_row(rows[j], problem.field, problem.message)
             continue
+        if lot is None:
+            lot = lots[lk] = [None, exp]
         bkey = (fids[j], iids[j], lotn[j])
         on_hand = balances.get(bkey, 0)
-        q = qty[j]
-        if kind in adds:
-            eff = q
-        elif kind in subs:
-            eff = -q
-        else:
-            eff = q - on_hand
+        eff = rules.signed(kind, qty[j], on_hand)
         book[j] = on_hand
         if on_hand + eff < 0:
             what = f"lot {lotn[j]}" if lotn[j] else "the untracked lot"

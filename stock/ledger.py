@@ -431,23 +431,23 @@ def _refresh_cached(session: Session, model, key: tuple, **values) -> None:
 
 
 def _lot(conn, pg: bool, e: NewEntry, item: _ItemRow, lot_number: str, lot: _LotRow | None) -> _LotRow:
+    """The entry's lot, created when the rule book's lot rule lets this entry bring it in."""
+    stored = None if lot is None else _iso(lot.expiry_date)
+    problem = rules.lot_problem(e.kind, item.code, lot_number, _iso(e.expiry_date), stored,
+                                e.occurred_at.astimezone(timezone.utc).date().isoformat(), e.reason,
+                                entry_id=e.entry_id)
+    if problem is not None:
+        raise problem
     if lot is not None:
-        if e.expiry_date is not None and lot.expiry_date is not None and lot.expiry_date != e.expiry_date:
-            raise InvalidEntry(
-                f"lot {lot_number} of {item.code} expires on {lot.expiry_date}, not {e.expiry_date}",
-                field="expiry_date", entry_id=e.entry_id)
         return lot
-    if e.kind not in rules.NEW_LOT_KINDS:
-        raise InvalidEntry(
-            f"{item.code} has no lot {lot_number!r}: a lot enters by a receipt or transfer_in",
-            field="lot_number", entry_id=e.entry_id)
-    if lot_number and e.expiry_date is None and e.kind != "count":
-        raise InvalidEntry(
-            f"expiry_date is required on the {e.kind} of new lot {lot_number} of {item.code}",
-            field="expiry_date", entry_id=e.entry_id)
     _insert_ignore_conn(conn, pg, Lot, {"item_id": item.id, "lot_number": lot_number,
                                         "expiry_date": e.expiry_date}, ["item_id", "lot_number"])
     return _LotRow(*conn.execute(_LOT_STMT, {"item_id": item.id, "lot_number": lot_number}).one())
+
+
+def _iso(day: date | None) -> str:
+    """A date as the rule book compares it: ISO text, '' for none."""
+    return day.isoformat() if day is not None else ""
 
 
 def _patient(conn, pg: bool, card: str) -> _PatientRow:
@@ -493,17 +493,11 @@ def _stored_view(session: Session, entry: LedgerEntry) -> dict:
 
 
 def _compare(have: dict, e: NewEntry) -> None:
-    diffs = {}
-    for name, old in have.items():
-        new = getattr(e, name)
-        if name == "lot_number":
-            new = (new or "").strip()
-        if name == "occurred_at":
-            new = new.astimezone(timezone.utc)
-        if isinstance(new, str) and new == "":
-            new = None if name != "lot_number" else ""
-        if old != new:
-            diffs[name] = (old, new)
+    """The rule book's idempotency comparison of a stored entry with ``e``."""
+    given = [getattr(e, name) for name in rules.CONTENT]
+    given[rules.CONTENT.index("lot_number")] = (e.lot_number or "").strip()
+    given[rules.CONTENT.index("occurred_at")] = e.occurred_at.astimezone(timezone.utc)
+    diffs = rules.content_differences([have[name] for name in rules.CONTENT], given)
     if diffs:
         raise EntryConflict(e.entry_id, diffs)
 

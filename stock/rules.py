@@ -288,3 +288,87 @@ def time_problem(occurred_us: int, recorded_us: int, reason: str | None, catch_u
         return Broken("late", "reason", MSG_LATE, entry_id=entry_id, occurred=occurred,
                       days=catch_up.days if catch_up else 0)
     return None
+
+
+# --- the lot and expiry rule -----------------------------------------------------------------
+
+DESTRUCTION = "destruction"
+"""The reason a receipt states when an expired lot comes in only to be destroyed: the one way an
+expired lot enters the books by a receipt."""
+MSG_NO_LOT = "%(item)s has no lot %(lot)s: a lot enters by a receipt or transfer_in"
+MSG_EXPIRY_REQUIRED = "expiry_date is required on the %(kind)s of new lot %(lot)s of %(item)s"
+MSG_EXPIRY_DIFFERS = "lot %(lot)s of %(item)s expires on %(stored)s, not %(given)s"
+MSG_EXPIRED_RECEIPT = ("lot %(lot)s of %(item)s expired on %(expiry)s: an expired lot is received only for "
+                       "destruction (reason %(reason)s)")
+
+
+def expiry_differs(given, stored):
+    """Whether a stated expiry contradicts the lot's recorded one. ISO dates as text, '' for none;
+    works on one value and on numpy arrays alike."""
+    return (given != "") & (stored != "") & (given != stored)
+
+
+def expired_on_receipt(kind, expiry, day, reason):
+    """Whether a receipt brings in a lot expired before the day it happens (``day``: ISO date of
+    occurred_at in UTC), and does not say it comes for destruction. ISO dates as text, '' for none;
+    ``reason`` stripped. Works on one value and on numpy arrays alike."""
+    return (kind == "receipt") & (expiry != "") & (expiry < day) & (reason != DESTRUCTION)
+
+
+def lot_problem(kind: str, item: str, lot: str, given: str, stored: str | None, day: str, reason: str | None, *,
+                entry_id: str | None = None) -> Broken | None:
+    """The lot and expiry rule for one entry of ``item``'s ``lot``: ``given`` the expiry it states,
+    ``stored`` the lot's recorded expiry (None: no such lot yet), ``day`` the UTC date it happens.
+    A lot enters by a receipt, transfer_in or count, with its expiry unless counted; a stated
+    expiry agrees with the recorded one; a receipt of an expired lot is for destruction."""
+    if stored is None:
+        if kind not in NEW_LOT_KINDS:
+            return Broken("no_lot", "lot_number", MSG_NO_LOT, entry_id=entry_id, item=item, lot=repr(lot))
+        if lot and not given and kind != "count":
+            return Broken("expiry_required", "expiry_date", MSG_EXPIRY_REQUIRED, entry_id=entry_id, kind=kind,
+                          lot=lot, item=item)
+        stored = given
+    elif expiry_differs(given, stored):
+        return Broken("expiry_differs", "expiry_date", MSG_EXPIRY_DIFFERS, entry_id=entry_id, lot=lot, item=item,
+                      stored=stored, given=given)
+    if expired_on_receipt(kind, stored, day, (reason or "").strip()):
+        return Broken("expired_receipt", "expiry_date", MSG_EXPIRED_RECEIPT, entry_id=entry_id, lot=lot or "—",
+                      item=item, expiry=stored, reason=repr(DESTRUCTION))
+    return None
+
+
+# --- idempotency -----------------------------------------------------------------------------
+
+CONTENT = ("kind", "facility_code", "item_code", "lot_number", "quantity", "occurred_at", "recorded_by",
+           "health_card_id", "prescription_id", "counterparty_code", "reason", "document_number", "reverses",
+           "serial_number")
+"""What makes two entries with one entry_id the same movement (expiry belongs to the lot): a retry
+of the same content is answered with what is recorded, other content is a conflict."""
+MSG_DUPLICATE = "entry %(entry)s already appears on line %(line)s with different content"
+
+
+def content_differences(stored, given) -> dict[str, tuple]:
+    """Fields whose values differ between two entries' CONTENT (each a sequence in CONTENT order, in
+    the caller's one representation: the lot number stripped, the quantity and the time in one unit);
+    an empty text and none are the same."""
+    return {name: (old, new) for name, old, new in zip(CONTENT, stored, given)
+            if ("" if old is None else old) != ("" if new is None else new)}
+
+
+# --- transfers received short ------------------------------------------------------------------
+
+SHORT_ON_ARRIVAL = "short on arrival"
+"""How the loss that records what a transfer lacked on arrival begins its reason."""
+MSG_SHORT_REASON = "%(received)s received of %(sent)s sent: state why the rest is missing."
+
+
+def short_arrival_problem(sent, received, reason: str | None, *, entry_id: str | None = None) -> Broken | None:
+    """A transfer received short states why: the missing quantity is recorded as a loss."""
+    if received < sent and not (reason and reason.strip()):
+        return Broken("short_reason", "reason", MSG_SHORT_REASON, entry_id=entry_id, sent=sent, received=received)
+    return None
+
+
+def short_arrival_reason(reason: str) -> str:
+    """The reason of the loss that records a transfer's missing quantity."""
+    return f"{SHORT_ON_ARRIVAL}: {reason.strip()}"

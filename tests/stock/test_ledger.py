@@ -169,7 +169,8 @@ def test_same_instant_in_other_zone_is_same_content(world):
 def test_policy_breaks_recorded_not_refused(world):
     s = world
     post(s, entry("receipt", 500))
-    post(s, entry("receipt", 10, lot="OLD", expiry_date=date(2026, 1, 31)))
+    # Received while it was still good; dispensed after it expired.
+    post(s, entry("receipt", 10, lot="OLD", expiry_date=date(2026, 1, 31), at=datetime(2026, 1, 5, tzinfo=timezone.utc)))
     notes = {}
     for label, e in {
         "unregistered": entry("dispense", 5, health_card_id="LY9999999999", prescription_id=None),
