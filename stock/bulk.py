@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
-from stock import chain
+from stock import canonical, chain
 from stock.csvread import (
     ImportFailed,
     Sheet,
@@ -649,11 +649,33 @@ def _timestamps_text(us: np.ndarray, dialect: str) -> list[str]:
                                        "+00:00", "").to_pylist()
 
 
-def payloads(columns: list, prefix: str) -> list[str]:
-    """Each row's canonical text after ``prefix`` and a separator, built column-wise by Arrow: ``columns`` are
-    Arrow text arrays (or one value for every row) in chain.FIELDS order after the version."""
-    columns = [c if isinstance(c, pa.Array) else pa.scalar(c, TEXT) for c in columns]
-    return pc.binary_join_element_wise(pa.scalar(prefix, TEXT), *columns, pa.scalar(chain.SEP, TEXT)).to_pylist()
+ARROW = {canonical.TEXT: _arrow, canonical.INT: _ints_text, canonical.DATE: _arrow, canonical.EPOCH_US: _ints_text}
+"""Each canonical encoding (stock.canonical) over a whole column: text as it is ('' for none),
+numbers and epoch microseconds as decimal text, dates as the ISO text they are kept in here."""
+
+
+def canonical_texts(values: dict) -> list[str]:
+    """Each row's canonical text, with the record mark and the version before it, built column-wise
+    by Arrow from the declaration (stock.canonical.FIELDS). ``values`` maps each field's name to its
+    column (numpy, pandas, or an Arrow text array already encoded, '' for none) or to one value for
+    every row; an optional field is encoded only on the rows where it is not ''."""
+    def encoded(f):
+        v = values[f.name]
+        if isinstance(v, (str, int)):
+            return pa.scalar(v if isinstance(v, str) else str(v), TEXT)
+        return v if isinstance(v, pa.Array) and v.type == TEXT else ARROW[f.encoding](v)
+
+    prefix = pa.scalar(canonical.RECORD + canonical.VERSION, TEXT)
+    sep = pa.scalar(canonical.SEP, TEXT)
+    texts = pc.binary_join_element_wise(prefix, *(encoded(f) for f in canonical.REQUIRED), sep)
+    for f in canonical.OPTIONAL:
+        column = encoded(f)
+        if isinstance(column, pa.Scalar) or not pc.any(pc.not_equal(column, "")).as_py():
+            continue
+        tail = pc.if_else(pc.equal(column, ""), pa.scalar("", TEXT),
+                          pc.binary_join_element_wise(sep, column, pa.scalar("", TEXT)))
+        texts = pc.binary_join_element_wise(texts, tail, pa.scalar("", TEXT))
+    return texts.to_pylist()
 
 
 def link_all(payload: list[str], fids: list[int], prev: dict[int, str]) -> list[str]:
@@ -695,25 +717,16 @@ def _write(session: Session, df: pd.DataFrame, plan: _Plan, heads: dict[int, lis
                            pa.scalar("", TEXT))
     rec = df["_rec"].to_numpy()
     one_time = bool((rec == rec[0]).all())  # the usual case: every row recorded now, by this import
-    rec_payload = str(int(rec[0])) if one_time else _ints_text(rec)
 
     progress("hashing", 0, m)
-    col = {c: _arrow(df[c]) for c in ("facility_code", "entry_id", "kind", "item_code", "lot_number",
-                                       "recorded_by", "health_card_id", "prescription_id",
-                                       "counterparty_code", "reason", "document_number", "reverses",
-                                       "serial_number")}
-    # The canonical text of each entry, in chain.FIELDS order (see chain.encode).
-    texts = payloads([col["facility_code"], _ints_text(seq), col["entry_id"], col["kind"], col["item_code"],
-                      col["lot_number"], lot_exp, _ints_text(qty), _ints_text(eff), book_text,
-                      _ints_text(df["_occ"].to_numpy()), rec_payload, col["recorded_by"],
-                      col["health_card_id"], col["prescription_id"], col["counterparty_code"], col["reason"],
-                      col["document_number"], col["reverses"]], "\x1e" + chain.VERSION)
-    # The optional tail (chain.OPTIONAL_FROM): a separator and the serial, only where there is one.
-    serials = col["serial_number"]
-    if pc.any(pc.not_equal(serials, "")).as_py():
-        tail = pc.if_else(pc.equal(serials, ""), pa.scalar("", TEXT),
-                          pc.binary_join_element_wise(pa.scalar(chain.SEP, TEXT), serials, pa.scalar("", TEXT)))
-        texts = pc.binary_join_element_wise(pa.array(texts, type=TEXT), tail, pa.scalar("", TEXT)).to_pylist()
+    texts = canonical_texts({
+        "facility_code": df["facility_code"], "chain_seq": seq, "entry_id": df["entry_id"], "kind": df["kind"],
+        "item_code": df["item_code"], "lot_number": df["lot_number"], "expiry_date": lot_exp,
+        "quantity_milli": qty, "effect_milli": eff, "book_milli": book_text, "occurred_us": df["_occ"].to_numpy(),
+        "recorded_us": int(rec[0]) if one_time else rec, "recorded_by": df["recorded_by"],
+        "health_card_id": df["health_card_id"], "prescription_ref": df["prescription_id"],
+        "counterparty": df["counterparty_code"], "reason": df["reason"], "document_number": df["document_number"],
+        "reverses": df["reverses"], "serial_number": df["serial_number"]})
     fids = df["_fid"].tolist()
     prev = {f: h[1] for f, h in heads.items()}
     hashes = link_all(texts, fids, prev)

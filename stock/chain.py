@@ -14,12 +14,11 @@ import json
 import os
 import pickle
 import queue
-import sqlite3
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import text
@@ -27,91 +26,18 @@ from sqlalchemy.orm import Session
 
 from stock.chain_worker import summarize
 
-GENESIS = "0" * 64
-SEP = "\x1f"
-REFUSED = ("\x00", "\x1e", SEP)
-"""Characters no text of an entry may hold. The canonical text marks a record with U+001E and
-separates its fields with U+001F: text holding them could be moved from one field into the next
-and leave the hash unchanged. PostgreSQL cannot store U+0000 at all."""
-
-
-def refused_character(value: str) -> str | None:
-    """Why ``value`` cannot be stored in an entry, or None when it can."""
-    for ch in REFUSED:
-        if ch in value:
-            return f"contains the control character U+{ord(ch):04X}, which an entry cannot hold"
-    return None
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-# The canonical field order. Changing it invalidates every stored chain: never reorder, only
-# version (the first field) and append.
-FIELDS = (
-    "version",
-    "facility_code",
-    "chain_seq",
-    "entry_id",
-    "kind",
-    "item_code",
-    "lot_number",
-    "expiry_date",
-    "quantity_milli",
-    "effect_milli",
-    "book_milli",
-    "occurred_us",
-    "recorded_us",
-    "recorded_by",
-    "health_card_id",
-    "prescription_ref",
-    "counterparty",
-    "reason",
-    "document_number",
-    "reverses",
-    "serial_number",
+from stock.canonical import (  # noqa: F401 - the chain's canonical text, re-exported
+    FIELDS,
+    GENESIS,
+    REFUSED,
+    SEP,
+    VERSION,
+    encode,
+    epoch_us,
+    link,
+    payload_sql,
+    refused_character,
 )
-VERSION = "1"
-OPTIONAL_FROM = FIELDS.index("serial_number")
-"""Fields from here on were added after chains were first written: each is encoded only when it
-has a value (and then after a separator like every other field), so an entry without it encodes
-exactly as before and every stored chain still verifies. A value may hold no separator character
-(the ledger refuses one), so a trailing optional field cannot pass for part of the one before."""
-
-
-def epoch_us(value: datetime) -> int:
-    """Microseconds since the epoch: exact, and the same whatever zone or database it came from."""
-    return (value - _EPOCH) // _US
-
-
-_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
-
-
-def _texts(values: tuple) -> list[str]:
-    """Each value as its canonical text, without the trailing optional fields that are empty."""
-    texts = [_text(v) for v in values]
-    required = OPTIONAL_FROM - 1  # values start after the version
-    while len(texts) > required and values[len(texts) - 1] is None:
-        texts.pop()
-    return texts
-
-
-def encode(values: tuple) -> bytes:
-    """Canonical bytes of one entry; ``values`` in FIELDS order (without the version)."""
-    return SEP.join([VERSION, *_texts(values)]).encode("utf-8")
-
-
-def link(prev_hash: str, values: tuple) -> str:
-    """The hash of an entry with ``values`` (FIELDS order, without the version) after ``prev_hash``."""
-    return hashlib.sha256(prev_hash.encode("utf-8") + b"\x1e" + encode(values)).hexdigest()
-
 
 def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] | None = None,
                  lean: bool = False) -> str:
@@ -136,36 +62,7 @@ def _payload_sql(dialect: str, *, ordered: bool = True, facility_ids: list[int] 
     elif lean:
         where = "WHERE e.id BETWEEN ? AND ?"
     order = "ORDER BY e.facility_id, e.chain_seq" if ordered else "ORDER BY e.id"
-    if dialect == "postgresql":
-        sep, txt = "chr(31)", "{}::text"
-        us = "(extract(epoch from {}) * 1000000)::bigint::text"
-        parts = [
-            "f.code", txt.format("e.chain_seq"), "e.entry_id", "e.kind", "i.code", "l.lot_number",
-            f"COALESCE({txt.format('l.expiry_date')}, '')", txt.format("e.quantity"), txt.format("e.effect"),
-            f"COALESCE({txt.format('e.book_quantity')}, '')", us.format("e.occurred_at"),
-            us.format("e.recorded_at"), "e.recorded_by", "COALESCE(p.health_card_id, '')",
-            "COALESCE(e.prescription_ref, '')", "COALESCE(e.counterparty, '')", "COALESCE(e.reason, '')",
-            "COALESCE(e.document_number, '')", "COALESCE(e.reverses, '')",
-        ]
-        # The optional tail (OPTIONAL_FROM): a separator and the value, or nothing when NULL.
-        payload = f" || {sep} || ".join(parts) + f" || COALESCE({sep} || e.serial_number, '')"
-    else:
-        # SQLite keeps SQLAlchemy's 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC.
-        # Seconds from the text without its fraction: SQLite keeps times in whole milliseconds,
-        # so '...:59.9996' would round up to the next second.
-        # unixepoch() (SQLite 3.38+) gives the same integer as CAST(strftime('%s', ...)), NULL
-        # included, without formatting it as text and parsing it back.
-        seconds = "unixepoch({})" if sqlite3.sqlite_version_info >= (3, 38) else "CAST(strftime('%s', {}) AS INTEGER)"
-        us = (seconds.format("substr({0}, 1, 19)") + " * 1000000 + CAST(substr({0}, 21, 6) AS INTEGER)")
-        # One printf per row instead of a chain of concatenations: its %s writes NULL as '' and
-        # a number as its text, exactly as COALESCE(CAST(x AS TEXT), '') would.
-        parts = ["f.code", "e.chain_seq", "e.entry_id", "e.kind", "i.code", "l.lot_number", "l.expiry_date",
-                 "e.quantity", "e.effect", "e.book_quantity", us.format("e.occurred_at"),
-                 us.format("e.recorded_at"), "e.recorded_by", "p.health_card_id", "e.prescription_ref",
-                 "e.counterparty", "e.reason", "e.document_number", "e.reverses"]
-        head = "\x1e" + VERSION + SEP if lean else ""
-        payload = (f"printf('{head}{SEP.join(['%s'] * len(parts))}', {', '.join(parts)})"
-                   f" || COALESCE(char(31) || e.serial_number, '')")  # the optional tail (OPTIONAL_FROM)
+    payload = payload_sql(dialect, head=lean)
     columns = ("e.facility_id, COALESCE(e.chain_seq, 0), CAST({payload} AS BLOB), "
                "CAST(COALESCE(e.chain_hash, '') AS BLOB)" if lean else
                "f.code, e.chain_seq, e.entry_id, {payload}, e.chain_hash, e.facility_id").format(payload=payload)
