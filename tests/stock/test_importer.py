@@ -319,7 +319,7 @@ def test_sample_dataset_imports_and_reimports(session):
 def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch):
     from sqlalchemy import text
 
-    from stock import bulk
+    from stock import bulk, bulk_write
     from stock.db import session_factory
 
     def indexes():
@@ -328,7 +328,7 @@ def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch)
                 "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='ledger_entry'")).all())
 
     before = indexes()
-    monkeypatch.setattr(bulk, "BULK_INDEX_THRESHOLD", 100)
+    monkeypatch.setattr(bulk_write, "BULK_INDEX_THRESHOLD", 100)
     with session_factory(sqlite_engine)() as s:
         import_dataset(s, SMALL)
         s.commit()
@@ -342,24 +342,24 @@ def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch)
 def test_failed_large_import_keeps_indexes(sqlite_engine, monkeypatch, tmp_path):
     from sqlalchemy import text
 
-    from stock import bulk
+    from stock import bulk, bulk_write
     from stock.db import session_factory
 
     with sqlite_engine.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='index'")).scalar()
-    monkeypatch.setattr(bulk, "BULK_INDEX_THRESHOLD", 1)
+    monkeypatch.setattr(bulk_write, "BULK_INDEX_THRESHOLD", 1)
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
     folder = write_dataset(tmp_path / "ds")
-    original = bulk._drop_lookup_indexes
+    original = bulk_write._drop_lookup_indexes
 
     def drop_then_fail(cur, adding):
         original(cur, adding)
         boom()
 
-    monkeypatch.setattr(bulk, "_drop_lookup_indexes", drop_then_fail)
+    monkeypatch.setattr(bulk_write, "_drop_lookup_indexes", drop_then_fail)
     with session_factory(sqlite_engine)() as s:
         with pytest.raises(RuntimeError):
             import_dataset(s, folder)
@@ -376,7 +376,7 @@ def test_fast_simulation_matches_exact_loop(tmp_path, monkeypatch):
 
     from sqlalchemy import text
 
-    from stock import bulk
+    from stock import bulk, bulk_write
     from stock.db import session_factory
     from tests.conftest import make_sqlite
 
