@@ -31,8 +31,6 @@ INSERT_COLUMNS = ("entry_id", "facility_id", "chain_seq", "chain_hash", "kind", 
 
 
 REPORT_EVERY = 50_000
-
-
 BULK_INDEX_THRESHOLD = 50_000
 """Rows from which an import into SQLite rebuilds the ledger's lookup indexes instead of updating them."""
 
