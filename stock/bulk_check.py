@@ -24,7 +24,7 @@ from stock.csvread import (
 )
 from stock.ledger import serial_problem
 from stock.models import ENTRY_KINDS
-from stock.quantities import DIVISIBLE_UNITS, from_milli
+from stock.quantities import SCALE, from_milli
 from stock.rules import NEEDS_REASON, TRANSFERS
 
 
@@ -92,11 +92,11 @@ def _validate_shape(sheet: Sheet, facilities: dict[str, int], items: dict[str, t
     transfer = kind.isin(TRANSFERS)
     sheet.report(transfer & (cp != "") & ~cp.isin(facilities.keys()), "counterparty_code",
                  lambda i: f"unknown facility {cp.iat[i]!r}")
-    sheet.report(transfer & (cp != "") & (cp == fac), "counterparty_code",
-                 "a transfer's counterparty must be another facility")
-    divisible = {code for code, (_id, unit) in items.items() if unit.strip().lower() in DIVISIBLE_UNITS}
-    sheet.report(has_qty & (qty % 1000 != 0) & ~item.isin(divisible) & item.isin(items.keys()), "quantity",
-                 lambda i: f"{sheet.col('quantity').iat[i]} is not a whole number of {items[item.iat[i]][1]}s")
+    sheet.report(rules.transfers_to_itself(transfer, fac, cp), "counterparty_code", rules.MSG_TRANSFER_TO_ITSELF)
+    divisible = {code for code, (_id, unit) in items.items() if rules.divisible(unit)}
+    sheet.report(has_qty & (qty % SCALE != 0) & ~item.isin(divisible) & item.isin(items.keys()), "quantity",
+                 lambda i: rules.whole_units_problem(items[item.iat[i]][1], from_milli(int(qty[i])), item.iat[i],
+                                                     shown=sheet.col("quantity").iat[i]).message)
     return ts, expiry, qty
 
 

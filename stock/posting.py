@@ -25,7 +25,6 @@ from stock.entries import (
 from stock.errors import (
     EntryConflict,
     InsufficientStock,
-    InvalidEntry,
     UnknownCounterparty,
     UnknownFacility,
     UnknownItem,
@@ -54,7 +53,6 @@ from stock.ledger_sql import (
     _TARGET_STMT,
 )
 from stock.models import Balance, ChainHead, LedgerEntry, Lot, Patient
-from stock.quantities import unit_allows
 from stock.rules import TRANSFERS
 
 
@@ -114,18 +112,16 @@ def _post_one(session: Session, conn, pg: bool, e: NewEntry, now: datetime, catc
     if problem is not None:  # the time rule binds new entries only: a retry answers as before
         raise problem
     item = _ItemRow(ctx.id, ctx.code, ctx.unit, ctx.max_dispense_quantity)
-    if not unit_allows(item.unit, e.quantity):
-        raise InvalidEntry(f"{e.quantity} is not a whole number of {item.unit}s ({item.code})",
-                           field="quantity", entry_id=e.entry_id)
+    problem = (rules.whole_units_problem(item.unit, e.quantity, item.code, entry_id=e.entry_id)
+               or rules.transfer_problem(e.kind, facility_code, e.counterparty_code, entry_id=e.entry_id))
+    if problem is not None:
+        raise problem
     counterparty_id = None
     if e.kind in TRANSFERS:
         other = conn.execute(_FACILITY_STMT, {"code": e.counterparty_code}).first()
         if other is None:
             raise UnknownCounterparty(f"unknown facility {e.counterparty_code!r}", field="counterparty_code",
                                       entry_id=e.entry_id)
-        if other.id == facility_id:
-            raise InvalidEntry("a transfer's counterparty must be another facility",
-                               field="counterparty_code", entry_id=e.entry_id)
         counterparty_id = other.id
     elif e.kind == "receipt" and e.counterparty_code:
         other = conn.execute(_FACILITY_STMT, {"code": e.counterparty_code}).first()

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from stock.errors import AlreadyReversed, InvalidEntry
+from stock.quantities import DIVISIBLE_UNITS, unit_allows
 
 # --- kinds, signs and fields -------------------------------------------------------------------
 
@@ -200,6 +201,39 @@ def sign_problem(kind: str, quantity, *, shown=None, entry_id: str | None = None
     template = {"adjustment": MSG_ADJUSTMENT_SIGN, "count": MSG_COUNT_SIGN}.get(kind, MSG_POSITIVE)
     return Broken("sign", "quantity", template, entry_id=entry_id, kind=kind,
                   quantity=quantity if shown is None else shown)
+
+
+MSG_NOT_WHOLE = "%(quantity)s is not a whole number of %(unit)ss (%(item)s)"
+MSG_TRANSFER_TO_ITSELF = "a transfer's counterparty must be another facility"
+
+
+def divisible(unit: str) -> bool:
+    """Whether a quantity of ``unit`` may have a fractional part (up to three places)."""
+    return unit.strip().lower() in DIVISIBLE_UNITS
+
+
+def whole_units_problem(unit: str, quantity: Decimal, item: str, *, shown=None,
+                        entry_id: str | None = None) -> Broken | None:
+    """Why ``quantity`` cannot be counted in ``unit``: only a divisible unit takes a fractional part,
+    of at most three places. ``shown``: the quantity as typed, for the words."""
+    if unit_allows(unit, quantity):
+        return None
+    return Broken("whole_units", "quantity", MSG_NOT_WHOLE, entry_id=entry_id, unit=unit, item=item,
+                  quantity=quantity if shown is None else shown)
+
+
+def transfers_to_itself(is_transfer, facility, counterparty):
+    """Whether a transfer names its own facility as the other end. Works on one value and on
+    numpy arrays or pandas columns alike."""
+    return is_transfer & (counterparty != "") & (counterparty == facility)
+
+
+def transfer_problem(kind: str, facility: str, counterparty: str | None, *,
+                     entry_id: str | None = None) -> Broken | None:
+    """A transfer goes to or comes from another facility."""
+    if transfers_to_itself(kind in TRANSFERS, facility, counterparty or ""):
+        return Broken("transfer_to_itself", "counterparty_code", MSG_TRANSFER_TO_ITSELF, entry_id=entry_id)
+    return None
 
 
 def kind_field_problem(kind: str, values: dict, *, entry_id: str | None = None) -> Broken | None:

@@ -104,7 +104,6 @@ MSG_LOSS_REASON = "Choose one of the listed reasons."
 MSG_RECORDED_OTHERWISE = "This form was already recorded with other content; reload the page to start again."
 MSG_NOT_IN_TRANSIT = "This transfer is no longer in transit to this facility."
 MSG_MORE_THAN_SENT = "More than was sent (%(sent)s)."
-MSG_SAME_FACILITY = "Choose another facility."
 MSG_NO_ENTRY = "No such entry of this facility."
 MSG_NO_COUNTS = "Enter at least one counted quantity."
 MSG_FAR_FROM_BOOK = "Far from the books: count this lot again, then post again to confirm what you found."
@@ -691,8 +690,8 @@ def transfer_out_submit(request: Request, facility: str, user: User = Depends(re
     to = values.get("counterparty_code", "").strip()
     if not to:
         errors["counterparty_code"] = _t(request, MSG_REQUIRED)
-    elif to == fac.code:
-        errors["counterparty_code"] = _t(request, MSG_SAME_FACILITY)
+    elif problem := rules.transfer_problem("transfer_out", fac.code, to):
+        errors["counterparty_code"] = _said(request, problem)
     item = _item(request, db, values.get("item_code", ""), errors)
     quantity = _quantity(request, values.get("quantity", ""), errors)
     lot_number = values.get("lot_number", "").strip()

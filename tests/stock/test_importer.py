@@ -149,7 +149,7 @@ BAD_ROWS = [
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,0,,,,,u,,", "ledger.csv:5: quantity: a receipt's quantity must be greater than zero"),
     ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,0,,,,correction,u,,", "ledger.csv:5: quantity: an adjustment's quantity must be non-zero"),
     ("Z,2026-03-09T10:00:00Z,WH-C,count,MOR10,L1,,-1,,,,,u,,", "ledger.csv:5: quantity: a count's quantity"),
-    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,2.5,,,,,u,,", "ledger.csv:5: quantity: 2.5 is not a whole number of tablets"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,2.5,,,,,u,,", "ledger.csv:5: quantity: 2.5 is not a whole number of tablets (MOR10)"),
     ("Z,2026-03-09T10:00:00Z,NOPE,receipt,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: facility_code: unknown facility 'NOPE'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,NOPE,L1,,1,,,,,u,,", "ledger.csv:5: item_code: unknown item 'NOPE'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,transfer_out,MOR10,L1,,1,,,NOPE,,u,,", "ledger.csv:5: counterparty_code: unknown facility 'NOPE'"),
