@@ -159,6 +159,10 @@ BAD_ROWS = [
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,NEWLOT,,1,,,,,u,,", "ledger.csv:5: expiry_date: expiry_date is required on the receipt of new lot NEWLOT"),
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,2030-01-01,1,,,,,u,,", "ledger.csv:5: expiry_date: lot L1 of MOR10 expires on 2028-01-31, not 2030-01-01"),
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,31/01/2028,1,,,,,u,,", "ledger.csv:5: expiry_date: '31/01/2028' is not a date"),
+    # An expired lot is received only for destruction (a transfer_in or a count may still bring one in).
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,OLD,2026-03-08,1,,,,,u,,", "ledger.csv:5: expiry_date: lot OLD of MOR10 expired on 2026-03-08: an expired lot is received only for destruction"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,OLD,2026-03-08,1,,,,expired,u,,", "ledger.csv:5: expiry_date: lot OLD of MOR10 expired on 2026-03-08"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,transfer_out,MOR10,L1,,1,,,WH-C,,u,,", "ledger.csv:5: counterparty_code: a transfer's counterparty must be another facility"),
     ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,GHOST,,1,LY0000000001,,,,u,,", "ledger.csv:5: lot_number: MOR10 has no lot 'GHOST'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,L1,,1001,LY0000000001,,,,u,,", "ledger.csv:5: quantity: insufficient stock of MOR10 lot L1 at WH-C: on hand 1000, asked 1001"),
     ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,1,,,,correction,u,,NOPE", "ledger.csv:5: reverses: reverses names entry 'NOPE'"),
