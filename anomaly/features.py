@@ -46,6 +46,14 @@ JOIN item i ON i.id = r.item_id
 """
 
 
+_ITEM_CHANGES_SQL = """
+SELECT object_id AS item_code, field, at, old
+FROM master_data_change
+WHERE object_type = 'item' AND field IN ('controlled', 'max_dispense_quantity')
+ORDER BY at DESC, id DESC
+"""
+
+
 def _read(session: Session, sql: str, params: dict | None = None, types: dict | None = None) -> pd.DataFrame:
     stmt = text(sql)
     if types:
@@ -115,12 +123,37 @@ def build(session: Session, settings: Detection | None = None, *, since: datetim
     e["controlled"] = e["controlled"].astype(bool)
     # No patient (not a dispense) counts as registered: only dispenses are judged on it.
     e["patient_registered"] = e["patient_registered"].astype("boolean").fillna(True).astype(bool)
+    _rules_in_force(session, e)
     e["reversed"] = e["entry_id"].isin(set(e.loc[e["reverses"] != "", "reverses"]))
     corrections.net(e, rx)
     _local_times(e, get_settings().default_timezone)
     from anomaly.detectors.requisitions import requisition_frame  # the detector owns its frame's query
 
     return Frames(e, rx, settings, requisitions=requisition_frame(session))
+
+
+def _rules_in_force(session: Session, e: pd.DataFrame) -> None:
+    """Judge each movement by the item's ceiling and controlled flag as they stood when it
+    happened: lowering a ceiling or controlling an item today makes no offence of a dispensing that
+    was within the rules when it was made. master_data_change keeps every change with its time;
+    the value in force at a moment is the ``old`` of the first change after it (the latest
+    changes are applied first, so the earliest one after a movement has the last word)."""
+    if e.empty:
+        return
+    changes = _read(session, _ITEM_CHANGES_SQL)
+    if changes.empty:
+        return
+    changes["at"] = _utc(changes["at"])
+    items = e["item_code"]
+    for row in changes.itertuples(index=False):
+        before = (items == row.item_code) & (e["occurred_at"] < row.at)
+        if not before.any():
+            continue
+        if row.field == "controlled":
+            e.loc[before, "controlled"] = str(row.old).lower() in ("1", "true", "t")
+        else:
+            e.loc[before, "max_dispense_quantity"] = (float(row.old) / 1000.0 if row.old not in (None, "")
+                                                      else np.nan)
 
 
 def _local_times(e: pd.DataFrame, default_zone: str) -> None:

@@ -50,6 +50,19 @@ REVIEWER_ROLES = ("auditor", "admin")
 COMMENT_MAX = 4000
 
 
+NEEDS_A_REASON = ("dismiss", "escalate")
+"""Verdicts that must say why: a dismissal trains the ranking away from a finding, and an
+escalation hands a case to someone who needs to know what was seen."""
+
+
+class CommentRequired(InvalidEntry):
+    """A dismissal or an escalation without a comment."""
+
+    def __init__(self, action: str):
+        super().__init__(f"say why you {action} this flag: a comment is required", field="comment")
+        self.action = action
+
+
 class IllegalTransition(DawaError):
     """The action is not allowed in the flag's current state."""
 
@@ -120,6 +133,8 @@ def act(session: Session, flag_id: str, action: str, *, by: str, now: datetime, 
         to_state = TRANSITIONS.get((state, action))
         if to_state is None:
             raise IllegalTransition(state, action)
+        if action in NEEDS_A_REASON and comment is None:
+            raise CommentRequired(action)
     if action == "assign":
         assignee = (assignee or "").strip()
         if not assignee:

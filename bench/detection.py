@@ -3,6 +3,8 @@
     .venv/bin/python bench/detection.py [--seeds 3 5 7] [--scales 0.3 1] [--profiles standard shifted]
                                         [--pilot ../shared/pilot] [--workdir /tmp/dawa-bench-detection]
 
+(``--profiles`` with no value runs the pilot ledger alone.)
+
 Each combination of seed, scale and generator profile (``shifted`` doubles the legitimate noise)
 is generated, imported, scanned and scored by `dawa evaluate`, which also simulates two review
 rounds. ``--pilot`` adds a ledger written independently of Dawa (a folder with data/ and
@@ -56,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 7])
     ap.add_argument("--scales", type=float, nargs="+", default=[0.3, 1.0])
-    ap.add_argument("--profiles", nargs="+", default=["standard", "shifted"])
+    ap.add_argument("--profiles", nargs="*", default=["standard", "shifted"])
     ap.add_argument("--pilot", type=Path, default=None, help="a folder with data/ and truth.csv")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dawa-bench-detection"))
     args = ap.parse_args()

@@ -88,15 +88,24 @@ def add_months(d: date, months: int) -> date:
     return date(year, month, min(d.day, calendar.monthrange(year, month)[1]))
 
 
+def period_ending(last_day: date, months: int) -> tuple[date, date]:
+    """The first day and the day after the last of a period of ``months`` ending on ``last_day``."""
+    until = last_day + timedelta(days=1)
+    return add_months(until, -months), until
+
+
 @dataclass
 class Timeline:
     """Days are counted from ``start``; times are seconds from ``start`` at 00:00 Libya time."""
 
     start: date
     months: int
+    until: date | None = None
+    """The day after the last one, when it is not ``months`` after ``start`` (a period ending on a
+    given day: see ``period_ending``)."""
 
     def __post_init__(self) -> None:
-        self.end = add_months(self.start, self.months)
+        self.end = self.until or add_months(self.start, self.months)
         self.n_days = (self.end - self.start).days
         days = np.arange(self.n_days)
         self.weekday = (self.start.weekday() + days) % 7

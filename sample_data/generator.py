@@ -38,7 +38,7 @@ from sample_data.legitimate.profile import PROFILES, draw
 from sample_data.legitimate.shelves import LegitimateStock
 from sample_data.catalog import ITEMS
 from sample_data.demand import ALIVE, build_patients, chronic_treatments
-from sample_data.frames import GO_LIVE_DAYS, REVERSAL, Columns, Timeline
+from sample_data.frames import GO_LIVE_DAYS, REVERSAL, Columns, Timeline, add_months, period_ending
 from sample_data.network import KIND_NAMES, build_network
 from sample_data.output import (FACILITY_COLUMNS, ITEM_COLUMNS, LEDGER_COLUMNS, PATIENT_COLUMNS,
                                 PRESCRIPTION_COLUMNS, TRUTH_COLUMNS, assemble, format_days,
@@ -75,7 +75,8 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(s) for name, s in zip(_STREAMS, children)}
 
 
-def run_tag(seed: int, scale: float, start: date, months: int, profile: str = "plain") -> str:
+def run_tag(seed: int, scale: float, start: date, months: int, profile: str = "plain",
+            until: date | None = None) -> str:
     """A short stamp of the parameters, in every entry and prescription id.
 
     Ids are stable for a given data set (re-importing it is a no-op) and differ between data sets,
@@ -84,27 +85,35 @@ def run_tag(seed: int, scale: float, start: date, months: int, profile: str = "p
     text = f"dawa-sample|{seed}|{scale!r}|{start.isoformat()}|{months}"
     if profile != "plain":
         text += f"|{profile}"
+    if until is not None and until != add_months(start, months):
+        text += f"|until {until.isoformat()}"
     return hashlib.sha256(text.encode()).hexdigest()[:6]
 
 
 def generate(out_dir: Path, seed: int = 1, scale: float = 1.0, start: date = date(2026, 1, 1),
-             months: int = 6, profile: str = "standard") -> GenerationSummary:
-    """Write a data set of the given size to ``out_dir`` (created if missing) and describe it."""
+             months: int = 6, profile: str = "standard", end: date | None = None) -> GenerationSummary:
+    """Write a data set of the given size to ``out_dir`` (created if missing) and describe it.
+
+    The period is ``months`` from ``start``; given ``end``, it is the ``months`` ending on that day
+    instead (a demo's data end yesterday, so that today's stock positions have months of use)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if scale <= 0:
         raise ValueError("scale must be positive")
     if months < 1:
         raise ValueError("months must be at least 1")
+    until = None
+    if end is not None:
+        start, until = period_ending(end, months)
     began = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = _streams(seed)
-    tag = run_tag(seed, scale, start, months, profile)
+    tag = run_tag(seed, scale, start, months, profile, until)
     beh = draw(rng["legit"], profile)
     lrng = rng["legit_counter"]
     counts: dict[str, int] = {}
-    tl = Timeline(start, months)
+    tl = Timeline(start, months, until)
     if tl.n_days < GO_LIVE_DAYS + 14:
         raise ValueError("the period is too short to stock facilities and serve patients")
 
@@ -257,13 +266,16 @@ def main(argv: list[str] | None = None) -> GenerationSummary:
     parser.add_argument("out", type=Path, help="folder to write the CSV files into")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 is about 70,000 ledger rows")
-    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    when.add_argument("--end", type=date.fromisoformat, default=None,
+                      help="last day of the period (instead of --start): the months up to that day")
     parser.add_argument("--months", type=int, default=6)
     parser.add_argument("--profile", choices=PROFILES, default="standard",
                         help="legitimate noise: standard, shifted (doubled) or plain (none)")
     args = parser.parse_args(argv)
     summary = generate(args.out, seed=args.seed, scale=args.scale, start=args.start, months=args.months,
-                       profile=args.profile)
+                       profile=args.profile, end=args.end)
     for name, n in summary.rows.items():
         print(f"{name:20} {n:>10,} rows")
     print("incidents: " + ", ".join(f"{k} {v}" for k, v in summary.incidents.items()))

@@ -7,8 +7,10 @@ and nothing below it needs to know about them. No other module reads the environ
 from __future__ import annotations
 
 import secrets
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -174,6 +176,11 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     fhir: Fhir = Field(default_factory=Fhir)
     dhis2: Dhis2 = Field(default_factory=Dhis2)
+
+    def today(self, zone: str | None = None) -> date:
+        """The date stock is reckoned "as of": today in ``zone`` (a facility's), else in the default
+        zone. The pages and the CLI's summaries ask here, so they agree on a month's average use."""
+        return datetime.now(ZoneInfo(zone or self.default_timezone)).date()
 
 
 @lru_cache(maxsize=1)

@@ -45,6 +45,8 @@ REVIEWERS = ("auditor", "admin")
 PAGE_SIZE = 25
 MSG_ACTION_DONE = "Recorded."
 MSG_NOT_ALLOWED = "You cannot %(action)s a flag that is %(state)s."
+MSG_DISMISS_WHY = "Say why you dismiss this flag: a comment is required."
+MSG_ESCALATE_WHY = "Say why you escalate this flag: a comment is required."
 
 reviewer = require_roles(*REVIEWERS)
 
@@ -352,6 +354,11 @@ def flag_action(request: Request, flag_id: str, user: User = Depends(reviewer), 
         message = gettext(request.state.lang, MSG_NOT_ALLOWED, action=exc.action, state=exc.state)
         return _case_page(request, db, user, db.get(Flag, flag_id), errors={"action": message}, form=values,
                           status_code=409)
+    except workflow.CommentRequired as exc:
+        db.rollback()
+        message = gettext(request.state.lang, MSG_DISMISS_WHY if exc.action == "dismiss" else MSG_ESCALATE_WHY)
+        return _case_page(request, db, user, db.get(Flag, flag_id), errors={"comment": message}, form=values,
+                          status_code=422)
     except (domain.InvalidEntry, UnknownFlag) as exc:
         db.rollback()
         return _case_page(request, db, user, db.get(Flag, flag_id), errors={exc.field or "action": exc.message},

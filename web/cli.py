@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 import migrations
 from stock import balances, chain
 from stock.db import make_engine, session_factory
 from stock.errors import DawaError
 from stock.settings import ensure_secrets, get_settings
+from web import cli_tables
 
 app = typer.Typer(help="Dawa: track medicines from warehouse to patient and catch leakage.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -122,9 +122,9 @@ def stock_cmd(db: DbOption = None,
             rows = on_hand(s, facility_code=facility, item_code=item, region=region)
         except DawaError as exc:
             _fail(str(exc))
-    table = Table(title="Stock on hand")
-    for col in ("facility", "item", "name", *(("lot", "expiry") if by_lot else ()), "on hand", "unit"):
-        table.add_column(col, justify="right" if col == "on hand" else "left")
+    table = cli_tables.table("Stock on hand", [("facility", "id"), ("item", "id"), ("name", "text"),
+                                               *((("lot", "id"), ("expiry", "id")) if by_lot else ()),
+                                               ("on hand", "num"), ("unit", "id")])
     if by_lot:
         shown = [(r.facility_code, r.item_code, r.item_name, r.lot_number or "-",
                   str(r.expiry_date or "-"), str(r.on_hand), r.unit) for r in rows]
@@ -190,11 +190,15 @@ def ledger_head(db: DbOption = None,
             heads = chain.write_heads(s, out, datetime.now(timezone.utc))
         else:
             heads = chain.heads(s)
-    table = Table(title="Chain heads")
-    for col in ("facility", "entries", "sha256"):
-        table.add_column(col)
-    for h in heads:
-        table.add_row(h["facility_code"], str(h["length"]), h["hash"])
+    table = cli_tables.table("Chain heads", [("facility", "id"), ("entries", "num"), ("sha256", "id")])
+    if console.width < 64 + 30:  # the hash goes whole on a line of its own under its facility
+        table = cli_tables.table("Chain heads", [("facility / sha256", "id"), ("entries", "num")])
+        for h in heads:
+            table.add_row(h["facility_code"], str(h["length"]))
+            table.add_row(h["hash"], "", end_section=True)
+    else:
+        for h in heads:
+            table.add_row(h["facility_code"], str(h["length"]), h["hash"])
     console.print(table)
     if out:
         console.print(f"written to {out}")
@@ -317,12 +321,9 @@ def flags_list(db: DbOption = None,
 
 
 def _flag_table(rows, title: str) -> None:
-    table = Table(title=title, show_lines=True)
-    for col in ("flag", "score", "sev", "facility", "status", "reason"):
-        table.add_column(col, overflow="fold", ratio=6 if col == "reason" else None)
-    for r in rows:
-        table.add_row(r.flag_id, f"{r.score:.2f}", r.severity, r.facility_code, r.status, r.reason)
-    console.print(table)
+    from web.cli_tables import flag_table
+
+    flag_table(console, rows, title)
 
 
 @flags_app.command("export")
@@ -350,7 +351,7 @@ def flags_export(db: DbOption = None,
 
 
 @flags_app.command("verdict")
-def flags_verdict(flag_id: Annotated[str, typer.Argument(help="The flag")],
+def flags_verdict(flag_id: Annotated[str, typer.Argument(help="The flag: its id, or its short id from `flags list`")],
                   verdict: Annotated[str, typer.Argument(help="confirmed, dismissed or escalated")],
                   by: Annotated[str, typer.Option(help="The auditor's user name")],
                   comment: Annotated[Optional[str], typer.Option(help="Why")] = None,
@@ -367,6 +368,7 @@ def flags_verdict(flag_id: Annotated[str, typer.Argument(help="The flag")],
     with session_factory(_engine(db))() as s:
         try:
             now = datetime.now(timezone.utc)
+            flag_id = _flag_id(s, flag_id)
             flag = s.get(Flag, flag_id)
             if flag is not None and flag.status == "open":
                 act(s, flag_id, "assign", by=by, assignee=by, now=now)
@@ -377,6 +379,22 @@ def flags_verdict(flag_id: Annotated[str, typer.Argument(help="The flag")],
     console.print(f"flag {flag_id}: {verdict}")
 
 
+def _flag_id(session, given: str) -> str:
+    """The flag a command names: its whole id, or (as `dawa flags list` shows them) the start of
+    one that no other flag shares."""
+    from sqlalchemy import select
+
+    from anomaly.models import Flag
+
+    if len(given) < cli_tables.SHORT_ID or session.get(Flag, given) is not None:
+        return given
+    found = session.scalars(select(Flag.flag_id).where(Flag.flag_id.startswith(given, autoescape=True))
+                            .order_by(Flag.flag_id).limit(2)).all()
+    if len(found) > 1:
+        _fail(f"{given!r} is the start of several flags' ids ({found[0]}, {found[1]}, ...): give more of it", 2)
+    return found[0] if found else given
+
+
 @flags_app.command("precision")
 def flags_precision(db: DbOption = None):
     """Each detector's precision, measured from auditors' verdicts."""
@@ -384,9 +402,8 @@ def flags_precision(db: DbOption = None):
 
     with session_factory(_engine(db), read_only=True)() as s:
         measured = detector_precision(s)
-    table = Table(title="Detector precision from verdicts")
-    for col in ("detector", "confirmed", "dismissed", "precision (smoothed)"):
-        table.add_column(col)
+    table = cli_tables.table("Detector precision from verdicts", [
+        ("detector", "id"), ("confirmed", "num"), ("dismissed", "num"), ("precision (smoothed)", "num")])
     for name, (p, c, x) in sorted(measured.items()):
         table.add_row(name, str(c), str(x), f"{p:.2f}")
     console.print(table)
@@ -399,7 +416,10 @@ def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write th
                     scale: Annotated[float, typer.Option(help="1.0 is about 50-100 thousand ledger rows")] = 1.0,
                     profile: Annotated[str, typer.Option(
                         help="Legitimate noise around the leakage: standard, shifted (twice the rates "
-                             "and magnitudes) or plain (none)")] = "standard"):
+                             "and magnitudes) or plain (none)")] = "standard",
+                    end: Annotated[Optional[str], typer.Option(
+                        help="Last day of the data (YYYY-MM-DD); default: yesterday")] = None,
+                    months: Annotated[int, typer.Option(help="Months of data up to --end")] = 6):
     """Write a realistic data set in the contract format, with injected leakage and truth.csv."""
     from sample_data.generator import generate
     from sample_data.legitimate.profile import PROFILES
@@ -408,9 +428,22 @@ def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write th
         _fail("--scale must be greater than zero", 2)
     if profile not in PROFILES:
         _fail(f"--profile must be one of {', '.join(PROFILES)}", 2)
-    summary = generate(out, seed=seed, scale=scale, profile=profile)
-    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows (seed {seed}, scale {scale}, "
+    if months < 1:
+        _fail("--months must be at least 1", 2)
+    last = _yesterday()
+    if end is not None:
+        try:
+            last = date.fromisoformat(end)
+        except ValueError:
+            _fail(f"--end {end!r} is not a date (2026-06-30)", 2)
+    summary = generate(out, seed=seed, scale=scale, profile=profile, end=last, months=months)
+    console.print(f"wrote {out}: {summary.ledger_rows:,} ledger rows up to {last} (seed {seed}, scale {scale}, "
                   f"profile {profile})")
+
+
+def _yesterday() -> date:
+    """The last day of new sample data: the day before the one the pages reckon stock "as of"."""
+    return get_settings().today() - timedelta(days=1)
 
 
 @app.command()
@@ -433,10 +466,14 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     data = folder / "data"
     if not (data / "ledger.csv").exists():
         console.print(f"generating sample data in {data} ...")
-        generate(data, seed=seed, scale=scale)
+        generate(data, seed=seed, scale=scale, end=_yesterday())
     report = _import(data, engine)
     console.print(f"imported: {report.entries_added:,} ledger entries added, "
                   f"{report.entries_already_present:,} already present")
+    last = _last_day(engine)
+    if last is not None and last < _yesterday():
+        console.print(f"[yellow]the demo data end on {last}[/yellow]: remove {folder} and run the demo again "
+                      "for data up to yesterday")
     _summary(engine)
     report = _scan(engine)
     from anomaly.export import query
@@ -452,6 +489,19 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
         serve_demo(engine, url, port)
 
 
+def _last_day(engine) -> date | None:
+    """The local day of the latest movement in the ledger, if any."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import func, select
+
+    from stock.models import LedgerEntry
+
+    with session_factory(engine, read_only=True)() as s:
+        last = s.scalar(select(func.max(LedgerEntry.occurred_at)))
+    return last.astimezone(ZoneInfo(get_settings().default_timezone)).date() if last is not None else None
+
+
 def _summary(engine) -> None:
     """What a facility manager and an auditor would look at first."""
     from sqlalchemy import func, select
@@ -460,11 +510,10 @@ def _summary(engine) -> None:
     from stock.queries import expiring, stock_positions
 
     with session_factory(engine, read_only=True)() as s:
-        last = s.scalar(select(func.max(LedgerEntry.occurred_at)))
-        if last is None:
+        if s.scalar(select(func.max(LedgerEntry.occurred_at))) is None:
             console.print("the ledger is empty")
             return
-        today = last.date()
+        today = get_settings().today()
         entries = s.scalar(select(func.count()).select_from(LedgerEntry))
         facilities = s.scalar(select(func.count()).select_from(Facility))
         positions = stock_positions(s, today=today, months=get_settings().amc_months)
@@ -477,16 +526,13 @@ def _summary(engine) -> None:
                   f"{facilities} facilities, {len(positions)} facility-items held, "
                   f"{len(out)} stocked out, {len(soon)} lots expiring within 90 days; "
                   f"hash chains {'[green]verified[/green]' if report.ok else '[red]BROKEN[/red]'}")
-    table = Table(title="Lowest months of stock")
-    for col in ("facility", "item", "on hand", "avg monthly use", "months of stock"):
-        table.add_column(col, justify="left" if col in ("facility", "item") else "right")
+    table = cli_tables.table("Lowest months of stock", [("facility", "id"), ("item", "id"), ("on hand", "num"),
+                                                        ("avg monthly use", "num"), ("months of stock", "num")])
     for p in low[:12]:
         table.add_row(p.facility_code, p.item_code, str(p.on_hand), str(p.amc), str(p.months_of_stock))
     console.print(table)
     if out:
-        table = Table(title=f"Stocked out ({len(out)})")
-        table.add_column("facility")
-        table.add_column("item")
+        table = cli_tables.table(f"Stocked out ({len(out)})", [("facility", "id"), ("item", "id")])
         for p in out[:12]:
             table.add_row(p.facility_code, p.item_code)
         console.print(table)

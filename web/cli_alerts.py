@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
+from web import cli_tables
 from sqlalchemy import delete, func, select
 
 from stock.db import session_factory
@@ -62,17 +62,16 @@ def jobs_list(db: DbOption = None):
         for job in JOBS:
             row = s.scalars(select(JobRun).where(JobRun.job == job).order_by(JobRun.started_at.desc())).first()
             last[job] = row
-    table = Table(title="Alert jobs")
-    for col in ("job", "schedule", "next run", "last run", "status", "what it does"):
-        table.add_column(col, overflow="fold")
+    table = cli_tables.table("Alert jobs", [("job", "id"), ("schedule", "text"), ("next run", "text"),
+                                            ("last run", "text"), ("status", "id"), ("what it does", "text")])
     for name, job in JOBS.items():
         schedule = (f"every {settings.alerts.interval_s}s" if settings.alerts.interval_s
                     else getattr(settings.alerts, job.cron_setting)) if name in active else "(not scheduled)"
         trigger_for(job, settings)  # a bad cron expression shows here, not first in the scheduler
         nxt = upcoming.get(name)
         row = last[name]
-        table.add_row(name, schedule, nxt.isoformat(timespec="seconds") if nxt else "-",
-                      row.started_at.isoformat(timespec="seconds") if row else "-",
+        table.add_row(name, schedule, nxt.isoformat(sep=" ", timespec="seconds") if nxt else "-",
+                      row.started_at.isoformat(sep=" ", timespec="seconds") if row else "-",
                       row.status if row else "-", job.description)
     cli.console.print(table)
 
@@ -101,17 +100,18 @@ def alerts_prefer(username: Annotated[str, typer.Argument(help="The user")],
                   channel: Annotated[str, typer.Argument(help="email, webhook or in_app")],
                   address: Annotated[Optional[str], typer.Option(help="E-mail address or webhook URL")] = None,
                   language: Annotated[Optional[str], typer.Option(help="en, fr or ar (default: the user's)")] = None,
-                  mode: Annotated[str, typer.Option(help="immediate or digest")] = "immediate",
+                  mode: Annotated[Optional[str], typer.Option(
+                      help="immediate or digest (default: digest for auditors, immediate for others)")] = None,
                   min_severity: Annotated[str, typer.Option(help="low, medium or high")] = "medium",
                   remove: Annotated[bool, typer.Option("--remove", help="Stop this channel")] = False,
                   db: DbOption = None):
     """Set how a user hears of alerts through one channel (a user may have several)."""
     from stock.models import LANGUAGES, User
-    from web.alerts.models import CHANNELS, MODES, SEVERITIES, AlertPreference
+    from web.alerts.models import CHANNELS, DIGEST_BY_DEFAULT, MODES, SEVERITIES, AlertPreference
 
     cli = _cli()
     problems = [(channel in CHANNELS, f"channel must be one of {', '.join(CHANNELS)}"),
-                (mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
+                (mode is None or mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
                 (min_severity in SEVERITIES, f"--min-severity must be one of {', '.join(SEVERITIES)}"),
                 (language is None or language in LANGUAGES, f"--language must be one of {', '.join(LANGUAGES)}"),
                 (channel == "in_app" or bool(address), f"a {channel} channel needs --address"),
@@ -128,6 +128,8 @@ def alerts_prefer(username: Annotated[str, typer.Argument(help="The user")],
             cli._fail(f"no user {username!r}")
         same = (AlertPreference.user_id == user.id, AlertPreference.channel == channel,
                 AlertPreference.address.is_(None) if address is None else AlertPreference.address == address)
+        if mode is None:  # auditors read findings in a weekly digest unless they ask for each one
+            mode = "digest" if user.role in DIGEST_BY_DEFAULT else "immediate"
         if remove:
             gone = s.execute(delete(AlertPreference).where(*same)).rowcount
             s.commit()
@@ -160,11 +162,11 @@ def alerts_list(db: DbOption = None,
             stmt = stmt.where(AlertDelivery.status == status)
         rows = s.execute(stmt).all()
         total = s.scalar(select(func.count()).select_from(AlertDelivery))
-    table = Table(title=f"Alert history ({len(rows)} of {total})")
-    for col in ("when", "to", "channel", "status", "tries", "title", "error"):
-        table.add_column(col, overflow="fold")
+    table = cli_tables.table(f"Alert history ({len(rows)} of {total})", [
+        ("when", "text"), ("to", "id"), ("channel", "text"), ("status", "id"), ("tries", "num"), ("title", "text"),
+        ("error", "text")])
     for d, username in rows:
-        table.add_row(d.created_at.isoformat(timespec="minutes"), username,
+        table.add_row(d.created_at.isoformat(sep=" ", timespec="minutes"), username,
                       d.channel + (f" {d.address}" if d.address else ""), d.status, str(d.attempts), d.title,
                       d.error or "")
     cli.console.print(table)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +23,7 @@ from stock.errors import DawaError, InvalidEntry, UnknownFacility
 from stock.masterdata import add_user
 from stock.models import LANGUAGES, ROLES, Facility, User
 from stock.settings import WebSettings, get_settings
-from web import audit, auth
+from web import audit, auth, cli_tables
 from web.models import ApiToken
 
 users_app = typer.Typer(help="Create, disable and list users; issue API tokens.", no_args_is_help=True,
@@ -183,9 +182,8 @@ def users_list(db: DbOption = None):
     with session_factory(cli._engine(db), read_only=True)() as s:
         rows = s.execute(select(User, Facility.code).outerjoin(Facility, Facility.id == User.facility_id)
                          .order_by(User.username)).all()
-    table = Table(title=f"Users ({len(rows)})")
-    for col in ("username", "name", "role", "scope", "active", "language"):
-        table.add_column(col)
+    table = cli_tables.table(f"Users ({len(rows)})", [("username", "id"), ("name", "text"), ("role", "id"),
+                                                      ("scope", "id"), ("active", "id"), ("language", "id")])
     for user, code in rows:
         scope = f"facility {code}" if code else (f"region {user.region}" if user.region else "national")
         table.add_row(user.username, user.display_name or "", user.role, scope,
@@ -227,11 +225,11 @@ def users_tokens(username: Annotated[str, typer.Argument()], db: DbOption = None
         except DawaError as exc:
             cli._fail(str(exc))
         rows = s.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)).all()
-    table = Table(title=f"API tokens of {username} ({len(rows)})")
-    for col in ("id", "name", "issued", "expires", "last used", "revoked"):
-        table.add_column(col)
+    table = cli_tables.table(f"API tokens of {username} ({len(rows)})", [
+        ("id", "num"), ("name", "text"), ("issued", "text"), ("expires", "text"), ("last used", "text"),
+        ("revoked", "text")])
     for t in rows:
-        table.add_row(str(t.id), t.name, *[v.isoformat(timespec="minutes") if v else "" for v in
+        table.add_row(str(t.id), t.name, *[v.isoformat(sep=" ", timespec="minutes") if v else "" for v in
                                            (t.created_at, t.expires_at, t.last_used_at, t.revoked_at)])
     cli.console.print(table)
 
@@ -337,9 +335,8 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
         rows = demo_users(s, settings.web)
         s.commit()
     port = port or settings.web.port
-    table = Table(title="Demo users (passwords are new on each run)")
-    for col in ("username", "role", "scope", "password"):
-        table.add_column(col)
+    table = cli_tables.table("Demo users (passwords are new on each run)", [
+        ("username", "id"), ("role", "id"), ("scope", "text"), ("password", "id")])
     for row in rows:
         table.add_row(*row)
     cli.console.print(table)

@@ -57,7 +57,7 @@ def _zone(request: Request, fac: Facility) -> ZoneInfo:
 
 
 def _today(request: Request, fac: Facility) -> date:
-    return datetime.now(_zone(request, fac)).date()
+    return request.app.state.settings.today(fac.timezone)
 
 
 def _items(db: Session) -> dict[str, Item]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -96,7 +94,7 @@ def home(request: Request, user: User = Depends(current_user), db: Session = Dep
     settings = request.app.state.settings
     facilities = visible_facilities(db, user)
     codes = {f.code for f in facilities}
-    today = datetime.now(ZoneInfo(settings.default_timezone)).date()
+    today = settings.today()
     scope = scope_of(user)
     own = facilities[0].code if scope.kind == "facility" and facilities else None
     positions = [p for p in stock_positions(db, today=today, months=settings.amc_months, facility_code=own)

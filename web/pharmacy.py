@@ -45,6 +45,7 @@ from web.access import (
     scope_of,
     visible_facilities,
 )
+from web.replenishment.pack_entry import in_base_units as in_packs, pack_by_gtin
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
@@ -400,7 +401,7 @@ def _scan_message(request: Request, exc: domain.BadScan) -> str:
     return _t(request, MSG_SCAN_UNREADABLE)
 
 
-def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bool:
+def _apply_scan(request: Request, db: Session, values: dict, errors: dict, *, packs: bool = False) -> bool:
     """Fill item, lot and expiry from the form's Scan field, keeping the pack's GTIN and serial in
     hidden fields. A scan that cannot be used is an error next to the field, with the scan kept;
     one that filled the form is cleared, ready for the next pack. True when a scan was applied."""
@@ -412,11 +413,14 @@ def _apply_scan(request: Request, db: Session, values: dict, errors: dict) -> bo
     except domain.BadScan as exc:
         errors["scan"] = _scan_message(request, exc)
         return False
-    item = item_by_gtin(db, scan.gtin)
+    item, pack = item_by_gtin(db, scan.gtin), None
+    if item is None and packs:  # a form counted in packs: a pack's GTIN names its item and pack
+        item, pack = pack_by_gtin(db, scan.gtin) or (None, None)
     if item is None:
         errors["scan"] = _t(request, MSG_SCAN_UNKNOWN_GTIN, gtin=scan.gtin)
         return False
-    values.update(item_code=item.code, scan_gtin=scan.gtin, serial_number=scan.serial_number or "", scan="")
+    values.update(item_code=item.code, scan_gtin=scan.gtin if pack is None else item.gtin or "",
+                  serial_number=scan.serial_number or "", scan="", pack=pack.name if pack else "")
     if scan.lot_number is not None:
         values["lot_number"] = scan.lot_number
     if scan.expiry_date is not None:
@@ -449,7 +453,7 @@ def scan_fill(request: Request, facility: str, page: str = "dispense",
         errors["scan"] = _t(request, MSG_SCAN_EMPTY)
         scanned = False
     else:
-        scanned = _apply_scan(request, db, values, errors)
+        scanned = _apply_scan(request, db, values, errors, packs=page == "receipt")
     if page == "receipt":
         return _receipt_page(request, fac, values, errors=errors, scanned=scanned)
     if scanned:
@@ -628,14 +632,14 @@ def receipt_submit(request: Request, facility: str, user: User = Depends(require
     fac = _acting(db, user, facility)
     values["entry_id"] = _form_id(values.get("entry_id"))
     errors: dict[str, str] = {}
-    scanned = _apply_scan(request, db, values, errors)
+    scanned = _apply_scan(request, db, values, errors, packs=True)
     if errors:
         return _receipt_page(request, fac, values, errors=errors, status=422)
     if scanned and not values.get("quantity", "").strip():
         return _receipt_page(request, fac, values, scanned=True)
     item = _item(request, db, values.get("item_code", ""), errors)
     serial = _scanned_pack(request, values, item, errors) if item is not None else None
-    quantity = _quantity(request, values.get("quantity", ""), errors)
+    quantity = in_packs(request, db, item, _quantity(request, values.get("quantity", ""), errors), values, errors)
     expiry = _parse_date(request, values.get("expiry_date", ""), errors, "expiry_date")
     if errors:
         return _receipt_page(request, fac, values, errors=errors, status=422)
@@ -693,7 +697,7 @@ def transfer_out_submit(request: Request, facility: str, user: User = Depends(re
     elif problem := rules.transfer_problem("transfer_out", fac.code, to):
         errors["counterparty_code"] = _said(request, problem)
     item = _item(request, db, values.get("item_code", ""), errors)
-    quantity = _quantity(request, values.get("quantity", ""), errors)
+    quantity = in_packs(request, db, item, _quantity(request, values.get("quantity", ""), errors), values, errors)
     lot_number = values.get("lot_number", "").strip()
     if item is not None and not any(c.lot_number == lot_number
                                     for c in fefo_lots(db, fac, item.code, _today(request, fac))):

@@ -326,6 +326,22 @@ def wants_fragment(request: Request) -> bool:
     return bool(request.headers.get("hx-request")) and not request.headers.get("hx-history-restore-request")
 
 
+def _unread(request: Request, user) -> int:
+    """How many in-app notifications the reader has not acknowledged, for the nav's badge."""
+    if user is None or getattr(user, "id", None) is None or "app" not in request.scope:
+        return 0
+    sessions = getattr(request.app.state, "read_sessions", None)
+    if sessions is None:
+        return 0
+    from sqlalchemy import func, select
+
+    from web.alerts.models import Notification
+
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(Notification)
+                        .where(Notification.user_id == user.id, Notification.acknowledged_at.is_(None))) or 0
+
+
 def render(request: Request, name: str, context: dict | None = None,
            status_code: int = 200) -> HTMLResponse:
     """Render template ``name`` for this request, in its language, with the user and CSRF token."""
@@ -342,6 +358,7 @@ def render(request: Request, name: str, context: dict | None = None,
         "gettext": _make_gettext(lang),
         "ngettext": _make_ngettext(lang),
     }
+    page["unread_notifications"] = _unread(request, page["user"])
     page.update(context or {})
     token = _current_lang.set(lang)
     try:

@@ -57,6 +57,9 @@ def apply(rng: np.random.Generator, net: Network, tl: Timeline, led: LedgerRows,
     store = late & (kind == WAREHOUSE)
     rec[store] = (day[store] + 1) * DAY + 8 * HOUR + jitter[store]
     rec = np.maximum(rec, t)
+    # The export is taken at the end of the period's last day: what would be keyed the next
+    # morning is keyed by then (a demo's data end yesterday, and nothing is recorded in the future).
+    rec = np.minimum(rec, tl.n_days * DAY - 1)
 
     # Never backwards within a facility, in file order.
     order = np.argsort(led.fac, kind="stable")

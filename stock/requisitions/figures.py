@@ -5,8 +5,9 @@ losses, adjustments (adjustments and counts, signed), closing balance, the days 
 of stock, and the average monthly consumption adjusted for stockout days.
 
 A correction (a reversal) counts under the kind of the entry it reverses, so a reversed dispensing
-lowers what was dispensed rather than showing as an adjustment. Months are calendar months in UTC,
-as stock.queries counts them.
+lowers what was dispensed rather than showing as an adjustment. Months are calendar months in the
+facility's time zone (``zone_of``: its own, else DAWA_DEFAULT_TIMEZONE), as the DHIS2 monthly
+figures count them: a dispensing at 23:30 on the last day of a month belongs to that month.
 
 Consumption is dispensed plus issued: for a store, what it sends on is what it uses up. A month's
 consumption is adjusted for the days the item was out: consumption × days ÷ (days − stockout days)
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
+
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from stock.quantities import SCALE
+from stock.settings import get_settings
 
 COLUMNS = ("opening", "received", "dispensed", "issued", "losses", "adjustments", "closing")
 _COLUMN_OF_KIND = {"receipt": "received", "transfer_in": "received", "dispense": "dispensed",
@@ -48,33 +52,51 @@ class ItemFigures:
     amc: Decimal
 
 
-def month_start(moment: datetime) -> datetime:
-    moment = moment.astimezone(timezone.utc)
-    return datetime(moment.year, moment.month, 1, tzinfo=timezone.utc)
+def zone_of(facility) -> ZoneInfo:
+    """The zone a facility's months are counted in: its own, else DAWA_DEFAULT_TIMEZONE."""
+    return ZoneInfo(facility.timezone or get_settings().default_timezone)
 
 
-def add_months(start: datetime, n: int) -> datetime:
-    index = start.year * 12 + start.month - 1 + n
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=timezone.utc)
+def month_start(moment: datetime, zone: tzinfo = timezone.utc) -> datetime:
+    """The first instant (in UTC) of the month ``moment`` falls in, months counted in ``zone``."""
+    local = moment.astimezone(zone)
+    return datetime(local.year, local.month, 1, tzinfo=zone).astimezone(timezone.utc)
 
 
-def period_bounds(period: str) -> tuple[datetime, datetime]:
-    """``YYYY-MM`` as its first instant and the first instant of the next month, in UTC."""
+def add_months(start: datetime, n: int, zone: tzinfo = timezone.utc) -> datetime:
+    """The first instant (in UTC) of the month ``n`` months after the one ``start`` falls in, in ``zone``."""
+    local = start.astimezone(zone)
+    index = local.year * 12 + local.month - 1 + n
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=zone).astimezone(timezone.utc)
+
+
+def period_label(moment: datetime, zone: tzinfo = timezone.utc) -> str:
+    """``YYYY-MM`` of the month ``moment`` falls in, in ``zone``."""
+    return moment.astimezone(zone).strftime("%Y-%m")
+
+
+def period_bounds(period: str, zone: tzinfo = timezone.utc) -> tuple[datetime, datetime]:
+    """``YYYY-MM`` as its first instant and the first instant of the next month (both in UTC), the
+    month's bounds being midnight in ``zone``."""
     year, month = (int(p) for p in period.split("-"))
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    return start, add_months(start, 1)
+    start = datetime(year, month, 1, tzinfo=zone).astimezone(timezone.utc)
+    return start, add_months(start, 1, zone)
 
 
 def _dec(milli: int) -> Decimal:
-    q = Decimal(milli) / SCALE
-    return q.quantize(Decimal(1)) if q == q.to_integral_value() else q.normalize()
+    whole, part = divmod(milli, SCALE)
+    if not part:  # most quantities are whole units: no decimal arithmetic
+        return Decimal(whole)
+    return (Decimal(milli) / SCALE).normalize()
 
 
 def facility_figures(session: Session, facility_id: int, *, start: datetime, end: datetime,
-                     amc_months: int) -> dict[int, ItemFigures]:
+                     amc_months: int, zone: tzinfo = timezone.utc) -> dict[int, ItemFigures]:
     """Figures of every item the facility has moved, over [start, end); the average monthly
-    consumption over the ``amc_months`` whole months before the month ``end`` falls in (or ends)."""
-    return figures_of(session, [facility_id], start=start, end=end, amc_months=amc_months).get(facility_id, {})
+    consumption over the ``amc_months`` whole months (in ``zone``) before the month ``end`` falls in
+    (or ends)."""
+    return figures_of(session, [facility_id], start=start, end=end, amc_months=amc_months,
+                      zone=zone).get(facility_id, {})
 
 
 SCAN_FROM = 10
@@ -84,46 +106,57 @@ several times the sequential read of them all."""
 
 
 def figures_of(session: Session, facility_ids: list[int], *, start: datetime, end: datetime,
-               amc_months: int) -> dict[int, dict[int, ItemFigures]]:
-    """``facility_figures`` of several facilities at once: {facility id: {item id: figures}}.
+               amc_months: int, zone: tzinfo = timezone.utc) -> dict[int, dict[int, ItemFigures]]:
+    """``facility_figures`` of several facilities at once (their months counted in one ``zone``):
+    {facility id: {item id: figures}}.
 
     Rows are read as the driver returns them (no per-row type conversion): quantities as integer
     thousandths, times as the stored text on SQLite (compared with bounds in the same text form)
-    or as timestamps on PostgreSQL; a time is parsed only where stock sat at zero."""
-    amc_end = month_start(end) if end != month_start(end) else end
-    amc_start = add_months(amc_end, -amc_months)
+    or as timestamps on PostgreSQL; a time is parsed only where stock sat at zero.
+
+    Only the rows from the window's start on are read. The balance at the start is the stock on
+    hand now (the balance table, the ledger's running total kept in the same transaction as every
+    entry) less what moved since: summing the older half of the ledger instead cost more than
+    everything else together."""
+    amc_end = month_start(end, zone)
+    amc_start = add_months(amc_end, -amc_months, zone)
     w0 = min(start, amc_start)
     sqlite = session.get_bind().dialect.name == "sqlite"
     key = _sqlite_key if sqlite else (lambda moment: moment)
     wanted = set(facility_ids)
     mark = ":{}" if sqlite else "%({})s"  # the drivers' own named parameters
-    only = "" if len(wanted) >= SCAN_FROM else \
-        f" AND facility_id IN ({', '.join(str(int(f)) for f in sorted(wanted))})"
+    among = "" if len(wanted) >= SCAN_FROM else f"facility_id IN ({', '.join(str(int(f)) for f in sorted(wanted))})"
     kind_of = dict(_rows(session, "SELECT e.reverses, t.kind FROM ledger_entry e JOIN ledger_entry t "
                                   "ON t.entry_id = e.reverses WHERE e.reverses IS NOT NULL", {}))
     openings = {(fac, item): int(total) for fac, item, total in _rows(
-        session, f"SELECT facility_id, item_id, SUM(effect) FROM ledger_entry WHERE occurred_at < {mark.format('w0')}"
-                 f"{only} GROUP BY facility_id, item_id", {"w0": key(w0)}) if fac in wanted}
+        session, f"SELECT facility_id, item_id, SUM(on_hand) FROM balance{' WHERE ' + among if among else ''} "
+                 "GROUP BY facility_id, item_id", {}) if fac in wanted}
     pairs: dict[tuple[int, int], list] = defaultdict(list)
+    k_end = key(end)
     for fac, item, kind, effect, at, reverses in _rows(
             session, "SELECT facility_id, item_id, kind, effect, occurred_at, reverses FROM ledger_entry "
-                     f"WHERE occurred_at >= {mark.format('w0')} AND occurred_at < {mark.format('end')}{only} "
-                     "ORDER BY id", {"w0": key(w0), "end": key(end)}):
+                     f"WHERE occurred_at >= {mark.format('w0')}{' AND ' + among if among else ''} ORDER BY id",
+            {"w0": key(w0)}):
         if fac in wanted:
-            pairs[fac, item].append((kind_of.get(reverses, kind) if reverses else kind, effect, at))
-    months = [(add_months(amc_start, n), add_months(amc_start, n + 1)) for n in range(amc_months)]
+            if at < k_end:
+                pairs[fac, item].append((kind_of.get(reverses, kind) if reverses else kind, effect, at))
+            else:
+                openings[fac, item] = openings.get((fac, item), 0) - effect
+    months = [(add_months(amc_start, n, zone), add_months(amc_start, n + 1, zone)) for n in range(amc_months)]
     bounds = Bounds(key, w0, start, end, months)
     out: dict[int, dict[int, ItemFigures]] = {f: {} for f in facility_ids}
     for fac, item in sorted(set(openings) | set(pairs)):
         rows = pairs.get((fac, item), [])
         rows.sort(key=_AT)  # storage order is recording order; some were entered after the fact
-        figures = _item(item, openings.get((fac, item), 0), rows, bounds)
+        opening = openings.get((fac, item), 0) - sum(map(_EFFECT, rows))
+        figures = _item(item, opening, rows, bounds)
         if _moved(figures):
             out[fac][item] = figures
     return out
 
 
 _AT = itemgetter(2)
+_EFFECT = itemgetter(1)
 
 
 def _rows(session: Session, sql: str, params: dict) -> list[tuple]:
@@ -216,4 +249,5 @@ def _item(item_id: int, balance: int, entries: list, b: Bounds) -> ItemFigures:
                        stockout_days=round(out_s[-1] / DAY_S), amc=_dec(int(amc_milli)))
 
 
-__all__ = ["ItemFigures", "COLUMNS", "facility_figures", "figures_of", "SCAN_FROM", "period_bounds", "month_start", "add_months"]
+__all__ = ["ItemFigures", "COLUMNS", "facility_figures", "figures_of", "SCAN_FROM", "period_bounds", "period_label",
+           "month_start", "add_months", "zone_of"]

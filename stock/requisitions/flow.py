@@ -22,6 +22,7 @@ from stock.errors import InvalidEntry
 from stock.models import Item
 from stock.requisitions.errors import InvalidLine, UnknownRequisition, WrongState
 from stock.requisitions.models import Requisition, RequisitionEvent, RequisitionLine
+from stock.requisitions.notes import encode, part
 
 STEPS = {
     # action: (states it may start from, state after)
@@ -122,10 +123,11 @@ def change(session: Session, req: Requisition, decisions: list[Decision], *, by:
     for view, d in _by_code(session, req, decisions):
         reason = _reason(d, view.line.suggested, "requested")
         if d.quantity != view.line.requested or reason != view.line.request_reason:
-            notes.append(f"{d.item_code}: {view.line.requested} → {d.quantity}" + (f" ({reason})" if reason else ""))
+            notes.append(part("quantity", item=d.item_code, before=view.line.requested, after=d.quantity,
+                              reason=reason))
             view.line.requested, view.line.request_reason = d.quantity, reason
     if notes:
-        record(session, req, "changed", by, note="; ".join(notes), now=now)
+        record(session, req, "changed", by, note=encode(notes), now=now)
 
 
 def submit(session: Session, req: Requisition, *, by: str, now: datetime | None = None) -> None:
@@ -147,14 +149,15 @@ def approve(session: Session, req: Requisition, decisions: list[Decision], *, by
         view.line.approved = d.quantity if d else view.line.requested
         view.line.approval_reason = reason
         if view.line.approved != view.line.requested:
-            notes.append(f"{view.item.code}: {view.line.requested} → {view.line.approved} ({reason})")
-    record(session, req, "approved", by, note="; ".join(notes) or None, now=now)
+            notes.append(part("quantity", item=view.item.code, before=view.line.requested, after=view.line.approved,
+                              reason=reason))
+    record(session, req, "approved", by, note=encode(notes), now=now)
 
 
 def reject(session: Session, req: Requisition, *, reason: str, by: str, now: datetime | None = None) -> None:
     if not (reason or "").strip():
         raise InvalidEntry("a rejection needs a reason", field="reason")
-    record(session, req, "rejected", by, note=reason.strip(), now=now)
+    record(session, req, "rejected", by, note=encode([part("text", text=reason.strip())]), now=now)
 
 
 __all__ = ["STEPS", "record", "get", "lines", "timeline", "LineView", "Decision", "change", "submit", "approve",

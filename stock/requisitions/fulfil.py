@@ -29,6 +29,7 @@ from stock.models import Balance, Facility, Item, LedgerEntry, Lot
 from stock.requisitions.errors import InvalidLine, WrongState
 from stock.requisitions.flow import lines, record
 from stock.requisitions.models import Requisition, RequisitionLine, RequisitionShipment
+from stock.requisitions.notes import encode, part
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def fulfil(session: Session, req: Requisition, *, by: str, now: datetime | None 
             session.add(shipment)
             shipped.append(shipment)
     session.flush()
-    record(session, req, "shipped", by, note=req.waybill, now=now)
+    record(session, req, "shipped", by, note=encode([part("waybill", waybill=req.waybill)]), now=now)
     return shipped
 
 
@@ -165,10 +166,10 @@ def receive(session: Session, req: Requisition, arrivals: list[Arrival], *, by: 
                 reason=f"damaged on delivery, waybill {req.waybill}" + (f": {s.note}" if s.note else ""),
                 document_number=req.waybill), now=now)
         if a.received != s.quantity or a.damaged:
-            notes.append(f"{item.code} {lot.lot_number}: {a.received}/{s.quantity}"
-                         + (f", {a.damaged} damaged" if a.damaged else ""))
+            notes.append(part("arrival", item=item.code, lot=lot.lot_number, received=a.received, shipped=s.quantity,
+                              damaged=a.damaged))
     session.flush()
-    record(session, req, "received", by, note="; ".join(notes) or None, now=now)
+    record(session, req, "received", by, note=encode(notes), now=now)
 
 
 __all__ = ["fefo_pick", "fulfil", "receive", "shipments", "ShipmentView", "Arrival", "Pick", "waybill_of"]

@@ -2,7 +2,7 @@
 
 A regular requisition covers one whole month that has ended; an emergency one is prepared between
 periods, from the start of the current month to now, and asks only for items at or below their
-minimum. The suggested quantity brings stock up to the maximum: AMC × maximum months − closing
+minimum. Months are the facility's own (its time zone, else DAWA_DEFAULT_TIMEZONE). The suggested quantity brings stock up to the maximum: AMC × maximum months − closing
 balance, rounded up to whole base units, never below zero. It starts as the requested quantity.
 """
 
@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Facility
 from stock.requisitions.errors import RequisitionExists
-from stock.requisitions.figures import ItemFigures, facility_figures, figures_of, month_start, period_bounds
+from stock.requisitions.figures import (ItemFigures, facility_figures, figures_of, month_start, period_bounds,
+                                        period_label, zone_of)
 from stock.requisitions.flow import record
 from stock.requisitions.levels import Levels, level_book, status_of
 from stock.requisitions.models import Requisition, RequisitionLine
@@ -41,7 +42,7 @@ def supplier_of(facility: Facility, session: Session) -> Facility:
 def _regular(session: Session, facility: Facility, period: str | None, now: datetime) -> tuple[datetime, datetime, str]:
     if not period or not PERIOD.match(period):
         raise InvalidEntry("the period must be a month written YYYY-MM", field="period")
-    start, end = period_bounds(period)
+    start, end = period_bounds(period, zone_of(facility))
     if end > now:
         raise InvalidEntry(f"the period {period} has not ended yet; an emergency requisition can be made now",
                            field="period")
@@ -57,26 +58,34 @@ def prepare(session: Session, facility: Facility, *, by: str, period: str | None
     emergency one up to ``now``."""
     now = now or datetime.now(timezone.utc)
     supplier = supplier_of(facility, session)
+    zone = zone_of(facility)
     if emergency:
-        start, end = month_start(now), now
-        period = start.strftime("%Y-%m")
+        start, end = month_start(now, zone), now
+        period = period_label(now, zone)
         n = session.scalar(select(func.count()).select_from(Requisition).where(
             Requisition.facility_id == facility.id, Requisition.period == period, Requisition.emergency)) or 0
         number = f"REQ-{facility.code}-{period}-E{n + 1}"
     else:
         start, end, number = _regular(session, facility, period, now)
-    figures = facility_figures(session, facility.id, start=start, end=end, amc_months=amc_months)
+    figures = facility_figures(session, facility.id, start=start, end=end, amc_months=amc_months, zone=zone)
     return _create(session, facility, supplier, number, period, emergency, figures, by=by, now=now)
 
 
 def prepare_all(session: Session, facilities: list[Facility], *, by: str, period: str, amc_months: int = 3,
                 now: datetime | None = None) -> list[Requisition]:
     """The regular requisitions of many facilities for one period (a store preparing those of the
-    facilities it supplies), their figures read from the ledger in one pass."""
+    facilities it supplies), their figures read from the ledger in one pass per time zone."""
     now = now or datetime.now(timezone.utc)
     heads = [(fac, supplier_of(fac, session), *_regular(session, fac, period, now)) for fac in facilities]
-    start, end = period_bounds(period)
-    figures = figures_of(session, [fac.id for fac in facilities], start=start, end=end, amc_months=amc_months)
+    zones: dict[str, list[Facility]] = {}
+    for fac in facilities:
+        zones.setdefault(zone_of(fac).key, []).append(fac)
+    figures: dict[int, dict[int, ItemFigures]] = {}
+    for members in zones.values():
+        zone = zone_of(members[0])
+        start, end = period_bounds(period, zone)
+        figures |= figures_of(session, [fac.id for fac in members], start=start, end=end, amc_months=amc_months,
+                              zone=zone)
     return [_create(session, fac, supplier, number, period, False, figures[fac.id], by=by, now=now)
             for fac, supplier, _, _, number in heads]
 

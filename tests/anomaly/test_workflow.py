@@ -12,7 +12,7 @@ from anomaly import scan
 from anomaly.export import query
 from anomaly.flags import UnknownFlag, detector_precision
 from anomaly.models import Flag, FlagEvent, Verdict
-from anomaly.workflow import ACTIONS, TRANSITIONS, IllegalTransition, act, allowed_actions, timeline
+from anomaly.workflow import ACTIONS, TRANSITIONS, CommentRequired, IllegalTransition, act, allowed_actions, timeline
 from stock.errors import InvalidEntry
 from stock.importer import import_dataset
 from stock.models import User
@@ -72,7 +72,7 @@ def test_full_path_and_timeline(session, flags):
 def test_illegal_transitions_are_refused_naming_state_and_action(session, flags, state_path, action):
     fid = flags[1]
     for i, step in enumerate(state_path):
-        act(session, fid, step, by="aud1", assignee="aud1" if step == "assign" else None, now=at(i))
+        act(session, fid, step, by="aud1", assignee="aud1" if step == "assign" else None, comment="seen", now=at(i))
     session.commit()
     state = session.get(Flag, fid).status
     before = session.scalar(select(func.count()).select_from(FlagEvent))
@@ -131,7 +131,7 @@ def test_verdicts_update_precision_and_ranking(session, flags):
 def test_reopening_by_a_scan_enters_the_timeline(session, flags):
     fid = flags[3]
     act(session, fid, "assign", by="aud1", assignee="aud1", now=at(1))
-    act(session, fid, "dismiss", by="aud1", now=at(2))
+    act(session, fid, "dismiss", by="aud1", comment="a known referral", now=at(2))
     session.commit()
     # What anomaly.flags.persist does when a scan finds new evidence for a dismissed flag.
     flag = session.get(Flag, fid)
@@ -144,3 +144,23 @@ def test_reopening_by_a_scan_enters_the_timeline(session, flags):
     steps = [(t.action, t.by, t.from_state, t.to_state, t.recorded) for t in timeline(session, fid)]
     assert steps == [("assign", "aud1", "open", "assigned", True), ("dismiss", "aud1", "assigned", "dismissed", True),
                      ("reopen", "scan", "dismissed", "open", True), ("assign", "aud2", "open", "assigned", True)]
+
+
+@pytest.mark.parametrize("action", ["dismiss", "escalate"])
+@pytest.mark.parametrize("comment", [None, "", "   "])
+def test_dismissing_or_escalating_needs_a_comment(session, flags, action, comment):
+    fid = flags[2]
+    act(session, fid, "assign", by="aud1", assignee="aud1", now=at(1))
+    session.commit()
+    before = session.scalar(select(func.count()).select_from(FlagEvent))
+    with pytest.raises(CommentRequired) as exc:
+        act(session, fid, action, by="aud1", comment=comment, now=at(2))
+    assert exc.value.field == "comment" and exc.value.action == action
+    assert f"say why you {action} this flag" in exc.value.message
+    session.rollback()
+    assert session.get(Flag, fid).status == "assigned"
+    assert session.scalar(select(func.count()).select_from(FlagEvent)) == before
+    assert session.scalars(select(Verdict).where(Verdict.flag_id == fid)).first() is None
+    # Confirming needs none: the evidence speaks for itself.
+    act(session, fid, "confirm", by="aud1", now=at(3))
+    assert session.get(Flag, fid).status == "confirmed"

@@ -146,9 +146,10 @@ def test_command_lines_take_the_profile(tmp_path, capsys):
 
     summary = main([str(tmp_path / "a"), "--seed", "5", "--scale", "0.02", "--months", "2", "--profile", "shifted"])
     assert summary.profile == "shifted" and "legitimate behaviours (shifted)" in capsys.readouterr().out
-    result = CliRunner().invoke(app, ["sample-data", str(tmp_path / "b"), "--scale", "0.02", "--profile", "shifted"])
+    result = CliRunner().invoke(app, ["sample-data", str(tmp_path / "b"), "--scale", "0.02", "--profile", "shifted",
+                                      "--end", "2026-06-30"])
     assert result.exit_code == 0, result.output
-    generate(tmp_path / "c", seed=1, scale=0.02, profile="shifted")
+    generate(tmp_path / "c", seed=1, scale=0.02, profile="shifted", end=date(2026, 6, 30))
     assert (tmp_path / "b" / "ledger.csv").read_bytes() == (tmp_path / "c" / "ledger.csv").read_bytes()
     bad = CliRunner().invoke(app, ["sample-data", str(tmp_path / "d"), "--profile", "noisy"])
     assert bad.exit_code == 2

@@ -219,3 +219,13 @@ def test_two_stores_clerks_shipping_at_once_ship_once(Session):
     with Session() as s:
         outs = s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "transfer_out")).all()
         assert sum(o.quantity for o in outs) == 102  # the suggested quantity, once
+
+
+def test_timeline_notes_are_stored_as_keys_and_values():
+    from stock.requisitions.notes import Part, decode, encode, part
+
+    parts = [part("quantity", item="MOR10", before=Decimal(23), after=Decimal(60), reason="new ward"),
+             part("text", text='[{"m": "not a key"}]')]
+    assert decode(encode(parts)) == parts
+    assert decode("MOR10: 23 → 60") == [Part("text", {"text": "MOR10: 23 → 60"})]  # written before keys
+    assert encode([]) is None and decode(None) == []

@@ -103,7 +103,7 @@ MATRIX = [
     Row("GET", "/pharmacy", PHARMACY_STAFF_ANYWHERE, ok=303),
     Row("GET", "/pharmacy/choose", PHARMACY_STAFF_ANYWHERE),
     *[Row("GET", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF)
-      for page in ("dispense", "items", "lots", "prescriptions", "receipt", "transfer-out", "transfers-in", "loss",
+      for page in ("dispense", "items", "lots", "packs", "prescriptions", "receipt", "transfer-out", "transfers-in", "loss",
                    "count", "today")],
     *[Row("POST", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF, ok=422, form={})
       for page in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count")],

@@ -75,3 +75,26 @@ def test_acknowledging_needs_the_csrf_token(live_server):
 def test_notifications_need_a_login(live_server):
     r = live_server.client().get("/notifications")
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+def _badge(html: str) -> str | None:
+    link = re.search(r'<a href="/notifications" id="nav-notifications"[^>]*>(.*?)</a>', html, re.S)
+    assert link, "every signed-in page links to the notifications"
+    count = re.search(r'class="badge badge-unread"[^>]*>([^<]+)<', link.group(1))
+    return count.group(1) if count else None
+
+
+def test_the_nav_links_to_notifications_with_the_unread_count_on_every_page(live_server):
+    ids = alerted(live_server)
+    c = live_server.login("manager_h1")
+    for path in ("/", "/stock", "/notifications"):
+        assert _badge(c.get(path, follow_redirects=True).text) == "1", path
+    ar = live_server.login("manager_tripoli")
+    assert _badge(ar.get("/").text) == "1"
+    quiet = live_server.login("pharm_h1")
+    assert _badge(quiet.get("/").text) is None
+
+    token = page_csrf(c, "/notifications")
+    c.post(f"/notifications/{ids['manager_h1']}/ack", data={"csrf_token": token})
+    assert _badge(c.get("/").text) is None
+    assert _badge(ar.get("/").text) == "1"  # another reader's count is their own

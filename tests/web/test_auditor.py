@@ -226,3 +226,41 @@ def test_case_export(server):
     with server.Session() as s:
         assert s.scalars(select(AuditRecord).where(AuditRecord.action == "flag_exported",
                                                    AuditRecord.object_id == fid)).all()
+
+
+def test_dismiss_and_escalate_without_a_comment_are_refused_in_the_readers_language(server):
+    from tests.web.conftest import page_csrf
+
+    nat = server.login("aud_nat")
+    fid = _flags(nat)[0]["flag_id"]
+    headers = _api_csrf(nat)
+    assert nat.post(f"/api/v1/flags/{fid}/actions", json={"action": "assign", "assignee": "aud_nat"},
+                    headers=headers).json()["status"] == "assigned"
+    for action in ("dismiss", "escalate"):
+        r = nat.post(f"/api/v1/flags/{fid}/actions", json={"action": action, "comment": "  "}, headers=headers)
+        assert r.status_code == 422 and r.json()["error"] == {
+            "field": "comment", "message": f"say why you {action} this flag: a comment is required"}
+
+    expected = {
+        "en": {"dismiss": "Say why you dismiss this flag: a comment is required.",
+               "escalate": "Say why you escalate this flag: a comment is required."},
+        "fr": {"dismiss": "Dites pourquoi vous écartez cette alerte : un commentaire est requis.",
+               "escalate": "Dites pourquoi vous transmettez cette alerte : un commentaire est requis."},
+        "ar": {"dismiss": "اذكر سبب رفض هذا التنبيه: التعليق مطلوب.",
+               "escalate": "اذكر سبب تصعيد هذا التنبيه: التعليق مطلوب."},
+    }
+    for lang, messages in expected.items():
+        assert nat.post("/language", data={"lang": lang, "csrf_token": page_csrf(nat)}).status_code == 303
+        for action, message in messages.items():
+            page = nat.post(f"/flags/{fid}/actions", data={"action": action, "comment": "",
+                                                          "csrf_token": page_csrf(nat, f"/flags/{fid}")})
+            assert page.status_code == 422
+            assert message in page.text, (lang, action)
+    with server.Session() as s:
+        assert s.get(Flag, fid).status == "assigned"
+    # With a comment, it goes through.
+    page = nat.post(f"/flags/{fid}/actions", data={"action": "dismiss", "comment": "a referral, seen on paper",
+                                                  "csrf_token": page_csrf(nat, f"/flags/{fid}")})
+    assert page.status_code == 303
+    with server.Session() as s:
+        assert s.get(Flag, fid).status == "dismissed"

@@ -5,6 +5,7 @@ reconcile, stock levels)."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -237,3 +238,36 @@ def test_requisition_as_fhir_supply_requests(live_server):
         "urn:dawa:fhir:requested-quantity": 50, "urn:dawa:fhir:decision-reason": "store stock is low"}
     assert (res["deliverFrom"]["identifier"]["value"], res["deliverTo"]["identifier"]["value"]) == ("WH-C", "H1")
     assert api(live_server, "pharm_hc2").get(f"/api/v1/requisitions/{number}/fhir").status_code == 404
+
+
+def test_timeline_notes_are_in_the_reader_s_language(live_server):
+    pharm, region, number = drafted(live_server, 50, "new ward opens")
+    assert pharm.post(f"/api/v1/requisitions/{number}/submit").status_code == 200
+    assert region.post(f"/api/v1/requisitions/{number}/approve",
+                       json={"lines": [{"item_code": "MOR10", "quantity": 40, "reason": "store stock is low"}]}
+                       ).status_code == 200
+    shipped = region.post(f"/api/v1/requisitions/{number}/fulfil").json()
+    lb, la = (s["shipment_id"] for s in shipped["shipments"])
+    assert pharm.post(f"/api/v1/requisitions/{number}/receive",
+                      json={"lines": [{"shipment_id": lb, "received": 28, "damaged": 2},
+                                      {"shipment_id": la, "received": 9}]}).status_code == 200
+    said = {}
+    for lang in ("en", "fr", "ar"):
+        pharm.headers["Accept-Language"] = lang
+        timeline = pharm.get(f"/api/v1/requisitions/{number}").json()["timeline"]
+        said[lang] = {e["action"]: e["note"] for e in timeline}
+        page = pharm.get(f"/requisitions/{number}").text
+        for note in said[lang].values():
+            if note:
+                assert html.escape(note, quote=False) in page
+    assert said["en"]["changed"] == "MOR10: 0 → 50 (new ward opens)"
+    assert said["en"]["approved"] == "MOR10: 50 → 40 (store stock is low)"
+    assert said["en"]["shipped"] == "waybill WB-H1-2026-03"
+    assert said["en"]["received"] == "MOR10 lot LB: 28 of 30 received, 2 damaged; MOR10 lot LA: 9 of 10 received"
+    assert said["fr"]["approved"] == "MOR10 : 50 → 40 (store stock is low)"  # the reason stays as written
+    assert said["fr"]["received"] == "MOR10 lot LB : 28 reçus sur 30, dont 2 endommagés ; MOR10 lot LA : 9 reçus sur 10"
+    assert said["fr"]["shipped"] == "bordereau de livraison WB-H1-2026-03"
+    assert said["ar"]["received"] == "MOR10، الدفعة LB: استُلم 28 من 30، منها 2 تالف؛ MOR10، الدفعة LA: استُلم 9 من 10"
+    assert said["ar"]["shipped"] == "بوليصة الشحن WB-H1-2026-03"
+    parts = pharm.get(f"/api/v1/requisitions/{number}").json()["timeline"][1]["note_parts"]
+    assert parts == [{"kind": "quantity", "item": "MOR10", "before": "0", "after": "50", "reason": "new ward opens"}]

@@ -25,11 +25,13 @@ from stock.models import Facility, User
 from stock.settings import Settings
 from web.access import scope_of
 from web.alerts.channels import SENDERS, Outgoing, add_notification, with_retries
-from web.alerts.messages import Message, render
+from web.alerts.messages import SEVERITY_WORDS, Message, render
 from web.alerts.models import SEVERITIES, AlertDelivery, AlertPreference, AlertState
 
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
 DEFAULT_MIN_SEVERITY = "medium"
+BATCH_LINES = 30
+"""Alerts listed one by one in a run's message; any more are counted."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Tally:
     sent: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    told: dict[tuple, list[tuple[Route, AlertDelivery, Message]]] = field(default_factory=dict)
+    """This run's immediate alerts per recipient and channel, until ``close_run`` sends each one
+    message."""
 
 
 def transition(session: Session, key: str, kind: str, active: bool, now: datetime, *,
@@ -122,31 +127,86 @@ def routes_for(session: Session, user: User) -> list[Route]:
 
 
 def announce(session: Session, alert: Alert, now: datetime, tally: Tally) -> None:
-    """Write the alert for everyone it concerns: in-app at once, others pending or held for digest."""
+    """Write the alert for everyone it concerns: held for a digest, or kept for the one message
+    each recipient gets at the end of the run (``close_run``)."""
     for user in recipients(session, alert.audience, alert.facility):
         for route in routes_for(session, user):
             if RANK[alert.severity] < RANK[route.min_severity]:
                 continue
             message = render(alert.kind, route.language, alert.params)
-            _record(session, route, alert.key, alert.kind, alert.severity, message, alert.link, now, tally,
-                    hold=route.mode == "digest")
+            if route.mode == "digest":
+                _record(session, route, alert.key, alert.kind, alert.severity, message, alert.link, now, tally,
+                        hold=True)
+                continue
+            row = _row(route, alert.key, alert.kind, alert.severity, message, alert.link, now)
+            session.add(row)
+            tally.told.setdefault((user.id, route.preference_id, route.channel, route.address, route.language),
+                                  []).append((route, row, message))
 
 
-def _record(session: Session, route: Route, key: str, kind: str, severity: str, message: Message,
-            link: str | None, now: datetime, tally: Tally, *, hold: bool = False) -> AlertDelivery:
-    row = AlertDelivery(created_at=now, user_id=route.user.id, preference_id=route.preference_id,
-                        alert_key=key, kind=kind, severity=severity, title=message.title[:300],
-                        body=message.body, link=link, channel=route.channel, address=route.address,
-                        language=message.language, status="pending", attempts=0)
-    if hold:
-        row.status = "held"
-        tally.held += 1
-    elif route.channel == "in_app":
-        add_notification(session, route.user.id, message, link, key, now)
+def close_run(session: Session, settings: Settings, now: datetime, tally: Tally) -> None:
+    """Give each recipient one message per channel for everything this run told them: the alert
+    itself when there is one, else one message listing them all (each alert's own row is kept in
+    the history, marked ``digested`` into it). A scan that raises forty flags is one e-mail."""
+    for (user_id, pref_id, channel, address, language), told in tally.told.items():
+        route = told[0][0]
+        if len(told) == 1:
+            _, row, message = told[0]
+            _settle(session, route, row, message, now, tally)
+            continue
+        for _, row, _ in told:
+            row.status = "digested"
+        severity = max((row.severity for _, row, _ in told), key=RANK.__getitem__)
+        # Strongest first; past BATCH_LINES the rest are counted, and the link leads to them all.
+        ranked = sorted(told, key=lambda t: -RANK[t[1].severity])
+        lines = [_line(row, message) for _, row, message in ranked[:BATCH_LINES]]
+        if len(told) > BATCH_LINES:
+            lines.append(render("batch_more", language, {"more": str(len(told) - BATCH_LINES)}).body)
+        message = render("batch", language, {"count": str(len(told)), "lines": "\n".join(lines)})
+        where = "/flags" if all(row.kind == "flag" for _, row, _ in told) else "/notifications"
+        _record(session, route, f"run:{user_id}:{now.isoformat(timespec='seconds')}", "batch", severity, message,
+                settings.alerts.base_url.rstrip("/") + where, now, tally)
+    tally.told.clear()
+    session.flush()
+
+
+def _line(row: AlertDelivery, message: Message) -> str:
+    """One alert in a list of several: severity, title, the first line of what it says, link."""
+    first = message.body.split("\n", 1)[0]
+    if len(first) > 240:
+        first = first[:239] + "…"
+    word = SEVERITY_WORDS[message.language].get(row.severity, row.severity)
+    colon = " : " if message.language == "fr" else ": "
+    return f"- [{word}] {message.title}{colon}{first}" + (f" ({row.link})" if row.link else "")
+
+
+def _row(route: Route, key: str, kind: str, severity: str, message: Message, link: str | None,
+         now: datetime) -> AlertDelivery:
+    return AlertDelivery(created_at=now, user_id=route.user.id, preference_id=route.preference_id,
+                         alert_key=key, kind=kind, severity=severity, title=message.title[:300],
+                         body=message.body, link=link, channel=route.channel, address=route.address,
+                         language=message.language, status="pending", attempts=0)
+
+
+def _settle(session: Session, route: Route, row: AlertDelivery, message: Message, now: datetime,
+            tally: Tally) -> None:
+    """An in-app message is delivered by writing it; others wait, pending, for ``deliver_pending``."""
+    if route.channel == "in_app":
+        add_notification(session, route.user.id, message, row.link, row.alert_key, now)
         row.status, row.attempts, row.sent_at = "sent", 1, now
         tally.in_app += 1
     else:
         tally.queued += 1
+
+
+def _record(session: Session, route: Route, key: str, kind: str, severity: str, message: Message,
+            link: str | None, now: datetime, tally: Tally, *, hold: bool = False) -> AlertDelivery:
+    row = _row(route, key, kind, severity, message, link, now)
+    if hold:
+        row.status = "held"
+        tally.held += 1
+    else:
+        _settle(session, route, row, message, now, tally)
     session.add(row)
     return row
 

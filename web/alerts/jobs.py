@@ -25,7 +25,8 @@ from stock.queries import expiring, stock_positions
 from stock.pseudonyms import patient_key, pseudonymise_text
 from stock.settings import Settings
 from web import audit_chain, witness
-from web.alerts.dispatch import Alert, Tally, announce, deliver_pending, resolve_missing, send_digests, transition
+from web.alerts.dispatch import (Alert, Tally, announce, close_run, deliver_pending, resolve_missing, send_digests,
+                                 transition)
 from web.alerts.models import AlertState
 from web.interop.dhis2_push import push_job
 
@@ -67,6 +68,7 @@ def _num(value: Decimal | float | int) -> str:
 
 
 def _finish(session: Session, settings: Settings, now: datetime, tally: Tally) -> None:
+    close_run(session, settings, now, tally)
     session.commit()
     deliver_pending(session, settings, now, tally)
 
@@ -114,8 +116,8 @@ def _today(settings: Settings, now: datetime):
 
 
 def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResult:
-    """Stockouts, stock below the minimum months, lots coming within 30/60/90 days of expiry and
-    recent counts short of book, each told once to the facility's managers (and its region's and
+    """Stockouts, stock below the minimum months, lots coming within 30/60/90 days of expiry, lots
+    past it still on hand, and recent counts short of book, each told once to the facility's managers (and its region's and
     national managers)."""
     tally = Tally()
     today = _today(settings, now)
@@ -146,6 +148,15 @@ def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResu
         for lot in expiring(session, within_days=buckets[-1], today=today):
             fac, item = facilities[lot.facility_code], items[lot.item_code]
             days_left = (lot.expiry_date - today).days
+            lot_params = {"facility": fac.code, "facility_name": fac.name, "item": item.code,
+                          "item_name": item.name, "unit": item.unit, "lot": lot.lot_number or "-",
+                          "expiry": lot.expiry_date.isoformat(), "on_hand": _num(lot.on_hand)}
+            if days_left < 0:
+                # Past its date it no longer "expires within" anything: it has expired, and waits
+                # to be written off.
+                check(f"expired:{fac.code}:{item.code}:{lot.lot_number}", "expired", "high", fac, lot_params,
+                      _link(settings, f"/stock?facility={fac.code}&item={item.code}"))
+                continue
             reached = [i for i, n in enumerate(buckets) if days_left <= n]
             # Only the nearest threshold newly crossed is told; wider ones are recorded quietly.
             started = [i for i in reached
@@ -157,12 +168,10 @@ def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResu
                 i = min(started)
                 key = f"expiring_{buckets[i]}:{fac.code}:{item.code}:{lot.lot_number}"
                 tally.started += 1
-                announce(session, Alert(key, "expiring", severities[i], fac, MANAGERS, {
-                    "facility": fac.code, "facility_name": fac.name, "item": item.code,
-                    "item_name": item.name, "unit": item.unit, "lot": lot.lot_number or "-",
-                    "expiry": lot.expiry_date.isoformat(), "days": str(buckets[i]),
-                    "on_hand": _num(lot.on_hand)}, _link(settings, f"/stock?facility={fac.code}&item={item.code}")),
-                    now, tally)
+                announce(session, Alert(key, "expiring", severities[i], fac, MANAGERS,
+                                        {**lot_params, "days": str(buckets[i])},
+                                        _link(settings, f"/stock?facility={fac.code}&item={item.code}")),
+                         now, tally)
 
     since = now - timedelta(days=settings.alerts.count_lookback_days)
     counts = session.execute(
@@ -182,7 +191,7 @@ def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResu
                 "entry_id": e.entry_id, "recorded_by": e.recorded_by},
                 _link(settings, f"/stock?facility={fac.code}&item={item.code}")), now, tally)
 
-    kinds = ["stockout", "low_stock", *(f"expiring_{n}" for n in buckets)]
+    kinds = ["stockout", "low_stock", "expired", *(f"expiring_{n}" for n in buckets)]
     tally.resolved = resolve_missing(session, kinds, present, now)
     _finish(session, settings, now, tally)
     return JobResult.of("stock", tally, f"as of {today}")

@@ -49,6 +49,17 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
                "الدفعة {lot} من {item_name} في {facility_name} تنتهي صلاحيتها في {expiry}: "
                "{on_hand} {unit} في المخزون."),
     },
+    "expired": {
+        "en": ("Lot {lot} of {item} expired on {expiry} at {facility}",
+               "Lot {lot} of {item_name} at {facility_name} expired on {expiry}: {on_hand} {unit} still on hand, "
+               "to be written off."),
+        "fr": ("Le lot {lot} de {item} a expiré le {expiry} à {facility}",
+               "Le lot {lot} de {item_name} à {facility_name} a expiré le {expiry} : {on_hand} {unit} encore en "
+               "stock, à sortir en perte."),
+        "ar": ("الدفعة {lot} من {item} انتهت صلاحيتها في {expiry} في {facility}",
+               "الدفعة {lot} من {item_name} في {facility_name} انتهت صلاحيتها في {expiry}: لا يزال {on_hand} {unit} "
+               "في المخزون، ويجب شطبها."),
+    },
     "count_short": {
         "en": ("Count short of book: {item} at {facility}",
                "A count on {date} at {facility_name} found {counted} {unit} of {item_name} where the "
@@ -102,6 +113,16 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
                "{problem}. Des soldes ont été modifiés hors du circuit d'écriture du registre."),
         "ar": ("رصيد المخزون يختلف عن السجل في {facility}",
                "{problem}. عُدّلت الأرصدة خارج مسار الكتابة في السجل."),
+    },
+    "batch": {
+        "en": ("Dawa: {count} new alerts", "New since the last run:\n\n{lines}"),
+        "fr": ("Dawa : {count} nouvelles alertes", "Nouveau depuis le dernier passage :\n\n{lines}"),
+        "ar": ("دواء: تنبيهات جديدة ({count})", "الجديد منذ آخر تشغيل:\n\n{lines}"),
+    },
+    "batch_more": {
+        "en": ("", "- and {more} more: see them all in Dawa."),
+        "fr": ("", "- et {more} autres : la liste complète est dans Dawa."),
+        "ar": ("", "- و{more} غيرها: القائمة الكاملة في دواء."),
     },
     "digest": {
         "en": ("Dawa weekly digest: {count} alerts", "Alerts held for your digest since {since}:\n\n{lines}"),

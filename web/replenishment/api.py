@@ -17,6 +17,7 @@ from stock.models import Item, User
 from stock.requisitions import flow
 from stock.requisitions.errors import RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
+from stock.requisitions.notes import decode
 from stock.requisitions.packs import in_base_units, scanned
 from stock.requisitions.reconcile import reconciliation
 from web import deps
@@ -24,6 +25,7 @@ from web.access import NotFound, current_user, facility_in_scope, visible_facili
 from web.api import BEARER, ERRORS
 from web.api.schemas import Qty
 from web.app import DOMAIN_STATUS
+from web.replenishment.notes import note_text
 from web.replenishment.service import Held, load, prepare_for, take_step, visible
 
 DOMAIN_STATUS.setdefault(WrongState, 409)  # the requisition's state does not allow the step
@@ -102,7 +104,9 @@ class EventOut(BaseModel):
     by: str
     action: str
     status: str
-    note: str | None
+    note: str | None = Field(description="what the step changed, in the reader's language")
+    note_parts: list[dict[str, str]] = Field(description="the same as data: each part's kind (quantity, arrival, "
+                                                         "waybill, text) and its values")
 
 
 class RequisitionOut(BaseModel):
@@ -143,7 +147,7 @@ class ReconOut(BaseModel):
     shipped_not_received: Qty
 
 
-def out(db: Session, held: Held) -> RequisitionOut:
+def out(lang: str, db: Session, held: Held) -> RequisitionOut:
     req = held.req
     return RequisitionOut(
         number=req.number, facility_code=held.facility.code, supplier_code=held.supplier.code, period=req.period,
@@ -156,7 +160,8 @@ def out(db: Session, held: Held) -> RequisitionOut:
                                quantity=v.shipment.quantity, transfer_out=v.shipment.out_entry_id,
                                received=v.shipment.received, damaged=v.shipment.damaged, note=v.shipment.note)
                    for v in shipments(db, req)],
-        timeline=[EventOut(at=e.at, by=e.by, action=e.action, status=e.status, note=e.note)
+        timeline=[EventOut(at=e.at, by=e.by, action=e.action, status=e.status, note=note_text(lang, e.note),
+                           note_parts=[{"kind": p.kind, **p.params} for p in decode(e.note)])
                   for e in flow.timeline(db, req)])
 
 
@@ -194,12 +199,12 @@ def create(request: Request, body: NewRequisition, user: User = Depends(current_
     fac = facility_in_scope(db, user, body.facility_code)
     held = prepare_for(request, db, user, fac, body.period or "", body.emergency)
     db.commit()
-    return out(db, held)
+    return out(request.state.lang, db, held)
 
 
 @router.get("/{number}", response_model=RequisitionOut)
-def show(number: str, user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
-    return out(db, load(db, user, number))
+def show(request: Request, number: str, user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
+    return out(request.state.lang, db, load(db, user, number))
 
 
 @router.get("/{number}/fhir", response_class=JSONResponse,
@@ -219,13 +224,13 @@ def fhir(request: Request, number: str, user: User = Depends(current_user), db: 
 def change(request: Request, number: str, body: LinesIn, user: User = Depends(current_user),
            db: Session = Depends(deps.db)):
     """Change requested quantities of a draft; a quantity other than the suggested one needs a reason."""
-    return out(db, take_step(db, request, user, number, "change", lambda held: flow.change(
+    return out(request.state.lang, db, take_step(db, request, user, number, "change", lambda held: flow.change(
         db, held.req, _decisions(db, body), by=user.username), {"lines": len(body.lines)}))
 
 
 @router.post("/{number}/submit", response_model=RequisitionOut)
 def submit(request: Request, number: str, user: User = Depends(current_user), db: Session = Depends(deps.db)):
-    return out(db, take_step(db, request, user, number, "submit",
+    return out(request.state.lang, db, take_step(db, request, user, number, "submit",
                              lambda held: flow.submit(db, held.req, by=user.username)))
 
 
@@ -233,21 +238,21 @@ def submit(request: Request, number: str, user: User = Depends(current_user), db
 def approve(request: Request, number: str, body: LinesIn, user: User = Depends(current_user),
             db: Session = Depends(deps.db)):
     """Approve every line as requested, except those listed (cut or raised, each with a reason)."""
-    return out(db, take_step(db, request, user, number, "approve", lambda held: flow.approve(
+    return out(request.state.lang, db, take_step(db, request, user, number, "approve", lambda held: flow.approve(
         db, held.req, _decisions(db, body), by=user.username), {"changed": len(body.lines)}))
 
 
 @router.post("/{number}/reject", response_model=RequisitionOut)
 def reject(request: Request, number: str, body: RejectIn, user: User = Depends(current_user),
            db: Session = Depends(deps.db)):
-    return out(db, take_step(db, request, user, number, "reject",
+    return out(request.state.lang, db, take_step(db, request, user, number, "reject",
                              lambda held: flow.reject(db, held.req, reason=body.reason, by=user.username)))
 
 
 @router.post("/{number}/fulfil", response_model=RequisitionOut)
 def ship(request: Request, number: str, user: User = Depends(current_user), db: Session = Depends(deps.db)):
     """Ship an approved requisition from the supplier's stock, first-expiry-first-out."""
-    return out(db, take_step(db, request, user, number, "fulfil",
+    return out(request.state.lang, db, take_step(db, request, user, number, "fulfil",
                              lambda held: fulfil(db, held.req, by=user.username)))
 
 
@@ -256,7 +261,7 @@ def arrive(request: Request, number: str, body: ArrivalsIn, user: User = Depends
            db: Session = Depends(deps.db)):
     """Proof of delivery: lots not listed arrived in full and undamaged."""
     arrivals = [Arrival(a.shipment_id, a.received, a.damaged, a.note) for a in body.lines]
-    return out(db, take_step(db, request, user, number, "receive",
+    return out(request.state.lang, db, take_step(db, request, user, number, "receive",
                              lambda held: receive(db, held.req, arrivals, by=user.username)))
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Facility, Item, User
 from stock.quantities import parse_quantity
-from stock.requisitions.figures import facility_figures, month_start
+from stock.requisitions.figures import facility_figures, month_start, zone_of
 from stock.requisitions.levels import Levels, level_book, set_levels, status_of
 from web import audit, deps
 from web.access import facility_in_scope, require_roles
@@ -47,7 +47,8 @@ class LevelRow:
 
 def level_rows(db: Session, fac: Facility, amc_months: int, now: datetime | None = None) -> list[LevelRow]:
     now = now or datetime.now(timezone.utc)
-    figures = facility_figures(db, fac.id, start=month_start(now), end=now, amc_months=amc_months)
+    zone = zone_of(fac)
+    figures = facility_figures(db, fac.id, start=month_start(now, zone), end=now, amc_months=amc_months, zone=zone)
     book = level_book(db, fac)
     items = {i.id: i for i in db.scalars(select(Item).where(Item.id.in_(list(figures))))}
     order = {"emergency": 0, "below_min": 1, "above_max": 2, "ok": 3, "no_use": 4}

@@ -22,11 +22,12 @@ from stock.requisitions import flow
 from stock.requisitions.errors import InvalidLine, RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
 from stock.requisitions.packs import in_base_units, packs_of
-from stock.requisitions.figures import add_months, month_start
+from stock.requisitions.figures import add_months, month_start, period_label, zone_of
 from stock.requisitions.prepare import supplier_of
 from web import deps
 from web.access import (AccessError, NotFound, current_user, facility_in_scope, require_requisition_step,
                         visible_facilities)
+from web.replenishment.notes import note_text
 from web.replenishment.service import Held, audited, load, prepare_for, visible
 from web.templating import gettext, render
 
@@ -58,7 +59,8 @@ def index(request: Request, user: User = Depends(current_user), db: Session = De
 
 
 def _new_page(request: Request, fac: Facility, values: dict, errors: dict, status: int = 200):
-    last = add_months(month_start(datetime.now(timezone.utc)), -1).strftime("%Y-%m")
+    zone = zone_of(fac)
+    last = period_label(add_months(month_start(datetime.now(timezone.utc), zone), -1, zone), zone)
     return render(request, "replenishment/new.html", {"facility": fac, "values": {"period": last, **values},
                                                       "errors": errors}, status_code=status)
 
@@ -105,7 +107,8 @@ def _page(request: Request, db: Session, user: User, held: Held, *, errors: dict
     return render(request, "replenishment/requisition.html", {
         "r": held.req, "facility": held.facility, "supplier": held.supplier, "lines": (lines := flow.lines(db, held.req)),
         "packs": packs_of(db, [v.item.id for v in lines]),
-        "shipments": shipments(db, held.req), "timeline": flow.timeline(db, held.req), "can": _can(user, held),
+        "shipments": shipments(db, held.req), "timeline": (timeline := flow.timeline(db, held.req)),
+        "notes": {e.id: note_text(request.state.lang, e.note) for e in timeline}, "can": _can(user, held),
         "errors": errors or {}, "values": values or {}}, status_code=status)
 
 
