@@ -106,7 +106,6 @@ MSG_LOSS_REASON = "Choose one of the listed reasons."
 MSG_RECORDED_OTHERWISE = "This form was already recorded with other content; reload the page to start again."
 MSG_NOT_IN_TRANSIT = "This transfer is no longer in transit to this facility."
 MSG_MORE_THAN_SENT = "More than was sent (%(sent)s)."
-MSG_SAME_FACILITY = "Choose another facility."
 MSG_NO_ENTRY = "No such entry of this facility."
 MSG_NO_COUNTS = "Enter at least one counted quantity."
 MSG_FAR_FROM_BOOK = "Far from the books: count this lot again, then post again to confirm what you found."
@@ -277,14 +276,15 @@ class Outcome:
 
 
 def _submit(request: Request, db: Session, fac: Facility, entry: NewEntry, *,
-            warn: set[str] | None = None, detail: dict | None = None) -> Outcome:
-    """Post one movement from a form, committed with its audit record. A retry of a form already
-    recorded (the same entry_id at this facility) is told so and records nothing."""
+            warn: set[str] | None = None, detail: dict | None = None, also: tuple[NewEntry, ...] = ()) -> Outcome:
+    """Post one movement from a form (and ``also`` the entries that go with it, in the same
+    transaction), committed with its audit record. A retry of a form already recorded (the same
+    entry_id at this facility) is told so and records nothing."""
     before = _stored(db, entry.entry_id)
     if before is not None:
         return _retried(request, db, fac, before)
     try:
-        posted = post(db, entry)[0]
+        posted = post(db, [entry, *also])[0]
     except domain.InsufficientStock as exc:
         db.rollback()
         return Outcome(errors={"quantity": _t(request, MSG_INSUFFICIENT, lot=exc.lot or "—",
@@ -662,6 +662,7 @@ def receipt_submit(request: Request, facility: str, user: User = Depends(require
                      lot_number=values.get("lot_number", "").strip(), expiry_date=expiry,
                      counterparty_code=values.get("counterparty_code", "").strip() or None,
                      document_number=values.get("document_number", "").strip() or None,
+                     reason=rules.DESTRUCTION if values.get("for_destruction") else None,
                      serial_number=serial)
     outcome = _submit(request, db, fac, entry)
     if outcome.errors:
@@ -707,8 +708,8 @@ def transfer_out_submit(request: Request, facility: str, user: User = Depends(re
     to = values.get("counterparty_code", "").strip()
     if not to:
         errors["counterparty_code"] = _t(request, MSG_REQUIRED)
-    elif to == fac.code:
-        errors["counterparty_code"] = _t(request, MSG_SAME_FACILITY)
+    elif problem := rules.transfer_problem("transfer_out", fac.code, to):
+        errors["counterparty_code"] = _said(request, problem)
     item = _item(request, db, values.get("item_code", ""), errors)
     quantity = in_packs(request, db, item, _quantity(request, values.get("quantity", ""), errors), values, errors)
     lot_number = values.get("lot_number", "").strip()
@@ -772,17 +773,28 @@ def transfer_in_submit(request: Request, facility: str, user: User = Depends(req
         return _transfers_in_page(request, db, fac, errors={out_id or "_form": _t(request, MSG_NOT_IN_TRANSIT)},
                                   values=values, status=409 if out_id else 422)
     quantity = _quantity(request, values.get("quantity", ""), errors)
+    reason = values.get("reason", "").strip()
     if quantity is not None and quantity > leg.quantity:
         errors["quantity"] = _t(request, MSG_MORE_THAN_SENT, sent=leg.quantity)
+    elif quantity is not None and (short := rules.short_arrival_problem(leg.quantity, quantity, reason)):
+        errors["quantity"] = _said(request, short)
     if errors:
         return _transfers_in_page(request, db, fac, errors={out_id: errors["quantity"]}, values=values, status=422)
     lot = db.scalars(select(Lot).join(Item, Item.id == Lot.item_id)
                      .where(Item.code == leg.item_code, Lot.lot_number == leg.lot_number)).one()
+    # What was sent arrives in the books; what is missing leaves them at once as a loss on arrival.
+    now = _now()
     entry = NewEntry(entry_id=entry_id, kind="transfer_in", facility_code=fac.code, item_code=leg.item_code,
-                     quantity=quantity, occurred_at=_now(), recorded_by=user.username, lot_number=leg.lot_number,
+                     quantity=leg.quantity, occurred_at=now, recorded_by=user.username, lot_number=leg.lot_number,
                      expiry_date=lot.expiry_date, counterparty_code=leg.facility_code,
                      document_number=leg.document_number)
-    outcome = _submit(request, db, fac, entry, detail={"transfer_out": leg.entry_id})
+    missing = leg.quantity - quantity
+    also = (NewEntry(entry_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"short-on-arrival:{entry_id}")), kind="loss",
+                     facility_code=fac.code, item_code=leg.item_code, quantity=missing, occurred_at=now,
+                     recorded_by=user.username, lot_number=leg.lot_number,
+                     reason=rules.short_arrival_reason(reason), document_number=leg.document_number),) if missing else ()
+    outcome = _submit(request, db, fac, entry, also=also,
+                      detail={"transfer_out": leg.entry_id, "received": quantity, "missing": missing})
     if outcome.errors:
         message = next(iter(outcome.errors.values()))
         return _transfers_in_page(request, db, fac, errors={out_id: message}, values=values, status=outcome.status)

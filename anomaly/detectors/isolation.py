@@ -232,10 +232,7 @@ def _unusual(x: pd.DataFrame, s) -> tuple[np.ndarray, np.ndarray]:
     k = int(np.floor(s.isolation_contamination * len(x)))
     if k == 0:
         return np.zeros(0, np.int64), np.zeros(0)
-    forest = IsolationForest(n_estimators=N_ESTIMATORS, contamination=s.isolation_contamination,
-                             random_state=s.random_state, n_jobs=1)
-    forest.fit(x.to_numpy(np.float64))
-    unusualness = -forest.score_samples(x.to_numpy(np.float64))
+    unusualness = _forest_rank(x.to_numpy(np.float64), s.isolation_contamination, s.random_state)
     order = np.lexsort((np.arange(len(x)), -unusualness))[:k]
     return order, SCORE_TOP - (SCORE_TOP - SCORE_EDGE) * np.arange(k) / max(k - 1, 1)
 

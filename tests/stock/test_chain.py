@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from stock import chain
+from stock import chain, chain_read
 from stock.db import make_engine, session_factory
 from stock.ledger import hash_values, post
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient
@@ -379,8 +379,8 @@ def test_postgres_tamper_without_trigger_is_still_caught(pg_engine):
 def chunked(request, monkeypatch):
     """SQLite's storage-order read, cut into chunks of two entries, by this process or by worker
     processes."""
-    monkeypatch.setattr(chain, "CHUNK", 2)
-    monkeypatch.setattr(chain, "PARALLEL_FROM", 1 if request.param == "worker processes" else 10**9)
+    monkeypatch.setattr(chain_read, "CHUNK", 2)
+    monkeypatch.setattr(chain_read, "PARALLEL_FROM", 1 if request.param == "worker processes" else 10**9)
 
 
 def test_chunked_read_verifies_clean_ledger_and_heads(tampered, chunked, tmp_path):
@@ -485,9 +485,9 @@ def test_serial_removed_caught(sqlite_engine):
 def workers(monkeypatch):
     """The read by two worker processes from the first entry on, in ranges of 50 entries: small
     enough that every facility's chain crosses many seams between ranges."""
-    monkeypatch.setattr(chain, "PARALLEL_FROM", 1)
-    monkeypatch.setattr(chain, "CHUNK", 50)
-    monkeypatch.setattr(chain, "WORKERS", 2)
+    monkeypatch.setattr(chain_read, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(chain_read, "CHUNK", 50)
+    monkeypatch.setattr(chain_read, "WORKERS", 2)
 
 
 def populate_many(session, n: int = 600) -> None:
@@ -554,7 +554,7 @@ def worker_pids() -> set[int]:
 
 def test_workers_verify_as_this_process_does(many, workers, monkeypatch, tmp_path):
     assert_sound_with_heads(many, tmp_path, facilities=3, entries=616)
-    monkeypatch.setattr(chain, "PARALLEL_FROM", 10**9)
+    monkeypatch.setattr(chain_read, "PARALLEL_FROM", 10**9)
     alone = verify(many)
     assert (alone.ok, alone.facilities, alone.entries) == (True, 3, 616)
     assert worker_pids() == set()
@@ -624,8 +624,8 @@ def test_workers_read_nothing_past_this_sessions_snapshot(many, workers):
 
 @pytest.mark.parametrize("mode", ["this process", "worker processes"])
 def test_database_error_raised_as_is_and_no_worker_left(many, monkeypatch, mode):
-    monkeypatch.setattr(chain, "CHUNK", 50)
-    monkeypatch.setattr(chain, "PARALLEL_FROM", 1 if mode == "worker processes" else 10**9)
+    monkeypatch.setattr(chain_read, "CHUNK", 50)
+    monkeypatch.setattr(chain_read, "PARALLEL_FROM", 1 if mode == "worker processes" else 10**9)
     raw(many, "ALTER TABLE lot RENAME COLUMN lot_number TO lot_no")
     with pytest.raises(sqlite3.OperationalError) as err:
         verify(many)
@@ -636,9 +636,9 @@ def test_database_error_raised_as_is_and_no_worker_left(many, monkeypatch, mode)
 def test_workers_stopped_when_the_reader_stops_early(many, workers, monkeypatch):
     # Ranges of one entry: the first range's summary comes back long before the last is read
     # (summaries that come back early, out of turn, are kept until their turn).
-    monkeypatch.setattr(chain, "CHUNK", 1)
+    monkeypatch.setattr(chain_read, "CHUNK", 1)
     with session_factory(many, read_only=True)() as s:
-        summaries = chain._storage_order_summaries(s, {})
+        summaries = chain_read._storage_order_summaries(s, {})
         assert len(next(summaries)) == 1  # a summary per facility in the range
         assert worker_pids()
         summaries.close()
@@ -647,9 +647,9 @@ def test_workers_stopped_when_the_reader_stops_early(many, workers, monkeypatch)
 
 INTERRUPTED = """
 import sys
-from stock import chain
+from stock import chain, chain_read
 from stock.db import make_engine, session_factory
-chain.PARALLEL_FROM, chain.CHUNK = 1, 1
+chain_read.PARALLEL_FROM, chain_read.CHUNK = 1, 1
 engine = make_engine(sys.argv[1])
 print("started", flush=True)
 while True:

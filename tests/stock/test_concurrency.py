@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from stock import balances, chain
+from stock import balances, chain, chain_read
 from stock.db import make_engine, session_factory
 from stock.errors import InsufficientStock
 from stock.ledger import post
@@ -214,8 +214,8 @@ def test_verify_while_writers_append_never_reports_a_false_break(engine, world, 
     if read == "worker processes":
         if engine.dialect.name != "sqlite":
             pytest.skip("worker processes read SQLite files only")
-        monkeypatch.setattr(chain, "PARALLEL_FROM", 1)
-        monkeypatch.setattr(chain, "CHUNK", 3)
+        monkeypatch.setattr(chain_read, "PARALLEL_FROM", 1)
+        monkeypatch.setattr(chain_read, "CHUNK", 3)
     eng = threaded_engine(engine, 8)
     Session = session_factory(eng)
     Reader = session_factory(eng, read_only=True)

@@ -5,7 +5,8 @@ goes through post() one entry at a time (each refusal skipped) and through the b
 - the rows post() accepted import without a problem, to the same balances and chain heads.
 
 Entries carry their recording times (recorded_at), so both build the same hash chains. Both
-databases; reversals, counts, new lots without expiry and bad signs all take part."""
+databases; reversals, counts, new lots without expiry, expired lots received (for destruction
+or not) and bad signs all take part."""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ op = st.fixed_dictionaries({
     "item": st.sampled_from(("MOR10", "INSG")),
     "lot": st.sampled_from(("L1", "L2")),
     "n": st.integers(min_value=-3, max_value=40),
-    "expiry": st.booleans(),
-    "reason": st.booleans(),
+    "expiry": st.sampled_from((None, date(2028, 1, 31), date(2026, 1, 31))),  # none, good, expired at T0
+    "reason": st.sampled_from((None, "correction", "destruction")),
     "back": st.integers(min_value=0, max_value=180),          # minutes the movement is back-dated
     "reverses": st.one_of(st.none(), st.integers(min_value=0, max_value=30)),
     "exact": st.booleans(),                                   # a reversal of the exact inverse quantity
@@ -57,8 +58,8 @@ def rows_of(sequence) -> list[dict]:
                "lot_number": o["lot"], "quantity": q, "recorded_by": "u1",
                "recorded_at": T0 + timedelta(hours=i),
                "occurred_at": T0 + timedelta(hours=i) - timedelta(minutes=o["back"]),
-               "expiry_date": date(2028, 1, 31) if o["expiry"] else None,
-               "reason": "correction" if o["reason"] or kind in ("loss", "adjustment") else None}
+               "expiry_date": o["expiry"],
+               "reason": o["reason"] or ("correction" if kind in ("loss", "adjustment") else None)}
         if kind == "dispense":
             row["health_card_id"] = "LY0000000001"
         if kind == "transfer_out":

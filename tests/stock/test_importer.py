@@ -149,7 +149,7 @@ BAD_ROWS = [
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,0,,,,,u,,", "ledger.csv:5: quantity: a receipt's quantity must be greater than zero"),
     ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,0,,,,correction,u,,", "ledger.csv:5: quantity: an adjustment's quantity must be non-zero"),
     ("Z,2026-03-09T10:00:00Z,WH-C,count,MOR10,L1,,-1,,,,,u,,", "ledger.csv:5: quantity: a count's quantity"),
-    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,2.5,,,,,u,,", "ledger.csv:5: quantity: 2.5 is not a whole number of tablets"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,,2.5,,,,,u,,", "ledger.csv:5: quantity: 2.5 is not a whole number of tablets (MOR10)"),
     ("Z,2026-03-09T10:00:00Z,NOPE,receipt,MOR10,L1,,1,,,,,u,,", "ledger.csv:5: facility_code: unknown facility 'NOPE'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,NOPE,L1,,1,,,,,u,,", "ledger.csv:5: item_code: unknown item 'NOPE'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,transfer_out,MOR10,L1,,1,,,NOPE,,u,,", "ledger.csv:5: counterparty_code: unknown facility 'NOPE'"),
@@ -159,6 +159,10 @@ BAD_ROWS = [
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,NEWLOT,,1,,,,,u,,", "ledger.csv:5: expiry_date: expiry_date is required on the receipt of new lot NEWLOT"),
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,2030-01-01,1,,,,,u,,", "ledger.csv:5: expiry_date: lot L1 of MOR10 expires on 2028-01-31, not 2030-01-01"),
     ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,L1,31/01/2028,1,,,,,u,,", "ledger.csv:5: expiry_date: '31/01/2028' is not a date"),
+    # An expired lot is received only for destruction (a transfer_in or a count may still bring one in).
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,OLD,2026-03-08,1,,,,,u,,", "ledger.csv:5: expiry_date: lot OLD of MOR10 expired on 2026-03-08: an expired lot is received only for destruction"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,receipt,MOR10,OLD,2026-03-08,1,,,,expired,u,,", "ledger.csv:5: expiry_date: lot OLD of MOR10 expired on 2026-03-08"),
+    ("Z,2026-03-09T10:00:00Z,WH-C,transfer_out,MOR10,L1,,1,,,WH-C,,u,,", "ledger.csv:5: counterparty_code: a transfer's counterparty must be another facility"),
     ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,GHOST,,1,LY0000000001,,,,u,,", "ledger.csv:5: lot_number: MOR10 has no lot 'GHOST'"),
     ("Z,2026-03-09T10:00:00Z,WH-C,dispense,MOR10,L1,,1001,LY0000000001,,,,u,,", "ledger.csv:5: quantity: insufficient stock of MOR10 lot L1 at WH-C: on hand 1000, asked 1001"),
     ("Z,2026-03-09T10:00:00Z,WH-C,adjustment,MOR10,L1,,1,,,,correction,u,,NOPE", "ledger.csv:5: reverses: reverses names entry 'NOPE'"),
@@ -319,7 +323,7 @@ def test_sample_dataset_imports_and_reimports(session):
 def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch):
     from sqlalchemy import text
 
-    from stock import bulk
+    from stock import bulk, bulk_write
     from stock.db import session_factory
 
     def indexes():
@@ -328,7 +332,7 @@ def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch)
                 "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='ledger_entry'")).all())
 
     before = indexes()
-    monkeypatch.setattr(bulk, "BULK_INDEX_THRESHOLD", 100)
+    monkeypatch.setattr(bulk_write, "BULK_INDEX_THRESHOLD", 100)
     with session_factory(sqlite_engine)() as s:
         import_dataset(s, SMALL)
         s.commit()
@@ -342,24 +346,24 @@ def test_large_sqlite_import_rebuilds_lookup_indexes(sqlite_engine, monkeypatch)
 def test_failed_large_import_keeps_indexes(sqlite_engine, monkeypatch, tmp_path):
     from sqlalchemy import text
 
-    from stock import bulk
+    from stock import bulk, bulk_write
     from stock.db import session_factory
 
     with sqlite_engine.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM sqlite_master WHERE type='index'")).scalar()
-    monkeypatch.setattr(bulk, "BULK_INDEX_THRESHOLD", 1)
+    monkeypatch.setattr(bulk_write, "BULK_INDEX_THRESHOLD", 1)
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
     folder = write_dataset(tmp_path / "ds")
-    original = bulk._drop_lookup_indexes
+    original = bulk_write._drop_lookup_indexes
 
     def drop_then_fail(cur, adding):
         original(cur, adding)
         boom()
 
-    monkeypatch.setattr(bulk, "_drop_lookup_indexes", drop_then_fail)
+    monkeypatch.setattr(bulk_write, "_drop_lookup_indexes", drop_then_fail)
     with session_factory(sqlite_engine)() as s:
         with pytest.raises(RuntimeError):
             import_dataset(s, folder)
@@ -376,7 +380,7 @@ def test_fast_simulation_matches_exact_loop(tmp_path, monkeypatch):
 
     from sqlalchemy import text
 
-    from stock import bulk
+    from stock import bulk, bulk_write
     from stock.db import session_factory
     from tests.conftest import make_sqlite
 

@@ -169,7 +169,8 @@ def test_same_instant_in_other_zone_is_same_content(world):
 def test_policy_breaks_recorded_not_refused(world):
     s = world
     post(s, entry("receipt", 500))
-    post(s, entry("receipt", 10, lot="OLD", expiry_date=date(2026, 1, 31)))
+    # Received while it was still good; dispensed after it expired.
+    post(s, entry("receipt", 10, lot="OLD", expiry_date=date(2026, 1, 31), at=datetime(2026, 1, 5, tzinfo=timezone.utc)))
     notes = {}
     for label, e in {
         "unregistered": entry("dispense", 5, health_card_id="LY9999999999", prescription_id=None),
@@ -309,3 +310,21 @@ def test_serial_outside_gs1_rules_refused(world, serial, words):
         post(s, entry("dispense", 1, serial_number=serial))
     assert err.value.field == "serial_number"
     assert words in err.value.message
+
+
+def test_expired_lot_received_only_for_destruction(world):
+    """The rule book's lot rule: a receipt of a lot that expired before the day it happens is
+    refused unless its reason says it comes for destruction; a lot received while good may be
+    received again after it expired only for destruction too."""
+    s = world
+    old = entry("receipt", 10, lot="OLD", expiry_date=date(2026, 2, 28))
+    with pytest.raises(InvalidEntry) as err:
+        post(s, old)
+    assert err.value.field == "expiry_date" and "received only for destruction" in str(err.value)
+    [done] = post(s, entry("receipt", 10, lot="OLD", expiry_date=date(2026, 2, 28), reason="destruction",
+                           entry_id=old.entry_id))
+    assert done.created and done.entry.effect == 10
+    with pytest.raises(InvalidEntry):
+        post(s, entry("receipt", 5, lot="OLD"))  # the lot is known, and still expired
+    # The day it expires it may still come in.
+    assert post(s, entry("receipt", 5, lot="LAST", expiry_date=T0.date()))[0].created

@@ -185,3 +185,21 @@ def test_pack_serial_recorded_and_part_of_the_content(live_server):
     assert bad.json()["error"]["field"] == "entries[1].serial_number"
     assert "outside GS1's character set" in bad.json()["error"]["message"]
     assert count_entries(live_server, "api-s") == 1
+
+
+def test_an_expired_lot_is_received_only_for_destruction(live_server):
+    """The rule book's lot rule through the API: a receipt of a lot expired before the day it
+    happens is refused, naming the field, unless its reason says it comes for destruction."""
+    c = live_server.client(headers=bearer(issue_token(live_server, "pharm_h1")))
+    expired = row("api-x1", kind="receipt", quantity=12, lot_number="OLD-7", expiry_date="2025-12-31")
+    r = c.post("/api/v1/entries", json={"entries": [expired]})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == "entries[0].expiry_date"
+    assert "expired on 2025-12-31: an expired lot is received only for destruction" in err["message"]
+    assert count_entries(live_server, "api-x") == 0
+    r = c.post("/api/v1/entries", json={"entries": [{**expired, "reason": "destruction"}]})
+    assert r.status_code == 201, r.text
+    with live_server.Session() as s:
+        stored = s.scalars(select(LedgerEntry).where(LedgerEntry.entry_id == "api-x1")).one()
+        assert (stored.kind, stored.reason) == ("receipt", "destruction")

@@ -5,7 +5,7 @@ entries with reversal, and facility scope. Both databases, real HTTP."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -126,7 +126,8 @@ def test_retrying_the_same_form_posts_once(live_server):
 def test_a_policy_warning_needs_a_stated_reason_which_is_recorded(live_server, case):
     if case == "expired_lot":
         with live_server.Session() as s:
-            post(s, entry("receipt", 30, facility="H1", item="MOR10", lot="OLD1", expiry_date=date(2020, 1, 31)))
+            post(s, entry("receipt", 30, facility="H1", item="MOR10", lot="OLD1", expiry_date=date(2020, 1, 31),
+                          at=datetime(2019, 6, 1, tzinfo=timezone.utc)))  # received while good
             s.commit()
         fields = {"lot_number": "OLD1", "quantity": "3"}
     elif case == "unregistered_patient":
@@ -162,7 +163,8 @@ def test_lot_suggestions_are_first_expiry_first_out_and_items_are_those_held(liv
     with live_server.Session() as s:
         post(s, [entry("receipt", 5, facility="H1", item="MOR10", lot="LATE", expiry_date=date(2030, 1, 31)),
                  entry("receipt", 5, facility="H1", item="MOR10", lot="SOON", expiry_date=date(2027, 1, 31)),
-                 entry("receipt", 5, facility="H1", item="MOR10", lot="GONE", expiry_date=date(2021, 1, 31))])
+                 entry("receipt", 5, facility="H1", item="MOR10", lot="GONE", expiry_date=date(2021, 1, 31),
+                       at=datetime(2020, 6, 1, tzinfo=timezone.utc))])  # received while good
         s.commit()
     c = live_server.login("pharm_h1")
     r = c.get("/pharmacy/H1/lots", params={"item_code": "MOR10"}, headers={"HX-Request": "true"})
@@ -191,6 +193,10 @@ def test_receipt_then_loss(live_server):
     r = c.post("/pharmacy/H1/receipt", data={**data, "expiry_date": ""})
     assert r.status_code == 422 and "expiry_date is required" in field_error(r.text, "expiry_date")
     assert input_value(r.text, "lot_number") == "G7"
+    # An expired lot is received only for destruction.
+    r = c.post("/pharmacy/H1/receipt", data={**data, "expiry_date": "2020-05-31"})
+    assert r.status_code == 422 and "an expired lot is received only for destruction" in field_error(r.text, "expiry_date")
+    assert stored(live_server, entry_id) is None
     r = c.post("/pharmacy/H1/receipt", data={**data, "expiry_date": "2029-05-31"})
     assert r.status_code == 303
     assert on_hand(live_server, "H1", "G7") == 200
@@ -206,6 +212,19 @@ def test_receipt_then_loss(live_server):
     assert e.kind == "loss" and e.reason == "damaged" and e.effect == -12
     assert on_hand(live_server, "H1", "G7") == 188
     assert audits(live_server, "ledger_post", entry_id)
+
+
+def test_expired_lot_received_for_destruction(live_server):
+    c = live_server.login("pharm_h1")
+    token, entry_id = form_of(c, "/pharmacy/H1/receipt")
+    data = {"csrf_token": token, "entry_id": entry_id, "item_code": "GLOVE", "lot_number": "OLD-9",
+            "quantity": "40", "expiry_date": "2020-05-31"}
+    r = c.post("/pharmacy/H1/receipt", data=data)
+    assert r.status_code == 422 and 'name="for_destruction"' in r.text
+    r = c.post("/pharmacy/H1/receipt", data={**data, "for_destruction": "1"})
+    assert r.status_code == 303
+    e = stored(live_server, entry_id)
+    assert (e.kind, e.quantity, e.reason) == ("receipt", 40, "destruction")
 
 
 def test_transfer_sent_then_received_at_the_other_end(live_server):
@@ -227,12 +246,22 @@ def test_transfer_sent_then_received_at_the_other_end(live_server):
     data = {"csrf_token": csrf_of(page.text), "entry_id": row_id, "out_entry_id": entry_id}
     r = receiver.post("/pharmacy/HC2/transfers-in", data={**data, "quantity": "31"})
     assert r.status_code == 422 and "More than was sent (30)." in r.text
+    # Short: the reason is asked for, and what is missing is recorded as a loss on arrival.
     r = receiver.post("/pharmacy/HC2/transfers-in", data={**data, "quantity": "28"})
+    assert r.status_code == 422 and "28 received of 30 sent: state why the rest is missing." in r.text
+    assert stored(live_server, row_id) is None
+    short = {**data, "quantity": "28", "reason": "carton crushed in transit"}
+    r = receiver.post("/pharmacy/HC2/transfers-in", data=short)
     assert r.status_code == 303
-    r = receiver.post("/pharmacy/HC2/transfers-in", data={**data, "quantity": "28"})  # a retry
+    r = receiver.post("/pharmacy/HC2/transfers-in", data=short)  # a retry
     assert r.status_code == 303
     e = stored(live_server, row_id)
-    assert (e.kind, e.quantity, e.counterparty, e.document_number) == ("transfer_in", 28, "H1", "TR-77")
+    assert (e.kind, e.quantity, e.counterparty, e.document_number) == ("transfer_in", 30, "H1", "TR-77")
+    with live_server.Session() as s:
+        losses = s.execute(select(LedgerEntry.quantity, LedgerEntry.reason, LedgerEntry.document_number)
+                           .join(Facility, Facility.id == LedgerEntry.facility_id)
+                           .where(Facility.code == "HC2", LedgerEntry.kind == "loss")).all()
+    assert losses == [(2, "short on arrival: carton crushed in transit", "TR-77")]
     assert on_hand(live_server, "HC2", "L1") == 28
     assert f'data-transfer="{entry_id}"' not in receiver.get("/pharmacy/HC2/transfers-in").text
 

@@ -66,7 +66,7 @@ class EntryIn(BaseModel):
                               description="> 0, except adjustment (signed, non-zero) and count (>= 0)")
     health_card_id: str | None = Field(None, max_length=rules.MAX_TEXT, description="the patient; required on dispense")
     prescription_id: str | None = Field(None, max_length=rules.MAX_TEXT)
-    counterparty_code: str | None = Field(None, max_length=200,
+    counterparty_code: str | None = Field(None, max_length=rules.MAX_REASON,
                                           description="the other facility of a transfer; a supplier on a receipt")
     reason: str | None = Field(None, max_length=rules.MAX_REASON, description="required on loss and adjustment")
     document_number: str | None = Field(None, max_length=rules.MAX_TEXT)

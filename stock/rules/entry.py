@@ -1,33 +1,30 @@
-"""The ledger's rule book: what makes a movement acceptable, declared once.
+"""The rule book's entry: kinds, signs and fields, the shape of an entry, and the refusal every
+rule raises (``Broken``). Pure, like the rest of the book (see stock.rules)."""
 
-Every write path executes these declarations: ``stock.ledger.post`` row by row and
-``stock.bulk.post_frame`` column by column (it reads the same tables and calls the same
-functions); pages and the API take their field errors from them. Nothing here touches a database:
-each rule is a pure function of the values it is handed, so both engines can hand it what they
-hold (a row, or a stored entry read back).
-
-Each refusal is a ``Broken`` with a code, the field it is about and an English template with named
-placeholders. The templates are module-level ``MSG_`` constants: pybabel extracts them (see
-babel.cfg), so a page shows the refusal in its reader's language with
-``web.templating.gettext(lang, exc.template, **exc.params)``.
-"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from stock.errors import AlreadyReversed, InvalidEntry
+from stock.quantities import DIVISIBLE_UNITS, unit_allows
 
-# --- kinds, signs and fields -------------------------------------------------------------------
 
 ADDS = ("receipt", "transfer_in")
 """Kinds that add their quantity to stock."""
+
+
 SUBTRACTS = ("dispense", "transfer_out", "loss")
 """Kinds that take their quantity from stock."""
+
+
 NEEDS_REASON = ("loss", "adjustment")
+
+
 TRANSFERS = ("transfer_out", "transfer_in")
+
+
 NEW_LOT_KINDS = ("receipt", "transfer_in", "count")
 """Kinds by which a lot first enters a facility's books."""
 
@@ -51,24 +48,40 @@ def fefo_key(expiry_date, lot_number: str, today):
 
 REQUIRED = ("entry_id", "occurred_at", "facility_code", "kind", "item_code", "quantity", "recorded_by")
 """Fields every entry states."""
+
+
 MAX_TEXT = 64
+
+
 LIMITED = ("entry_id", "lot_number", "health_card_id", "prescription_id", "document_number", "reverses",
            "recorded_by")
 """Texts of at most MAX_TEXT characters (identifiers and codes; a reason or counterparty is free text)."""
+
+
 TEXTS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_number", "health_card_id",
          "prescription_id", "counterparty_code", "reason", "document_number", "reverses")
 """Texts that may hold no character the hash chain refuses (stock.chain.REFUSED). The serial number
 keeps to GS1's character set besides (stock.gs1)."""
+
+
 MAX_REASON = 2000
 """A reason or counterparty is at most this long (on both databases alike: SQLite would store any
 length, PostgreSQL refuses past its column's)."""
+
+
 EARLIEST_OCCURRED = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
 LATEST_OCCURRED = datetime(2100, 1, 1, tzinfo=timezone.utc)
 """Movements happen within these bounds: a date like 0001-01-01 is a typing or system error, and
 one such entry would break every calculation that reaches a month or a day around it."""
+
+
 KIND_NEEDS = {"dispense": ("health_card_id",), "transfer_out": ("counterparty_code",),
               "transfer_in": ("counterparty_code",), "loss": ("reason",), "adjustment": ("reason",)}
 """Fields a kind requires beyond REQUIRED."""
+
+
 KIND_FORBIDS = {kind: ("health_card_id", "prescription_id") for kind in ("receipt", "transfer_out", "transfer_in")}
 """Fields a kind may not carry: a patient and a prescription belong to a dispense (a loss, an
 adjustment or a count may name the dispense's patient when it corrects one)."""
@@ -85,8 +98,6 @@ def sign_allows(kind: str, quantity):
     return quantity > 0
 
 
-# --- refusals ----------------------------------------------------------------------------------
-
 class Broken(InvalidEntry):
     """A rule of the book the entry breaks. ``code`` names the rule, ``template`` words it (an
     ``MSG_`` constant of this module) and ``params`` fill the template."""
@@ -101,69 +112,7 @@ class ReversalConflict(AlreadyReversed, Broken):
     with what is recorded (HTTP 409), not a malformed entry."""
 
 
-# --- the reversal rule -------------------------------------------------------------------------
-
 MSG_REVERSAL_REASON = "A reversal needs a reason."
-MSG_REVERSES_UNKNOWN = "reverses names entry %(target)s, which is not recorded before this one"
-MSG_IS_REVERSAL = ("Entry %(entry)s is itself a reversal (of %(target)s) and cannot be reversed; record a new "
-                   "movement instead.")
-MSG_ALREADY_REVERSED = "Entry %(entry)s was already reversed."
-MSG_NOTHING_TO_REVERSE = "Entry %(entry)s changed no stock; there is nothing to reverse."
-MSG_COUNT_CANNOT_REVERSE = "A count cannot reverse an entry: reverse it with an adjustment."
-MSG_NOT_INVERSE_FACILITY = ("Entry %(entry)s is of another facility than %(target)s, so it cannot reverse it: a "
-                            "reversal is the exact inverse of its target.")
-MSG_NOT_INVERSE_ITEM = ("Entry %(entry)s is of another item than %(target)s, so it cannot reverse it: a reversal "
-                        "is the exact inverse of its target.")
-MSG_NOT_INVERSE_LOT = ("Entry %(entry)s is of another lot than %(target)s, so it cannot reverse it: a reversal "
-                       "is the exact inverse of its target.")
-MSG_NOT_INVERSE_EFFECT = ("Entry %(entry)s changes stock by %(effect)s; reversing %(target)s takes %(inverse)s. "
-                          "A partial correction is an adjustment without reverses.")
-
-
-@dataclass(frozen=True)
-class Movement:
-    """What the reversal rule compares of an entry. ``facility`` and ``item`` are whatever keys the
-    caller holds (codes or ids), the same on both sides; ``effect`` in the caller's unit."""
-
-    entry_id: str
-    facility: object
-    item: object
-    lot: str
-    effect: object
-    reverses: str | None = None
-
-
-def reversal_problem(entry: Movement, kind: str, target: Movement | None,
-                     reversed_by: str | None) -> Broken | None:
-    """Why ``entry`` (of ``kind``) may not reverse ``target`` (None: no such entry recorded before
-    it), which ``reversed_by`` already reversed (None: not yet); None when it may. A reversal is
-    the exact inverse of its target: same facility, item and lot, the opposite effect of the same
-    quantity; the target is no reversal itself and is reversed once."""
-    name = entry.reverses
-    if target is None:
-        return Broken("reverses_unknown", "reverses", MSG_REVERSES_UNKNOWN, entry_id=entry.entry_id,
-                              target=repr(name))
-    if target.reverses:
-        return ReversalConflict("is_reversal", "reverses", MSG_IS_REVERSAL, entry_id=entry.entry_id,
-                              entry=name, target=target.reverses)
-    if reversed_by is not None:
-        return ReversalConflict("already_reversed", "reverses", MSG_ALREADY_REVERSED, entry_id=entry.entry_id,
-                              entry=name)
-    if not target.effect:
-        return Broken("nothing_to_reverse", "reverses", MSG_NOTHING_TO_REVERSE,
-                              entry_id=entry.entry_id, entry=name)
-    if kind == "count":
-        return Broken("count_reverses", "kind", MSG_COUNT_CANNOT_REVERSE, entry_id=entry.entry_id)
-    for template, mine, theirs in ((MSG_NOT_INVERSE_FACILITY, entry.facility, target.facility),
-                                   (MSG_NOT_INVERSE_ITEM, entry.item, target.item),
-                                   (MSG_NOT_INVERSE_LOT, entry.lot, target.lot),
-                                   (MSG_NOT_INVERSE_EFFECT, entry.effect, -target.effect)):
-        if mine != theirs:
-            field = "quantity" if template is MSG_NOT_INVERSE_EFFECT else "reverses"
-            return Broken("not_inverse", field, template, entry_id=entry.entry_id, entry=entry.entry_id,
-                                  target=name, effect=entry.effect, inverse=-target.effect)
-    return None
-
 
 
 def reversal_reason_problem(reverses: str | None, reason: str | None, *, entry_id: str | None = None) -> Broken | None:
@@ -172,8 +121,6 @@ def reversal_reason_problem(reverses: str | None, reason: str | None, *, entry_i
         return Broken("reversal_reason", "reason", MSG_REVERSAL_REASON, entry_id=entry_id)
     return None
 
-
-# --- the shape of an entry -------------------------------------------------------------------
 
 MSG_REQUIRED = "%(name)s is required"
 MSG_TOO_LONG = "%(name)s is longer than %(limit)s characters"
@@ -200,6 +147,39 @@ def sign_problem(kind: str, quantity, *, shown=None, entry_id: str | None = None
     template = {"adjustment": MSG_ADJUSTMENT_SIGN, "count": MSG_COUNT_SIGN}.get(kind, MSG_POSITIVE)
     return Broken("sign", "quantity", template, entry_id=entry_id, kind=kind,
                   quantity=quantity if shown is None else shown)
+
+
+MSG_NOT_WHOLE = "%(quantity)s is not a whole number of %(unit)ss (%(item)s)"
+MSG_TRANSFER_TO_ITSELF = "a transfer's counterparty must be another facility"
+
+
+def divisible(unit: str) -> bool:
+    """Whether a quantity of ``unit`` may have a fractional part (up to three places)."""
+    return unit.strip().lower() in DIVISIBLE_UNITS
+
+
+def whole_units_problem(unit: str, quantity: Decimal, item: str, *, shown=None,
+                        entry_id: str | None = None) -> Broken | None:
+    """Why ``quantity`` cannot be counted in ``unit``: only a divisible unit takes a fractional part,
+    of at most three places. ``shown``: the quantity as typed, for the words."""
+    if unit_allows(unit, quantity):
+        return None
+    return Broken("whole_units", "quantity", MSG_NOT_WHOLE, entry_id=entry_id, unit=unit, item=item,
+                  quantity=quantity if shown is None else shown)
+
+
+def transfers_to_itself(is_transfer, facility, counterparty):
+    """Whether a transfer names its own facility as the other end. Works on one value and on
+    numpy arrays or pandas columns alike."""
+    return is_transfer & (counterparty != "") & (counterparty == facility)
+
+
+def transfer_problem(kind: str, facility: str, counterparty: str | None, *,
+                     entry_id: str | None = None) -> Broken | None:
+    """A transfer goes to or comes from another facility."""
+    if transfers_to_itself(kind in TRANSFERS, facility, counterparty or ""):
+        return Broken("transfer_to_itself", "counterparty_code", MSG_TRANSFER_TO_ITSELF, entry_id=entry_id)
+    return None
 
 
 def kind_field_problem(kind: str, values: dict, *, entry_id: str | None = None) -> Broken | None:
@@ -251,40 +231,3 @@ def shape_problem(e, kinds: tuple[str, ...], refused_character) -> Broken | None
             or kind_field_problem(e.kind, vars(e), entry_id=eid)
             or reversal_reason_problem(e.reverses, e.reason, entry_id=eid))
 
-
-# --- the time rule ---------------------------------------------------------------------------
-
-CLOCK_SKEW = timedelta(minutes=5)
-"""How far a movement may seem to happen after it was recorded: the clocks of a tablet and the
-server disagree a little. Anything later is a typing error or an attempt to pre-date stock."""
-MSG_FUTURE = ("occurred_at %(occurred)s is after the entry was recorded (%(recorded)s): a movement is "
-              "recorded once it has happened")
-MSG_LATE = ("occurred_at %(occurred)s is more than %(days)s days before the entry was recorded: state in "
-            "reason why it is entered this late")
-_US = 1_000_000
-
-
-def future_mask(occurred_us, recorded_us):
-    """Whether each movement happens after it was recorded, beyond CLOCK_SKEW (epoch
-    microseconds; numbers or numpy arrays)."""
-    return occurred_us > recorded_us + int(CLOCK_SKEW.total_seconds()) * _US
-
-
-def late_mask(occurred_us, recorded_us, catch_up: timedelta | None):
-    """Whether each movement was recorded more than ``catch_up`` after it happened (never, when
-    there is no catch-up window)."""
-    if catch_up is None:
-        return occurred_us != occurred_us
-    return occurred_us < recorded_us - int(catch_up.total_seconds()) * _US
-
-
-def time_problem(occurred_us: int, recorded_us: int, reason: str | None, catch_up: timedelta | None, *,
-                 occurred: str, recorded: str, entry_id: str | None = None) -> Broken | None:
-    """The time rule for one entry: not after its recording (beyond the clock skew), and, when
-    older than the ``catch_up`` window at its recording, entered with a reason."""
-    if future_mask(occurred_us, recorded_us):
-        return Broken("future", "occurred_at", MSG_FUTURE, entry_id=entry_id, occurred=occurred, recorded=recorded)
-    if late_mask(occurred_us, recorded_us, catch_up) and not (reason and reason.strip()):
-        return Broken("late", "reason", MSG_LATE, entry_id=entry_id, occurred=occurred,
-                      days=catch_up.days if catch_up else 0)
-    return None
