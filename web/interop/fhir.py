@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import BinaryIO
 
 import orjson
-from sqlalchemy import BigInteger, and_, case, exists, false, or_, select, type_coerce
+from sqlalchemy import BigInteger, and_, case, exists, false, select, type_coerce, union
 from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
@@ -112,7 +112,7 @@ def _ledger_stmt(q: _Query):
     if q.occurred_until is not None:
         stmt = stmt.where(LedgerEntry.occurred_at < q.occurred_until)
     if q.since is not None or q.until is not None:
-        stmt = stmt.where(or_(_recorded(LedgerEntry, q), _changed(q)))
+        stmt = stmt.where(LedgerEntry.id.in_(_in_window(q)))
     return stmt
 
 
@@ -125,16 +125,24 @@ def _recorded(table, q: _Query):
     return and_(*conds)
 
 
-def _changed(q: _Query):
-    """Entries recorded before the window whose state an entry recorded in it changed."""
-    later = aliased(LedgerEntry)
-    reversed_now = LedgerEntry.entry_id.in_(select(later.reverses).where(later.reverses.is_not(None),
-                                                                         _recorded(later, q)))
-    received_now = and_(LedgerEntry.kind == "transfer_out", exists().where(
-        later.kind == "transfer_in", later.facility_id == LedgerEntry.counterparty_facility_id,
-        later.counterparty_facility_id == LedgerEntry.facility_id,
-        later.document_number == LedgerEntry.document_number, _recorded(later, q)))
-    return or_(reversed_now, received_now)
+def _in_window(q: _Query):
+    """Ids of the entries recorded in the window, and of those recorded before it whose state an
+    entry recorded in it changed (reversed, or a transfer sent now received). A union of three
+    selects, each starting from ``ix_ledger_entry_recorded_at``, rather than one OR the planner
+    can answer only by reading the whole ledger."""
+    later, earlier = aliased(LedgerEntry), aliased(LedgerEntry)
+    recorded = select(later.id).where(_recorded(later, q))
+    reversed_now = (select(earlier.id).join(later, later.reverses == earlier.entry_id)
+                    .where(later.reverses.is_not(None), _recorded(later, q)))
+    # By waybill first: the waybills received in the window, then the transfers sent under them.
+    waybills = select(later.document_number).where(later.kind == "transfer_in", _recorded(later, q))
+    receipt = aliased(LedgerEntry)
+    received_now = select(earlier.id).where(
+        earlier.kind == "transfer_out", earlier.document_number.in_(waybills),
+        exists().where(receipt.kind == "transfer_in", receipt.facility_id == earlier.counterparty_facility_id,
+                       receipt.counterparty_facility_id == earlier.facility_id,
+                       receipt.document_number == earlier.document_number, _recorded(receipt, q)))
+    return union(recorded, reversed_now, received_now)
 
 
 @dataclass(frozen=True)
