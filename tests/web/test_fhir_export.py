@@ -19,7 +19,7 @@ from stock.models import Item
 from tests.stock.builders import T0, build_world, entry
 from tests.stock.test_reports import write as write_reports
 from tests.web.interop_helpers import import_small
-from tests.web.test_fhir import validate
+from tests.web.test_fhir import patient_key, validate  # noqa: F401 - the install's patient key, for every test
 from web.interop.fhir import export_bundle, write_bundle
 
 DAY = timedelta(days=1)

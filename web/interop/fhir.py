@@ -42,12 +42,14 @@ from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription, StockReport
+from stock.pseudonyms import patient_key
 from stock.settings import Fhir, get_settings
 from web.interop import fhir_resources as fr
 
 VERSIONS = {"R4": "4.0.1", "R5": "5.0.0"}
 LEDGER_KINDS = ("dispense", "receipt", "transfer_in", "transfer_out", "count")
 EXPORTED_KINDS = (*LEDGER_KINDS, "stock_report")
+PATIENT_IDS = ("pseudonym", "card")
 BATCH = 2000
 resource_id = fr.resource_id
 
@@ -78,6 +80,7 @@ class _Query:
     occurred_since: datetime | None
     occurred_until: datetime | None
     kinds: tuple[str, ...]
+    key: str | None = None
 
 
 def _ledger_stmt(q: _Query):
@@ -158,8 +161,8 @@ class _Writer:
     """Turns rows into bundle entries, adding each facility, patient and prescription the first
     time a movement names it."""
 
-    def __init__(self, session: Session, sys: Fhir, version: str):
-        self.session, self.sys, self.version = session, sys, version
+    def __init__(self, session: Session, sys: Fhir, version: str, patient_ids: fr.PatientIds):
+        self.session, self.sys, self.version, self.patient_ids = session, sys, version, patient_ids
         self.facilities = {code: (name, region) for code, name, region in
                            session.execute(select(Facility.code, Facility.name, Facility.region))}
         self.reversed_by = dict(session.execute(
@@ -186,7 +189,7 @@ class _Writer:
     def patient(self, card: str | None, out: list[dict]) -> None:
         if card and card not in self.people:
             self.people.add(card)
-            out.append(self.entry(fr.patient(self.sys, card), card))
+            out.append(self.entry(*fr.patient(self.patient_ids, card)))
 
     def prescriptions(self, codes: set[str], out: list[dict]) -> None:
         """MedicationRequest entries (and their patients) for the prescriptions not yet written."""
@@ -205,13 +208,15 @@ class _Writer:
             item = _ItemView(rx.item, rx.name, rx.unit, rx.atc_code, rx.gtin)
             self.rxs.add(rx.code)
             self.patient(rx.health_card_id, out)
-            out.append(self.entry(fr.medication_request(self.sys, self.version, rx, rx.health_card_id, item,
+            out.append(self.entry(fr.medication_request(self.sys, self.version, rx,
+                                                        self.patient_ids.ref(rx.health_card_id), item,
                                                         rx.fcode, rx.fname), rx.code))
 
     def rows(self, batch: list) -> list[dict]:
         out: list[dict] = []
         self.prescriptions({r.prescription_ref for r in batch if r.prescription_ref and r.kind == "dispense"}, out)
         sys, version, reversed_by, places = self.sys, self.version, self.reversed_by, self.places
+        patient_ref = self.patient_ids.ref
         for r in batch:
             if r.facility_code not in places:
                 self.facility(r.facility_code, out)
@@ -223,7 +228,7 @@ class _Writer:
                     self.patient(r.card, out)
                 rx = r.prescription_ref
                 rx_url = fr.full_url("MedicationRequest", rx) if rx and rx in self.rxs else None
-                res = fr.dispense(sys, version, r, rx_url, reversed_by.get(r.entry_id))
+                res = fr.dispense(sys, version, r, rx_url, reversed_by.get(r.entry_id), patient_ref(r.card))
             elif kind == "count":
                 if version == "R4":
                     self.skipped_counts += 1
@@ -272,8 +277,19 @@ def _batches(session: Session, stmt) -> Iterator[list]:
         yield part
 
 
-def _prepare(session: Session, version: str, facility_code: str | None, kinds, **bounds) -> _Query:
+def _patient_key(patient_ids: str, key: str | None) -> str | None:
+    """The key patients are pseudonymised under, or None for health cards in the clear."""
+    if patient_ids == "card":
+        return None
+    if patient_ids != "pseudonym":
+        raise DawaError(f"patients are named by {' or '.join(PATIENT_IDS)}, not {patient_ids!r}", field="patient_ids")
+    return key or patient_key(get_settings())
+
+
+def _prepare(session: Session, version: str, facility_code: str | None, kinds, patient_ids: str,
+             key: str | None, **bounds) -> _Query:
     version = _check_version(version)
+    key = _patient_key(patient_ids, key)
     if facility_code:
         from stock.masterdata import facility_by_code
 
@@ -286,22 +302,26 @@ def _prepare(session: Session, version: str, facility_code: str | None, kinds, *
     for name, value in bounds.items():
         if value is not None and value.tzinfo is None:
             raise DawaError(f"{name} must carry a time zone", field=name)
-    return _Query(version, facility_code, kinds=kinds, **bounds)
+    return _Query(version, facility_code, kinds=kinds, key=key, **bounds)
 
 
 def iter_entries(session: Session, result: FhirExport, *, version: str = "R4", facility_code: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  occurred_since: datetime | None = None, occurred_until: datetime | None = None,
-                 kinds=None) -> Iterator[dict]:
+                 kinds=None, patient_ids: str = "pseudonym", patient_key: str | None = None) -> Iterator[dict]:
     """The bundle's entries, streamed; ``result`` gets the counts and what was left out at the end.
-    The arguments are checked before the first entry is asked for."""
-    q = _prepare(session, version, facility_code, kinds, since=since, until=until,
+    The arguments are checked before the first entry is asked for.
+
+    Patients are named by pseudonym under ``patient_key`` (default: the install's key), or by
+    health card with ``patient_ids="card"``: the caller decides who may ask for that."""
+    q = _prepare(session, version, facility_code, kinds, patient_ids, patient_key, since=since, until=until,
                  occurred_since=occurred_since, occurred_until=occurred_until)
     return _entries(session, q, result)
 
 
 def _entries(session: Session, q: _Query, result: FhirExport) -> Iterator[dict]:
-    w = _Writer(session, get_settings().fhir, q.version)
+    sys = get_settings().fhir
+    w = _Writer(session, sys, q.version, fr.PatientIds(sys, q.key))
     if any(k in LEDGER_KINDS for k in q.kinds):
         for batch in _batches(session, _ledger_stmt(q)):
             yield from w.rows(batch)
