@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from typing import BinaryIO
 
 import orjson
-from sqlalchemy import BigInteger, and_, case, exists, false, select, type_coerce, union
+from sqlalchemy import BigInteger, and_, exists, select, type_coerce, union
 from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
@@ -84,10 +84,7 @@ class _Query:
 
 
 def _ledger_stmt(q: _Query):
-    other, rx_in = aliased(Facility), aliased(LedgerEntry)
-    received = exists().where(rx_in.kind == "transfer_in", rx_in.facility_id == LedgerEntry.counterparty_facility_id,
-                              rx_in.counterparty_facility_id == LedgerEntry.facility_id,
-                              rx_in.document_number == LedgerEntry.document_number)
+    other = aliased(Facility)
     stmt = (
         select(LedgerEntry.entry_id, LedgerEntry.kind,
                type_coerce(LedgerEntry.quantity, BigInteger).label("quantity"),   # thousandths: fr.milli
@@ -98,8 +95,7 @@ def _ledger_stmt(q: _Query):
                Item.code.label("item_code"), Item.name.label("item_name"), Item.unit, Item.atc_code.label("atc"),
                Item.gtin, Lot.lot_number.label("lot"), Lot.expiry_date.label("expiry"),
                Patient.health_card_id.label("card"), other.code.label("counterparty_code"),
-               other.name.label("counterparty_name"),
-               case((LedgerEntry.kind == "transfer_out", received), else_=false()).label("received"))
+               other.name.label("counterparty_name"), LedgerEntry.facility_id, LedgerEntry.counterparty_facility_id)
         .join(Facility, Facility.id == LedgerEntry.facility_id)
         .join(Item, Item.id == LedgerEntry.item_id)
         .join(Lot, Lot.id == LedgerEntry.lot_id)
@@ -167,6 +163,14 @@ class _Writer:
                            session.execute(select(Facility.code, Facility.name, Facility.region))}
         self.reversed_by = dict(session.execute(
             select(LedgerEntry.reverses, LedgerEntry.entry_id).where(LedgerEntry.reverses.is_not(None))).all())
+        # Waybills received, as (receiving facility, sending facility, waybill): a transfer sent is
+        # completed once its receipt is recorded. Read once (through the partial index on
+        # document_number) rather than asked per transfer, which SQLite answers by reading the
+        # receiving facility's whole chain.
+        self.received = set(session.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.counterparty_facility_id, LedgerEntry.document_number)
+            .where(LedgerEntry.document_number.is_not(None), LedgerEntry.kind == "transfer_in",
+                   LedgerEntry.counterparty_facility_id.is_not(None))).tuples())
         self.places: set[str] = set()      # facilities, patients and prescriptions already written
         self.people: set[str] = set()
         self.rxs: set[str] = set()
@@ -235,7 +239,9 @@ class _Writer:
                     continue
                 res = fr.inventory_count(sys, r)
             else:
-                res = fr.supply_delivery(sys, version, r, reversed_by.get(r.entry_id))
+                received = kind == "transfer_out" and (r.counterparty_facility_id, r.facility_id,
+                                                       r.document_number) in self.received
+                res = fr.supply_delivery(sys, version, r, reversed_by.get(r.entry_id), received)
             out.append(self.entry(res, r.entry_id))
         return out
 

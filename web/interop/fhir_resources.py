@@ -248,7 +248,7 @@ def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | 
     return res
 
 
-def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict:
+def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None, received: bool = False) -> dict:
     """A receipt, or one leg of a transfer. A transfer sent is ``in-progress`` until its receipt
     (the other facility's transfer_in with the same waybill) is recorded, then ``completed``."""
     here_loc = location_ref(sys, r.facility_code, r.facility_name)
@@ -259,7 +259,7 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict
         there_loc, there_org = None, ({"display": r.counterparty} if r.counterparty else None)
     if r.kind == "transfer_out":
         supplier, destination = organization_ref(sys, r.facility_code, r.facility_name), there_loc
-        status = "completed" if r.received else "in-progress"
+        status = "completed" if received else "in-progress"
     else:
         supplier, destination, status = there_org, here_loc, "completed"
     if reversed_by:
