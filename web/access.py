@@ -184,10 +184,15 @@ def require_health_card_export(user: User, allowed_roles) -> User:
     return user
 
 
-def require_dhis2_history(user: User) -> User:
-    """Refuse (403) the DHIS2 push history to anyone but a national admin or facility manager: a
-    push sends every mapped facility's figures, and DHIS2's conflicts name any of them."""
-    if user.role not in ("admin", "facility_manager") or scope_of(user).kind != "national":
+def may_see_dhis2_pushes(user: User | None) -> bool:
+    """The DHIS2 push history is for national admins and facility managers only: a push sends
+    every mapped facility's figures, and DHIS2's conflicts name any of them."""
+    return user is not None and user.role in ("admin", "facility_manager") and scope_of(user).kind == "national"
+
+
+def require_dhis2_pushes(user: User = Depends(current_user)) -> User:
+    """Refuse (403) the DHIS2 push history to anyone ``may_see_dhis2_pushes`` leaves out."""
+    if not may_see_dhis2_pushes(user):
         raise Forbidden("only a national admin or manager may see what was sent to DHIS2")
     return user
 
