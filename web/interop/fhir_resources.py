@@ -41,16 +41,15 @@ REPORT_MEASURES = ("opening", "received", "consumed", "adjustment", "closing", "
 
 
 _NS_BYTES = _NS.bytes
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def uid(kind: str, key: str) -> str:
     """``uuid.uuid5(_NS, kind/key)``, computed without building a UUID object (an export makes
     several per resource)."""
-    b = bytearray(sha1(_NS_BYTES + f"{kind}/{key}".encode()).digest()[:16])
-    b[6] = (b[6] & 0x0F) | 0x50
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = sha1(_NS_BYTES + f"{kind}/{key}".encode()).hexdigest()
+    # version 5 in the 13th hex digit, variant 10xx in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def full_url(kind: str, key: str) -> str:
