@@ -211,7 +211,7 @@ class _Writer:
                 .join(Item, Item.id == Prescription.item_id)
                 .join(Facility, Facility.id == Prescription.facility_id)
                 .where(Prescription.code.in_(new)))
-        for rx in self.session.connection().execute(stmt):
+        for rx in _records(self.session.connection().execute(stmt)):
             item = _ItemView(rx.item, rx.name, rx.unit, rx.atc_code, rx.gtin)
             self.rxs.add(rx.code)
             self.patient(rx.health_card_id, out)
@@ -275,6 +275,11 @@ def _reports_stmt(q: _Query):
     if q.occurred_until is not None:
         stmt = stmt.where(StockReport.period < q.occurred_until.strftime("%Y-%m"))
     return stmt
+
+
+def _records(result) -> Iterator[tuple]:
+    """A result's rows as plain named tuples (see ``_batches``)."""
+    return map(namedtuple("Record", list(result.keys()))._make, result)
 
 
 def _batches(session: Session, stmt) -> Iterator[list]:
