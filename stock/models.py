@@ -206,6 +206,8 @@ class LedgerEntry(Base):
         Index("uq_ledger_entry_reverses", "reverses", unique=True,
               sqlite_where=text("reverses IS NOT NULL"), postgresql_where=text("reverses IS NOT NULL")),
         Index("ix_ledger_entry_facility_item_occurred", "facility_id", "item_id", "occurred_at"),
+        # An incremental FHIR pull asks for what was recorded since the last sync.
+        Index("ix_ledger_entry_recorded_at", "recorded_at"),
         # Lookups by a column most entries leave empty index only the entries that have one: every
         # query on them asks for a value, and a large import builds them in a fraction of the time.
         *(Index(f"ix_ledger_entry_{c}", c, sqlite_where=text(f"{c} IS NOT NULL"),

@@ -48,7 +48,13 @@ class Fhir(BaseModel):
     """Identifier systems used in FHIR exchange (environment: ``DAWA_FHIR__NAME``). A ministry sets
     them to its registered URIs so that other systems recognise the health card and the codes."""
 
-    patient_system: str = Field("urn:dawa:health-card", description="system of the health card id (Patient identifier)")
+    patient_system: str = Field("urn:dawa:health-card", description="system of the health card id (Patient "
+                                "identifier, when an export is asked for health cards)")
+    pseudonym_system: str = Field("urn:dawa:patient-pseudonym", description="system of pseudonymous patient ids "
+                                  "(Patient identifier by default)")
+    health_card_roles: list[str] = Field(default_factory=list, description="roles that may ask a FHIR export for "
+                                         "health cards in the clear (pharmacist, facility_manager); "
+                                         "empty = patients always by pseudonym")
     item_system: str = Field("urn:dawa:item", description="system of item codes (Medication.code)")
     facility_system: str = Field("urn:dawa:facility", description="system of facility codes (Location identifier)")
     entry_system: str = Field("urn:dawa:entry", description="system of ledger entry ids (resource identifier)")

@@ -168,6 +168,35 @@ def require_national(user: User, what: str = "national master data") -> User:
     return user
 
 
+HEALTH_CARD_EXPORTERS = ("pharmacist", "facility_manager")
+"""Roles that hand a patient's care to another clinical system and may need the health card
+itself in a FHIR export; an install lets them ask for it by naming them in
+``DAWA_FHIR__HEALTH_CARD_ROLES``. Auditors and admins review and manage: pseudonyms serve them."""
+
+
+def require_health_card_export(user: User, allowed_roles) -> User:
+    """Refuse (403) a FHIR export of health cards in the clear unless the install allows the
+    user's role (``allowed_roles``, from the settings) and the role is one that may need them.
+    Everyone else gets patients by pseudonym."""
+    if user.role not in HEALTH_CARD_EXPORTERS or user.role not in allowed_roles:
+        raise Forbidden("patients are exported by pseudonym: your role may not export health cards",
+                        field="patient_ids")
+    return user
+
+
+def may_see_dhis2_pushes(user: User | None) -> bool:
+    """The DHIS2 push history is for national admins and facility managers only: a push sends
+    every mapped facility's figures, and DHIS2's conflicts name any of them."""
+    return user is not None and user.role in ("admin", "facility_manager") and scope_of(user).kind == "national"
+
+
+def require_dhis2_pushes(user: User = Depends(current_user)) -> User:
+    """Refuse (403) the DHIS2 push history to anyone ``may_see_dhis2_pushes`` leaves out."""
+    if not may_see_dhis2_pushes(user):
+        raise Forbidden("only a national admin or manager may see what was sent to DHIS2")
+    return user
+
+
 @dataclass(frozen=True)
 class RecordScope:
     """Which audit records a user may read: those of ``facility_ids`` (None: every facility), and

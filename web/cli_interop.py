@@ -162,8 +162,12 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
                 kind: Annotated[Optional[list[str]], typer.Option(
                     help="Only this kind (repeatable): dispense, receipt, transfer_in, transfer_out, count, "
                          "stock_report")] = None,
+                patient_ids: Annotated[str, typer.Option(
+                    help="pseudonym (keyed HMAC of the health card, DAWA_PATIENT_ID_KEY) or card: health cards "
+                         "in the clear, for a receiving system that must know who the patient is")] = "pseudonym",
                 db: DbOption = None):
-    """Export dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle."""
+    """Export dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle.
+    Patients are named by pseudonym unless --patient-ids card is given."""
     from web.interop.fhir import write_bundle
 
     cli = _cli()
@@ -175,7 +179,8 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
             with tmp.open("wb") as f:
-                result = write_bundle(s, f, version=version, facility_code=facility, kinds=kind, **bounds)
+                result = write_bundle(s, f, version=version, facility_code=facility, kinds=kind,
+                                      patient_ids=patient_ids, **bounds)
         except DawaError as exc:
             tmp.unlink(missing_ok=True)
             cli._fail(str(exc))

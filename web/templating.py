@@ -198,6 +198,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _may_see_dhis2_pushes(user) -> bool:
+    """Whether the navigation links the DHIS2 push history (decided in web.access)."""
+    from web.access import may_see_dhis2_pushes
+
+    return may_see_dhis2_pushes(user)
+
+
 def _index_by(rows, attribute: str = "code") -> dict:
     """``{row.code: row}`` for looking rows up by key in a template (dicts or objects)."""
     out = {}
@@ -228,6 +235,7 @@ _env.filters.update(
     format_datetime=format_datetime,
 )
 _env.globals.update(
+    may_see_dhis2_pushes=_may_see_dhis2_pushes,
     static_url=_static_url,
     index_by=_index_by,
     LANGUAGES=LANGUAGES,

@@ -33,6 +33,8 @@ class PageUser:
     display_name: str | None
     role: str
     language: str | None = None
+    facility_id: int | None = None    # national unless a page says otherwise (the navigation reads the scope)
+    region: str | None = None
 
 
 @dataclass

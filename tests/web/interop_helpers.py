@@ -48,3 +48,11 @@ def other_engine(engine, tmp_path):
 @pytest.fixture
 def OtherSession(other_engine):  # noqa: N802 - a session factory
     return session_factory(other_engine)
+
+
+def allow_health_cards(live_server, *roles: str) -> None:
+    """Let ``roles`` ask a FHIR export for health cards (``DAWA_FHIR__HEALTH_CARD_ROLES``): what
+    a test re-imports must name patients by card, as another clinical system sends them."""
+    settings = live_server.app.state.settings
+    live_server.app.state.settings = settings.model_copy(
+        update={"fhir": settings.fhir.model_copy(update={"health_card_roles": list(roles or ["pharmacist"])})})

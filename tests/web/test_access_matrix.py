@@ -148,6 +148,7 @@ MATRIX = [
     Row("POST", "/admin/ledger/verify", ADMINS, form={}),
     # The audit trail page: auditors and admins, limited to their scope like /api/v1/audit.
     Row("GET", "/audit", REVIEWERS_IN_SCOPE, query={"facility": "{facility}"}),
+    Row("GET", "/dhis2/pushes", NATIONAL_ADMINS),  # and national managers (tests/web/test_dhis2_pages.py)
     # Interop API: bundles and exports within scope; importing needs a staff role (an empty body
     # is let in and refused for its content).
     Row("GET", "/api/v1/fhir/bundle", IN_SCOPE, query={"facility": "{facility}"}),

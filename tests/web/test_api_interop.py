@@ -10,6 +10,7 @@ import json
 from sqlalchemy import func, select
 
 from stock.models import LedgerEntry
+from tests.web.interop_helpers import allow_health_cards
 from tests.web.test_app_api import bearer, issue_token
 
 
@@ -47,8 +48,9 @@ def _count(live_server) -> int:
 
 
 def test_fhir_import_is_idempotent_scoped_and_all_or_nothing(live_server):
+    allow_health_cards(live_server)
     pharm = client(live_server, "pharm_h1")
-    text = pharm.get("/api/v1/fhir/bundle").text
+    text = pharm.get("/api/v1/fhir/bundle", params={"patient_ids": "card"}).text
     before = _count(live_server)
     again = pharm.post("/api/v1/fhir/bundle", content=text, headers={"content-type": "application/fhir+json"})
     assert again.status_code == 200, again.text
@@ -137,8 +139,9 @@ def test_fhir_import_records_the_caller_whatever_performer_the_bundle_names(live
     from web.interop.models import ImportProvenance
 
     system = get_settings().fhir
+    allow_health_cards(live_server)
     pharm = client(live_server, "pharm_h1")
-    bundle = pharm.get("/api/v1/fhir/bundle").json()
+    bundle = pharm.get("/api/v1/fhir/bundle", params={"patient_ids": "card"}).json()
     md = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationDispense")
     md["id"], md["identifier"] = "spoof-1", []
     md["performer"] = [{"actor": {"identifier": {"system": system.user_system, "value": "admin"}}}]

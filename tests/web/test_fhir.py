@@ -17,13 +17,25 @@ from typer.testing import CliRunner
 
 from stock.ledger import post, reverse
 from stock.db import session_factory
+from stock.errors import DawaError
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient
+from stock.pseudonyms import NoPatientKey, pseudonym
 from stock.settings import get_settings
 from tests.stock.builders import T0, build_world, entry
 from tests.web.interop_helpers import OtherSession, import_master_data, import_small, other_engine  # noqa: F401
 from web.interop.fhir import FhirImportFailed, export_bundle, import_bundle
 
 VALIDATORS = {"R4": (BundleR4, r4_model), "R5": (BundleR5, r5_model)}
+PATIENT_KEY = "fhir-test-patient-key"
+
+
+@pytest.fixture(autouse=True)
+def patient_key(monkeypatch):
+    """The install's patient key, which exports pseudonymise patients under."""
+    monkeypatch.setenv("DAWA_PATIENT_ID_KEY", PATIENT_KEY)
+    get_settings.cache_clear()
+    yield PATIENT_KEY
+    get_settings.cache_clear()
 
 
 def validate(bundle: dict, version: str) -> None:
@@ -32,6 +44,36 @@ def validate(bundle: dict, version: str) -> None:
     bundle_model.model_validate(bundle)
     for e in bundle["entry"]:
         model_of(e["resource"]["resourceType"]).model_validate(e["resource"])
+
+
+def test_patients_are_pseudonymous_by_default_and_cards_only_when_asked(world, monkeypatch):
+    """The Patient, every subject and every id derived from them carry the keyed pseudonym; the
+    card appears only in an export asked for cards; no key, no pseudonymous export."""
+    card, alias = "LY0000000001", pseudonym("LY0000000001", PATIENT_KEY)
+    systems = get_settings().fhir
+    text = export_bundle(world, version="R5").to_json()
+    assert card not in text and alias in text
+    bundle = json.loads(text)
+    (patient,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert patient["resource"]["identifier"] == [{"system": systems.pseudonym_system, "value": alias}]
+    assert patient["request"]["url"] == f"Patient?identifier={systems.pseudonym_system}|{alias}"
+    subjects = {json.dumps(e["resource"]["subject"], sort_keys=True) for e in bundle["entry"]
+                if "subject" in e["resource"] and e["resource"]["resourceType"] != "MeasureReport"}
+    assert subjects == {json.dumps({"reference": patient["fullUrl"], "type": "Patient",
+                                    "identifier": {"system": systems.pseudonym_system, "value": alias}},
+                                   sort_keys=True)}
+    other_key = export_bundle(world, patient_key="another-install").to_json()
+    assert alias not in other_key and pseudonym(card, "another-install") in other_key
+    clear = export_bundle(world, version="R5", patient_ids="card").bundle
+    (patient,) = [e["resource"] for e in clear["entry"] if e["resource"]["resourceType"] == "Patient"]
+    assert patient["identifier"] == [{"system": systems.patient_system, "value": card}]
+    validate(clear, "R5")
+    with pytest.raises(DawaError, match="pseudonym or card"):
+        export_bundle(world, patient_ids="names")
+    monkeypatch.delenv("DAWA_PATIENT_ID_KEY")
+    get_settings.cache_clear()
+    with pytest.raises(NoPatientKey):
+        export_bundle(world)
 
 
 def dispensing_rows(session, *, exclude_reversed: bool = True) -> list[tuple]:
@@ -89,7 +131,7 @@ def test_export_validates_against_the_fhir_models(world, version):
     assert len(by_type["MedicationDispense"]) == 3
     assert sorted(o["identifier"][0]["value"] for o in by_type["Organization"]) == ["H1", "HC2"]
     assert sorted(o["identifier"][0]["value"] for o in by_type["Location"]) == ["H1", "HC2"]
-    assert [p["identifier"][0]["value"] for p in by_type["Patient"]] == ["LY0000000001"]
+    assert [p["identifier"][0]["value"] for p in by_type["Patient"]] == [pseudonym("LY0000000001", PATIENT_KEY)]
     assert len(by_type["SupplyDelivery"]) == 4
     assert len(by_type["MedicationRequest"]) == 1
     if version == "R5":
@@ -103,7 +145,8 @@ def test_export_validates_against_the_fhir_models(world, version):
 
     d1 = next(r for r in by_type["MedicationDispense"] if r["id"] == "d1")
     system = get_settings().fhir
-    assert d1["subject"]["identifier"] == {"system": system.patient_system, "value": "LY0000000001"}
+    assert d1["subject"]["identifier"] == {"system": system.pseudonym_system,
+                                           "value": pseudonym("LY0000000001", PATIENT_KEY)}
     assert d1["location"]["identifier"]["value"] == "H1"
     assert d1["quantity"] == {"value": 30, "unit": "tablet", "system": "http://unitsofmeasure.org", "code": "{tablet}"}
     assert {"system": "http://www.whocc.no/atc", "code": "N02AA01"} in d1["contained"][0]["code"]["coding"]
@@ -173,7 +216,7 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
     source_rows = [r for r in dispensing_rows(session) if r[1] == "BEN-PH01" and since <= r[7] < until]
     assert len(source_rows) > 50
     result = export_bundle(session, version=version, kinds=["dispense"], facility_code="BEN-PH01",
-                           occurred_since=since, occurred_until=until)
+                           occurred_since=since, occurred_until=until, patient_ids="card")
     bundle = result.to_json()
     assert result.counts["MedicationDispense"] == len(source_rows) + 1
 
@@ -196,7 +239,7 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
 
 def _bundle(session, **kw) -> dict:
     try:
-        return json.loads(export_bundle(session, kinds=["dispense"], **kw).to_json())
+        return json.loads(export_bundle(session, kinds=["dispense"], patient_ids="card", **kw).to_json())
     finally:
         session.rollback()  # end the read so other sessions may write (SQLite)
 
@@ -356,8 +399,9 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "1 physical count(s) left out" in res.stderr
     validate(json.loads(out.read_text()), "R4")
-    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--version", "R5", "--db", url],
-                        catch_exceptions=False)
+    assert "LY0000000001" not in out.read_text() and pseudonym("LY0000000001", PATIENT_KEY) in out.read_text()
+    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--version", "R5", "--patient-ids", "card",
+                              "--db", url], catch_exceptions=False)
     assert res.exit_code == 0 and "1 InventoryReport" in " ".join(res.output.split())
     res = runner.invoke(app, ["fhir", "import", str(out), "--operator", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -375,7 +419,7 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
 def test_an_entry_id_fhir_cannot_carry_as_an_id_survives_as_identifier(world):
     post(world, entry("dispense", 1, entry_id="ward_7/night:1", at=T0 + timedelta(hours=5)))
     world.commit()
-    bundle = json.loads(export_bundle(world, kinds=["dispense"], version="R5").to_json())
+    bundle = json.loads(export_bundle(world, kinds=["dispense"], version="R5", patient_ids="card").to_json())
     validate(bundle, "R5")
     res = next(r for _i, r in _dispenses(bundle) if r["identifier"][0]["value"] == "ward_7/night:1")
     assert res["id"] != "ward_7/night:1" and len(res["id"]) == 36  # a UUID derived from the entry_id

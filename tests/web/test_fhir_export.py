@@ -11,7 +11,7 @@ import json
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from stock.importer import import_dataset
 from stock.ledger import post, reverse
@@ -19,7 +19,7 @@ from stock.models import Item
 from tests.stock.builders import T0, build_world, entry
 from tests.stock.test_reports import write as write_reports
 from tests.web.interop_helpers import import_small
-from tests.web.test_fhir import validate
+from tests.web.test_fhir import patient_key, validate  # noqa: F401 - the install's patient key, for every test
 from web.interop.fhir import export_bundle, write_bundle
 
 DAY = timedelta(days=1)
@@ -71,6 +71,30 @@ def test_transfer_status_follows_its_receipt_and_incremental_pulls_go_by_recordi
     # The window's end bounds it too: a pull up to the sync sees none of it.
     assert set(movements(export_bundle(world, since=SYNC - 2 * DAY, until=SYNC).bundle)) == \
         {"r1", "r2", "d-serial", "d-insg", "d-old", "t-out"}
+
+
+def test_incremental_pulls_start_from_the_recording_time_index(world):
+    """Each part of a "since the last sync" pull (recorded in the window, reversed in it, received
+    in it) is looked up through ix_ledger_entry_recorded_at, not by reading the whole ledger.
+    PostgreSQL weighs table sizes, so there the plan is asked with sequential scans discouraged:
+    what is checked is that the query can use the index at all (an OR of subqueries could not)."""
+    bind = world.get_bind()
+    statements = []
+    listen = lambda conn, cur, stmt, params, ctx, many: statements.append((stmt, params))  # noqa: E731
+    event.listen(bind, "before_cursor_execute", listen)
+    try:
+        export_bundle(world, since=SYNC, kinds=["dispense", "transfer_out"])
+    finally:
+        event.remove(bind, "before_cursor_execute", listen)
+    stmt, params = next((s, p) for s, p in statements if "recorded_at >=" in s)
+    conn = world.connection()
+    if bind.dialect.name == "sqlite":
+        plan = " | ".join(r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params))
+    else:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = " | ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + stmt, params))
+    assert plan.count("ix_ledger_entry_recorded_at") >= 3, plan
+    world.rollback()
 
 
 def test_gtin_serial_batch_and_only_real_atc_codes(world):

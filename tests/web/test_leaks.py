@@ -9,6 +9,7 @@ import json
 from sqlalchemy import func, select
 
 from stock.models import LedgerEntry
+from tests.web.interop_helpers import allow_health_cards
 from tests.web.test_app_api import bearer, issue_token
 
 AT = "2026-03-05T10:00:00+02:00"
@@ -49,8 +50,9 @@ def test_entry_id_taken_at_another_facility_is_a_plain_conflict(live_server):
 
 
 def test_fhir_import_at_another_facility_is_refused_before_any_read(live_server):
+    allow_health_cards(live_server)
     pharm = _client(live_server, "pharm_h1")
-    bundle = pharm.get("/api/v1/fhir/bundle").json()
+    bundle = pharm.get("/api/v1/fhir/bundle", params={"patient_ids": "card"}).json()
     dispenses = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "MedicationDispense"]
     assert dispenses
     for i, res in enumerate(dispenses):

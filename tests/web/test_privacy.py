@@ -17,6 +17,7 @@ from stock.db import session_factory
 from stock.models import Facility, LedgerEntry
 from stock.pseudonyms import is_pseudonym, patient_key, pseudonym, pseudonymise_text
 from tests.web.conftest import make_settings
+from tests.web.interop_helpers import allow_health_cards
 from tests.web.test_app_api import bearer, issue_token
 from web.models import AuditRecord
 
@@ -137,7 +138,38 @@ def test_a_fhir_bundle_read_is_audited_with_its_patients(live_server):
     assert api.get("/api/v1/fhir/bundle").status_code == 200
     with live_server.Session() as s:
         rec = s.scalars(select(AuditRecord).where(AuditRecord.action == "fhir_export")).one()
-    assert rec.object_id == "H1" and '"patients": 1' in rec.detail
+    assert rec.object_id == "H1" and '"patients": 1' in rec.detail and '"patient_ids": "pseudonym"' in rec.detail
+
+
+def _patients(bundle: dict) -> list[dict]:
+    return [e["resource"]["identifier"][0] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
+
+
+def test_fhir_patients_are_pseudonymous_unless_an_allowed_role_asks_for_cards(live_server):
+    from stock.settings import get_settings
+
+    systems = get_settings().fhir
+    pharm = live_server.client(headers=bearer(issue_token(live_server, "pharm_h1")))
+    r = pharm.get("/api/v1/fhir/bundle")
+    assert _patients(r.json()) == [{"system": systems.pseudonym_system, "value": pseudonym(CARD, key_of(live_server))}]
+    assert CARD not in r.text        # not in the subject, the Patient, nor any id or fullUrl derived from it
+    # Cards in the clear: refused while the install names no role for them, whoever asks...
+    asked = pharm.get("/api/v1/fhir/bundle", params={"patient_ids": "card"})
+    assert asked.status_code == 403 and asked.json()["resourceType"] == "OperationOutcome"
+    assert CARD not in asked.text
+    # ... then given to an allowed role, and audited as such; never to a role that does not need them.
+    allow_health_cards(live_server, "pharmacist", "auditor")
+    r = pharm.get("/api/v1/fhir/bundle", params={"patient_ids": "card"})
+    assert r.status_code == 200 and _patients(r.json()) == [{"system": systems.patient_system, "value": CARD}]
+    auditor = live_server.client(headers=bearer(issue_token(live_server, "auditor")))
+    refused = auditor.get("/api/v1/fhir/bundle", params={"patient_ids": "card", "facility": "H1"})
+    assert refused.status_code == 403 and CARD not in refused.text
+    bad = pharm.get("/api/v1/fhir/bundle", params={"patient_ids": "everything"})
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+    with live_server.Session() as s:
+        details = list(s.scalars(select(AuditRecord.detail).where(AuditRecord.action == "fhir_export")
+                                 .order_by(AuditRecord.id)))
+    assert ['"patient_ids": "card"' in d for d in details] == [False, True]
 
 
 @pytest.mark.parametrize("web_settings", [make_settings()])

@@ -22,7 +22,8 @@ from stock.models import Facility, LedgerEntry, User
 from web import audit, deps
 from stock.pseudonyms import patient_key
 from web.downloads import attachment
-from web.access import Forbidden, current_user, facility_in_scope, require_roles, scope_of, visible_facilities
+from web.access import (Forbidden, current_user, facility_in_scope, require_health_card_export, require_roles,
+                        scope_of, visible_facilities)
 from web.api.entries import POSTERS
 from web.interop import fhir, spreadsheets
 from web.interop.dhis2_mapping import MEASURES as MAPPING_MEASURES
@@ -89,17 +90,25 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
                 until: datetime | None = Query(None, description="recorded before this time (with zone)"),
                 occurred_since: datetime | None = Query(None, description="moved from this time (with zone)"),
                 occurred_until: datetime | None = Query(None, description="moved before this time (with zone)"),
+                patient_ids: str = Query("pseudonym", description="pseudonym (default) or card: health cards "
+                                         "in the clear, for the roles the install allows"),
                 user: User = Depends(current_user), db: Session = Depends(deps.db)) -> JSONResponse:
     """Dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle of
-    conditional updates, which a FHIR server loads idempotently."""
+    conditional updates, which a FHIR server loads idempotently. Patients are named by pseudonym
+    unless health cards are asked for by a role allowed to (``web.access``)."""
     code = _one_facility(db, user, facility)
+    settings = request.app.state.settings
+    if patient_ids == "card":
+        require_health_card_export(user, settings.fhir.health_card_roles)
     result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
                                 until=_zoned("until", until), occurred_since=_zoned("occurred_since", occurred_since),
-                                occurred_until=_zoned("occurred_until", occurred_until))
-    # Patients are named by their health card (the receiving system needs it): the read is audited.
+                                occurred_until=_zoned("occurred_until", occurred_until), patient_ids=patient_ids,
+                                patient_key=patient_key(settings) if patient_ids != "card" else None)
+    # Every export is a read of patients' dispensing, pseudonymous or not: audited, saying which.
     audit.record(db, request, "fhir_export", "facility", code,
                  {"entries": len(result.bundle.get("entry") or []), "patients": result.counts.get("Patient", 0),
-                  "version": version, "via": "api"}, facility_id=facility_in_scope(db, user, code).id if code else None)
+                  "patient_ids": patient_ids, "version": version, "via": "api"},
+                 facility_id=facility_in_scope(db, user, code).id if code else None)
     db.commit()
     return FhirJSONResponse(result.bundle)
 

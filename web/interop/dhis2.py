@@ -96,6 +96,7 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
         zones[zone or default_zone].append(fid)
         codes[fid] = code
     items = dict(session.execute(select(Item.id, Item.code)).all())
+    item_ids = sorted(items)
     reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
     milli = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - stored thousandths, no Decimal per row
     out: list[MonthlyAggregate] = []
@@ -112,8 +113,11 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
             select(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at, LedgerEntry.kind,
                    milli(LedgerEntry.quantity), milli(LedgerEntry.effect),
                    LedgerEntry.entry_id.in_(reversed_ids).label("reversed"))
-            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at >= t0,
-                   LedgerEntry.occurred_at < t1))
+            # Every item named, though it filters nothing: with facility and item both given,
+            # the month is a range of ix_ledger_entry_facility_item_occurred per pair, where a
+            # facility alone would have SQLite read all of its entries to find the month's.
+            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids),
+                   LedgerEntry.occurred_at >= t0, LedgerEntry.occurred_at < t1))
         tz = ZoneInfo(zone)
         first_day = date(year, month, 1)
         days = [first_day + timedelta(days=n) for n in range((t1.astimezone(tz).date() - first_day).days)]

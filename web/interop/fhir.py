@@ -29,25 +29,30 @@ an export of any size runs in bounded memory; ``export_bundle`` gathers the same
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
+from collections import namedtuple
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO
 
 import orjson
-from sqlalchemy import BigInteger, and_, case, exists, false, or_, select, type_coerce
+from sqlalchemy import BigInteger, and_, exists, select, type_coerce, union
 from sqlalchemy.orm import Session, aliased
 
 from stock.errors import DawaError
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription, StockReport
+from stock.pseudonyms import patient_key
 from stock.settings import Fhir, get_settings
 from web.interop import fhir_resources as fr
 
 VERSIONS = {"R4": "4.0.1", "R5": "5.0.0"}
 LEDGER_KINDS = ("dispense", "receipt", "transfer_in", "transfer_out", "count")
 EXPORTED_KINDS = (*LEDGER_KINDS, "stock_report")
+PATIENT_IDS = ("pseudonym", "card")
 BATCH = 2000
 resource_id = fr.resource_id
 
@@ -78,13 +83,11 @@ class _Query:
     occurred_since: datetime | None
     occurred_until: datetime | None
     kinds: tuple[str, ...]
+    key: str | None = None
 
 
 def _ledger_stmt(q: _Query):
-    other, rx_in = aliased(Facility), aliased(LedgerEntry)
-    received = exists().where(rx_in.kind == "transfer_in", rx_in.facility_id == LedgerEntry.counterparty_facility_id,
-                              rx_in.counterparty_facility_id == LedgerEntry.facility_id,
-                              rx_in.document_number == LedgerEntry.document_number)
+    other = aliased(Facility)
     stmt = (
         select(LedgerEntry.entry_id, LedgerEntry.kind,
                type_coerce(LedgerEntry.quantity, BigInteger).label("quantity"),   # thousandths: fr.milli
@@ -95,8 +98,7 @@ def _ledger_stmt(q: _Query):
                Item.code.label("item_code"), Item.name.label("item_name"), Item.unit, Item.atc_code.label("atc"),
                Item.gtin, Lot.lot_number.label("lot"), Lot.expiry_date.label("expiry"),
                Patient.health_card_id.label("card"), other.code.label("counterparty_code"),
-               other.name.label("counterparty_name"),
-               case((LedgerEntry.kind == "transfer_out", received), else_=false()).label("received"))
+               other.name.label("counterparty_name"), LedgerEntry.facility_id, LedgerEntry.counterparty_facility_id)
         .join(Facility, Facility.id == LedgerEntry.facility_id)
         .join(Item, Item.id == LedgerEntry.item_id)
         .join(Lot, Lot.id == LedgerEntry.lot_id)
@@ -112,7 +114,7 @@ def _ledger_stmt(q: _Query):
     if q.occurred_until is not None:
         stmt = stmt.where(LedgerEntry.occurred_at < q.occurred_until)
     if q.since is not None or q.until is not None:
-        stmt = stmt.where(or_(_recorded(LedgerEntry, q), _changed(q)))
+        stmt = stmt.where(LedgerEntry.id.in_(_in_window(q)))
     return stmt
 
 
@@ -125,16 +127,24 @@ def _recorded(table, q: _Query):
     return and_(*conds)
 
 
-def _changed(q: _Query):
-    """Entries recorded before the window whose state an entry recorded in it changed."""
-    later = aliased(LedgerEntry)
-    reversed_now = LedgerEntry.entry_id.in_(select(later.reverses).where(later.reverses.is_not(None),
-                                                                         _recorded(later, q)))
-    received_now = and_(LedgerEntry.kind == "transfer_out", exists().where(
-        later.kind == "transfer_in", later.facility_id == LedgerEntry.counterparty_facility_id,
-        later.counterparty_facility_id == LedgerEntry.facility_id,
-        later.document_number == LedgerEntry.document_number, _recorded(later, q)))
-    return or_(reversed_now, received_now)
+def _in_window(q: _Query):
+    """Ids of the entries recorded in the window, and of those recorded before it whose state an
+    entry recorded in it changed (reversed, or a transfer sent now received). A union of three
+    selects, each starting from ``ix_ledger_entry_recorded_at``, rather than one OR the planner
+    can answer only by reading the whole ledger."""
+    later, earlier = aliased(LedgerEntry), aliased(LedgerEntry)
+    recorded = select(later.id).where(_recorded(later, q))
+    reversed_now = (select(earlier.id).join(later, later.reverses == earlier.entry_id)
+                    .where(later.reverses.is_not(None), _recorded(later, q)))
+    # By waybill first: the waybills received in the window, then the transfers sent under them.
+    waybills = select(later.document_number).where(later.kind == "transfer_in", _recorded(later, q))
+    receipt = aliased(LedgerEntry)
+    received_now = select(earlier.id).where(
+        earlier.kind == "transfer_out", earlier.document_number.in_(waybills),
+        exists().where(receipt.kind == "transfer_in", receipt.facility_id == earlier.counterparty_facility_id,
+                       receipt.counterparty_facility_id == earlier.facility_id,
+                       receipt.document_number == earlier.document_number, _recorded(receipt, q)))
+    return union(recorded, reversed_now, received_now)
 
 
 @dataclass(frozen=True)
@@ -150,12 +160,20 @@ class _Writer:
     """Turns rows into bundle entries, adding each facility, patient and prescription the first
     time a movement names it."""
 
-    def __init__(self, session: Session, sys: Fhir, version: str):
-        self.session, self.sys, self.version = session, sys, version
+    def __init__(self, session: Session, sys: Fhir, version: str, patient_ids: fr.PatientIds):
+        self.session, self.sys, self.version, self.patient_ids = session, sys, version, patient_ids
         self.facilities = {code: (name, region) for code, name, region in
                            session.execute(select(Facility.code, Facility.name, Facility.region))}
         self.reversed_by = dict(session.execute(
             select(LedgerEntry.reverses, LedgerEntry.entry_id).where(LedgerEntry.reverses.is_not(None))).all())
+        # Waybills received, as (receiving facility, sending facility, waybill): a transfer sent is
+        # completed once its receipt is recorded. Read once (through the partial index on
+        # document_number) rather than asked per transfer, which SQLite answers by reading the
+        # receiving facility's whole chain.
+        self.received = set(session.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.counterparty_facility_id, LedgerEntry.document_number)
+            .where(LedgerEntry.document_number.is_not(None), LedgerEntry.kind == "transfer_in",
+                   LedgerEntry.counterparty_facility_id.is_not(None))).tuples())
         self.places: set[str] = set()      # facilities, patients and prescriptions already written
         self.people: set[str] = set()
         self.rxs: set[str] = set()
@@ -178,7 +196,7 @@ class _Writer:
     def patient(self, card: str | None, out: list[dict]) -> None:
         if card and card not in self.people:
             self.people.add(card)
-            out.append(self.entry(fr.patient(self.sys, card), card))
+            out.append(self.entry(*fr.patient(self.patient_ids, card)))
 
     def prescriptions(self, codes: set[str], out: list[dict]) -> None:
         """MedicationRequest entries (and their patients) for the prescriptions not yet written."""
@@ -193,17 +211,19 @@ class _Writer:
                 .join(Item, Item.id == Prescription.item_id)
                 .join(Facility, Facility.id == Prescription.facility_id)
                 .where(Prescription.code.in_(new)))
-        for rx in self.session.connection().execute(stmt):
+        for rx in _records(self.session.connection().execute(stmt)):
             item = _ItemView(rx.item, rx.name, rx.unit, rx.atc_code, rx.gtin)
             self.rxs.add(rx.code)
             self.patient(rx.health_card_id, out)
-            out.append(self.entry(fr.medication_request(self.sys, self.version, rx, rx.health_card_id, item,
+            out.append(self.entry(fr.medication_request(self.sys, self.version, rx,
+                                                        self.patient_ids.ref(rx.health_card_id), item,
                                                         rx.fcode, rx.fname), rx.code))
 
     def rows(self, batch: list) -> list[dict]:
         out: list[dict] = []
         self.prescriptions({r.prescription_ref for r in batch if r.prescription_ref and r.kind == "dispense"}, out)
         sys, version, reversed_by, places = self.sys, self.version, self.reversed_by, self.places
+        patient_ref = self.patient_ids.ref
         for r in batch:
             if r.facility_code not in places:
                 self.facility(r.facility_code, out)
@@ -215,14 +235,16 @@ class _Writer:
                     self.patient(r.card, out)
                 rx = r.prescription_ref
                 rx_url = fr.full_url("MedicationRequest", rx) if rx and rx in self.rxs else None
-                res = fr.dispense(sys, version, r, rx_url, reversed_by.get(r.entry_id))
+                res = fr.dispense(sys, version, r, rx_url, reversed_by.get(r.entry_id), patient_ref(r.card))
             elif kind == "count":
                 if version == "R4":
                     self.skipped_counts += 1
                     continue
                 res = fr.inventory_count(sys, r)
             else:
-                res = fr.supply_delivery(sys, version, r, reversed_by.get(r.entry_id))
+                received = kind == "transfer_out" and (r.counterparty_facility_id, r.facility_id,
+                                                       r.document_number) in self.received
+                res = fr.supply_delivery(sys, version, r, reversed_by.get(r.entry_id), received)
             out.append(self.entry(res, r.entry_id))
         return out
 
@@ -255,17 +277,36 @@ def _reports_stmt(q: _Query):
     return stmt
 
 
+def _records(result) -> Iterator[tuple]:
+    """A result's rows as plain named tuples (see ``_batches``)."""
+    return map(namedtuple("Record", list(result.keys()))._make, result)
+
+
 def _batches(session: Session, stmt) -> Iterator[list]:
     """Rows of ``stmt`` in lists of BATCH, from a server-side cursor on PostgreSQL."""
     # Options on the statement, not the connection: on the connection they would stay, and the
     # session's later writes on PostgreSQL would go through a server-side cursor too.
     result = session.connection().execute(stmt.execution_options(stream_results=True, yield_per=BATCH))
+    # Plain named tuples: a resource reads some twenty columns of its row, and a Row's attribute
+    # lookup costs ten times a tuple's.
+    record = namedtuple("Record", list(result.keys()))._make
     for part in result.partitions(BATCH):
-        yield part
+        yield [record(r) for r in part]
 
 
-def _prepare(session: Session, version: str, facility_code: str | None, kinds, **bounds) -> _Query:
+def _patient_key(patient_ids: str, key: str | None) -> str | None:
+    """The key patients are pseudonymised under, or None for health cards in the clear."""
+    if patient_ids == "card":
+        return None
+    if patient_ids != "pseudonym":
+        raise DawaError(f"patients are named by {' or '.join(PATIENT_IDS)}, not {patient_ids!r}", field="patient_ids")
+    return key or patient_key(get_settings())
+
+
+def _prepare(session: Session, version: str, facility_code: str | None, kinds, patient_ids: str,
+             key: str | None, **bounds) -> _Query:
     version = _check_version(version)
+    key = _patient_key(patient_ids, key)
     if facility_code:
         from stock.masterdata import facility_by_code
 
@@ -278,28 +319,57 @@ def _prepare(session: Session, version: str, facility_code: str | None, kinds, *
     for name, value in bounds.items():
         if value is not None and value.tzinfo is None:
             raise DawaError(f"{name} must carry a time zone", field=name)
-    return _Query(version, facility_code, kinds=kinds, **bounds)
+    return _Query(version, facility_code, kinds=kinds, key=key, **bounds)
 
 
 def iter_entries(session: Session, result: FhirExport, *, version: str = "R4", facility_code: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  occurred_since: datetime | None = None, occurred_until: datetime | None = None,
-                 kinds=None) -> Iterator[dict]:
+                 kinds=None, patient_ids: str = "pseudonym", patient_key: str | None = None) -> Iterator[dict]:
     """The bundle's entries, streamed; ``result`` gets the counts and what was left out at the end.
-    The arguments are checked before the first entry is asked for."""
-    q = _prepare(session, version, facility_code, kinds, since=since, until=until,
+    The arguments are checked before the first entry is asked for.
+
+    Patients are named by pseudonym under ``patient_key`` (default: the install's key), or by
+    health card with ``patient_ids="card"``: the caller decides who may ask for that."""
+    q = _prepare(session, version, facility_code, kinds, patient_ids, patient_key, since=since, until=until,
                  occurred_since=occurred_since, occurred_until=occurred_until)
     return _entries(session, q, result)
 
 
+@contextmanager
+def _no_cycle_collection():
+    """Python's cycle collector paused while a batch's resources are built. They are plain dicts
+    and lists without cycles (reference counting frees them), but tens of thousands of them per
+    batch would set the collector off again and again, each time walking every object the export
+    keeps (the patients and prescriptions already written): a third of an export's time. Paused
+    per batch only, and left as found, so a process doing other work meanwhile loses nothing."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _built(batches: Iterator[list], build) -> Iterator[dict]:
+    """``build(batch)``'s entries for each batch, reading and building with the collector paused."""
+    while True:
+        with _no_cycle_collection():
+            batch = next(batches, None)
+            if batch is None:
+                return
+            out = build(batch)
+        yield from out
+
+
 def _entries(session: Session, q: _Query, result: FhirExport) -> Iterator[dict]:
-    w = _Writer(session, get_settings().fhir, q.version)
+    sys = get_settings().fhir
+    w = _Writer(session, sys, q.version, fr.PatientIds(sys, q.key))
     if any(k in LEDGER_KINDS for k in q.kinds):
-        for batch in _batches(session, _ledger_stmt(q)):
-            yield from w.rows(batch)
+        yield from _built(_batches(session, _ledger_stmt(q)), w.rows)
     if "stock_report" in q.kinds:
-        for batch in _batches(session, _reports_stmt(q)):
-            yield from w.reports(batch)
+        yield from _built(_batches(session, _reports_stmt(q)), w.reports)
     result.counts = dict(sorted(w.counts.items()))
     if w.skipped_counts:
         result.skipped.append(

@@ -6,9 +6,11 @@ Quantities are UCUM (``web.interop.fhir_codes``). The medicine is a contained Me
 Dawa's item code, the pack's GTIN and the ATC code (only a real ATC code), with its batch (lot and
 expiry) and, for a scanned pack, its serial as a GS1 Digital Link identifier.
 
-Patients are identified by the health card in the clear, as the export always has: the
-pseudonymous identifier of the security work is not yet a column to read here. Where it lands,
-``patient`` is the one place to change.
+Patients are identified by pseudonym (``stock.pseudonyms``: a keyed HMAC of the health card,
+system ``Fhir.pseudonym_system``): the receiving system can put one patient's dispensing together
+but cannot tell who the patient is. The health card itself (system ``Fhir.patient_system``) is
+written only when the export is asked for it (``PatientIds`` without a key), which the web app
+allows only to the roles ``web.access`` names and audits.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hashlib import sha1
 from decimal import Decimal
 from urllib.parse import quote
 
+from stock.pseudonyms import pseudonym
 from stock.settings import Fhir
 from web.interop.fhir_codes import ATC_SYSTEM, GTIN_SYSTEM, UCUM, is_atc, ucum_code
 
@@ -38,16 +41,15 @@ REPORT_MEASURES = ("opening", "received", "consumed", "adjustment", "closing", "
 
 
 _NS_BYTES = _NS.bytes
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def uid(kind: str, key: str) -> str:
     """``uuid.uuid5(_NS, kind/key)``, computed without building a UUID object (an export makes
     several per resource)."""
-    b = bytearray(sha1(_NS_BYTES + f"{kind}/{key}".encode()).digest()[:16])
-    b[6] = (b[6] & 0x0F) | 0x50
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = sha1(_NS_BYTES + f"{kind}/{key}".encode()).hexdigest()
+    # version 5 in the 13th hex digit, variant 10xx in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def full_url(kind: str, key: str) -> str:
@@ -164,12 +166,31 @@ def location(sys: Fhir, code: str, name: str, region: str | None) -> dict:
     return res
 
 
-def patient(sys: Fhir, card: str) -> dict:
-    return {"resourceType": "Patient", "id": uid("Patient", card), "identifier": [ident(sys.patient_system, card)]}
+class PatientIds:
+    """How an export names patients: by pseudonym under ``key``, or by health card when ``key`` is
+    None. The Patient's id and fullUrl derive from that identifier, never from the card behind a
+    pseudonym (a UUID of the card could be reversed by trying every card number)."""
+
+    def __init__(self, sys: Fhir, key: str | None):
+        self.key = key
+        self.system = sys.patient_system if key is None else sys.pseudonym_system
+        self.value = (lambda card: card) if key is None else lru_cache(maxsize=1 << 16)(self._pseudonym)
+
+    def _pseudonym(self, card: str) -> str:
+        return pseudonym(card, self.key)
+
+    @property
+    def pseudonymous(self) -> bool:
+        return self.key is not None
+
+    def ref(self, card: str) -> dict:
+        return _ref("Patient", self.system, self.value(card), None)
 
 
-def patient_ref(sys: Fhir, card: str) -> dict:
-    return _ref("Patient", sys.patient_system, card, None)
+def patient(ids: PatientIds, card: str) -> tuple[dict, str]:
+    """The Patient resource and the key of its fullUrl."""
+    value = ids.value(card)
+    return {"resourceType": "Patient", "id": uid("Patient", value), "identifier": [ident(ids.system, value)]}, value
 
 
 def location_ref(sys: Fhir, code: str, name: str | None) -> dict:
@@ -195,7 +216,7 @@ def identifiers(sys: Fhir, r) -> list[dict]:
     return out
 
 
-def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | None) -> dict:
+def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | None, subject: dict) -> dict:
     res = {
         "resourceType": "MedicationDispense",
         "id": resource_id(r.entry_id),
@@ -208,7 +229,7 @@ def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | 
         res["medicationReference"] = med
     else:
         res["medication"] = {"reference": med}
-    res["subject"] = patient_ref(sys, r.card)
+    res["subject"] = subject
     res["performer"] = [{"actor": {"type": "Practitioner", "identifier": ident(sys.user_system, r.recorded_by),
                                    "display": r.recorded_by}}]
     res["location"] = location_ref(sys, r.facility_code, r.facility_name)
@@ -226,7 +247,7 @@ def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | 
     return res
 
 
-def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict:
+def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None, received: bool = False) -> dict:
     """A receipt, or one leg of a transfer. A transfer sent is ``in-progress`` until its receipt
     (the other facility's transfer_in with the same waybill) is recorded, then ``completed``."""
     here_loc = location_ref(sys, r.facility_code, r.facility_name)
@@ -237,7 +258,7 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None) -> dict
         there_loc, there_org = None, ({"display": r.counterparty} if r.counterparty else None)
     if r.kind == "transfer_out":
         supplier, destination = organization_ref(sys, r.facility_code, r.facility_name), there_loc
-        status = "completed" if r.received else "in-progress"
+        status = "completed" if received else "in-progress"
     else:
         supplier, destination, status = there_org, here_loc, "completed"
     if reversed_by:
@@ -294,14 +315,15 @@ def resource_id(entry_id: str) -> str:
 
 # --- prescriptions and monthly reports -------------------------------------------------------
 
-def medication_request(sys: Fhir, version: str, rx, card: str, item, facility_code: str, facility_name: str) -> dict:
+def medication_request(sys: Fhir, version: str, rx, subject: dict, item, facility_code: str,
+                       facility_name: str) -> dict:
     res = {
         "resourceType": "MedicationRequest",
         "id": resource_id(rx.code),
         "identifier": [ident(sys.prescription_system, rx.code)],
         "status": "unknown",
         "intent": "order",
-        "subject": patient_ref(sys, card),
+        "subject": subject,
         "authoredOn": rx.issued_on.isoformat(),
         "requester": {"type": "Practitioner", "display": rx.prescriber},
         "dispenseRequest": {
