@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, inspect, text
 from sqlalchemy.orm import Session
 
 from anomaly import corrections
@@ -138,8 +138,8 @@ def _rules_in_force(session: Session, e: pd.DataFrame) -> None:
     was within the rules when it was made. master_data_change keeps every change with its time;
     the value in force at a moment is the ``old`` of the first change after it (the latest
     changes are applied first, so the earliest one after a movement has the last word)."""
-    if e.empty:
-        return
+    if e.empty or not inspect(session.connection()).has_table("master_data_change"):
+        return  # nothing recorded yet, or a schema from before master data was versioned
     changes = _read(session, _ITEM_CHANGES_SQL)
     if changes.empty:
         return
