@@ -1,6 +1,6 @@
 """Every page in the nav, for every role, on an 800x1280 tablet in English, French and Arabic: the
 page is never wider than the screen (wide tables scroll inside their own box), and every link,
-button and field in the page's content is at least 44 px tall, big enough for a finger.
+button and field in the header and the page's content is at least 44 px tall, big enough for a finger.
 
 Screenshots of each page are saved as ``<role>-<lang>-<page>.png``."""
 
@@ -46,7 +46,9 @@ _MEASURE = """(minTap) => {
   const main = document.querySelector('main');
   const allowed = %s;
   const small = [];
-  for (const el of main.querySelectorAll('a, button, input, select, textarea')) {
+  for (const el of document.querySelectorAll(
+      'header a, header button, header input, header select, ' +
+      'main a, main button, main input, main select, main textarea')) {
     const box = el.getBoundingClientRect();
     const style = getComputedStyle(el);
     if (box.width === 0 || box.height === 0 || style.visibility === 'hidden') continue;
