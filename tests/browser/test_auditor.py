@@ -44,7 +44,7 @@ def test_auditor_confirms_a_flag(audit_site, browser_page, screenshot):
     page.wait_for_load_state()
     page.click("nav .nav-links a:text('Flags')")
     page.wait_for_selector("table#flag-queue")
-    facilities = page.locator("table#flag-queue tbody tr td:nth-child(5)").all_inner_texts()
+    facilities = page.locator("table#flag-queue tbody tr td:nth-child(6)").all_inner_texts()
     assert facilities and all(f.startswith("TRP-") for f in facilities)  # her region only
     screenshot("auditor-queue")
 
