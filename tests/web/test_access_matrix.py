@@ -86,7 +86,8 @@ class Row:
 
 
 MATRIX = [
-    Row("GET", "/", EVERYONE),
+    Row("GET", "/", EVERYONE, ok=303),  # each role on to its landing page (tests/web/test_navigation.py)
+    Row("GET", "/overview", EVERYONE),
     Row("POST", "/logout", EVERYONE, ok=303, form={}),
     Row("GET", "/api/v1/me", EVERYONE),
     Row("GET", "/api/v1/stock/on-hand", IN_SCOPE, query={"facility": "{facility}"}),
