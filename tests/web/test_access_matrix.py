@@ -142,6 +142,17 @@ MATRIX = [
     Row("POST", "/admin/items/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}, form={}),
     Row("POST", "/admin/users/{username}/disable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
     Row("POST", "/admin/ledger/verify", ADMINS, form={}),
+    # Users: admins within their scope; an empty form is refused for its content, a user who does
+    # not exist (or lies outside the scope) is not found. Facilities: national admins only.
+    Row("GET", "/admin/users/new", ADMINS),
+    Row("POST", "/admin/users/new", ADMINS, ok=422, form={}),
+    Row("GET", "/admin/users/{username}", ADMINS, ok=404, params={"username": "nobody"}),
+    Row("POST", "/admin/users/{username}", ADMINS, ok=404, params={"username": "nobody"}, form={}),
+    Row("POST", "/admin/users/{username}/enable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
+    Row("GET", "/admin/facilities/new", NATIONAL_ADMINS),
+    Row("POST", "/admin/facilities/new", NATIONAL_ADMINS, ok=422, form={}),
+    Row("GET", "/admin/facilities/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}),
+    Row("POST", "/admin/facilities/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}, form={}),
     # The audit trail page: auditors and admins, limited to their scope like /api/v1/audit.
     Row("GET", "/audit", REVIEWERS_IN_SCOPE, query={"facility": "{facility}"}),
     # Interop API: bundles and exports within scope; importing needs a staff role (an empty body
