@@ -43,7 +43,8 @@ class FlagRow:
 def query(session: Session, *, region: str | None = None, facility: str | None = None,
           detector: str | None = None, severity: str | None = None, status: str | None = None,
           limit: int | None = None, offset: int = 0) -> list[FlagRow]:
-    """Flags, most suspicious first (rank: score weighted by detector precision)."""
+    """Flags, most suspicious first (rank: score weighted by detector precision). ``status`` may
+    name several statuses, comma-separated ("open,assigned": the cases still to work on)."""
     stmt = (select(Flag, Facility.code, Facility.region)
             .outerjoin(Facility, Facility.id == Flag.facility_id)
             .order_by(Flag.rank_score.desc(), Flag.score.desc(), Flag.flag_id))
@@ -54,7 +55,7 @@ def query(session: Session, *, region: str | None = None, facility: str | None =
     if severity:
         stmt = stmt.where(Flag.severity == severity)
     if status:
-        stmt = stmt.where(Flag.status == status)
+        stmt = stmt.where(Flag.status.in_(status.split(",")))
     if detector:
         stmt = stmt.where(Flag.flag_id.in_(select(FlagHit.flag_id).where(FlagHit.detector == detector)))
     if limit is not None:

@@ -27,6 +27,7 @@ from stock.quantities import unit_allows
 from web import audit, auth, deps
 from web.access import (Forbidden, NotFound, require_national, require_roles, scope_of, user_in_scope,
                          visible_facilities, visible_facility_ids, visible_users)
+from web.admin_users import KIND_LABELS, ROLE_LABELS
 from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -60,7 +61,8 @@ def users(request: Request, user: User = Depends(admin), db: Session = Depends(d
         kind, where = _scope_label(u, codes)
         rows.append({"username": u.username, "name": u.display_name or "", "role": u.role, "scope_kind": kind,
                      "scope": where, "active": u.active})
-    return render(request, "admin/users.html", {"users": rows})
+    labels = {r: gettext(request.state.lang, m) for r, m in ROLE_LABELS.items()}
+    return render(request, "admin/users.html", {"users": rows, "role_labels": labels})
 
 
 @router.post("/users/{username}/disable")
@@ -79,7 +81,9 @@ def disable_user(request: Request, username: str, user: User = Depends(admin), d
 
 @router.get("/facilities")
 def facilities(request: Request, user: User = Depends(admin), db: Session = Depends(deps.read_db)):
-    return render(request, "admin/facilities.html", {"facilities": visible_facilities(db, user)})
+    labels = {k: gettext(request.state.lang, m) for k, m in KIND_LABELS.items()}
+    return render(request, "admin/facilities.html", {"facilities": visible_facilities(db, user), "kind_labels": labels,
+                                                     "national": scope_of(user).kind == "national"})
 
 
 @router.get("/ledger")

@@ -101,6 +101,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     from web import auditor; app.include_router(auditor.router)  # noqa: E702
     from web import manager; app.include_router(manager.router)  # noqa: E702
     from web import admin; app.include_router(admin.router)  # noqa: E702
+    from web import admin_users; app.include_router(admin_users.router)  # noqa: E702
     from web import audit_trail; app.include_router(audit_trail.router)  # noqa: E702
     from web import dhis2_pages; app.include_router(dhis2_pages.router)  # noqa: E702
     from web.replenishment import routers as replenishment  # requisitions, levels, reconciliation

@@ -78,7 +78,7 @@ def list_flags(db: Session, user: User, key: str, *, region=None, facility=None,
     """One page of flags in scope, most suspicious first, and whether more follow; patients named
     by pseudonym under ``key``."""
     for name, value, allowed in (("severity", severity, SEVERITIES), ("status", status, STATUSES)):
-        if value and value not in allowed:
+        if value and not set(value.split(",")) <= set(allowed):
             raise domain.InvalidEntry(f"{name} {value!r} is not one of {', '.join(allowed)}", field=name)
     where = scoped_filters(db, user, region=region, facility=facility)
     rows = export.query(db, detector=detector or None, severity=severity or None, status=status or None,
@@ -270,6 +270,10 @@ def consumption_vs_peers(db: Session, facility: Facility, item_id: int, end: dat
 
 # --- pages -------------------------------------------------------------------------------------
 
+OPEN_CASES = "open,assigned"
+"""The status filter of the cases still to work on: where an auditor lands (web.pages.LANDINGS)."""
+
+
 def _filters(request: Request) -> dict:
     q = request.query_params
     return {k: (q.get(k) or "").strip() for k in ("region", "facility", "detector", "severity", "status")}
@@ -296,7 +300,8 @@ def queue(request: Request, page: int = Query(1, ge=1, le=100000), user: User = 
     query_string = urlencode({k: v for k, v in filters.items() if v})
     ctx = {"rows": rows, "more": more, "page": page, "filters": filters, "query_string": query_string,
            "facilities": [c for c, _r in places], "regions": sorted({r for _c, r in places}),
-           "detectors": detectors, "severities": SEVERITIES, "statuses": STATUSES}
+           "detectors": detectors, "severities": SEVERITIES, "statuses": STATUSES,
+           "open_cases": OPEN_CASES}
     name = "auditor/_queue_table.html" if request.headers.get("hx-request") else "auditor/queue.html"
     return render(request, name, ctx)
 

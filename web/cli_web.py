@@ -51,8 +51,9 @@ def check_password_strength(password: str, username: str) -> None:
 
 def create_user(session: Session, username: str, role: str, password: str, *, facility: str | None = None,
                 region: str | None = None, display_name: str | None = None,
-                language: str | None = None, web: WebSettings | None = None) -> User:
-    """A new active user with a hashed password, checked like the CLI checks it. The caller commits."""
+                language: str | None = None, web: WebSettings | None = None, request=None) -> User:
+    """A new active user with a hashed password, checked like the CLI checks it; audited as made
+    through the web by the user of ``request`` when given. The caller commits."""
     if not USERNAME_RE.match(username):
         raise InvalidEntry("a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
                            "letter or digit", field="username")
@@ -74,8 +75,8 @@ def create_user(session: Session, username: str, role: str, password: str, *, fa
     user.password_hash = auth.hash_password(password, web or get_settings().web)
     user.language = language
     session.flush()
-    audit.record(session, None, "user_created", "user", username,
-                 {"role": role, "facility": facility, "region": region, "via": "cli"},
+    audit.record(session, request, "user_created", "user", username,
+                 {"role": role, "facility": facility, "region": region, "via": "web" if request else "cli"},
                  facility_id=user.facility_id)
     return user
 

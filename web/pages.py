@@ -88,8 +88,27 @@ def logout(request: Request, user: User = Depends(current_user), db: Session = D
     return response
 
 
+LANDINGS = {
+    "auditor": "/flags?status=open,assigned",  # their open cases (web.auditor.OPEN_CASES)
+    "facility_manager": "/stock",  # stock at a glance: the dashboard of their facility
+    "pharmacist": "/pharmacy",  # their pharmacy's counter
+    "admin": "/admin/users",
+}
+"""Where each role starts after logging in, and what the site's root shows them."""
+
+
+def landing(user: User) -> str:
+    return LANDINGS.get(user.role, "/overview")
+
+
 @router.get("/")
-def home(request: Request, user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
+def home(user: User = Depends(current_user)):
+    """Each role's landing page (LANDINGS)."""
+    return RedirectResponse(landing(user), status_code=303)
+
+
+@router.get("/overview")
+def overview(request: Request, user: User = Depends(current_user), db: Session = Depends(deps.read_db)):
     """The facilities in the user's scope and their stock positions at a glance."""
     settings = request.app.state.settings
     facilities = visible_facilities(db, user)
@@ -134,4 +153,4 @@ def _back(request: Request) -> str:
     return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
-__all__ = ["router", "safe_next"]
+__all__ = ["router", "safe_next", "LANDINGS", "landing"]

@@ -154,7 +154,7 @@ def csrf_of(html: str) -> str:
 def login(client: httpx.Client, username: str, password: str = PASSWORD, next: str | None = None) -> httpx.Response:
     page = client.get("/login")
     if page.status_code == 303:  # logged in already: the login page sends them on, with its token
-        page = client.get(page.headers["location"])
+        page = client.get(page.headers["location"], follow_redirects=True)
     data = {"username": username, "password": password, "csrf_token": csrf_of(page.text)}
     if next is not None:
         data["next"] = next
@@ -162,7 +162,7 @@ def login(client: httpx.Client, username: str, password: str = PASSWORD, next: s
 
 
 def page_csrf(client: httpx.Client, path: str = "/") -> str:
-    r = client.get(path)
+    r = client.get(path, follow_redirects=True)  # "/" sends each role on to its landing page
     assert r.status_code == 200, (path, r.status_code)
     return csrf_of(r.text)
 

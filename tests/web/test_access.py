@@ -37,7 +37,7 @@ def test_every_route_but_the_public_ones_requires_a_user(sqlite_engine):
 
 def test_pharmacist_of_one_facility_sees_nothing_of_another(live_server):
     c = live_server.login("pharm_h1")
-    home = c.get("/")
+    home = c.get("/", follow_redirects=True)
     assert "Tripoli Central Hospital" in home.text
     assert "Souq Al Juma" not in home.text and "Benghazi" not in home.text and "HC2" not in home.text
     rows = c.get("/api/v1/stock/on-hand").json()
@@ -56,7 +56,7 @@ def test_regional_and_national_scopes(live_server):
     regional = live_server.login("auditor_tripoli")
     assert {r["facility"] for r in regional.get("/api/v1/stock/on-hand").json()} == {"H1", "HC2"}
     assert regional.get("/api/v1/stock/card/B1/INSG").status_code == 403
-    home = regional.get("/").text
+    home = regional.get("/overview").text
     assert "Souq Al Juma" in home and "Benghazi" not in home
     national = live_server.login("auditor")
     assert {r["facility"] for r in national.get("/api/v1/stock/on-hand").json()} == {"H1", "HC2", "B1"}

@@ -86,7 +86,8 @@ class Row:
 
 
 MATRIX = [
-    Row("GET", "/", EVERYONE),
+    Row("GET", "/", EVERYONE, ok=303),  # each role on to its landing page (tests/web/test_navigation.py)
+    Row("GET", "/overview", EVERYONE),
     Row("POST", "/logout", EVERYONE, ok=303, form={}),
     Row("GET", "/api/v1/me", EVERYONE),
     Row("GET", "/api/v1/stock/on-hand", IN_SCOPE, query={"facility": "{facility}"}),
@@ -146,6 +147,17 @@ MATRIX = [
     Row("POST", "/admin/items/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}, form={}),
     Row("POST", "/admin/users/{username}/disable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
     Row("POST", "/admin/ledger/verify", ADMINS, form={}),
+    # Users: admins within their scope; an empty form is refused for its content, a user who does
+    # not exist (or lies outside the scope) is not found. Facilities: national admins only.
+    Row("GET", "/admin/users/new", ADMINS),
+    Row("POST", "/admin/users/new", ADMINS, ok=422, form={}),
+    Row("GET", "/admin/users/{username}", ADMINS, ok=404, params={"username": "nobody"}),
+    Row("POST", "/admin/users/{username}", ADMINS, ok=404, params={"username": "nobody"}, form={}),
+    Row("POST", "/admin/users/{username}/enable", ADMINS, ok=404, params={"username": "nobody"}, form={}),
+    Row("GET", "/admin/facilities/new", NATIONAL_ADMINS),
+    Row("POST", "/admin/facilities/new", NATIONAL_ADMINS, ok=422, form={}),
+    Row("GET", "/admin/facilities/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}),
+    Row("POST", "/admin/facilities/{code}", NATIONAL_ADMINS, ok=404, params={"code": "NOPE"}, form={}),
     # The audit trail page: auditors and admins, limited to their scope like /api/v1/audit.
     Row("GET", "/audit", REVIEWERS_IN_SCOPE, query={"facility": "{facility}"}),
     Row("GET", "/dhis2/pushes", NATIONAL_ADMINS),  # and national managers (tests/web/test_dhis2_pages.py)

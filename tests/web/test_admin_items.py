@@ -180,7 +180,7 @@ def test_item_edit_needs_the_csrf_token_and_an_existing_item(live_server):
 def test_items_pages_are_for_admins_only(live_server):
     for username in ("pharm_h1", "manager_tripoli", "auditor"):
         c = live_server.login(username)
-        assert '/admin/items"' not in c.get("/").text
+        assert '/admin/items"' not in c.get("/", follow_redirects=True).text
         for path in ("/admin/items", "/admin/items/MOR10"):
             assert c.get(path).status_code == 403, (username, path)
         token = page_csrf(c)

@@ -112,7 +112,7 @@ def test_stock_card_gives_the_running_balance_in_numbers(live_server):
 def test_security_headers_on_every_kind_of_response(live_server):
     c = live_server.login("pharm_h1")
     anon = live_server.client()
-    responses = [c.get("/"), anon.get("/login"), anon.get("/"), anon.get("/healthz"),
+    responses = [c.get("/", follow_redirects=True), anon.get("/login"), anon.get("/"), anon.get("/healthz"),
                  anon.get("/static/dawa.css"), anon.get("/static/missing.css"), anon.get("/api/v1/me"),
                  c.get("/api/v1/stock/on-hand?facility=HC2"), c.get("/no-such-page"), anon.get("/api/docs"),
                  anon.get("/api/openapi.json"), anon.post("/logout")]
@@ -130,7 +130,7 @@ def test_security_headers_on_every_kind_of_response(live_server):
 
 def test_pages_carry_no_inline_script(live_server):
     c = live_server.login("pharm_h1")
-    for page in (c.get("/"), live_server.client().get("/login"), live_server.client().get("/api/docs")):
+    for page in (c.get("/", follow_redirects=True), live_server.client().get("/login"), live_server.client().get("/api/docs")):
         scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", page.text, flags=re.S)
         assert scripts, page.url
         assert all(body.strip() == "" for body in scripts), page.url

@@ -37,7 +37,7 @@ def test_login_sets_an_httponly_lax_session_cookie_and_lands_home(live_server):
     flags = flags_of(cookie)
     assert "httponly" in flags and "samesite=lax" in cookie.lower() and "path=/" in cookie.lower()
     assert "secure" not in flags  # plain http on loopback
-    home = c.get("/")
+    home = c.get("/", follow_redirects=True)
     assert home.status_code == 200 and "pharm_h1" in home.text
     # Only the token's hash is stored.
     token = c.cookies[auth.SESSION_COOKIE]
@@ -269,10 +269,10 @@ def test_language_switch_is_kept_on_the_user_and_audited(live_server):
     c = live_server.login("pharm_h1")
     r = c.post("/language", data={"lang": "ar", "csrf_token": page_csrf(c)}, headers={"Referer": "/"})
     assert r.status_code == 303
-    home = c.get("/")
+    home = c.get("/", follow_redirects=True)
     assert 'lang="ar"' in home.text and 'dir="rtl"' in home.text
     # Kept on the user: another browser of the same user sees Arabic too.
-    assert 'lang="ar"' in live_server.login("pharm_h1").get("/").text
+    assert 'lang="ar"' in live_server.login("pharm_h1").get("/", follow_redirects=True).text
     assert live_server.login("pharm_h1").get("/api/v1/me").json()["language"] == "ar"
     with live_server.Session() as s:
         rec = s.scalars(select(AuditRecord).where(AuditRecord.action == "user_language_changed")).one()

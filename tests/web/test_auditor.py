@@ -53,7 +53,7 @@ def server(engine):
 
 
 def _api_csrf(client) -> dict:
-    return {"X-CSRF-Token": csrf_of(client.get("/").text)}
+    return {"X-CSRF-Token": csrf_of(client.get("/", follow_redirects=True).text)}
 
 
 def _flags(client, **params) -> list[dict]:

@@ -90,7 +90,7 @@ def test_new_sample_data_end_yesterday_and_the_summary_and_pages_agree(folder, c
 
             with httpx.Client(base_url=served.base_url, timeout=60) as c:
                 assert login(c, "boss").status_code == 303
-                page = c.get("/").text
+                page = c.get("/overview").text
         finally:
             served.stop()
         facility_names = dict(re.findall(r"<bdi>([^<]+)</bdi> <bdi class=\"code\">([^<]+)</bdi>", page))

@@ -95,7 +95,7 @@ def test_api_reversal_needs_a_reason(live_server):
 
 
 def reverse_form(client, facility: str, target: str, reason: str = "mistake"):
-    token = csrf_of(client.get("/").text)
+    token = csrf_of(client.get("/", follow_redirects=True).text)
     return client.post(f"/pharmacy/{facility}/reverse",
                        data={"csrf_token": token, "entry_id": target, "new_id": f"rev-{target}", "reason": reason})
 
@@ -119,7 +119,7 @@ def test_form_follows_the_reversal_access_rule(live_server):
 def test_form_refusals_are_translated(live_server):
     seed(live_server, entry("dispense", 4, entry_id="D-other", recorded_by="pharm_other", prescription_id="RX1"))
     pharm = live_server.login("pharm_h1")
-    token = csrf_of(pharm.get("/").text)
+    token = csrf_of(pharm.get("/", follow_redirects=True).text)
     assert pharm.post("/language", data={"csrf_token": token, "lang": "fr"}).status_code in (200, 303)
     r = reverse_form(pharm, "H1", "D-other")
     assert r.status_code == 403 and "you may reverse only your own entries" not in r.text
