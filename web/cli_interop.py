@@ -164,13 +164,28 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
                          "stock_report")] = None,
                 patient_ids: Annotated[str, typer.Option(
                     help="pseudonym (keyed HMAC of the health card, DAWA_PATIENT_ID_KEY) or card: health cards "
-                         "in the clear, for a receiving system that must know who the patient is")] = "pseudonym",
+                         "in the clear, for a receiving system that must know who the patient is (needs --by)")] = "pseudonym",
+                by: Annotated[Optional[str], typer.Option(
+                    "--by", help="With --patient-ids card: the national auditor or admin taking the cards out "
+                                 "(recorded in the audit trail)")] = None,
                 db: DbOption = None):
     """Export dispensing, deliveries, counts and monthly reports as a FHIR transaction Bundle.
-    Patients are named by pseudonym unless --patient-ids card is given."""
+    Patients are named by pseudonym unless --patient-ids card is given, by a user named with --by whom
+    the access rules let take health cards out; that export is recorded in the audit trail."""
+    from web.clear_exports import clear_card_exporter, record_clear_export
     from web.interop.fhir import write_bundle
 
     cli = _cli()
+    if patient_ids == "card":
+        if not by:
+            cli._fail("--patient-ids card needs --by USER: the national auditor or admin taking the cards out", 2)
+        with session_factory(cli._engine(db))() as s:
+            try:
+                clear_card_exporter(s, by)
+            except DawaError as exc:
+                cli._fail(str(exc), 2)
+    elif by:
+        cli._fail("--by goes with --patient-ids card", 2)
     bounds = dict(since=parse_bound(since, end=False, option="--since"),
                   until=parse_bound(until, end=True, option="--until"),
                   occurred_since=parse_bound(occurred_from, end=False, option="--occurred-from"),
@@ -184,6 +199,10 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
         except DawaError as exc:
             tmp.unlink(missing_ok=True)
             cli._fail(str(exc))
+    if patient_ids == "card":  # recorded before the file is where it was asked for
+        with session_factory(cli._engine(db))() as s:
+            record_clear_export(s, clear_card_exporter(s, by), "fhir", rows=sum(result.counts.values()),
+                                patients=result.counts.get("Patient", 0))
     tmp.replace(out)
     for note in result.skipped:
         cli.err.print(f"note: {note}", highlight=False, markup=False)

@@ -400,9 +400,20 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
     assert "1 physical count(s) left out" in res.stderr
     validate(json.loads(out.read_text()), "R4")
     assert "LY0000000001" not in out.read_text() and pseudonym("LY0000000001", PATIENT_KEY) in out.read_text()
+    out.unlink()
     res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--version", "R5", "--patient-ids", "card",
                               "--db", url], catch_exceptions=False)
+    assert res.exit_code == 2 and "--patient-ids card needs --by USER" in " ".join(res.stderr.split())
+    assert not out.exists()
+    res = runner.invoke(app, ["fhir", "export", "--out", str(out), "--version", "R5", "--patient-ids", "card",
+                              "--by", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0 and "1 InventoryReport" in " ".join(res.output.split())
+    from web.models import AuditRecord
+
+    with session_factory(sqlite_engine)() as s:
+        (record,) = s.scalars(select(AuditRecord).where(AuditRecord.action == "clear_cards_exported")).all()
+        assert record.object_id == "fhir" and '"clear_cards": true' in record.detail
+        assert json.loads(record.detail)["patients"] >= 1
     res = runner.invoke(app, ["fhir", "import", str(out), "--operator", "op1", "--db", url], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "0 dispensing added, 1 already present" in " ".join(res.output.split())
