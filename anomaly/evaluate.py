@@ -183,6 +183,11 @@ class Evaluation:
     """Incident -> the rank, detectors and subject of the first flag that reveals it."""
     false_alarms: tuple[str, ...] = ()
     """The highest-ranked flags that reveal no incident: what buries the incidents."""
+    requisitions: tuple[float, float, int, int] | None = None
+    """With requisition scenarios injected: the requisition detector's (recall, average precision,
+    findings, incidents) against them."""
+    requisition_scenarios: tuple[int, str] | None = None
+    """(seed, noise) of the injected requisition scenarios."""
 
     @property
     def best_baseline(self) -> tuple[str, Measures]:
@@ -199,9 +204,15 @@ class Evaluation:
 
 
 def evaluate(dataset_dir: Path, *, workdir: Path | None = None, progress: Progress | None = None,
-             truth: Path | None = None) -> Evaluation:
+             truth: Path | None = None, requisitions: tuple[int, str] | None = None) -> Evaluation:
     """Import ``dataset_dir`` into a scratch SQLite database, scan it, and score Dawa and the
     baselines against its truth.csv.
+
+    Requisitions are not in the data contract's files, so a data set holds none. With
+    ``requisitions=(seed, noise)`` every supplied facility prepares and submits its last month's
+    requisition after the import, with the two requisition scenarios injected
+    (sample_data.requisitions), and the requisition detector is scored against them on its own;
+    their flags stay in the main queue, where truth.csv knows nothing of them.
 
     The database lives in a temporary folder, or in ``workdir`` (kept afterwards, to look at the
     flags with the other commands; an earlier evaluation database there is replaced).
@@ -211,13 +222,14 @@ def evaluate(dataset_dir: Path, *, workdir: Path | None = None, progress: Progre
     truth_rows = Truth.from_csv(Path(truth) if truth is not None else dataset_dir / "truth.csv")
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="dawa-evaluate-") as tmp:
-            return _evaluate(dataset_dir, Path(tmp), truth_rows, progress)
+            return _evaluate(dataset_dir, Path(tmp), truth_rows, progress, requisitions)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    return _evaluate(dataset_dir, workdir, truth_rows, progress)
+    return _evaluate(dataset_dir, workdir, truth_rows, progress, requisitions)
 
 
-def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress) -> Evaluation:
+def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress,
+              requisitions: tuple[int, str] | None = None) -> Evaluation:
     db = folder / "evaluate.sqlite"
     for old in folder.glob(db.name + "*"):
         old.unlink()
@@ -231,6 +243,12 @@ def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress)
             s.commit()
             seconds["import"] = time.perf_counter() - t
             _check_truth_in_ledger(s, truth, dataset_dir)
+            requisition_truth = None
+            if requisitions is not None:
+                from sample_data.requisitions import inject
+
+                requisition_truth = inject(s, seed=requisitions[0], noise=requisitions[1])
+                s.commit()
             t = time.perf_counter()
             report = scan.run(s, force=True, progress=progress)
             s.commit()
@@ -258,13 +276,22 @@ def _evaluate(dataset_dir: Path, folder: Path, truth: Truth, progress: Progress)
                 scored[name] = measure(baseline(frames), truth, budget)
             progress("baselines", len(baselines.BASELINES), len(baselines.BASELINES))
             seconds["baselines"] = time.perf_counter() - t
+            requisition_scores = None
+            if requisition_truth is not None:
+                from anomaly.detectors.requisitions import detect as detect_requisitions
+                from sample_data.requisitions import score as score_requisitions
+
+                hits = detect_requisitions(frames)
+                recall, ap = score_requisitions(hits, requisition_truth)
+                requisition_scores = (recall, ap, len(hits), len(requisition_truth))
     finally:
         engine.dispose()
     detectors = tuple(k for k in report.seconds if k not in ("features", "persist"))
     return Evaluation(dataset=dataset_dir, entries=imported.entries_added + imported.entries_already_present,
                       incidents=truth.incidents_per_scenario, budget=budget, detectors=detectors,
                       dawa=dawa, baselines=scored, seconds=seconds, review=tuple(rounds), found_by=found_by,
-                      false_alarms=false_alarms)
+                      false_alarms=false_alarms, requisitions=requisition_scores,
+                      requisition_scenarios=requisitions)
 
 
 REVIEW_ROUNDS = 2
@@ -361,6 +388,11 @@ def format_report(evaluation: Evaluation) -> str:
         lines.append("after simulated review rounds (top budget reviewed, verdicts from the truth, re-ranked): "
                      + ", ".join(f"round {i}: AP {m.average_precision:.2f}, recall at budget {m.recall_at_budget:.2f}"
                                  for i, m in enumerate(ev.review, start=1)))
+    if ev.requisitions is not None:
+        recall, ap, findings, incidents = ev.requisitions
+        seed, noise = ev.requisition_scenarios
+        lines.append(f"requisition scenarios (injected after the import, seed {seed}, noise {noise}): "
+                     f"recall {recall:.2f}, AP {ap:.2f}, {findings} findings for {incidents} incidents")
     missed = ev.dawa.missed()
     if missed:
         lines.append(f"incidents Dawa missed within the budget: {', '.join(missed)}")

@@ -281,6 +281,11 @@ def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with 
                  help="Keep the scratch database here (default: a temporary folder)")] = None,
              truth: Annotated[Optional[Path], typer.Option(
                  help="Ground truth file (default: truth.csv in the data set folder)")] = None,
+             requisitions: Annotated[Optional[int], typer.Option(
+                 help="Also inject the requisition scenarios with this seed after the import and score the "
+                      "requisition detector against them (requisitions are not in a data set's files)")] = None,
+             requisition_noise: Annotated[str, typer.Option(
+                 help="How far ordinary requisitions stray from the suggestion: low or high")] = "low",
              quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
     """Measure detection against a data set's ground truth, beside naive baselines, then simulate
     two review rounds (verdicts from the truth re-rank the flags)."""
@@ -288,7 +293,11 @@ def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with 
 
     from anomaly.evaluate import evaluate as run_evaluation
     from anomaly.evaluate import format_report
+    from sample_data.requisitions import NOISE
     from stock.importer import ImportFailed
+
+    if requisition_noise not in NOISE:
+        _fail(f"--requisition-noise must be one of {', '.join(NOISE)} (got {requisition_noise!r})", 2)
 
     with Progress(TextColumn("{task.description:<22}"), BarColumn(), TimeElapsedColumn(),
                   console=err, disable=quiet, transient=True) as bar:
@@ -300,7 +309,9 @@ def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with 
             bar.update(tasks[phase], completed=done, total=total or None)
 
         try:
-            evaluation = run_evaluation(dataset, workdir=workdir, progress=progress, truth=truth)
+            evaluation = run_evaluation(dataset, workdir=workdir, progress=progress, truth=truth,
+                                        requisitions=None if requisitions is None else (requisitions,
+                                                                                        requisition_noise))
         except ImportFailed as exc:
             bar.stop()
             for problem in exc.problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -146,12 +147,25 @@ def test_evaluate_keeps_its_database_in_workdir_and_replaces_it(small_workdir, s
 
 
 def test_cli_prints_the_table(tmp_path):
-    result = CliRunner().invoke(app, ["evaluate", str(SMALL), "--workdir", str(tmp_path), "--quiet"])
+    """With --requisitions the requisition scenarios are injected after the import and the
+    requisition detector is scored against them beside the rest."""
+    result = CliRunner().invoke(app, ["evaluate", str(SMALL), "--workdir", str(tmp_path), "--quiet",
+                                      "--requisitions", "11", "--requisition-noise", "high"])
     assert result.exit_code == 0, result.output
-    out = result.output
+    out = " ".join(result.output.split())
     assert "incident recall at budget" in out and "average precision, Dawa / better baseline" in out
     assert "Dawa" in out and "z-score" in out and "isolation forest" in out
     assert "over_dispense (2)" in out
+    found = re.search(r"requisition scenarios \(injected after the import, seed 11, noise high\): "
+                      r"recall ([0-9.]+), AP ([0-9.]+), (\d+) findings for (\d+) incidents", out)
+    assert found, out
+    recall, ap, findings, incidents = float(found[1]), float(found[2]), int(found[3]), int(found[4])
+    assert incidents >= 2 and findings >= incidents and recall == 1.0 and ap >= 0.75
+
+
+def test_cli_refuses_an_unknown_requisition_noise(tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", str(SMALL), "--requisitions", "1", "--requisition-noise", "loud"])
+    assert result.exit_code == 2 and "--requisition-noise must be one of low, high" in result.output
 
 
 def test_cli_refuses_a_set_without_truth(tmp_path):
