@@ -38,6 +38,11 @@ class NewEntry:
     serial_number: str | None = None
     """The pack's GS1 serial (AI 21) when the pack was scanned."""
 
+    def __post_init__(self):
+        # Texts as the ledger keeps them (the rule book's), whichever path states the movement.
+        for name, value in rules.stored_texts(vars(self)).items():
+            object.__setattr__(self, name, value)
+
 
 @dataclass(frozen=True)
 class PolicyNote:

@@ -64,6 +64,26 @@ TEXTS = ("entry_id", "kind", "facility_code", "item_code", "recorded_by", "lot_n
 keeps to GS1's character set besides (stock.gs1)."""
 
 
+STRIPPED = TEXTS + ("serial_number",)
+"""Texts the ledger keeps without surrounding white space, as the data contract's files are read
+(stock.csvread strips every cell): the same movement stated to post() or in an import is one text,
+so one hash in the chain."""
+
+
+def stored_texts(values: dict) -> dict:
+    """The texts of ``values`` (an entry's fields) that change when kept as the ledger keeps them:
+    surrounding white space removed; an optional text that held only white space is no text (an
+    empty cell of a file is none either)."""
+    changed = {}
+    for name in STRIPPED:
+        value = values.get(name)
+        if isinstance(value, str):
+            kept = value.strip()
+            if kept != value:
+                changed[name] = kept if kept or name in REQUIRED or name == "lot_number" else None
+    return changed
+
+
 MAX_REASON = 2000
 """A reason or counterparty is at most this long (on both databases alike: SQLite would store any
 length, PostgreSQL refuses past its column's)."""

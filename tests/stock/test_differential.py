@@ -6,7 +6,7 @@ goes through post() one entry at a time (each refusal skipped) and through the b
 
 Entries carry their recording times (recorded_at), so both build the same hash chains. Both
 databases; reversals, counts, new lots without expiry, expired lots received (for destruction
-or not) and bad signs all take part."""
+or not), reasons with white space around them and bad signs all take part."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ op = st.fixed_dictionaries({
     "lot": st.sampled_from(("L1", "L2")),
     "n": st.integers(min_value=-3, max_value=40),
     "expiry": st.sampled_from((None, date(2028, 1, 31), date(2026, 1, 31))),  # none, good, expired at T0
-    "reason": st.sampled_from((None, "correction", "destruction")),
+    "reason": st.sampled_from((None, "correction", "destruction", " correction ", "destruction  ")),
     "back": st.integers(min_value=0, max_value=180),          # minutes the movement is back-dated
     "reverses": st.one_of(st.none(), st.integers(min_value=0, max_value=30)),
     "exact": st.booleans(),                                   # a reversal of the exact inverse quantity
