@@ -170,10 +170,10 @@ class _Writer:
         # completed once its receipt is recorded. Read once (through the partial index on
         # document_number) rather than asked per transfer, which SQLite answers by reading the
         # receiving facility's whole chain.
-        self.received = set(session.execute(
+        self.received = {tuple(row) for row in session.execute(
             select(LedgerEntry.facility_id, LedgerEntry.counterparty_facility_id, LedgerEntry.document_number)
             .where(LedgerEntry.document_number.is_not(None), LedgerEntry.kind == "transfer_in",
-                   LedgerEntry.counterparty_facility_id.is_not(None))).tuples())
+                   LedgerEntry.counterparty_facility_id.is_not(None)))}
         self.places: set[str] = set()      # facilities, patients and prescriptions already written
         self.people: set[str] = set()
         self.rxs: set[str] = set()
