@@ -192,6 +192,9 @@ def main() -> None:
     built = build(args.workdir, args.rows, args.facilities, args.items)
     db = built.with_name("run-" + built.name)  # each run starts from the imported ledger alone
     shutil.copyfile(built, db)
+    engine = make_engine(f"sqlite:///{db}")
+    migrations.upgrade(engine)  # a database cached by an earlier version gets the current schema
+    engine.dispose()
     bench_prepare(db)
     advance(db)
     bench_page(db, args.workdir, args.page_requests)
