@@ -35,6 +35,7 @@ from stock.ledger import NewEntry, Posted, post, reverse
 from stock.masterdata import item_by_gtin
 from stock.models import Balance, Facility, Item, LedgerEntry, Lot, Patient, Prescription, User
 from stock.queries import on_hand
+from stock.requisitions.packs import pack_with_gtin
 from stock.transfers import Leg, match_transfers
 from web import audit, deps
 from web.access import (
@@ -46,7 +47,7 @@ from web.access import (
     scope_of,
     visible_facilities,
 )
-from web.replenishment.pack_entry import in_base_units as in_packs, pack_by_gtin
+from web.replenishment.pack_entry import in_base_units as in_packs
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
@@ -428,7 +429,7 @@ def _apply_scan(request: Request, db: Session, values: dict, errors: dict, *, pa
         return False
     item, pack = item_by_gtin(db, scan.gtin), None
     if item is None and packs:  # a form counted in packs: a pack's GTIN names its item and pack
-        item, pack = pack_by_gtin(db, scan.gtin) or (None, None)
+        item, pack = pack_with_gtin(db, scan.gtin) or (None, None)
     if item is None:
         errors["scan"] = _t(request, MSG_SCAN_UNKNOWN_GTIN, gtin=scan.gtin)
         return False

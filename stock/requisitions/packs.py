@@ -54,14 +54,20 @@ class Scanned:
     """None when the GTIN is the item's own (its base unit)."""
 
 
+def pack_with_gtin(session: Session, gtin: str) -> tuple[Item, PackSize] | None:
+    """The item and pack whose GTIN (already normalised) is ``gtin``, or None."""
+    row = session.execute(select(Item, PackSize).join(PackSize, PackSize.item_id == Item.id)
+                          .where(PackSize.gtin == gtin)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 def scanned(session: Session, text: str) -> Scanned | None:
     """The item and pack a scanned barcode names, or None if no item or pack has its GTIN.
     Raises BadScan for a barcode that cannot be read."""
     gtin = parse_scan(text).gtin
-    row = session.execute(select(PackSize, Item).join(Item, Item.id == PackSize.item_id)
-                          .where(PackSize.gtin == gtin)).first()
-    if row is not None:
-        return Scanned(row[1], row[0])
+    found = pack_with_gtin(session, gtin)
+    if found is not None:
+        return Scanned(*found)
     item = session.scalars(select(Item).where(Item.gtin == gtin)).one_or_none()
     return Scanned(item, None) if item is not None else None
 
@@ -77,4 +83,4 @@ def in_base_units(session: Session, item: Item, quantity: Decimal, pack: str | N
     raise InvalidEntry(f"{item.code} has no pack {pack!r}", field="pack")
 
 
-__all__ = ["add_pack", "packs_of", "scanned", "Scanned", "in_base_units"]
+__all__ = ["add_pack", "pack_with_gtin", "packs_of", "scanned", "Scanned", "in_base_units"]

@@ -32,13 +32,6 @@ def packs_of_item(db: Session, item_code: str) -> tuple[Item | None, list[PackSi
     return item, list(db.scalars(select(PackSize).where(PackSize.item_id == item.id).order_by(PackSize.units)))
 
 
-def pack_by_gtin(db: Session, gtin: str) -> tuple[Item, PackSize] | None:
-    """The item and pack whose GTIN (already normalised) is ``gtin``, or None."""
-    row = db.execute(select(Item, PackSize).join(PackSize, PackSize.item_id == Item.id)
-                     .where(PackSize.gtin == gtin)).first()
-    return (row[0], row[1]) if row is not None else None
-
-
 def in_base_units(request: Request, db: Session, item: Item | None, quantity: Decimal | None, values: dict,
                   errors: dict) -> Decimal | None:
     """The typed quantity in base units: as typed when no pack is chosen, else packs × units per
@@ -65,4 +58,4 @@ def packs(request: Request, facility: str, item_code: str = "", pack: str = "",
     return render(request, "pharmacy/_packs.html", {"item": item, "packs": choices, "value": pack, "error": None})
 
 
-__all__ = ["router", "in_base_units", "pack_by_gtin", "packs_of_item"]
+__all__ = ["router", "in_base_units", "packs_of_item"]
