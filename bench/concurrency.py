@@ -128,6 +128,23 @@ class Databases:
 
 # --- (a) one-unit dispenses ----------------------------------------------------------------------
 
+def _run_threads(target, n: int) -> None:
+    """``target(i)`` for i in range(n), each in a thread of its own, all started before any is awaited."""
+    pool = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+
+
+def _status(send) -> int | str:
+    """The status code of ``send()``'s answer, or the name of the error that left it without one."""
+    try:
+        return send().status_code
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
 def bench_dispenses(url: str, attempts: int, threads: int) -> dict:
     from stock.errors import InsufficientStock
     from stock.ledger import post
@@ -166,11 +183,7 @@ def bench_dispenses(url: str, attempts: int, threads: int) -> dict:
                 outcome[result] += 1
 
     with Timer() as took:
-        pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join()
+        _run_threads(worker, threads)
     with Session() as s:
         on_hand = s.scalar(select(Balance.on_hand))
         dispensed = -s.scalar(select(func.sum(LedgerEntry.effect)).where(LedgerEntry.kind == "dispense"))
@@ -224,18 +237,11 @@ def bench_reposts(url: str, workdir: Path, n: int) -> dict:
             with httpx.Client(base_url=server.base_url, timeout=120,
                               headers={"Authorization": f"Bearer {token}"}) as c:
                 start.wait()
-                try:
-                    status = c.post("/api/v1/entries", json=body).status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
+                status = _status(lambda: c.post("/api/v1/entries", json=body))
                 with lock:
                     statuses[status] += 1
 
-        pool = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join()
+        _run_threads(client, n)
     rows = count(url, select(func.count()).select_from(LedgerEntry).where(LedgerEntry.entry_id == "SAME-1"))
     ok_db, detail = consistent(url)
     held = rows == 1 and statuses.get(201) == 1 and statuses.get(200) == n - 1 and ok_db
@@ -271,18 +277,11 @@ def bench_batches(url: str, workdir: Path, batches: int, workers: int) -> dict:
                                 "facility_code": fac, "kind": "receipt", "item_code": "INSG", "lot_number": "LB",
                                 "quantity": 1, "expiry_date": "2028-01-31"}
                                for k, fac in enumerate(rng.choice(orders))]
-                    try:
-                        status = c.post("/api/v1/entries", json={"entries": entries}).status_code
-                    except httpx.HTTPError as exc:
-                        status = type(exc).__name__
+                    status = _status(lambda: c.post("/api/v1/entries", json={"entries": entries}))
                     with lock:
                         statuses[status] += 1
 
-        pool = [threading.Thread(target=client, args=(w,)) for w in range(workers)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join()
+        _run_threads(client, workers)
     stored = count(url, select(func.count()).select_from(LedgerEntry).where(LedgerEntry.entry_id.like("load-%")))
     ok_db, detail = consistent(url)
     errors = sum(v for k, v in statuses.items() if not isinstance(k, int) or k >= 500)
