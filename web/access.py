@@ -25,6 +25,16 @@ PUBLIC_PATHS = ("/login", "/healthz", "/language", "/api/docs", "/api/docs/init.
 logged in). The mounts /static and /api/docs/assets are public as well. Everything else needs a user."""
 
 
+# Who may do what, named once; pages, the API and the CLI depend on these names.
+STAFF = ("pharmacist", "facility_manager", "admin")
+"""Record movements at a facility's counter and store (dispense, receive, transfer, count, loss)."""
+MANAGERS = ("facility_manager", "admin")
+"""Run a facility's stock: levels, orders, reports."""
+REVIEWERS = ("auditor", "admin")
+"""Review flags and cases, take verdicts, read patients' dispensings and the audit trail."""
+ADMINS = ("admin",)
+"""Manage users, facilities and master data."""
+
 class AccessError(Exception):
     """Refused access; the app turns it into a redirect, a page or a JSON error body."""
 

@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 from stock.masterdata import add_facility
 from stock.models import FACILITY_KINDS, LANGUAGES, ROLES, Facility, User
 from web import audit, auth, deps
-from web.access import (NotFound, require_national, require_roles, scope_of, user_in_scope, visible_facilities,
+from web.access import (ADMINS, NotFound, require_national, require_roles, scope_of, user_in_scope, visible_facilities,
                         within_scope)
 from web.cli_web import SCOPED_ROLES, USERNAME_RE, create_user
 from web.templating import LANGUAGE_NAMES, gettext, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
-admin = require_roles("admin")
+admin = require_roles(*ADMINS)
 
 MSG_ROLE_PHARMACIST = "Pharmacist"
 MSG_ROLE_FACILITY_MANAGER = "Facility manager"

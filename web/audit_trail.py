@@ -20,20 +20,19 @@ from sqlalchemy.orm import Session
 
 from stock.models import Facility, User
 from web import audit, deps
-from web.access import audit_scope, require_roles, scope_of, visible_facilities
+from web.access import REVIEWERS, audit_scope, require_roles, scope_of, visible_facilities
 from web.models import AuditRecord
 from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(prefix="/audit", include_in_schema=False)
 
-READERS = ("admin", "auditor")
 PAGE_SIZE = 50
 FILTERS = ("user", "action", "since", "until", "facility")
 MSG_BAD_DATE = "Enter a date as YYYY-MM-DD."
 MSG_DATES_REVERSED = "The end date comes before the start date."
 MSG_NO_SUCH_USER = "No user has this name."
 
-reader = require_roles(*READERS)
+reader = require_roles(*REVIEWERS)
 
 
 def _day(lang: str, text: str) -> tuple[date | None, str | None]:

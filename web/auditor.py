@@ -36,12 +36,11 @@ from stock.cells import csv_text
 from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonym, pseudonymise_flag, pseudonymise_text
 from web import audit, deps
 from web.downloads import attachment
-from web.access import Forbidden, NotFound, require_roles, scope_of, visible_facility_ids
+from web.access import Forbidden, NotFound, REVIEWERS, require_roles, scope_of, visible_facility_ids
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/flags", include_in_schema=False)
 
-REVIEWERS = ("auditor", "admin")
 PAGE_SIZE = 25
 MSG_ACTION_DONE = "Recorded."
 MSG_NOT_ALLOWED = "You cannot %(action)s a flag that is %(state)s."

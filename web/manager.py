@@ -31,7 +31,7 @@ from stock.pseudonyms import patient_key
 from stock.queries import (OnHand, StockPosition, expiring, monthly_dispensed, on_hand, stock_card,
                            stock_positions, stockouts)
 from web import audit, deps
-from web.access import NotFound, facility_in_scope, require_roles, visible_facilities
+from web.access import MANAGERS, NotFound, facility_in_scope, require_roles, visible_facilities
 from web.downloads import attachment
 from web.interop import spreadsheets
 from web.interop.spreadsheets import MEDIA_TYPES, Sheet, to_csv
@@ -39,8 +39,6 @@ from web.templating import gettext, render
 
 router = APIRouter(include_in_schema=False)
 
-MANAGERS = ("facility_manager", "admin")
-"""Who sees the stock dashboard and cards: facility managers and admins, within their scope."""
 
 TABLES = ("positions", "below-minimum", "stockouts", "expiring")
 """The dashboard tables that can be downloaded."""

@@ -40,6 +40,7 @@ from stock.transfers import Leg, match_transfers
 from web import audit, deps
 from web.access import (
     REVERSAL_WINDOWS,
+    STAFF,
     NotFound,
     facility_in_scope,
     require_roles,
@@ -52,8 +53,6 @@ from web.templating import gettext, render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
 
-STAFF = ("pharmacist", "facility_manager", "admin")
-"""Who records movements. Auditors review; they do not move stock."""
 REVERSERS = tuple(REVERSAL_WINDOWS)
 """Who may reverse an entry at all (web.access.reversal_refusal says which entries)."""
 PAGE_SIZE = 50

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from stock.models import User
 from web import audit, deps
-from web.access import audit_scope, require_roles
+from web.access import REVIEWERS, audit_scope, require_roles
 from web.api.schemas import MAX_ID, AuditOut
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -20,7 +20,7 @@ def audit_records(action: str | None = Query(None), object_type: str | None = Qu
                   object_id: str | None = Query(None),
                   before: int | None = Query(None, ge=1, le=MAX_ID, description="records older than this id (paging)"),
                   limit: int = Query(100, ge=1, le=1000),
-                  user: User = Depends(require_roles("admin", "auditor")),
+                  user: User = Depends(require_roles(*REVIEWERS)),
                   db: Session = Depends(deps.read_db)) -> list[AuditOut]:
     """Newest first. A regional or facility auditor sees the records of facilities in scope only."""
     rows = audit.records(db, audit_scope(db, user), action=action, object_type=object_type,

@@ -38,14 +38,12 @@ from stock import rules
 from stock.ledger import NewEntry, check_shape, lock_chains, post
 from stock.models import Facility, LedgerEntry, User
 from web import audit
-from web.access import require_roles, reversal_refusal, scope_of
+from web.access import STAFF, require_roles, reversal_refusal, scope_of
 from web.api.schemas import ErrorBody
 from web.api.writers import GroupWriter
 
 router = APIRouter(tags=["ledger"])
 
-POSTERS = ("pharmacist", "facility_manager", "admin")
-"""Who records movements (as on the pharmacy pages). Auditors review; they do not move stock."""
 
 MAX_BATCH = 1000
 """Entries in one request at most; send more as several batches."""
@@ -261,7 +259,7 @@ def scope_problems(db: Session, user: User, raw: list, known: dict | None = None
                         409: {"model": ErrorBody,
                               "description": "not enough stock, or an entry_id recorded with other content"}})
 async def post_entries(request: Request, body: Any = Depends(json_body),
-                       user: User = Depends(require_roles(*POSTERS))):
+                       user: User = Depends(require_roles(*STAFF))):
     """Record a batch of ledger entries, all or nothing, idempotent by entry_id. 201 when at least
     one entry is new, 200 when all were recorded before."""
     # A small batch is checked on the event loop (no database, a fraction of a millisecond); a

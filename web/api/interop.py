@@ -24,17 +24,16 @@ from stock.pseudonyms import patient_key
 from web.downloads import attachment
 from web.access import (Forbidden, current_user, facility_in_scope, require_health_card_export, require_roles,
                         scope_of, visible_facilities)
-from web.api.entries import POSTERS
 from web.interop import fhir, spreadsheets
 from web.interop.dhis2_mapping import MEASURES as MAPPING_MEASURES
 from web.interop.dhis2_mapping import SCHEME_KEYS as MAPPING_SCHEME_KEYS
 from web.interop.fhir_outcome import FhirJSONResponse, FhirRoute, outcome_response
+from web.access import REVIEWERS, STAFF
 
 router = APIRouter(tags=["interop"])
 fhir_router = APIRouter(tags=["interop"], route_class=FhirRoute)
 """The FHIR routes: their errors are OperationOutcome resources (web.interop.fhir_outcome)."""
 
-REVIEWERS = ("auditor", "admin")
 
 
 class FhirImportOut(BaseModel):
@@ -116,7 +115,7 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
 @fhir_router.post("/fhir/bundle", response_model=FhirImportOut, responses=FHIR_ERRORS,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/fhir+json": {"schema": BUNDLE_SCHEMA}, "application/json": {"schema": BUNDLE_SCHEMA}}}})
-def fhir_import(request: Request, user: User = Depends(require_roles(*POSTERS)),
+def fhir_import(request: Request, user: User = Depends(require_roles(*STAFF)),
                 db: Session = Depends(deps.db), data: bytes = Depends(deps.body)) -> JSONResponse:
     """Record a bundle's completed MedicationDispense resources as dispensing, all or nothing,
     recorded by you (a performer the bundle names is kept as the source's, not as the author).

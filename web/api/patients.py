@@ -21,7 +21,7 @@ from stock.errors import InvalidEntry
 from stock.models import Patient, User
 from stock.pseudonyms import is_pseudonym, patient_key, pseudonym
 from web import audit, deps
-from web.access import NotFound, require_roles, scope_of, visible_facility_ids
+from web.access import NotFound, REVIEWERS, require_roles, scope_of, visible_facility_ids
 from web.api.schemas import PatientDispensingOut
 
 router = APIRouter(prefix="/patients", tags=["patients"])
@@ -77,7 +77,7 @@ def _index(request: Request) -> PseudonymIndex:
 def dispensings(request: Request, patient: str,
                 since: datetime | None = Query(None, description="from this time (with zone)"),
                 limit: int = Query(500, ge=1, le=MAX_ROWS),
-                user: User = Depends(require_roles("auditor", "admin")),
+                user: User = Depends(require_roles(*REVIEWERS)),
                 db: Session = Depends(deps.db)) -> list[PatientDispensingOut]:
     """What the patient named by pseudonym (P-..., as in flags and stock cards) was given, at every
     facility in your scope, newest first. A health card is not accepted here: POST it to
@@ -97,7 +97,7 @@ def dispensings(request: Request, patient: str,
 
 @router.post("/dispensings", response_model=list[PatientDispensingOut])
 def dispensings_by_card(request: Request, body: HistoryQuery,
-                        user: User = Depends(require_roles("auditor", "admin")),
+                        user: User = Depends(require_roles(*REVIEWERS)),
                         db: Session = Depends(deps.db)) -> list[PatientDispensingOut]:
     """What the patient with this health card was given, at every facility in your scope, newest
     first (the card in the body, so that it is in no URL). The read is recorded in the audit trail,

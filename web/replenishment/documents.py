@@ -19,15 +19,13 @@ from stock.queries import on_hand, stock_card
 from stock.requisitions import flow
 from stock.requisitions.fulfil import shipments
 from web import deps
-from web.access import NotFound, current_user, facility_in_scope, require_roles
+from web.access import MANAGERS, NotFound, STAFF, current_user, facility_in_scope, require_roles
 from web.replenishment.service import load
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
 REQUISITION_DOCUMENTS = ("requisition", "waybill")
-MANAGERS = ("facility_manager", "admin")
-COUNTERS = ("pharmacist", "facility_manager", "admin")
 
 
 def to_pdf(request: Request, template: str, context: dict) -> bytes:
@@ -55,7 +53,7 @@ def requisition_pdf(request: Request, number: str, document: str, user: User = D
 
 
 @router.get("/stock/{facility}/count-sheet")
-def count_sheet(request: Request, facility: str, user: User = Depends(require_roles(*COUNTERS)),
+def count_sheet(request: Request, facility: str, user: User = Depends(require_roles(*STAFF)),
                 db: Session = Depends(deps.read_db)):
     """Every lot held here with an empty box to write the count in: no book quantity (a blind count)."""
     fac = facility_in_scope(db, user, facility)

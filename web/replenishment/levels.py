@@ -23,12 +23,11 @@ from stock.quantities import parse_quantity
 from stock.requisitions.figures import facility_figures, month_start, zone_of
 from stock.requisitions.levels import Levels, level_book, set_levels, status_of
 from web import audit, deps
-from web.access import facility_in_scope, require_roles
+from web.access import MANAGERS, facility_in_scope, require_roles
 from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(include_in_schema=False)
 
-MANAGERS = ("facility_manager", "admin")
 MSG_LEVELS = "Emergency point ≤ minimum ≤ maximum, in months; the maximum above zero."
 MSG_NUMBER = "Enter a number of months."
 MSG_ITEM = "Choose an item this facility holds."

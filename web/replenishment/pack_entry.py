@@ -13,13 +13,11 @@ from sqlalchemy.orm import Session
 from stock.models import Item, User
 from stock.requisitions.models import PackSize
 from web import deps
-from web.access import facility_in_scope, require_roles
+from web.access import STAFF, facility_in_scope, require_roles
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
 
-STAFF = ("pharmacist", "facility_manager", "admin")
-"""Who records movements (as web.pharmacy.STAFF)."""
 
 MSG_UNKNOWN_PACK = "%(code)s comes in no pack called %(pack)s."
 MSG_WHOLE_PACKS = "Enter a whole number of packs."
