@@ -39,7 +39,6 @@ MAX_LOTS = 12
 
 MSG_NO_LINES = "Add at least one item to the visit."
 MSG_TOO_MANY_LOTS = "A line can take from at most %(max)s lots."
-MSG_LINE_PROBLEM = "Line %(line)s: %(problem)s"
 
 VISIT_ID = re.compile(r"[^A-Za-z0-9-]")
 
