@@ -81,7 +81,8 @@ def prescriptions(request: Request, facility: str, user: User = Depends(require_
 
 @router.post("/{facility}/scan")
 def scan_fill(request: Request, facility: str, page: str = "dispense",
-                    user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db), values: dict[str, str] = Depends(deps.form_fields)):
+              user: User = Depends(require_roles(*STAFF)), db: Session = Depends(deps.read_db),
+              values: dict[str, str] = Depends(deps.form_fields)):
     """htmx: the form, filled from its Scan field (or with the scan's problem next to it), typed
     input kept. Records nothing; the form's own submit does. Always 200 so htmx swaps it in."""
     fac = acting(db, user, facility)

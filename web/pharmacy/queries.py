@@ -170,7 +170,8 @@ def in_transit(db: Session, fac: Facility) -> list[Leg]:
 
 
 def book_quantity(db: Session, fac: Facility, lot_id: int) -> Decimal:
-    return db.scalar(select(Balance.on_hand).where(Balance.facility_id == fac.id, Balance.lot_id == lot_id)) or Decimal(0)
+    held = db.scalar(select(Balance.on_hand).where(Balance.facility_id == fac.id, Balance.lot_id == lot_id))
+    return held or Decimal(0)
 
 
 def lot_with_item(db: Session, lot_id: int) -> tuple[Lot, Item] | None:

@@ -25,8 +25,8 @@ from web import audit, deps
 from web.access import STAFF, require_roles, scope_of, visible_facility_ids
 from web.pharmacy import queries as q
 from web.pharmacy.shared import (
-    MSG_INSUFFICIENT, MSG_REASON_NEEDED, MSG_RECORDED_OTHERWISE, acting, fresh_id, local_today,
-    masked_card, render_page, retried, said, tr, utcnow, warn_codes,
+    MSG_INSUFFICIENT, MSG_REASON_NEEDED, MSG_RECORDED_OTHERWISE, MSG_SCAN_LOT_NOT_HELD, acting, fresh_id, local_today,
+    render_page, retried, said, tr, utcnow, warn_codes,
 )
 from web.pharmacy.visit_form import (
     MAX_LINES, MAX_LOTS, PlannedLine, apply_scans, entry_id, line_count, plan, read_lines,
@@ -36,7 +36,6 @@ from web.templating import render
 
 router = APIRouter(prefix="/pharmacy", include_in_schema=False)
 
-MSG_SCAN_LOT_NOT_HELD = "The scanned lot %(lot)s of %(code)s is not held here."
 CARD_NOTES = ("unregistered_patient", "deceased_patient")
 """Notes about the patient, shown once at the card rather than on every line."""
 
@@ -106,7 +105,7 @@ def visit_page(request: Request, db: Session, fac: Facility, values: dict, *, er
     lines = _line_views(request, db, fac, values, by_index, warned or {})
     return render_page(request, fac, "visit", {
         "values": values, "errors": errors or {}, "lines": lines, "card_warned": card_warned or [],
-        "warnings": bool(warned or card_warned), "done_lines": done or [], "done_card": "",
+        "warnings": bool(warned or card_warned), "done_lines": done or [],
         "history": _history(request, db, fac, card) if card and history else None,
         "items": q.held_items(db, fac, ""), "max_lines": MAX_LINES,
     }, status)
@@ -231,7 +230,9 @@ def _propose_prescriptions(db: Session, values: dict) -> None:
     card = (values.get("health_card_id") or "").strip()
     for line in read_lines(values):
         code = line.get("item")
-        if not (card and code) or line.get("rx_for") == f"{card}|{code}" or line.get("prescription") or line.get("paper"):
+        if not (card and code) or line.get("rx_for") == f"{card}|{code}":
+            continue
+        if line.get("prescription") or line.get("paper"):
             continue
         found = q.open_prescriptions(db, card, code)
         if found:
