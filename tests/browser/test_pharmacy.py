@@ -7,14 +7,15 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from stock.db import session_factory
 from stock.ledger import post
-from stock.models import LedgerEntry
+from stock.models import Item, LedgerEntry
 from stock.settings import Settings
 from tests.stock.builders import build_world, entry
 from tests.web.conftest import CHEAP_HASHING, PASSWORD
+from tests.web.test_pharmacy import PACK
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_pharmacist_dispenses_with_an_error_then_success(pharmacy_site, browser_
 
 @pytest.fixture
 def visit_site(sqlite_engine, live_server):
-    """H1 with several items in several lots, and a pharmacist."""
+    """H1 with several items in several lots (morphine packs bearing a GTIN), and a pharmacist."""
     from web.app import create_app
     from web.cli_web import create_user
 
@@ -100,6 +101,7 @@ def visit_site(sqlite_engine, live_server):
                  entry("receipt", 10, facility="H1", item="INSG", lot="I-2", expiry_date=date(2027, 9, 30)),
                  entry("receipt", 6, facility="H1", item="GLOVE", lot="G-1", expiry_date=date(2027, 1, 31)),
                  entry("receipt", 100, facility="H1", item="GLOVE", lot="G-2", expiry_date=date(2029, 1, 31))])
+        s.execute(update(Item).where(Item.code == "MOR10").values(gtin="05012345678900"))
         create_user(s, "amina", "pharmacist", PASSWORD, facility="H1", display_name="Amina Ben Ali",
                     web=settings.web)
         s.commit()
@@ -108,7 +110,8 @@ def visit_site(sqlite_engine, live_server):
 
 def test_pharmacist_records_a_multi_item_visit_on_a_tablet(visit_site, browser_page, screenshot):
     """On an 800 px tablet: the card once, lines filled with htmx (lots proposed first expiry first,
-    one part changed by hand, a line added), one submit for the whole visit."""
+    one part changed by hand, a line added and filled by scanning a pack), one submit for the
+    whole visit."""
     base, Session = visit_site  # noqa: N806
     page = browser_page
     page.set_viewport_size({"width": 800, "height": 1280})
@@ -146,8 +149,18 @@ def test_pharmacist_records_a_multi_item_visit_on_a_tablet(visit_site, browser_p
     page.click("#add-line")
     page.wait_for_selector("#f-l5_item")
     assert page.input_value("#f-l3_take2") == "10" and page.input_value("#f-l2_item") == "INSG"
-    fill_line(4, "MOR10", "5")  # a second line of the same item takes what the first left
-    assert page.input_value("#f-l4_take1") == "5"
+    fill_line(4, "MOR10", "4")  # a second line of the same item takes what the first left
+    assert page.input_value("#f-l4_take1") == "4"
+    # A scanner types the pack's code and Enter into line 5's Scan field: the line fills with the
+    # item, and the scanned pack's lot (L1, in hand) is proposed before the earlier-expiring L0.
+    page.fill("#f-l5_scan", PACK)
+    page.press("#f-l5_scan", "Enter")
+    page.wait_for_function("() => document.querySelector('#f-l5_item').value === 'MOR10'")
+    assert page.input_value("#f-l1_quantity") == "15"  # nothing was submitted
+    page.fill("#f-l5_quantity", "1")
+    page.press("#f-l5_quantity", "Tab")
+    page.wait_for_function("() => document.querySelector('[name=l5_split_for]').value === '1'")
+    assert page.locator("#lots-5 tr[data-lot=L1] input[name^=l5_take]").input_value() == "1"
     width = page.evaluate("() => document.scrollingElement.scrollWidth")
     assert width <= 800, width
     small = page.evaluate("""() => Array.from(document.querySelectorAll(
@@ -161,13 +174,16 @@ def test_pharmacist_records_a_multi_item_visit_on_a_tablet(visit_site, browser_p
     page.wait_for_load_state()
     assert page.locator("#visit-problems, #warnings").count() == 0, page.inner_text("#visit-form")[:1500]
     page.wait_for_selector("#done")
-    assert "5 entries recorded for this visit" in page.locator("#done").inner_text()
+    assert "6 entries recorded for this visit" in page.locator("#done").inner_text()
     screenshot("pharmacy-visit-done")
     assert page.dawa_log.csp_violations == [], page.dawa_log.console
     assert not [url for url in sent if "LY0000000001" in url]
     with Session() as s:
+        serials = {e.entry_id.rsplit("-", 2)[1]: e.serial_number for e in
+                   s.scalars(select(LedgerEntry).where(LedgerEntry.serial_number.is_not(None)))}
         got = sorted((e.entry_id.rsplit("-", 2)[1:], e.quantity) for e in
                      s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "dispense",
                                                          LedgerEntry.recorded_by == "amina")))
     assert [(line, int(q)) for line, q in got] == [
-        (["1", "1"], 15), (["2", "1"], 3), (["2", "2"], 2), (["3", "1"], 10), (["4", "1"], 5)]
+        (["1", "1"], 15), (["2", "1"], 3), (["2", "2"], 2), (["3", "1"], 10), (["4", "1"], 4), (["5", "1"], 1)]
+    assert serials == {"5": "PK0001"}
