@@ -280,3 +280,21 @@ def test_adding_a_line_keeps_what_was_typed(live_server, counter):
     assert r.status_code == 200 and 'name="l5_item"' in r.text
     assert re.search(r'name="l3_item"[^>]*value="INSG"', r.text)
     assert visit_entries(live_server, visit_id) == {}
+
+
+def test_a_patient_not_in_the_register_is_warned_once_and_one_reason_covers_the_visit(live_server, counter):
+    _, token, visit_id = visit_form(counter)
+    fields = {"health_card_id": "LY0000009999", "l1_item": "GLOVE", "l1_quantity": "2",
+              "l2_item": "PCM500", "l2_quantity": "8"}
+    r = submit(counter, token, visit_id, **fields)
+    assert r.status_code == 200 and r.text.count('data-warning="unregistered_patient"') == 1
+    assert 'name="reason"' in r.text and 'name="l1_reason"' not in r.text
+    assert visit_entries(live_server, visit_id) == {}
+    r = submit(counter, token, visit_id, confirm="1", **fields)
+    assert r.status_code == 422 and field_error(r.text, "reason") == "State a reason to go ahead."
+    r = submit(counter, token, visit_id, confirm="1", reason="visitor from Misrata, card not yet registered", **fields)
+    assert r.status_code == 303
+    got = visit_entries(live_server, visit_id)
+    assert {v[2] for v in got.values()} == {"visitor from Misrata, card not yet registered"}
+    assert {k: v[:2] for k, v in got.items()} == {f"{visit_id}-1-1": ("G-1", 2), f"{visit_id}-2-1": ("P-A", 5),
+                                                  f"{visit_id}-2-2": ("P-B", 3)}
