@@ -44,9 +44,11 @@ def test_pharmacist_dispenses_with_an_error_then_success(pharmacy_site, browser_
     page.fill("#f-username", "amina")
     page.fill("#f-password", PASSWORD)
     page.click("form[action='/login'] button[type=submit]")
-    # A pharmacist lands on their facility's counter.
+    # A pharmacist lands on their facility's counter (a visit); one item at a time is a page away.
+    page.wait_for_selector("nav.pharmacy-nav")
+    assert page.url.endswith("/pharmacy/H1/visit")
+    page.goto(f"{base}/pharmacy/H1/dispense")
     page.wait_for_selector("form#dispense-form")
-    assert page.url.endswith("/pharmacy/H1/dispense")
 
     page.fill("#f-health_card_id", "LY0000000001")
     page.locator("#f-item_code").press_sequentially("MOR", delay=50)

@@ -21,11 +21,11 @@ router = APIRouter(prefix="/pharmacy", include_in_schema=False)
 
 
 @router.get("")
-def start(page: str = "dispense", user: User = Depends(require_roles(*STAFF)),
+def start(page: str = "visit", user: User = Depends(require_roles(*STAFF)),
           db: Session = Depends(deps.read_db)):
     """Where the pharmacy pages start: a user of one facility goes straight to it; a manager or an
     admin with a wider scope goes to the list to pick one."""
-    page = page if page in PAGES else "dispense"
+    page = page if page in PAGES else "visit"
     if scope_of(user).kind == "facility":
         facilities = visible_facilities(db, user)
         if facilities:
@@ -34,10 +34,10 @@ def start(page: str = "dispense", user: User = Depends(require_roles(*STAFF)),
 
 
 @router.get("/choose")
-def choose(request: Request, page: str = "dispense", user: User = Depends(require_roles(*STAFF)),
+def choose(request: Request, page: str = "visit", user: User = Depends(require_roles(*STAFF)),
            db: Session = Depends(deps.read_db)):
     """The facilities the user may act on, each a link to the page asked for."""
-    page = page if page in PAGES else "dispense"
+    page = page if page in PAGES else "visit"
     return render(request, "pharmacy/pick.html", {"facilities": visible_facilities(db, user), "page": page})
 
 
