@@ -384,8 +384,9 @@ def load(data) -> list[Message]:
     return [Message.from_json(d) for d in data]
 
 
-def map_codes(messages: list[Message], fn: Callable[[str], str]) -> list[Message]:
-    """The messages with every code parameter passed through ``fn`` (pseudonymising a card)."""
+def map_codes(messages, fn: Callable[[str], str]):
+    """The message (a Message, Reasons or a list of messages) with every code parameter passed
+    through ``fn`` (pseudonymising a card)."""
     def one(p):
         if isinstance(p, Message):
             return Message(p.key, {k: one(v) for k, v in p.params.items()}, plural=p.plural, context=p.context)
@@ -394,6 +395,10 @@ def map_codes(messages: list[Message], fn: Callable[[str], str]) -> list[Message
         if p.kind == "join":
             return Param("join", [one(x) for x in p.value], p.extra)
         return p
+    if isinstance(messages, Message):
+        return one(messages)
+    if isinstance(messages, Reasons):
+        return Reasons(one(m) for m in messages.messages)
     return [one(m) for m in messages]
 
 
