@@ -27,6 +27,7 @@ strings.
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime
 from gettext import NullTranslations
 from html import escape
@@ -225,6 +226,8 @@ def _en_ordinal(n: int) -> str:
 
 _ORDINALS: dict[str, Callable[[int], str]] = {"en": _en_ordinal, "fr": lambda n: "1re" if n == 1 else f"{n}e",
                                                "ar": lambda n: babel_numbers.format_decimal(n, locale="ar")}
+_PLACEHOLDER = re.compile(r"%\([a-z_]+\)s")
+_WORDS = re.compile(r"[A-Za-z]{2,}")
 _SEPARATORS = {";": {"en": "; ", "fr": " ; ", "ar": "؛ "}, ",": {"en": ", ", "ar": "، "}, "/": {"en": "/"},
                " ": {"en": " "}, "; and": {"en": "; and ", "fr": " ; et ", "ar": "؛ و"}}
 _UNCOUNTABLE = {"ml", "l", "g", "kg", "mg", "mcg", "iu"}
@@ -250,7 +253,7 @@ class Renderer:
             out = tr.pgettext(context, key) if context else tr.gettext(key)
         else:
             out = tr.npgettext(context, key, plural, n) if context else tr.ngettext(key, plural, n)
-        if self.missing is not None and out in (key, plural):
+        if self.missing is not None and out in (key, plural) and _WORDS.search(_PLACEHOLDER.sub("", key)):
             self.missing.add(key)
         return out
 
