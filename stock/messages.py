@@ -253,9 +253,17 @@ class Renderer:
             out = tr.pgettext(context, key) if context else tr.gettext(key)
         else:
             out = tr.npgettext(context, key, plural, n) if context else tr.ngettext(key, plural, n)
-        if self.missing is not None and out in (key, plural) and _WORDS.search(_PLACEHOLDER.sub("", key)):
+        if self.missing is not None and not self._known(key, plural, context, out):
             self.missing.add(key)
         return out
+
+    def _known(self, key: str, plural: str | None, context: str | None, out: str) -> bool:
+        """Whether the catalog holds ``key`` (a translation identical to the English counts)."""
+        catalog = getattr(self.tr, "_catalog", None)
+        if catalog is None:  # no catalog to ask: a translation that is the msgid is taken as missing
+            return out not in (key, plural) or not _WORDS.search(_PLACEHOLDER.sub("", key))
+        msgid = f"{context}\x04{key}" if context else key
+        return (msgid, 0) in catalog if plural is not None else msgid in catalog
 
     def _isolate(self, text: str) -> str:
         if self.html:
@@ -369,7 +377,8 @@ def as_messages(value) -> list[Message]:
     if isinstance(value, Message):
         return [value]
     if isinstance(value, Reasons):
-        return list(value.messages)
+        found = list(value.messages)
+        return found if all(isinstance(m, Message) for m in found) else []
     if isinstance(value, (list, tuple)):
         return [m for m in value if isinstance(m, Message)]
     return []
