@@ -218,6 +218,12 @@ UNITS: dict[str, tuple[str, str]] = {
     "cycle": unit_forms("%(n)s cycle", "%(n)s cycles"),
     "pack": unit_forms("%(n)s pack", "%(n)s packs"),
     "dose": unit_forms("%(n)s dose", "%(n)s doses"),
+    "ml": unit_forms("%(n)s ml", "%(n)s ml"),
+    "l": unit_forms("%(n)s l", "%(n)s l"),
+    "g": unit_forms("%(n)s g", "%(n)s g"),
+    "mg": unit_forms("%(n)s mg", "%(n)s mg"),
+    "kg": unit_forms("%(n)s kg", "%(n)s kg"),
+    "mcg": unit_forms("%(n)s mcg", "%(n)s mcg"),
 }
 def _en_ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
@@ -338,7 +344,7 @@ class Renderer:
             return _english_amount(number, v, unit)
         forms = UNITS.get(unit.lower())
         if forms is None:
-            return f"{number} {self._isolate(unit) if self.html else unit}"
+            return f"{number} {self._isolate(unit)}"
         n = int(v) if float(v).is_integer() else 100
         template = self._lookup(forms[0], forms[1], "unit", n)
         if self.html:
