@@ -10,11 +10,10 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from stock.messages import code, count, day as on_day, msg, num, qty
+from stock.messages import code, day as on_day, msg, num, qty
 from stock.models import Facility, User
 from tests.web.alerts_world import NOW, Hook, Mailbox, populate, prefer, settings, user
 from tests.web.bidi_text import FSI, PDI, english_left
-from tests.web.conftest import page_csrf  # noqa: F401  (the live server's helpers live there)
 from web.alerts.dispatch import Alert, Tally, announce, close_run, deliver_pending, send_digests
 from web.alerts.messages import compose
 from web.alerts.models import AlertDelivery, Notification
