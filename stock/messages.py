@@ -317,3 +317,8 @@ class Reasons(str):
         out = super().__new__(cls, " ".join(str(m) for m in items))
         out.messages = items
         return out
+
+
+__all__ = ["Message", "Param", "Reasons", "count", "num", "pct", "sci", "qty", "day", "month", "ordinal", "code",
+           "join", "msg", "pmsg", "nmsg", "npmsg", "unit_forms", "UNITS", "render", "as_messages", "dump", "load",
+           "map_codes", "extract", "FSI", "PDI"]
