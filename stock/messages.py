@@ -260,6 +260,8 @@ def map_codes(messages, fn: Callable[[str], str]):
     """The message (a Message, Reasons or a list of messages) with every code parameter passed
     through ``fn`` (pseudonymising a card)."""
     def one(p):
+        if isinstance(p, str) and not isinstance(p, Message):  # plain text beside messages
+            return fn(p)
         if isinstance(p, Message):
             return Message(p.key, {k: one(v) for k, v in p.params.items()}, plural=p.plural, context=p.context)
         if p.kind == "code":
