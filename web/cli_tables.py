@@ -15,6 +15,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from web.messages import reason_text
+
 WIDE = 120
 """From this many columns a flag's reason is a column of its own; below, it goes under the flag."""
 
@@ -43,16 +45,17 @@ def table(title: str, columns: Iterable[tuple[str, str]], **kwargs) -> Table:
     return t
 
 
-def flag_table(console: Console, rows: Sequence, title: str) -> None:
+def flag_table(console: Console, rows: Sequence, title: str, lang: str = "en") -> None:
     """Flags, most suspicious first: id, score, severity, facility and status on one line; the reason
-    beside them on a wide terminal, else wrapped below them."""
+    (in ``lang``) beside them on a wide terminal, else wrapped below them."""
     shown = short_ids([r.flag_id for r in rows])
     wide = console.width >= WIDE
     t = table(title, [("flag", "id"), ("score", "num"), ("sev", "id"), ("facility", "id"), ("status", "id")]
               + ([("reason", "text")] if wide else []), show_lines=wide)
     if wide:
         for r in rows:
-            t.add_row(shown[r.flag_id], f"{r.score:.2f}", r.severity, r.facility_code or "-", r.status, r.reason)
+            t.add_row(shown[r.flag_id], f"{r.score:.2f}", r.severity, r.facility_code or "-", r.status,
+                      reason_text(r, lang))
         console.print(t)
         return
     widths = _widths(rows, shown)
@@ -62,7 +65,7 @@ def flag_table(console: Console, rows: Sequence, title: str) -> None:
     for r in rows:
         cells = (shown[r.flag_id], f"{r.score:.2f}", r.severity, r.facility_code or "-", r.status)
         console.print(Text(_line(cells, widths), no_wrap=True, overflow="ellipsis"), highlight=False)
-        console.print(Padding(Text(r.reason or ""), (0, 0, 1, 2)), highlight=False)
+        console.print(Padding(Text(reason_text(r, lang)), (0, 0, 1, 2)), highlight=False)
 
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:

@@ -376,6 +376,10 @@ def render(request: Request, name: str, context: dict | None = None,
         _current_lang.reset(token)
 
 
+from web.messages import install as _install_message_filters  # noqa: E402  (it reads this module's catalogs)
+
+_install_message_filters(_env)
+
 __all__ = ["templates", "render", "wants_fragment", "negotiate_language", "text_direction", "translations", "gettext",
            "ngettext", "LANGUAGES", "LANGUAGE_NAMES", "RTL_LANGUAGES", "TEMPLATES_DIR", "STATIC_DIR",
            "LOCALE_DIR"]
