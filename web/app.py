@@ -98,10 +98,10 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     from web import pharmacy; app.include_router(pharmacy.router)  # noqa: E702
     from web.alerts.routes import router as alerts_router  # in-app notifications
     app.include_router(alerts_router)
-    from web import auditor; app.include_router(auditor.router)  # noqa: E702
-    from web import manager; app.include_router(manager.router)  # noqa: E702
-    from web import admin; app.include_router(admin.router)  # noqa: E702
-    from web import admin_users; app.include_router(admin_users.router)  # noqa: E702
+    from web.flags import pages as auditor; app.include_router(auditor.router)  # noqa: E702
+    from web.stock import pages as manager; app.include_router(manager.router)  # noqa: E702
+    from web.admin import pages as admin; app.include_router(admin.router)  # noqa: E702
+    from web.admin import forms as admin_users; app.include_router(admin_users.router)  # noqa: E702
     from web import audit_trail; app.include_router(audit_trail.router)  # noqa: E702
     from web import dhis2_pages; app.include_router(dhis2_pages.router)  # noqa: E702
     from web.replenishment import routers as replenishment  # requisitions, levels, reconciliation

@@ -1,5 +1,5 @@
 """Flags and the verdict workflow, for auditors and admins within their scope (the same rules
-and the same code as the auditor pages, web.auditor)."""
+and the same code as the auditor pages, web.flags.pages)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from stock.pseudonyms import patient_key
 from web import audit, deps
 from web.api.schemas import MAX_OFFSET, ErrorBody
 from web.app import DOMAIN_STATUS
-from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
+from web.flags.pages import apply_action, case, flag_in_scope, list_flags, reviewer
 
 DOMAIN_STATUS.setdefault(IllegalTransition, 409)  # the flag's state does not allow the action
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Optional
 
 import typer
-from web import cli_tables
+from web.cli import tables as cli_tables
 from sqlalchemy import delete, func, select
 
 from stock.db import session_factory
@@ -22,7 +22,7 @@ DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (def
 
 
 def _cli():
-    from web import cli
+    from web.cli import main as cli
 
     return cli
 

@@ -15,7 +15,7 @@ from stock import balances, chain
 from stock.db import make_engine, session_factory
 from stock.errors import DawaError
 from stock.settings import ensure_secrets, get_settings
-from web import cli_tables
+from web.cli import tables as cli_tables
 
 app = typer.Typer(help="Dawa: track medicines from warehouse to patient and catch leakage.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -347,7 +347,7 @@ def flags_list(db: DbOption = None,
 
 
 def _flag_table(rows, title: str) -> None:
-    from web.cli_tables import flag_table
+    from web.cli.tables import flag_table
 
     flag_table(console, rows, title)
 
@@ -525,7 +525,7 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     _flag_table(top, "Most suspicious flags")
     console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")
     if serve:
-        from web.cli_web import serve_demo
+        from web.cli.serve import serve_demo
 
         serve_demo(engine, url, port)
 
@@ -579,21 +579,21 @@ def _summary(engine) -> None:
         console.print(table)
 
 
-from web.cli_interop import register as _register_interop  # noqa: E402 - export, fhir, dhis2 commands
+from web.cli.interop import register as _register_interop  # noqa: E402 - export, fhir, dhis2 commands
 
 _register_interop(app)
 
 
-from web.cli_web import register as _register_web  # noqa: E402 - serve and users commands
+from web.cli.serve import register as _register_web  # noqa: E402 - serve and users commands
 
 _register_web(app)
 
 
-from web.cli_alerts import register as _register_alerts  # noqa: E402 - scheduler, jobs and alerts commands
+from web.cli.alerts import register as _register_alerts  # noqa: E402 - scheduler, jobs and alerts commands
 
 _register_alerts(app)
 
-from web.cli_security import register as _register_security  # noqa: E402 - db roles, witnessed heads, audit
+from web.cli.security import register as _register_security  # noqa: E402 - db roles, witnessed heads, audit
 
 _register_security(app, ledger_app)
 

@@ -1,7 +1,7 @@
 """Admin pages that change who may use Dawa and where: create and edit users (display name, role,
 scope, language), enable them again, and create and edit facilities.
 
-A user is created by the same service as ``dawa users create`` (web.cli_web.create_user), with the
+A user is created by the same service as ``dawa users create`` (web.cli.serve.create_user), with the
 same password policy. An admin acts only within their scope (web.access.within_scope): the scope
 given to a user must lie inside the admin's, and the facilities offered are those the admin sees.
 Facilities are national master data: only a national admin creates or edits them. Every change is
@@ -22,7 +22,7 @@ from stock.models import FACILITY_KINDS, LANGUAGES, ROLES, Facility, User
 from web import audit, auth, deps
 from web.access import (ADMINS, NotFound, require_national, require_roles, scope_of, user_in_scope, visible_facilities,
                         within_scope)
-from web.cli_web import SCOPED_ROLES, USERNAME_RE, create_user
+from web.cli.serve import SCOPED_ROLES, USERNAME_RE, create_user
 from web.templating import LANGUAGE_NAMES, gettext, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)

@@ -23,7 +23,8 @@ from stock.errors import DawaError, InvalidEntry, UnknownFacility
 from stock.masterdata import add_user
 from stock.models import LANGUAGES, ROLES, Facility, User
 from stock.settings import WebSettings, get_settings
-from web import audit, auth, cli_tables
+from web import audit, auth
+from web.cli import tables as cli_tables
 from web.models import ApiToken
 
 users_app = typer.Typer(help="Create, disable and list users; issue API tokens.", no_args_is_help=True,
@@ -37,7 +38,7 @@ SCOPED_ROLES = ("pharmacist",)
 
 
 def _cli():
-    from web import cli
+    from web.cli import main as cli
 
     return cli
 
@@ -342,7 +343,7 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
         table.add_row(*row)
     cli.console.print(table)
     _demo_alerts(engine, settings)
-    scheduler = subprocess.Popen([sys.executable, "-c", "from web.cli import app; app()", "scheduler", "--db", url],
+    scheduler = subprocess.Popen([sys.executable, "-c", "from web.cli.main import app; app()", "scheduler", "--db", url],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop); "
                       f"the alert scheduler runs beside it (process {scheduler.pid})")

@@ -30,7 +30,7 @@ UntilOpt = Annotated[Optional[str], typer.Option(
 
 
 def _cli():
-    from web import cli
+    from web.cli import main as cli
 
     return cli
 

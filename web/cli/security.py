@@ -26,7 +26,7 @@ APP_PASSWORD_ENV = "DAWA_APP_PASSWORD"
 
 
 def _cli():
-    from web import cli
+    from web.cli import main as cli
 
     return cli
 
