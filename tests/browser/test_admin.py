@@ -25,7 +25,7 @@ PATIENT_KEY = "browser-test-patient-key"
 def admin_site(sqlite_engine, live_server, monkeypatch):
     from stock.settings import get_settings
     from web.app import create_app
-    from web.cli.serve import create_user
+    from web.admin.service import create_user
 
     # The records below are written as the CLI writes them, under the install's patient key.
     monkeypatch.setenv("DAWA_PATIENT_ID_KEY", PATIENT_KEY)

@@ -20,7 +20,7 @@ from stock.ledger import post
 from stock.masterdata import add_user
 from stock.settings import SECRET_NAMES, get_settings
 from tests.stock.builders import build_world, entry
-from web.cli import main as cli
+from web.cli import common as cli
 from web.cli.main import app
 
 LY = timezone(timedelta(hours=2))

@@ -180,7 +180,7 @@ def heads_of(url: str) -> list[dict]:
 
 def add_user(url: str, name: str, role: str, **where) -> None:
     from tests.web.conftest import PASSWORD, make_settings
-    from web.cli.serve import create_user
+    from web.admin.service import create_user
 
     engine = make_engine(url)
     with session_factory(engine)() as s:

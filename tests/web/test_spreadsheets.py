@@ -121,7 +121,7 @@ def test_cli_export_writes_each_kind(sqlite_engine, tmp_path, monkeypatch, patie
         build_world(s)
         post(s, [entry("receipt", 100, entry_id="r1"), entry("dispense", 30, entry_id="d1")])
         s.commit()
-    from web.cli import main as cli
+    from web.cli import common as cli
     from web.cli.main import app
 
     for console in (cli.console, cli.err):  # no line wrapping in what is checked below

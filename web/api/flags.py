@@ -1,5 +1,5 @@
 """Flags and the verdict workflow, for auditors and admins within their scope (the same rules
-and the same code as the auditor pages, web.flags.pages)."""
+and the same service as the auditor pages, web.flags.service)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from anomaly.workflow import ACTIONS, IllegalTransition
+from anomaly.workflow import ACTIONS
 from stock.models import User
 from stock.pseudonyms import patient_key
 from web import audit, deps
+from web.access import REVIEWERS, require_roles
 from web.api.schemas import MAX_OFFSET, ErrorBody
-from web.app import DOMAIN_STATUS
-from web.flags.pages import apply_action, case, flag_in_scope, list_flags, reviewer
-
-DOMAIN_STATUS.setdefault(IllegalTransition, 409)  # the flag's state does not allow the action
+from web.flags.service import apply_action, case, flag_in_scope, list_flags
 
 router = APIRouter(prefix="/flags", tags=["flags"])
+reviewer = require_roles(*REVIEWERS)
 
 
 class FlagOut(BaseModel):
