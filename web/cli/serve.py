@@ -283,7 +283,7 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
         table.add_row(*row)
     cli.console.print(table)
     _demo_alerts(engine, settings)
-    scheduler = subprocess.Popen([sys.executable, "-c", "from web.cli.main import app; app()", "scheduler", "--db", url],
+    scheduler = subprocess.Popen([sys.executable, "-m", "web.cli", "scheduler", "--db", url],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop); "
                       f"the alert scheduler runs beside it (process {scheduler.pid})")
