@@ -200,7 +200,7 @@ def bench_dispenses(url: str, attempts: int, threads: int) -> dict:
 def api_token(url: str, username: str, role: str, facility: str | None) -> str:
     from stock.settings import get_settings
     from web import auth
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     web = get_settings().web.model_copy(update={"argon2_time_cost": 1, "argon2_memory_kib": 1024,
                                                 "argon2_parallelism": 1})

@@ -157,7 +157,7 @@ def advance(db: Path) -> None:
 
 
 def bench_page(db: Path, workdir: Path, n: int) -> None:
-    from web.cli_web import create_user
+    from web.admin.service import create_user
     from stock.settings import WebSettings
 
     engine = make_engine(f"sqlite:///{db}")

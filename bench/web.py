@@ -190,7 +190,7 @@ def prepare_load_db(url: str) -> LoadWorld:
     from stock.models import Facility, Item, Patient
     from stock.settings import get_settings
     from web import auth
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     engine = make_engine(url)
     migrations.upgrade(engine)
@@ -491,7 +491,7 @@ def prepare_pages_db(workdir: Path, rows: int) -> tuple[Path, str]:
             engine.dispose()
     from anomaly import scan
     from stock.importer import import_dataset
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()

@@ -34,6 +34,19 @@ REVIEWERS = ("auditor", "admin")
 """Review flags and cases, take verdicts, read patients' dispensings and the audit trail."""
 ADMINS = ("admin",)
 """Manage users, facilities and master data."""
+FACILITY_BOUND = ("pharmacist",)
+"""Roles whose scope must be one facility (an account of theirs names it)."""
+
+# Who is told what by the scheduled jobs (web.alerts.jobs), and how.
+STOCK_ALERTED = ("facility_manager",)
+"""Told of their facility's stock: stock-outs, low stock, expiring lots, count shortfalls."""
+FLAG_ALERTED = ("auditor",)
+"""Told of new flags and of witnessed ledger heads."""
+LEDGER_ALERTED = ("admin", "auditor")
+"""Told when the ledger, a balance or the audit chain does not verify."""
+DIGEST_BY_DEFAULT = ("auditor",)
+"""Roles whose e-mail and webhook preferences are a digest unless they choose otherwise: an auditor
+works the flag queue, and a message per scan run would be noise."""
 
 class AccessError(Exception):
     """Refused access; the app turns it into a redirect, a page or a JSON error body."""

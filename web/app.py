@@ -1,6 +1,7 @@
 """The web app: ``create_app()`` builds it around one database engine and one settings object.
 
-Pages are server-rendered (web.pages and, later, one module per feature); the JSON API lives under
+Pages are server-rendered (web.pages, then one package per feature: web.pharmacy, web.stock, web.flags,
+web.admin, web.alerts, web.replenishment, mounted in ROUTERS); the JSON API lives under
 /api/v1 (web.api) with its OpenAPI description at /api/openapi.json and docs at /api/docs, served
 from files installed with the app (no CDN). Every response carries the security headers; who is
 asking and the CSRF check are settled before any route runs (web.middleware); who may do what is
@@ -25,33 +26,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stock import errors as domain
 from stock.db import make_engine, retryable, session_factory
 from stock.settings import Settings, get_settings
+from web import api, audit_trail, dhis2_pages, pages, pharmacy
 from web.access import AccessError, NotAuthenticated
+from web.admin import forms as admin_forms
+from web.admin import pages as admin_pages
+from web.alerts import routes as alerts
+from web.errors import domain_status
+from web.flags import pages as flags
 from web.middleware import SECURITY_HEADERS, IdentityMiddleware, RequestLimits, SecurityHeaders, is_api
+from web.replenishment import routers as replenishment
+from web.stock import pages as stock
 
 log = logging.getLogger("dawa.web")
 WEB_DIR = Path(__file__).resolve().parent
 
-DOMAIN_STATUS: dict[type[domain.DawaError], int] = {
-    domain.UnknownFacility: 404,
-    domain.UnknownItem: 404,
-    domain.UnknownEntry: 404,
-    domain.EntryConflict: 409,
-    domain.AlreadyReversed: 409,
-    domain.InsufficientStock: 409,
-    domain.InvalidEntry: 422,
-    domain.UnknownCounterparty: 422,
-}
-"""HTTP status of each domain error on the API; any other DawaError is a 400."""
-
-
-def domain_status(exc: domain.DawaError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]
-    if type(exc).__name__.startswith("Unknown"):
-        return 404
-    return 400
-
+ROUTERS = (pages.router, api.router, pharmacy.router, alerts.router, flags.router, stock.router, admin_pages.router,
+           admin_forms.router, audit_trail.router, dhis2_pages.router, *replenishment.ROUTERS)
+"""Every feature's routes, mounted in this order (requisitions, levels and reconciliation last)."""
 
 def create_app(engine: Engine | None = None, settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -91,21 +82,7 @@ def create_app(engine: Engine | None = None, settings: Settings | None = None) -
     _add_docs(app)
     _add_health(app)
 
-    from web import api, pages
-
-    app.include_router(pages.router)
-    app.include_router(api.router)
-    from web import pharmacy; app.include_router(pharmacy.router)  # noqa: E702
-    from web.alerts.routes import router as alerts_router  # in-app notifications
-    app.include_router(alerts_router)
-    from web import auditor; app.include_router(auditor.router)  # noqa: E702
-    from web import manager; app.include_router(manager.router)  # noqa: E702
-    from web import admin; app.include_router(admin.router)  # noqa: E702
-    from web import admin_users; app.include_router(admin_users.router)  # noqa: E702
-    from web import audit_trail; app.include_router(audit_trail.router)  # noqa: E702
-    from web import dhis2_pages; app.include_router(dhis2_pages.router)  # noqa: E702
-    from web.replenishment import routers as replenishment  # requisitions, levels, reconciliation
-    for router in replenishment.ROUTERS:
+    for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", VersionedStaticFiles(directory=WEB_DIR / "static"), name="static")
     return app
@@ -267,4 +244,4 @@ def _add_health(app: FastAPI) -> None:
         return JSONResponse({"status": "ok", "database": "ok"})
 
 
-__all__ = ["create_app", "DOMAIN_STATUS", "domain_status"]
+__all__ = ["create_app"]

@@ -16,8 +16,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from stock.models import User
-from stock.pseudonyms import is_pseudonym, patient_key, pseudonym
-from stock.settings import get_settings
+from stock import pseudonyms
+from stock.pseudonyms import is_pseudonym, pseudonym
 from web.access import RecordScope
 from web.models import AuditRecord
 
@@ -30,14 +30,16 @@ def client_ip(request: Request | None) -> str | None:
 
 def row_values(request: Request | None, action: str, object_type: str | None = None,
                object_id: object | None = None, detail: dict[str, Any] | None = None, *,
-               facility_id: int | None = None, user: User | None = None) -> dict[str, Any]:
-    """The values of an audit record as ``record`` writes it, for ``insert_rows``."""
+               facility_id: int | None = None, user: User | None = None,
+               patient_key: str | None = None) -> dict[str, Any]:
+    """The values of an audit record as ``record`` writes it, for ``insert_rows``. A patient named in
+    it is written by pseudonym, under ``patient_key`` or else the key of the request's app."""
     if user is None and request is not None:
         user = getattr(request.state, "user", None)
     if object_type == "patient" and object_id is not None and not is_pseudonym(str(object_id)):
-        object_id = pseudonym(str(object_id), _key(request))
+        object_id = pseudonym(str(object_id), _key(request, patient_key))
     if detail:
-        detail = {k: (pseudonym(v, _key(request)) if k in PATIENT_FIELDS and isinstance(v, str) else v)
+        detail = {k: (pseudonym(v, _key(request, patient_key)) if k in PATIENT_FIELDS and isinstance(v, str) else v)
                   for k, v in detail.items()}
     return {
         "at": datetime.now(timezone.utc),
@@ -56,9 +58,12 @@ PATIENT_FIELDS = frozenset({"health_card_id", "health_card", "card", "patient"})
 the object id of a record about a patient. The trail says which patient was read, never the card."""
 
 
-def _key(request: Request | None) -> str:
-    settings = request.app.state.settings if request is not None else get_settings()
-    return patient_key(settings)
+def _key(request: Request | None, given: str | None) -> str:
+    if given:
+        return given
+    if request is None:
+        raise ValueError("an audit record naming a patient outside a request needs the patient key")
+    return pseudonyms.patient_key(request.app.state.settings)
 
 
 def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -72,9 +77,11 @@ def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def record(session: Session, request: Request | None, action: str, object_type: str | None = None,
            object_id: object | None = None, detail: dict[str, Any] | None = None, *,
-           facility_id: int | None = None, user: User | None = None) -> AuditRecord:
+           facility_id: int | None = None, user: User | None = None,
+           patient_key: str | None = None) -> AuditRecord:
     """Add an audit record; ``user`` defaults to the request's user. The caller commits."""
-    values = row_values(request, action, object_type, object_id, detail, facility_id=facility_id, user=user)
+    values = row_values(request, action, object_type, object_id, detail, facility_id=facility_id, user=user,
+                        patient_key=patient_key)
     row = AuditRecord(**values)
     # Inserted by one Core statement rather than the unit of work (a record is written on every
     # change, so its cost is paid on every dispense), after whatever the caller left to flush.

@@ -89,7 +89,7 @@ def logout(request: Request, user: User = Depends(current_user), db: Session = D
 
 
 LANDINGS = {
-    "auditor": "/flags?status=open,assigned",  # their open cases (web.auditor.OPEN_CASES)
+    "auditor": "/flags?status=open,assigned",  # their open cases (web.flags.pages.OPEN_CASES)
     "facility_manager": "/stock",  # stock at a glance: the dashboard of their facility
     "pharmacist": "/pharmacy",  # their pharmacy's counter
     "admin": "/admin/users",

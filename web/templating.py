@@ -31,6 +31,8 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.requests import Request
 
+from stock.settings import Settings
+
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
@@ -45,6 +47,8 @@ LANGUAGE_NAMES = {"en": "English", "fr": "Français", "ar": "العربية"}
 # The language of the page being rendered, for template globals and filters used where no
 # request context reaches (a macro imported without context).
 _current_lang: ContextVar[str] = ContextVar("dawa_lang", default=DEFAULT_LANGUAGE)
+# The zone times are shown in where a template names none (the app's default_timezone, set by render).
+_current_zone: ContextVar[str] = ContextVar("dawa_zone", default=Settings.model_fields["default_timezone"].default)
 
 
 @lru_cache(maxsize=None)
@@ -106,11 +110,7 @@ def _make_ngettext(fixed_lang: str | None):
 # --- locale-aware formatting (Babel) -----------------------------------------------------------
 
 def _display_zone(tz: str | None) -> ZoneInfo:
-    if tz:
-        return ZoneInfo(tz)
-    from stock.settings import get_settings
-
-    return ZoneInfo(get_settings().default_timezone)
+    return ZoneInfo(tz or _current_zone.get())
 
 
 def _format_number(lang: str, value: Any) -> str:
@@ -369,10 +369,13 @@ def render(request: Request, name: str, context: dict | None = None,
     page["unread_notifications"] = _unread(request, page["user"])
     page.update(context or {})
     token = _current_lang.set(lang)
+    settings = getattr(request.app.state, "settings", None) if "app" in request.scope else None
+    zone = _current_zone.set(settings.default_timezone if settings is not None else _current_zone.get())
     try:
-        # Starlette renders the template here, inside the language set above.
+        # Starlette renders the template here, inside the language and zone set above.
         return templates.TemplateResponse(request, name, page, status_code=status_code)
     finally:
+        _current_zone.reset(zone)
         _current_lang.reset(token)
 
 

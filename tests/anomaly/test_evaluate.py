@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from anomaly.baselines import _modified_z
 from anomaly.evaluate import (Evaluation, NoGroundTruth, Truth, evaluate, format_report, measure)
-from web.cli import app
+from web.cli.main import app
 from sample_data import SMALL
 
 

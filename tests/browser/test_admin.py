@@ -22,14 +22,9 @@ PATIENT_KEY = "browser-test-patient-key"
 
 
 @pytest.fixture
-def admin_site(sqlite_engine, live_server, monkeypatch):
-    from stock.settings import get_settings
+def admin_site(sqlite_engine, live_server):
     from web.app import create_app
-    from web.cli_web import create_user
-
-    # The records below are written as the CLI writes them, under the install's patient key.
-    monkeypatch.setenv("DAWA_PATIENT_ID_KEY", PATIENT_KEY)
-    get_settings.cache_clear()
+    from web.admin.service import create_user
 
     settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "a" * 32, patient_id_key=PATIENT_KEY,
                         web=CHEAP_HASHING)
@@ -41,13 +36,13 @@ def admin_site(sqlite_engine, live_server, monkeypatch):
                     web=settings.web)
         places = {f.region: f for f in s.scalars(select(Facility).order_by(Facility.code))}
         other_region = next(f for region, f in places.items() if region != "Tripoli")
+        # Written outside a request, as a command writes them: under the install's patient key.
         audit.record(s, None, "patient_history_read", "patient", "LY-OUTSIDE", {"rows": 2},
-                     facility_id=other_region.id)
+                     facility_id=other_region.id, patient_key=PATIENT_KEY)
         audit.record(s, None, "patient_history_read", "patient", "LY-INSIDE", {"rows": 4},
-                     facility_id=places["Tripoli"].id)
+                     facility_id=places["Tripoli"].id, patient_key=PATIENT_KEY)
         s.commit()
     yield live_server(create_app(sqlite_engine, settings))
-    get_settings.cache_clear()
 
 
 def _log_in(page, base: str, username: str) -> None:

@@ -21,7 +21,7 @@ def _settings() -> Settings:
 @pytest.fixture
 def app_site(sqlite_engine, live_server):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     settings = _settings()
     Session = session_factory(sqlite_engine)  # noqa: N806 - a session factory

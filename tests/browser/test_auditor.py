@@ -20,7 +20,7 @@ from sample_data import SMALL
 @pytest.fixture
 def audit_site(sqlite_engine, live_server):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "a" * 32, web=CHEAP_HASHING)
     Session = session_factory(sqlite_engine)  # noqa: N806 - a session factory

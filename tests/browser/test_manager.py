@@ -18,7 +18,7 @@ from tests.web.conftest import CHEAP_HASHING, PASSWORD
 @pytest.fixture
 def manager_site(sqlite_engine, live_server):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "m" * 32, web=CHEAP_HASHING)
     today = datetime.now(ZoneInfo(settings.default_timezone)).date()

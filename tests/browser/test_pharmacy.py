@@ -21,7 +21,7 @@ from tests.web.test_pharmacy import PACK
 @pytest.fixture
 def pharmacy_site(sqlite_engine, live_server):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "p" * 32, web=CHEAP_HASHING)
     Session = session_factory(sqlite_engine)  # noqa: N806 - a session factory

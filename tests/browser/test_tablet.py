@@ -77,7 +77,7 @@ _MEASURE = """(minTap) => {
 @pytest.fixture(scope="module")
 def tablet_site(tmp_path_factory):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     engine = make_sqlite(tmp_path_factory.mktemp("tablet"))
     settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "t" * 32, web=CHEAP_HASHING)

@@ -142,7 +142,7 @@ def test_the_importer_accepts_each_profile(session, tmp_path, profile):
 
 
 def test_command_lines_take_the_profile(tmp_path, capsys):
-    from web.cli import app
+    from web.cli.main import app
 
     summary = main([str(tmp_path / "a"), "--seed", "5", "--scale", "0.02", "--months", "2", "--profile", "shifted"])
     assert summary.profile == "shifted" and "legitimate behaviours (shifted)" in capsys.readouterr().out

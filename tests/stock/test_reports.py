@@ -155,7 +155,7 @@ def test_reports_alone_import_into_a_database_that_knows_the_facilities(session,
 def test_dawa_import_prints_report_counts_and_names_bad_rows(tmp_path):
     from typer.testing import CliRunner
 
-    from web.cli import app
+    from web.cli.main import app
 
     url = f"sqlite:///{tmp_path / 'dawa.sqlite'}"
     runner = CliRunner()

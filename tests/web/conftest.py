@@ -38,7 +38,7 @@ USERS = {
 
 
 def seed_world(Session) -> None:
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     with Session() as s:
         build_world(s)
@@ -54,7 +54,7 @@ def seed_world(Session) -> None:
 
 def add_users(Session, users: dict) -> None:
     """More users, given like USERS, for a test that needs other roles or scopes."""
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     with Session() as s:
         for name, (role, facility, region) in users.items():

@@ -107,7 +107,7 @@ def test_scope_helpers(engine):
 
 
 def test_reading_a_patients_history_is_scoped_and_always_audited(live_server):
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     with live_server.Session() as s:
         create_user(s, "auditor_benghazi", "auditor", "correct-horse-battery", region="Benghazi",

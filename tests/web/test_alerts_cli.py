@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from tests.web.alerts_world import populate, stocked_out, user
 from tests.web.test_alerts_scheduler import database_url
 from web.alerts.models import AlertPreference, JobRun
-from web.cli import app
+from web.cli.main import app
 
 
 @pytest.fixture

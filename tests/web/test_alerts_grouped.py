@@ -16,7 +16,7 @@ from tests.web.alerts_world import (MARCH, NOW, Mailbox, day, deliveries, entry,
 from tests.web.test_alerts_scheduler import database_url
 from web.alerts.jobs import scan_and_alert, stock_alerts, weekly_digest
 from web.alerts.models import AlertPreference
-from web.cli import app
+from web.cli.main import app
 
 
 @pytest.fixture

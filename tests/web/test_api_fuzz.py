@@ -111,7 +111,7 @@ class FuzzWorld:
 def build_world(engine) -> FuzzWorld:
     """Import the small sample, add the users, scan, issue the tokens, serve the app."""
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     settings = make_settings()
     Session = session_factory(engine)

@@ -14,7 +14,8 @@ from tests.threads import run_threads
 from tests.web.test_api_entries import count_entries, on_hand_h1, row
 from tests.web.test_app_api import bearer, issue_token
 from web import auth
-from web.api.entries import Batch, parse_batch, record_group
+from web.api.entries import parse_batch
+from web.api.entry_batches import Batch, record_group
 from web.models import AuditRecord
 
 

@@ -18,7 +18,7 @@ from tests.stock.builders import build_world
 from tests.web.conftest import Served, make_settings
 from tests.web.test_cli import dawa, table_rows  # noqa: F401  (the fixture, reused)
 from web import auth
-from web.cli_web import PASSWORD_ENV
+from web.cli.serve import PASSWORD_ENV
 from web.models import ApiToken, AuditRecord, WebSession
 
 GOOD = "a-long-enough-password"
@@ -109,7 +109,7 @@ def test_create_refuses_a_short_password_and_a_taken_name(users, monkeypatch):
 def test_password_is_prompted_for_when_not_in_the_environment(users, monkeypatch):
     monkeypatch.delenv(PASSWORD_ENV)
     argv = ["users", "create", "x", "--role", "admin", "--db", users.url]
-    from web.cli import app
+    from web.cli.main import app
 
     r = users.runner.invoke(app, argv, input=f"{GOOD}\n{GOOD}\n")
     assert r.exit_code == 0, r.output
@@ -240,7 +240,7 @@ def test_serve_refuses_to_start_without_a_secret_key(users, tmp_path, monkeypatc
 def test_demo_users_one_per_role_with_new_passwords_each_run(engine):
     from stock.db import session_factory
     from tests.web.conftest import seed_world
-    from web.cli_web import demo_users
+    from web.cli.serve import demo_users
 
     Session = session_factory(engine)
     seed_world(Session)

@@ -31,7 +31,7 @@ USERS = {
 @pytest.fixture
 def server(engine):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     Session = session_factory(engine)
     settings = make_settings()

@@ -16,8 +16,8 @@ from stock.ledger import post
 from stock.queries import on_hand
 from stock.settings import SECRET_NAMES, get_settings
 from tests.stock.builders import T0, build_world, entry
-from web import cli
-from web.cli import app
+from web.cli import common as cli
+from web.cli.main import app
 
 
 class Dawa:

@@ -20,8 +20,8 @@ from stock.ledger import post
 from stock.masterdata import add_user
 from stock.settings import SECRET_NAMES, get_settings
 from tests.stock.builders import build_world, entry
-from web import cli
-from web.cli import app
+from web.cli import common as cli
+from web.cli.main import app
 
 LY = timezone(timedelta(hours=2))
 
@@ -68,7 +68,7 @@ def _dawa(url: str, columns: int, *args: str) -> str:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env.update(COLUMNS=str(columns), TERM="dumb",
                PYTHONPATH=os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-c", "from web.cli import app; app()", *args, "--db", url],
+    done = subprocess.run([sys.executable, "-c", "from web.cli.main import app; app()", *args, "--db", url],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout

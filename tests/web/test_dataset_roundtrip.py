@@ -149,7 +149,7 @@ def test_entries_recorded_out_of_occurred_at_order_are_named(engine, tmp_path):
 # ------------------------------------------------------------------ the command line (SQLite files)
 
 def run(*args):
-    from web.cli import app
+    from web.cli.main import app
 
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     result.err = " ".join(result.stderr.split())
@@ -180,7 +180,7 @@ def heads_of(url: str) -> list[dict]:
 
 def add_user(url: str, name: str, role: str, **where) -> None:
     from tests.web.conftest import PASSWORD, make_settings
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     engine = make_engine(url)
     with session_factory(engine)() as s:

@@ -39,7 +39,7 @@ def test_demo_serves_with_alerts_waiting_and_stops_cleanly(tmp_path):
     env.update(COLUMNS="240", TERM="dumb")
     log = tmp_path / "demo.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", "from web.cli import app; app()", "demo",
+        proc = subprocess.Popen([sys.executable, "-c", "from web.cli.main import app; app()", "demo",
                                  "--scale", "0.05", "--port", str(port)],
                                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -15,8 +15,9 @@ from sample_data.generator import generate
 from stock.db import make_engine, session_factory
 from stock.settings import SECRET_NAMES, get_settings
 from tests.web.conftest import PASSWORD, Served, login, make_settings
-from web import cli
-from web.cli import app
+from web.cli import common as cli
+from web.cli import demo
+from web.cli.main import app
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_new_sample_data_end_yesterday_and_the_summary_and_pages_agree(folder, c
     engine = make_engine(url)
     try:
         capsys.readouterr()
-        cli._summary(engine)
+        demo._summary(engine, get_settings())
         out = capsys.readouterr().out
         assert f"Stock summary as of {today}" in out
         table = out.split("Lowest months of stock", 1)[1].split("Stocked out", 1)[0]
@@ -78,7 +79,7 @@ def test_new_sample_data_end_yesterday_and_the_summary_and_pages_agree(folder, c
         assert all(Decimal(amc) > 0 for _, _, _, amc, _ in rows), rows
 
         from web.app import create_app
-        from web.cli_web import create_user
+        from web.admin.service import create_user
 
         settings = make_settings()
         with session_factory(engine)() as s:

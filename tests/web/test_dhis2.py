@@ -155,8 +155,8 @@ def test_cli_writes_payload_and_lists_unmapped(sqlite_engine, tmp_path, monkeypa
         build_world(s)
         post(s, [entry(kind, q, facility=f, item=i, lot="", at=at, **extra) for f, kind, i, q, at, extra in MOVES])
         s.commit()
-    from web import cli
-    from web.cli import app
+    from web.cli import common as cli
+    from web.cli.main import app
 
     for console in (cli.console, cli.err):  # no line wrapping in what is checked below
         monkeypatch.setattr(console, "width", 400)

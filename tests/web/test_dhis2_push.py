@@ -156,8 +156,8 @@ def test_scheduled_job_pushes_last_month(world, server, tmp_path):
 def test_cli_push_shows_conflicts_and_lists_pushes(sqlite_engine, server, tmp_path, monkeypatch):
     from stock.db import session_factory
     from tests.stock.builders import build_world
-    from web import cli
-    from web.cli import app
+    from web.cli import common as cli
+    from web.cli.main import app
 
     with session_factory(sqlite_engine)() as s:
         build_world(s)

@@ -382,12 +382,12 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
         post(s, [entry("receipt", 100, entry_id="r1"),
                  entry("dispense", 5, entry_id="d1", at=T0 + timedelta(hours=1)),
                  entry("count", 95, entry_id="c1", at=T0 + timedelta(hours=2))])
-        from web.cli_web import create_user
+        from web.admin.service import create_user
 
-        create_user(s, "op1", "admin", "a long enough password 1")
+        create_user(s, "op1", "admin", "a long enough password 1", web=get_settings().web)
         s.commit()
-    from web import cli
-    from web.cli import app
+    from web.cli import common as cli
+    from web.cli.main import app
 
     for console in (cli.console, cli.err):  # no line wrapping in what is checked below
         monkeypatch.setattr(console, "width", 400)

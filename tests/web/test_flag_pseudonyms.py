@@ -25,7 +25,7 @@ CARD = "LY0000000001"
 
 def _flagged(dawa):  # noqa: F811
     assert dawa("init", "--env-file", ".env").exit_code == 0
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     with dawa.session() as s:
         build_world(s)

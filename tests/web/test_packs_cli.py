@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from stock.db import session_factory
 from tests.stock.builders import build_world
-from web.cli import app
+from web.cli.main import app
 
 
 def test_packs_add_and_list(sqlite_engine):

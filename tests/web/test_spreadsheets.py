@@ -121,8 +121,8 @@ def test_cli_export_writes_each_kind(sqlite_engine, tmp_path, monkeypatch, patie
         build_world(s)
         post(s, [entry("receipt", 100, entry_id="r1"), entry("dispense", 30, entry_id="d1")])
         s.commit()
-    from web import cli
-    from web.cli import app
+    from web.cli import common as cli
+    from web.cli.main import app
 
     for console in (cli.console, cli.err):  # no line wrapping in what is checked below
         monkeypatch.setattr(console, "width", 400)

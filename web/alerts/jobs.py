@@ -9,7 +9,7 @@ jobs only decide what is worth telling and to whom.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,39 +25,15 @@ from stock.queries import expiring, stock_positions
 from stock.pseudonyms import patient_key, pseudonymise_text
 from stock.settings import Settings
 from web import audit_chain, witness
+from web.access import FLAG_ALERTED, LEDGER_ALERTED, STOCK_ALERTED
 from web.alerts.dispatch import (Alert, Tally, announce, close_run, deliver_pending, resolve_missing, send_digests,
                                  transition)
 from web.alerts.models import AlertState
 from web.messages import as_json as reason_messages
+from web.alerts.results import JobResult
 from web.interop.dhis2_push import push_job
 
-MANAGERS = ("facility_manager",)
-AUDITORS = ("auditor",)
-LEDGER_WATCH = ("admin", "auditor")
 OPEN_STATUSES = ("open", "assigned", "escalated")
-
-
-@dataclass
-class JobResult:
-    job: str
-    started: int = 0
-    resolved: int = 0
-    in_app: int = 0
-    held: int = 0
-    sent: int = 0
-    failed: int = 0
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, job: str, tally: Tally, *notes: str) -> "JobResult":
-        return cls(job, tally.started, tally.resolved, tally.in_app, tally.held, tally.sent, tally.failed,
-                   list(notes), tally.errors)
-
-    def summary(self) -> str:
-        text = (f"{self.job}: {self.started} new alert(s), {self.resolved} resolved; {self.in_app} in-app, "
-                f"{self.sent} sent, {self.failed} failed, {self.held} held for digest")
-        return "; ".join([text, *self.notes])
 
 
 def _link(settings: Settings, path: str) -> str:
@@ -101,7 +77,7 @@ def scan_and_alert(session: Session, settings: Settings, now: datetime) -> JobRe
         if flag.created_at < oldest:
             continue  # already old when alerts began: recorded, not announced
         tally.started += 1
-        announce(session, Alert(key, "flag", flag.severity, facility, AUDITORS, {
+        announce(session, Alert(key, "flag", flag.severity, facility, FLAG_ALERTED, {
             "severity": flag.severity, "facility": facility.code if facility else "-",
             "reason": reason, "messages": reason_messages(flag.messages, cards, patient_key(settings)),
             "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
@@ -132,7 +108,7 @@ def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResu
         present.add(key)
         if transition(session, key, kind, True, now, facility_id=facility.id):
             tally.started += 1
-            announce(session, Alert(key, kind, severity, facility, MANAGERS, params, link), now, tally)
+            announce(session, Alert(key, kind, severity, facility, STOCK_ALERTED, params, link), now, tally)
 
     for p in stock_positions(session, today=today, months=settings.amc_months):
         fac, item = facilities[p.facility_code], items[p.item_code]
@@ -171,7 +147,7 @@ def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResu
                 i = min(started)
                 key = f"expiring_{buckets[i]}:{fac.code}:{item.code}:{lot.lot_number}"
                 tally.started += 1
-                announce(session, Alert(key, "expiring", severities[i], fac, MANAGERS,
+                announce(session, Alert(key, "expiring", severities[i], fac, STOCK_ALERTED,
                                         {**lot_params, "days": str(buckets[i])},
                                         _link(settings, f"/stock?facility={fac.code}&item={item.code}")),
                          now, tally)
@@ -187,7 +163,7 @@ def stock_alerts(session: Session, settings: Settings, now: datetime) -> JobResu
         key = f"count_short:{e.entry_id}"
         if transition(session, key, "count_short", True, now, facility_id=fac.id):
             tally.started += 1
-            announce(session, Alert(key, "count_short", "high" if item.controlled else "medium", fac, MANAGERS, {
+            announce(session, Alert(key, "count_short", "high" if item.controlled else "medium", fac, STOCK_ALERTED, {
                 "facility": fac.code, "facility_name": fac.name, "item": item.code, "item_name": item.name,
                 "unit": item.unit, "date": e.occurred_at.date().isoformat(), "counted": _num(e.quantity),
                 "book": _num(e.book_quantity), "short": _num(e.book_quantity - e.quantity),
@@ -218,7 +194,7 @@ def verify_ledger(session: Session, settings: Settings, now: datetime) -> JobRes
         present.add(key)
         if transition(session, key, kind, True, now, facility_id=fac.id if fac else None, detail=problem):
             tally.started += 1
-            announce(session, Alert(key, kind, "high", fac, LEDGER_WATCH,
+            announce(session, Alert(key, kind, "high", fac, LEDGER_ALERTED,
                                     {"facility": code, "problem": problem}), now, tally)
     audit_chain.seal(session, now)
     sealed = audit_chain.verify(session)
@@ -226,7 +202,7 @@ def verify_ledger(session: Session, settings: Settings, now: datetime) -> JobRes
         present.add("audit:chain")
         if transition(session, "audit:chain", "audit_broken", True, now, detail=problem):
             tally.started += 1
-            announce(session, Alert("audit:chain", "audit_broken", "high", None, LEDGER_WATCH,
+            announce(session, Alert("audit:chain", "audit_broken", "high", None, LEDGER_ALERTED,
                                     {"problem": problem}), now, tally)
     tally.resolved = resolve_missing(session, ["chain_broken", "drift", "audit_broken"], present, now)
     witnessed = _witness(session, settings, now, tally)
@@ -244,7 +220,7 @@ def _witness(session: Session, settings: Settings, now: datetime, tally: Tally):
         return None
     data = witness.signed_heads(session, witness.load_private(settings.witness_key_file), now)
     path = witness.write(data, settings.witness_dir or Path(settings.witness_key_file).parent / "heads")
-    announce(session, Alert(f"heads:{data['signed_at']}", "heads_witnessed", "high", None, ("auditor",), {
+    announce(session, Alert(f"heads:{data['signed_at']}", "heads_witnessed", "high", None, FLAG_ALERTED, {
         "signed_at": data["signed_at"], "file": str(path),
         "heads": json.dumps(data, indent=1, ensure_ascii=False)}), now, tally)
     return path

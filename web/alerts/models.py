@@ -31,9 +31,6 @@ from stock.models import LANGUAGES, Base, BigIntPK, UTCDateTime, _in
 
 CHANNELS = ("email", "webhook", "in_app")
 MODES = ("immediate", "digest")
-DIGEST_BY_DEFAULT = ("auditor",)
-"""Roles whose e-mail and webhook preferences are a digest unless they choose otherwise: an auditor
-works the flag queue, and a message per scan run would be noise."""
 SEVERITIES = ("low", "medium", "high")
 STATES = ("active", "resolved")
 DELIVERY_STATUSES = ("pending", "sent", "failed", "held", "digested")

@@ -1,5 +1,5 @@
 """Flags and the verdict workflow, for auditors and admins within their scope (the same rules
-and the same code as the auditor pages, web.auditor)."""
+and the same service as the auditor pages, web.flags.service)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from anomaly.workflow import ACTIONS, IllegalTransition
+from anomaly.workflow import ACTIONS
 from stock.models import User
 from stock.pseudonyms import patient_key
 from web import audit, deps
+from web.access import REVIEWERS, require_roles
 from web.api.schemas import MAX_OFFSET, ErrorBody
-from web.app import DOMAIN_STATUS
-from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
+from web.flags.service import apply_action, case, flag_in_scope, list_flags
 from web.messages import as_json as messages_json
 
-DOMAIN_STATUS.setdefault(IllegalTransition, 409)  # the flag's state does not allow the action
-
 router = APIRouter(prefix="/flags", tags=["flags"])
+reviewer = require_roles(*REVIEWERS)
 
 MESSAGES_DOC = ("the reason as messages, for a client to render in its reader's language: each a key (the "
                 "English msgid of Dawa's catalogs, with its plural and context) and typed parameters "

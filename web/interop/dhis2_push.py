@@ -133,7 +133,7 @@ def previous_month(now: datetime, zone: str) -> str:
 
 def push_job(session: Session, settings: Settings, now: datetime):
     """The scheduled push: last month's figures (in the default zone) to the configured server."""
-    from web.alerts.jobs import JobResult
+    from web.alerts.results import JobResult
 
     result = JobResult("dhis2")
     if not settings.dhis2.url or not settings.dhis2.mapping:

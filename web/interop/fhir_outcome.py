@@ -47,7 +47,7 @@ class FhirRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def fhir_handler(request):
-            from web.app import domain_status
+            from web.errors import domain_status
             from web.access import NotAuthenticated
 
             try:

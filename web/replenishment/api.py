@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from stock.models import Item, User
 from stock.requisitions import flow
-from stock.requisitions.errors import RequisitionExists, WrongState
 from stock.requisitions.fulfil import Arrival, fulfil, receive, shipments
 from stock.requisitions.notes import decode
 from stock.requisitions.packs import in_base_units, scanned
@@ -24,12 +23,8 @@ from web import deps
 from web.access import NotFound, current_user, facility_in_scope, visible_facility_ids
 from web.api import BEARER, ERRORS
 from web.api.schemas import Qty
-from web.app import DOMAIN_STATUS
 from web.replenishment.notes import note_text
 from web.replenishment.service import Held, load, prepare_for, take_step, visible
-
-DOMAIN_STATUS.setdefault(WrongState, 409)  # the requisition's state does not allow the step
-DOMAIN_STATUS.setdefault(RequisitionExists, 409)
 
 router = APIRouter(prefix="/api/v1/requisitions", tags=["requisitions"], responses=ERRORS,
                    dependencies=[Depends(BEARER)])

@@ -21,7 +21,7 @@ def add(item: Annotated[str, typer.Argument(help="Item code")],
     from stock.errors import DawaError
     from stock.quantities import parse_quantity
     from stock.requisitions.packs import add_pack
-    from web.cli import _engine, _fail
+    from web.cli.common import _engine, _fail
 
     try:
         quantity = parse_quantity(units)
@@ -43,7 +43,7 @@ def list_packs(item: Annotated[str, typer.Argument(help="Item code")],
     from stock.errors import UnknownItem
     from stock.masterdata import item_by_code
     from stock.requisitions.packs import packs_of
-    from web.cli import _engine, _fail
+    from web.cli.common import _engine, _fail
 
     with session_factory(_engine(db))() as s:
         try:

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from typing import Annotated, Optional
 
 import typer
-from web import cli_tables
 from sqlalchemy import delete, func, select
 
 from stock.db import session_factory
-from stock.settings import get_settings
+from web.cli import common as cli
+from web.cli import tables as cli_tables
 
 jobs_app = typer.Typer(help="List the scheduled alert jobs, or run one now.", no_args_is_help=True,
                        pretty_exceptions_enable=False)
@@ -21,19 +21,13 @@ alerts_app = typer.Typer(help="Who hears of alerts and how; what was sent.", no_
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
 
 
-def _cli():
-    from web import cli
-
-    return cli
-
 
 def scheduler(db: DbOption = None):
     """Run the alert jobs on their schedules, in this process, until interrupted (Ctrl-C)."""
     from web import scheduler as scheduling
 
-    cli = _cli()
     engine = cli._engine(db)
-    settings = get_settings()
+    settings = cli.settings()
     try:
         scheduling.configured_jobs(settings)
     except ValueError as exc:
@@ -52,9 +46,8 @@ def jobs_list(db: DbOption = None):
     from web.alerts.models import JobRun
     from web.scheduler import configured_jobs, next_runs, trigger_for
 
-    cli = _cli()
     engine = cli._engine(db)
-    settings = get_settings()
+    settings = cli.settings()
     active = {j.name for j in configured_jobs(settings)}
     upcoming = next_runs(engine)
     with session_factory(engine, read_only=True)() as s:
@@ -82,12 +75,11 @@ def jobs_run(name: Annotated[str, typer.Argument(help="scan, stock, verify or di
     from web.alerts.jobs import JOBS
     from web.scheduler import run_locked
 
-    cli = _cli()
     if name not in JOBS:
         cli._fail(f"no job {name!r}; jobs are {', '.join(JOBS)}", 2)
     engine = cli._engine(db)
     now = datetime.now(timezone.utc)
-    outcome = run_locked(engine, get_settings(), name, now, now=now)
+    outcome = run_locked(engine, cli.settings(), name, now, now=now)
     if not outcome.ran:
         cli._fail(f"{name} for {now.isoformat()} was already run by {outcome.claimed_by}")
     cli.console.print(outcome.summary, highlight=False, markup=False)
@@ -107,9 +99,9 @@ def alerts_prefer(username: Annotated[str, typer.Argument(help="The user")],
                   db: DbOption = None):
     """Set how a user hears of alerts through one channel (a user may have several)."""
     from stock.models import LANGUAGES, User
-    from web.alerts.models import CHANNELS, DIGEST_BY_DEFAULT, MODES, SEVERITIES, AlertPreference
+    from web.access import DIGEST_BY_DEFAULT
+    from web.alerts.models import CHANNELS, MODES, SEVERITIES, AlertPreference
 
-    cli = _cli()
     problems = [(channel in CHANNELS, f"channel must be one of {', '.join(CHANNELS)}"),
                 (mode is None or mode in MODES, f"--mode must be one of {', '.join(MODES)}"),
                 (min_severity in SEVERITIES, f"--min-severity must be one of {', '.join(SEVERITIES)}"),
@@ -154,7 +146,6 @@ def alerts_list(db: DbOption = None,
     from stock.models import User
     from web.alerts.models import AlertDelivery
 
-    cli = _cli()
     with session_factory(cli._engine(db), read_only=True)() as s:
         stmt = (select(AlertDelivery, User.username).join(User, User.id == AlertDelivery.user_id)
                 .order_by(AlertDelivery.id.desc()).limit(limit))

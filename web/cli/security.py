@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from stock.db import session_factory
-from stock.settings import get_settings
+from web.cli import common as cli
 
 db_app = typer.Typer(help="Database roles.", no_args_is_help=True, pretty_exceptions_enable=False)
 audit_app = typer.Typer(help="The audit trail's hash chain.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -24,11 +24,6 @@ audit_app = typer.Typer(help="The audit trail's hash chain.", no_args_is_help=Tr
 OWNER_PASSWORD_ENV = "DAWA_OWNER_PASSWORD"
 APP_PASSWORD_ENV = "DAWA_APP_PASSWORD"
 
-
-def _cli():
-    from web import cli
-
-    return cli
 
 
 @db_app.command("roles")
@@ -40,7 +35,6 @@ def db_roles(owner: Annotated[str, typer.Option(help="Role that owns the tables 
     and the audit trail."""
     from web.db_roles import setup_roles
 
-    cli = _cli()
     try:
         counts = setup_roles(cli._engine(db), owner=owner, app=app, owner_password=os.environ.get(OWNER_PASSWORD_ENV),
                              app_password=os.environ.get(APP_PASSWORD_ENV))
@@ -55,7 +49,6 @@ def witness_key(out: Annotated[Path, typer.Option(help="Where to write the priva
     readable only by the account that runs the scheduler; give the .pub to the national auditors."""
     from web import witness
 
-    cli = _cli()
     try:
         public = witness.generate_key(out)
     except FileExistsError as exc:
@@ -69,8 +62,7 @@ def witness_now(db: Annotated[Optional[str], typer.Option("--db")] = None,
     the database (the scheduled verify job also sends them to the national auditors)."""
     from web import audit_chain, witness
 
-    cli = _cli()
-    settings = get_settings()
+    settings = cli.settings()
     if not settings.witness_key_file:
         cli._fail("DAWA_WITNESS_KEY_FILE is not set: make a key with `dawa ledger witness-key`")
     folder = out or settings.witness_dir
@@ -90,7 +82,6 @@ def audit_verify(db: Annotated[Optional[str], typer.Option("--db")] = None):
     """Recompute the audit trail's hash chain and compare it with every seal."""
     from web import audit_chain
 
-    cli = _cli()
     with session_factory(cli._engine(db), read_only=True)() as s:
         report = audit_chain.verify(s)
     if report.ok:
@@ -106,7 +97,6 @@ def audit_seal(db: Annotated[Optional[str], typer.Option("--db")] = None):
     """Seal the audit records written since the last seal (older than a few minutes)."""
     from web import audit_chain
 
-    cli = _cli()
     with session_factory(cli._engine(db))() as s:
         sealed = audit_chain.seal(s)
         s.commit()

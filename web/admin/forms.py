@@ -1,7 +1,7 @@
 """Admin pages that change who may use Dawa and where: create and edit users (display name, role,
 scope, language), enable them again, and create and edit facilities.
 
-A user is created by the same service as ``dawa users create`` (web.cli_web.create_user), with the
+A user is created by the same service as ``dawa users create`` (web.admin.service.create_user), with the
 same password policy. An admin acts only within their scope (web.access.within_scope): the scope
 given to a user must lie inside the admin's, and the facilities offered are those the admin sees.
 Facilities are national master data: only a national admin creates or edits them. Every change is
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from stock.masterdata import add_facility
 from stock.models import FACILITY_KINDS, LANGUAGES, ROLES, Facility, User
 from web import audit, auth, deps
-from web.access import (ADMINS, NotFound, require_national, require_roles, scope_of, user_in_scope, visible_facilities,
-                        within_scope)
-from web.cli_web import SCOPED_ROLES, USERNAME_RE, create_user
+from web.access import (ADMINS, FACILITY_BOUND, NotFound, require_national, require_roles, scope_of, user_in_scope,
+                        visible_facilities, within_scope)
+from web.admin.service import USERNAME_RE, create_user
 from web.templating import LANGUAGE_NAMES, gettext, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -95,7 +95,7 @@ def _check_scope(request: Request, db: Session, actor: User, values: dict, error
         if facility is None or not scope_of(actor).allows(facility):
             errors["facility"] = _t(request, MSG_CHOOSE)
             return None
-    elif values["role"] in SCOPED_ROLES:
+    elif values["role"] in FACILITY_BOUND:
         errors["facility"] = _t(request, MSG_NEEDS_FACILITY)
     if values["region"] and values["region"] not in _regions(db, actor):
         errors["region"] = _t(request, MSG_CHOOSE)

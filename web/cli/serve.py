@@ -7,7 +7,6 @@ are prompted for, or read from DAWA_USER_PASSWORD for scripted set-ups.
 
 from __future__ import annotations
 
-import re
 import secrets
 import subprocess
 import sys
@@ -20,10 +19,12 @@ from sqlalchemy.orm import Session
 
 from stock.db import session_factory
 from stock.errors import DawaError, InvalidEntry, UnknownFacility
-from stock.masterdata import add_user
-from stock.models import LANGUAGES, ROLES, Facility, User
-from stock.settings import WebSettings, get_settings
-from web import audit, auth, cli_tables
+from stock.models import ROLES, Facility, User
+from stock.settings import WebSettings
+from web import audit, auth
+from web.admin.service import check_password_strength, create_user
+from web.cli import common as cli
+from web.cli import tables as cli_tables
 from web.models import ApiToken
 
 users_app = typer.Typer(help="Create, disable and list users; issue API tokens.", no_args_is_help=True,
@@ -31,56 +32,6 @@ users_app = typer.Typer(help="Create, disable and list users; issue API tokens."
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: DAWA_DATABASE_URL)")]
 PASSWORD_ENV = "DAWA_USER_PASSWORD"
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-SCOPED_ROLES = ("pharmacist",)
-"""Roles that only make sense at one facility: refused without --facility."""
-
-
-def _cli():
-    from web import cli
-
-    return cli
-
-
-def check_password_strength(password: str, username: str) -> None:
-    """The password policy (web.auth.password_problem) as an InvalidEntry."""
-    problem = auth.password_problem(password, username)
-    if problem:
-        raise InvalidEntry(problem, field="password")
-
-
-def create_user(session: Session, username: str, role: str, password: str, *, facility: str | None = None,
-                region: str | None = None, display_name: str | None = None,
-                language: str | None = None, web: WebSettings | None = None, request=None) -> User:
-    """A new active user with a hashed password, checked like the CLI checks it; audited as made
-    through the web by the user of ``request`` when given. The caller commits."""
-    if not USERNAME_RE.match(username):
-        raise InvalidEntry("a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
-                           "letter or digit", field="username")
-    if role not in ROLES:
-        raise InvalidEntry(f"role {role!r} is not one of {', '.join(ROLES)}", field="role")
-    if facility and region:
-        raise InvalidEntry("give --facility or --region, not both: the scope is one facility, one region, "
-                           "or national", field="region")
-    if role in SCOPED_ROLES and not facility:
-        raise InvalidEntry(f"a {role} works at one facility: give --facility", field="facility")
-    if region and session.scalar(select(Facility.id).where(Facility.region == region).limit(1)) is None:
-        raise InvalidEntry(f"no facility is in region {region!r}", field="region")
-    if language is not None and language not in LANGUAGES:
-        raise InvalidEntry(f"language must be one of {', '.join(LANGUAGES)}", field="language")
-    if auth.user_by_username(session, username) is not None:
-        raise InvalidEntry(f"user {username!r} already exists", field="username")
-    check_password_strength(password, username)
-    user = add_user(session, username, role, facility_code=facility, region=region, display_name=display_name)
-    user.password_hash = auth.hash_password(password, web or get_settings().web)
-    user.language = language
-    session.flush()
-    audit.record(session, request, "user_created", "user", username,
-                 {"role": role, "facility": facility, "region": region, "via": "web" if request else "cli"},
-                 facility_id=user.facility_id)
-    return user
-
-
 def _user(session: Session, username: str) -> User:
     user = auth.user_by_username(session, username)
     if user is None:
@@ -107,13 +58,12 @@ def users_create(username: Annotated[str, typer.Argument(help="Login name (also 
                  db: DbOption = None):
     """Create a user. Without --facility or --region the user is national. The password is
     prompted for (or read from DAWA_USER_PASSWORD)."""
-    cli = _cli()
     engine = cli._engine(db)
     secret = _password(username, password)
     with session_factory(engine)() as s:
         try:
             user = create_user(s, username, role, secret, facility=facility, region=region,
-                               display_name=display_name, language=language)
+                               display_name=display_name, language=language, web=cli.settings().web)
             s.commit()
         except (DawaError, UnknownFacility) as exc:
             cli._fail(str(exc))
@@ -124,7 +74,6 @@ def users_create(username: Annotated[str, typer.Argument(help="Login name (also 
 @users_app.command("disable")
 def users_disable(username: Annotated[str, typer.Argument()], db: DbOption = None):
     """Disable a user: their logins end at once and their API tokens stop working."""
-    cli = _cli()
     with session_factory(cli._engine(db))() as s:
         try:
             user = _user(s, username)
@@ -141,7 +90,6 @@ def users_disable(username: Annotated[str, typer.Argument()], db: DbOption = Non
 @users_app.command("enable")
 def users_enable(username: Annotated[str, typer.Argument()], db: DbOption = None):
     """Enable a disabled user again."""
-    cli = _cli()
     with session_factory(cli._engine(db))() as s:
         try:
             user = _user(s, username)
@@ -159,7 +107,6 @@ def users_password(username: Annotated[str, typer.Argument()],
                        envvar=PASSWORD_ENV, hidden=True, show_envvar=False)] = None,
                    db: DbOption = None):
     """Set a user's password (prompted for, or from DAWA_USER_PASSWORD); their logins end."""
-    cli = _cli()
     engine = cli._engine(db)
     secret = _password(username, password)
     with session_factory(engine)() as s:
@@ -168,7 +115,7 @@ def users_password(username: Annotated[str, typer.Argument()],
             check_password_strength(secret, username)
         except DawaError as exc:
             cli._fail(str(exc))
-        user.password_hash = auth.hash_password(secret, get_settings().web)
+        user.password_hash = auth.hash_password(secret, cli.settings().web)
         ended, revoked = auth.end_user_access(s, user.id)
         audit.record(s, None, "user_password_set", "user", username,
                      {"sessions_ended": ended, "tokens_revoked": revoked, "via": "cli"}, facility_id=user.facility_id)
@@ -179,7 +126,6 @@ def users_password(username: Annotated[str, typer.Argument()],
 @users_app.command("list")
 def users_list(db: DbOption = None):
     """Every user with role, scope and whether active."""
-    cli = _cli()
     with session_factory(cli._engine(db), read_only=True)() as s:
         rows = s.execute(select(User, Facility.code).outerjoin(Facility, Facility.id == User.facility_id)
                          .order_by(User.username)).all()
@@ -199,13 +145,12 @@ def users_token(username: Annotated[str, typer.Argument()],
                     help="Days the token works (default: the setting web.api_token_days, 90)")] = None,
                 db: DbOption = None):
     """Issue a personal API token; it is printed once and cannot be shown again."""
-    cli = _cli()
     with session_factory(cli._engine(db))() as s:
         try:
             user = _user(s, username)
             if not user.active:
                 raise InvalidEntry(f"user {username!r} is disabled", field="username")
-            token, row = auth.issue_api_token(s, user, name, days=days or get_settings().web.api_token_days)
+            token, row = auth.issue_api_token(s, user, name, days=days or cli.settings().web.api_token_days)
         except DawaError as exc:
             cli._fail(str(exc))
         audit.record(s, None, "api_token_created", "api_token", row.id,
@@ -219,7 +164,6 @@ def users_token(username: Annotated[str, typer.Argument()],
 @users_app.command("tokens")
 def users_tokens(username: Annotated[str, typer.Argument()], db: DbOption = None):
     """A user's API tokens: id, name, issued, expires, last used, revoked."""
-    cli = _cli()
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
             user = _user(s, username)
@@ -240,7 +184,6 @@ def users_revoke_token(username: Annotated[str, typer.Argument()],
                        token_id: Annotated[int, typer.Argument(help="The token's id (see `dawa users tokens`)")],
                        db: DbOption = None):
     """Revoke one API token of a user; their other tokens and logins go on."""
-    cli = _cli()
     with session_factory(cli._engine(db))() as s:
         try:
             user = _user(s, username)
@@ -263,8 +206,7 @@ def serve(host: Annotated[Optional[str], typer.Option(help="Address to listen on
 
     import uvicorn
 
-    cli = _cli()
-    settings = get_settings()
+    settings = cli.settings()
     if db:
         settings = settings.model_copy(update={"database_url": db})
     engine = cli._engine(settings.database_url)
@@ -294,14 +236,13 @@ DEMO_USERS = (
 )
 
 
-def demo_users(session: Session, web: WebSettings | None = None) -> list[tuple[str, str, str, str]]:
+def demo_users(session: Session, web: WebSettings) -> list[tuple[str, str, str, str]]:
     """One user per role for trying the app, with fresh random passwords (set anew on each run).
 
     The pharmacist and the manager work at the first facility that is not a warehouse; the auditor
     and the admin are national. Returns (username, role, scope, password) rows to print. The
     caller commits.
     """
-    web = web or get_settings().web
     fac = session.scalars(select(Facility).where(Facility.kind != "warehouse").order_by(Facility.code)).first()
     out = []
     for name, role, scoped in DEMO_USERS:
@@ -329,9 +270,9 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
     from stock.settings import ensure_secrets
     from web.app import create_app
 
-    cli = _cli()
-    ensure_secrets(Path(".env"))
-    settings = get_settings().model_copy(update={"database_url": url})
+    if ensure_secrets(Path(".env")):
+        cli.reread_settings()  # the secrets just written
+    settings = cli.settings().model_copy(update={"database_url": url})
     with session_factory(engine)() as s:
         rows = demo_users(s, settings.web)
         s.commit()
@@ -342,7 +283,7 @@ def serve_demo(engine, url: str, port: int | None = None) -> None:
         table.add_row(*row)
     cli.console.print(table)
     _demo_alerts(engine, settings)
-    scheduler = subprocess.Popen([sys.executable, "-c", "from web.cli import app; app()", "scheduler", "--db", url],
+    scheduler = subprocess.Popen([sys.executable, "-m", "web.cli", "scheduler", "--db", url],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli.console.print(f"serving Dawa on http://127.0.0.1:{port}/  (API docs: /api/docs; Ctrl-C to stop); "
                       f"the alert scheduler runs beside it (process {scheduler.pid})")
@@ -364,7 +305,6 @@ def _demo_alerts(engine, settings) -> None:
 
     from web.scheduler import run_locked
 
-    cli = _cli()
     now = datetime.now(timezone.utc)
     for name in ("scan", "stock"):
         outcome = run_locked(engine, settings, name, now, now=now)

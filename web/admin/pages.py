@@ -27,7 +27,7 @@ from stock.quantities import unit_allows
 from web import audit, auth, deps
 from web.access import (ADMINS, Forbidden, NotFound, require_national, require_roles, scope_of, user_in_scope,
                          visible_facilities, visible_facility_ids, visible_users)
-from web.admin_users import KIND_LABELS, ROLE_LABELS
+from web.admin.forms import KIND_LABELS, ROLE_LABELS
 from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(prefix="/admin", include_in_schema=False)

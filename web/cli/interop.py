@@ -15,7 +15,7 @@ import typer
 
 from stock.db import session_factory
 from stock.errors import DawaError
-from stock.settings import get_settings
+from web.cli import common as cli
 
 fhir_app = typer.Typer(help="Exchange FHIR (R4 or R5) JSON bundles.", no_args_is_help=True,
                        pretty_exceptions_enable=False)
@@ -29,27 +29,22 @@ UntilOpt = Annotated[Optional[str], typer.Option(
     help="To this date, included, or before this timestamp with offset")]
 
 
-def _cli():
-    from web import cli
-
-    return cli
-
 
 def parse_bound(text: str | None, *, end: bool, option: str) -> datetime | None:
     """A date means a whole day in the default zone (``--until`` includes it); a timestamp needs
     an offset."""
     if not text:
         return None
-    zone = ZoneInfo(get_settings().default_timezone)
+    zone = ZoneInfo(cli.settings().default_timezone)
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
             return datetime.combine(day + timedelta(days=1 if end else 0), time(0), tzinfo=zone)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _cli()._fail(f"{option} {text!r} is not a date (2026-03-01) or a timestamp with offset", 2)
+        cli._fail(f"{option} {text!r} is not a date (2026-03-01) or a timestamp with offset", 2)
     if value.tzinfo is None:
-        _cli()._fail(f"{option} {text!r} needs a zone offset (e.g. +02:00 or Z)", 2)
+        cli._fail(f"{option} {text!r} needs a zone offset (e.g. +02:00 or Z)", 2)
     return value
 
 
@@ -76,7 +71,6 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card, fl
     set (master data, ledger, stock reports) in the data contract's form, for `dawa import`."""
     from web.interop import spreadsheets
 
-    cli = _cli()
     if kind == "dataset":
         filters = dict(facility=facility, item=item, region=region, since=since, until=until, detector=detector,
                        severity=severity, status=status)
@@ -175,7 +169,6 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
     from web.clear_exports import clear_card_exporter, record_clear_export
     from web.interop.fhir import write_bundle
 
-    cli = _cli()
     if patient_ids == "card":
         if not by:
             cli._fail("--patient-ids card needs --by USER: the national auditor or admin taking the cards out", 2)
@@ -222,7 +215,6 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
     from stock.models import User
     from web.interop.fhir import FhirImportFailed, import_bundle
 
-    cli = _cli()
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -267,7 +259,6 @@ def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of ite
     """Write a month's figures (ledger and monthly reports) as DHIS2 dataValueSets JSON."""
     from web.interop.dhis2 import export_data_value_set
 
-    cli = _cli()
     parsed = _mapping(cli, mapping, "written")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
@@ -289,11 +280,10 @@ def dhis2_push(mapping: Annotated[Path, typer.Option(help="JSON mapping of items
     """Send a month's figures to the DHIS2 server of DAWA_DHIS2__URL and show its import summary."""
     from web.interop.dhis2_push import push
 
-    cli = _cli()
     parsed = _mapping(cli, mapping, "sent")
     with session_factory(cli._engine(db))() as s:
         try:
-            outcome = push(s, get_settings(), parsed, period, pushed_by=operator)
+            outcome = push(s, cli.settings(), parsed, period, pushed_by=operator)
             s.commit()
         except DawaError as exc:
             cli._fail(str(exc), 2)
@@ -314,7 +304,6 @@ def dhis2_pushes(limit: Annotated[int, typer.Option(help="How many, newest first
 
     from web.interop.dhis2_push import recent
 
-    cli = _cli()
     with session_factory(cli._engine(db), read_only=True)() as s:
         for r in recent(s, limit):
             cli.console.print(f"{r.at:%Y-%m-%d %H:%M} {r.period} {r.status} by {r.pushed_by} to {r.server}: "

@@ -1,0 +1,1 @@
+"""Feature: administration of users, facilities, items and the ledger check."""
