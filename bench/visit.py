@@ -71,7 +71,7 @@ def prepare_visit_db(workdir: Path, rows: int, visits: int) -> tuple[Path, str, 
     from stock.masterdata import add_item, add_patient
     from stock.models import LedgerEntry
     from stock.settings import get_settings
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     cached, facility = bw.prepare_pages_db(workdir, rows)
     scratch = workdir / "visit.sqlite"

@@ -18,17 +18,10 @@ from markupsafe import Markup
 
 from stock import messages as core
 from stock.messages import Message
-
-
-def _translations(lang: str):
-    from web.templating import translations
-
-    return translations(lang)
+from web.catalogs import DEFAULT_LANGUAGE, LANGUAGES, _lang_of, translations
 
 
 def _language(lang: str | None) -> str:
-    from web.templating import DEFAULT_LANGUAGE, LANGUAGES
-
     return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
 
@@ -51,7 +44,7 @@ def render(value: Any, lang: str | None, *, html: bool = False, missing: set | N
     lang = _language(lang)
     if isinstance(value, list) and value and isinstance(value[0], dict):
         value = core.load(value)
-    out = core.render(value, lang, _translations(lang), html=html, missing=missing)
+    out = core.render(value, lang, translations(lang), html=html, missing=missing)
     return Markup(out) if html else out
 
 
@@ -81,8 +74,6 @@ def as_json(value: Any, cards: Iterable[str] = (), key: str | None = None) -> li
 # --- template filters -------------------------------------------------------------------------
 
 def _page_lang(context) -> str:
-    from web.templating import _lang_of
-
     return _lang_of(context)
 
 

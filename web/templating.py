@@ -17,7 +17,6 @@ from contextvars import ContextVar
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
-from gettext import NullTranslations
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,38 +24,30 @@ from zoneinfo import ZoneInfo
 import jinja2
 from babel import dates as babel_dates
 from babel import numbers as babel_numbers
-from babel.support import Translations
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.requests import Request
 
 from stock.settings import Settings
+from web.catalogs import (
+    DEFAULT_LANGUAGE,
+    LANGUAGE_NAMES,
+    LANGUAGES,
+    LOCALE_DIR,
+    RTL_LANGUAGES,
+    _current_lang,
+    _lang_of,
+    translations,
+)
 
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
-LOCALE_DIR = WEB_DIR / "locale"
 
-LANGUAGES: tuple[str, ...] = ("en", "fr", "ar")
-DEFAULT_LANGUAGE = "en"
-RTL_LANGUAGES = frozenset({"ar"})
-# Each language's own name, shown in the language switcher whatever the page's language.
-LANGUAGE_NAMES = {"en": "English", "fr": "Français", "ar": "العربية"}
 
-# The language of the page being rendered, for template globals and filters used where no
-# request context reaches (a macro imported without context).
-_current_lang: ContextVar[str] = ContextVar("dawa_lang", default=DEFAULT_LANGUAGE)
 # The zone times are shown in where a template names none (the app's default_timezone, set by render).
 _current_zone: ContextVar[str] = ContextVar("dawa_zone", default=Settings.model_fields["default_timezone"].default)
-
-
-@lru_cache(maxsize=None)
-def translations(lang: str) -> NullTranslations:
-    """The compiled catalog for ``lang``; English is the source language and needs none."""
-    if lang not in LANGUAGES or lang == DEFAULT_LANGUAGE:
-        return NullTranslations()
-    return Translations.load(str(LOCALE_DIR), [lang], domain="messages")
 
 
 def gettext(lang: str, message: str, **variables: Any) -> str:
@@ -68,14 +59,6 @@ def gettext(lang: str, message: str, **variables: Any) -> str:
 def ngettext(lang: str, singular: str, plural: str, n: int, **variables: Any) -> str:
     text = translations(lang).ngettext(singular, plural, n)
     return text % {"num": n, **variables}
-
-
-def _lang_of(context: Any = None) -> str:
-    if context is not None:
-        lang = context.get("lang")
-        if lang in LANGUAGES:
-            return lang
-    return _current_lang.get()
 
 
 # New-style gettext (as jinja2.ext.i18n's newstyle=True): autoescape-aware and formatting with
@@ -379,7 +362,7 @@ def render(request: Request, name: str, context: dict | None = None,
         _current_lang.reset(token)
 
 
-from web.messages import install as _install_message_filters  # noqa: E402  (it reads this module's catalogs)
+from web.messages import install as _install_message_filters  # noqa: E402
 
 _install_message_filters(_env)
 

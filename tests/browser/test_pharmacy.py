@@ -91,7 +91,7 @@ def test_pharmacist_dispenses_with_an_error_then_success(pharmacy_site, browser_
 def visit_site(sqlite_engine, live_server):
     """H1 with several items in several lots (morphine packs bearing a GTIN), and a pharmacist."""
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     settings = Settings(_env_file=None, secret_key="browser-test-secret-" + "v" * 32, web=CHEAP_HASHING)
     Session = session_factory(sqlite_engine)  # noqa: N806 - a session factory

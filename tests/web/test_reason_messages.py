@@ -20,7 +20,7 @@ from stock.messages import load
 from stock.models import User
 from tests.web.bidi_text import FSI, PDI, english_left
 from tests.web.conftest import PASSWORD, LiveServer, Served, make_settings
-from web.cli_tables import flag_table
+from web.cli.tables import flag_table
 from web.messages import reason_text, render
 
 AUDITOR = "aud_all"
@@ -30,7 +30,7 @@ AUDITOR = "aud_all"
 def server(engine, tmp_path):
     """A generated ledger (its scenarios seeded), imported, scanned, and served."""
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     generate(tmp_path / "data", seed=1, scale=0.1)
     Session = session_factory(engine)
