@@ -12,6 +12,7 @@ from __future__ import annotations
 from anomaly import peers
 from anomaly.features import Frames
 from anomaly.hits import Hit, plural
+from anomaly.tails import share_at_least
 
 NAME = "corrected"
 MIN_CORRECTED = 3
@@ -29,6 +30,10 @@ def detect(frames: Frames) -> list[Hit]:
         return []
     u = peers.assess(d, mark, ["facility_code"], wider=["facility_kind"])
     n_tested = peers.tested(u)
+    # Keying errors are not spread evenly: some hands slip more than others, so the chance of a
+    # count under colleagues' rate overstates how odd it is. What is reported is measured against
+    # the spread among users here: the share of them at least as improbable (anomaly.tails).
+    u = u.assign(tail=share_at_least(-u["chance"], -u["chance"]))
     hits = []
     u = u[u["marked"] >= MIN_CORRECTED]
     for row, mine in peers.reported(u, d[mark.to_numpy()]):
@@ -38,5 +43,6 @@ def detect(frames: Frames) -> list[Hit]:
         reason = (f"{row.recorded_by} at {row.facility_code} had {plural(int(row.marked), 'dispensing')} of "
                   f"{int(row.n)} corrected afterwards by an adjustment, where colleagues' rate predicts "
                   f"{row.expected:.1f} (chance {row.chance:.1e}).")
-        hits.append(peers.user_hit(NAME, row, cited, reason, n_tested, dispensings=int(row.n)))
+        hits.append(peers.user_hit(NAME, row, cited, reason, n_tested, dispensings=int(row.n),
+                                   tail=float(row.tail)))
     return hits

@@ -16,6 +16,7 @@ import pandas as pd
 
 from anomaly.features import Frames
 from anomaly.hits import Hit, amount, plural, squash
+from anomaly.tails import share_at_least
 
 NAME = "duplicates"
 
@@ -82,6 +83,13 @@ def detect(frames: Frames) -> list[Hit]:
     for (card, _item), g in flagged.groupby(["health_card_id", "item_code"], sort=True):
         for episode in _episodes(g):
             hits.append(_hit(card, episode))
+    # Among the patients who collected controlled items, how many held at least this much extra
+    # supply in one episode (anomaly.tails): one overlap at a second facility (a referral, a move)
+    # is common; supplies gathered at three or four places at once are not.
+    extra = [h.details["extra_supplies"] for h in hits]
+    patients = int(frames.dispenses.loc[frames.dispenses["controlled"], "health_card_id"].nunique())
+    for h, t in zip(hits, share_at_least(pd.Series(extra), extra, total=max(patients, len(hits)))):
+        h.details["tail"] = float(t)
     return hits
 
 

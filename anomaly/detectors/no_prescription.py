@@ -6,9 +6,12 @@ and high-value medicines never should be.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from anomaly.detectors.prescriptions import _when
 from anomaly.features import Frames
 from anomaly.hits import Hit, amount
+from anomaly.tails import share_at_least
 
 NAME = "no_prescription"
 
@@ -24,16 +27,23 @@ def detect(frames: Frames) -> list[Hit]:
     known = set(frames.prescriptions["prescription_id"])
     missing = d[d["prescription_id"] == ""]
     unknown = d[(d["prescription_id"] != "") & ~d["prescription_id"].isin(known)]
+    # How usual it is here to hand this item over without a prescription, and this much of it: the
+    # share of controlled dispensings that were of the same item, unprescribed, at least as large
+    # (anomaly.tails). Emergency doses given many times a month are common; a take-home supply is not.
+    bare = pd.concat([missing, unknown])
+    tail = dict(zip(bare["entry_id"], share_at_least(bare["quantity"], bare["quantity"], bare["item_code"],
+                                                     list(bare["item_code"]), total=len(d))))
     hits = []
     for row in missing.itertuples():
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.75,
                         f"Controlled item {row.item_name}: {amount(row.quantity, row.unit)} dispensed without a "
                         f"prescription to {row.health_card_id}, by user {row.recorded_by} at {row.facility_code} "
-                        f"{_when(row)}.", {"dispensed": row.quantity}))
+                        f"{_when(row)}.", {"dispensed": row.quantity, "tail": float(tail[row.entry_id])}))
     for row in unknown.itertuples():
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.8,
                         f"Controlled item {row.item_name}: {amount(row.quantity, row.unit)} dispensed to "
                         f"{row.health_card_id} against prescription {row.prescription_id}, which is on no record, "
                         f"by user {row.recorded_by} at {row.facility_code} {_when(row)}.",
-                        {"dispensed": row.quantity, "prescription": row.prescription_id}))
+                        {"dispensed": row.quantity, "prescription": row.prescription_id,
+                         "tail": float(tail[row.entry_id])}))
     return hits

@@ -11,6 +11,7 @@ import pandas as pd
 
 from anomaly.features import Frames
 from anomaly.hits import Hit, amount, qty, squash
+from anomaly.tails import share_at_least
 
 NAME = "prescriptions"
 
@@ -41,6 +42,12 @@ def detect(frames: Frames) -> list[Hit]:
         m["filled"] = m.groupby("prescription_id")["quantity"].cumsum()
         m["ratio"] = m["filled"] / m["quantity_rx"]
         over = m[m["ratio"] > s.over_prescription_ratio]
+        # Of every fill on a prescription, the share that went at least this far past it for the same
+        # item and prescribed quantity (anomaly.tails): where a bottle of 50 answers every prescription
+        # for 30, a 1.7x fill is the rule; where everyone gives the prescription, it is not.
+        context = m["item_code"] + "|" + m["quantity_rx"].astype(str)
+        over = over.assign(tail=share_at_least(m["ratio"], over["ratio"], context, list(context[over.index]),
+                                               total=len(d)))
         for row in over.itertuples():
             score = squash(row.ratio - 1.0, half=1.0, floor=0.6, ceiling=0.99)
             earlier = "" if row.filled == row.quantity else f", bringing the total filled to {qty(row.filled)}"
@@ -49,8 +56,12 @@ def detect(frames: Frames) -> list[Hit]:
                             f"{row.prescription_id} for {qty(row.quantity_rx)}{earlier} ({row.ratio:.1f}x), "
                             f"by user {row.recorded_by} at {row.facility_code} {_when(row)}.",
                             {"dispensed": row.quantity, "filled_total": row.filled,
-                             "prescribed": row.quantity_rx, "ratio": round(row.ratio, 3)}))
-    ceiling = d[d["max_dispense_quantity"].notna() & (d["quantity"] > d["max_dispense_quantity"])]
+                             "prescribed": row.quantity_rx, "ratio": round(row.ratio, 3), "tail": row.tail}))
+    capped = d[d["max_dispense_quantity"].notna()]
+    capped = capped.assign(over_ceiling=capped["quantity"] / capped["max_dispense_quantity"])
+    ceiling = capped[capped["quantity"] > capped["max_dispense_quantity"]]
+    ceiling = ceiling.assign(tail=share_at_least(capped["over_ceiling"], ceiling["over_ceiling"], capped["item_code"],
+                                                 list(ceiling["item_code"]), total=len(d)))
     for row in ceiling.itertuples():
         ratio = row.quantity / row.max_dispense_quantity
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,),
@@ -58,7 +69,8 @@ def detect(frames: Frames) -> list[Hit]:
                         f"Dispensed {amount(row.quantity, row.unit)} of {row.item_name} in one dispensing, over the "
                         f"protocol ceiling of {qty(row.max_dispense_quantity)} ({ratio:.1f}x), by user "
                         f"{row.recorded_by} at {row.facility_code} {_when(row)}.",
-                        {"dispensed": row.quantity, "ceiling": row.max_dispense_quantity, "ratio": round(ratio, 3)}))
+                        {"dispensed": row.quantity, "ceiling": row.max_dispense_quantity, "ratio": round(ratio, 3),
+                         "tail": row.tail}))
     return _one_per_entry(hits)
 
 
@@ -77,6 +89,7 @@ def _one_per_entry(hits: list[Hit]) -> list[Hit]:
         details = {}
         for h in group:
             details.update(h.details)
+        details["tail"] = min(h.details.get("tail", 1.0) for h in group)
         out.append(Hit(NAME, first.subject, first.subject_id, first.facility_code, first.entry_ids,
                        min(0.99, first.score + 0.05 * (len(group) - 1)),
                        " ".join(h.reason for h in group), details))
