@@ -33,6 +33,12 @@ _COLS = ["seq", "entry_id", "health_card_id", "item_code", "facility_code", "pre
          "ends", "days_supply"]
 
 
+def population(frames: Frames) -> int:
+    """Patients who collected controlled items: whom this rule looks at."""
+    d = frames.dispenses
+    return int(d.loc[d["controlled"] & (d["health_card_id"] != ""), "health_card_id"].nunique())
+
+
 def _windows(frames: Frames) -> pd.DataFrame:
     """Controlled dispensings with the day each one's supply runs out, for patients who collected
     the item at more than one facility (everyone else cannot overlap across facilities)."""
@@ -87,8 +93,7 @@ def detect(frames: Frames) -> list[Hit]:
     # supply in one episode (anomaly.tails): one overlap at a second facility (a referral, a move)
     # is common; supplies gathered at three or four places at once are not.
     extra = [h.details["extra_supplies"] for h in hits]
-    patients = int(frames.dispenses.loc[frames.dispenses["controlled"], "health_card_id"].nunique())
-    for h, t in zip(hits, share_at_least(pd.Series(extra), extra, total=max(patients, len(hits)))):
+    for h, t in zip(hits, share_at_least(pd.Series(extra), extra, total=max(population(frames), len(hits)))):
         h.details["tail"] = float(t)
     return hits
 

@@ -7,6 +7,7 @@ Partial fills and refills (each refill is a prescription of its own) stay under 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from anomaly.features import Frames
@@ -46,8 +47,10 @@ def detect(frames: Frames) -> list[Hit]:
         # item and prescribed quantity (anomaly.tails): where a bottle of 50 answers every prescription
         # for 30, a 1.7x fill is the rule; where everyone gives the prescription, it is not.
         context = m["item_code"] + "|" + m["quantity_rx"].astype(str)
-        over = over.assign(tail=share_at_least(m["ratio"], over["ratio"], context, list(context[over.index]),
-                                               total=len(d)))
+        # It must also be large for the ledger as a whole: a lone 1.4x fill where no one else rounded
+        # up is a strip, not a theft; the share of all fills at least this far past theirs says so.
+        own = share_at_least(m["ratio"], over["ratio"], context, list(context[over.index]), total=len(d))
+        over = over.assign(tail=np.maximum(own, share_at_least(m["ratio"], over["ratio"], total=len(d))))
         for row in over.itertuples():
             score = squash(row.ratio - 1.0, half=1.0, floor=0.6, ceiling=0.99)
             earlier = "" if row.filled == row.quantity else f", bringing the total filled to {qty(row.filled)}"
