@@ -148,7 +148,7 @@ def surprises(hits: list[Hit], frames: Frames, first: dict | None = None) -> lis
         tail = np.array([h.details.get("tail", np.nan) if isinstance(h.details, dict) else np.nan for h in group],
                         dtype="float64")
         if np.isfinite(tail).any():
-            p = np.where(np.isfinite(tail), _unit_tail(tail, units, population), p)
+            p = np.where(np.isfinite(tail), np.sqrt(_unit_tail(tail, units, population) * np.nan_to_num(tail, nan=1.0)), p)
         # The same finding at many facilities in the same month is a wave, not a local event; a
         # finding far stronger than the others of its month is not part of their wave.
         where = [(_case_of(h, first)[0], _item_month(h, first)) for h in group]
