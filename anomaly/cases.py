@@ -12,9 +12,16 @@ probability measured in the ledger being scanned:
 - a finding with its own probability (``details["p"]``, from a population test, with
   ``details["tests"]`` subjects tested) uses that, corrected for the number of tests, when it is
   the smaller;
+- a finding its detector measured against everything it examined (``details["tail"]``, the share
+  of examined events at least as extreme in the finding's own context: anomaly.tails) takes the
+  geometric mean of that share and of the share of units (users, patients, facility items...) with
+  a finding at least as uncommon. The second alone caps a single dispensing at one user in the
+  few dozen of a district, the first alone lets one fill among tens of thousands outrank every
+  patient and shipment; neither bound is fitted to a data set;
 - a finding about a facility's item is divided by the number of facilities where the same
-  detector found the same item in the same month: a recall or a national write-off wave seen at
-  many sites is not a local loss.
+  detector found the same item in the same month with a strength within WAVE_MARGIN of its own: a
+  recall or a national write-off wave seen at many sites is not a local loss, and a shortfall far
+  larger than the month's usual ones is not part of their wave.
 
 Findings are then gathered into one case per subject: a user, a patient, a facility's item (its
 counts, write-offs and months) or a route (its shipments). A finding about one dispensing stays
