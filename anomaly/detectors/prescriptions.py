@@ -43,13 +43,13 @@ def detect(frames: Frames) -> list[Hit]:
         m["filled"] = m.groupby("prescription_id")["quantity"].cumsum()
         m["ratio"] = m["filled"] / m["quantity_rx"]
         over = m[m["ratio"] > s.over_prescription_ratio]
-        # Of every fill on a prescription, the share that went at least this far past it for the same
-        # item and prescribed quantity (anomaly.tails): where a bottle of 50 answers every prescription
+        # Of the fills of the same item and prescribed quantity, the share that went at least this far
+        # past it (anomaly.tails): where a bottle of 50 answers every prescription
         # for 30, a 1.7x fill is the rule; where everyone gives the prescription, it is not.
         context = m["item_code"] + "|" + m["quantity_rx"].astype(str)
         # It must also be large for the ledger as a whole: a lone 1.4x fill where no one else rounded
         # up is a strip, not a theft; the share of all fills at least this far past theirs says so.
-        own = share_at_least(m["ratio"], over["ratio"], context, list(context[over.index]), total=len(d))
+        own = share_at_least(m["ratio"], over["ratio"], context, list(context[over.index]))
         over = over.assign(tail=np.maximum(own, share_at_least(m["ratio"], over["ratio"], total=len(d))))
         for row in over.itertuples():
             score = squash(row.ratio - 1.0, half=1.0, floor=0.6, ceiling=0.99)
