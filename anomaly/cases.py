@@ -12,9 +12,16 @@ probability measured in the ledger being scanned:
 - a finding with its own probability (``details["p"]``, from a population test, with
   ``details["tests"]`` subjects tested) uses that, corrected for the number of tests, when it is
   the smaller;
+- a finding its detector measured against everything it examined (``details["tail"]``, the share
+  of examined events at least as extreme in the finding's own context: anomaly.tails) takes the
+  geometric mean of that share and of the share of units (users, patients, facility items...) with
+  a finding at least as uncommon. The second alone caps a single dispensing at one user in the
+  few dozen of a district, the first alone lets one fill among tens of thousands outrank every
+  patient and shipment; neither bound is fitted to a data set;
 - a finding about a facility's item is divided by the number of facilities where the same
-  detector found the same item in the same month: a recall or a national write-off wave seen at
-  many sites is not a local loss.
+  detector found the same item in the same month with a strength within WAVE_MARGIN of its own: a
+  recall or a national write-off wave seen at many sites is not a local loss, and a shortfall far
+  larger than the month's usual ones is not part of their wave.
 
 Findings are then gathered into one case per subject: a user, a patient, a facility's item (its
 counts, write-offs and months) or a route (its shipments). A finding about one dispensing stays
@@ -51,6 +58,9 @@ MAX_TERMS = 6
 SCALE = 3.0
 """Surprise at which a score reaches 1 - 1/e (a one-in-a-thousand finding is 0.63)."""
 PEER_SUBJECTS = ("facility_item",)
+WAVE_MARGIN = 0.1
+"""Findings of the same item and month elsewhere count towards a wave when their strength is within
+this of the finding's own (strengths are 0..1): a 40% shortfall amid 5% ones stands alone."""
 TIE_BREAK = 1e-3
 """Surprise added per unit of log evidence (findings, stock moved): enough to order equal findings."""
 BONUS_POWER, BONUS_CAP = 0.5, 1.0
@@ -140,16 +150,42 @@ def surprises(hits: list[Hit], frames: Frames, first: dict | None = None) -> lis
         tests = np.array([h.details.get("tests", 1) if isinstance(h.details, dict) else 1 for h in group],
                          dtype="float64")
         p = np.where(np.isfinite(own), np.minimum(p, own * np.maximum(tests, 1)), p)
-        # The same finding at many facilities in the same month is a wave, not a local event.
+        # A detector that measured each finding against everything it examined (anomaly.tails, in
+        # the finding's own context) has ordered its findings by how common they are here: the share
+        # of units with a finding at least that uncommon replaces the bounded bonus.
+        tail = np.array([h.details.get("tail", np.nan) if isinstance(h.details, dict) else np.nan for h in group],
+                        dtype="float64")
+        if np.isfinite(tail).any():
+            p = np.where(np.isfinite(tail), np.sqrt(_unit_tail(tail, units, population) * np.nan_to_num(tail, nan=1.0)), p)
+        # The same finding at many facilities in the same month is a wave, not a local event; a
+        # finding far stronger than the others of its month is not part of their wave.
         where = [(_case_of(h, first)[0], _item_month(h, first)) for h in group]
-        sites: dict[tuple, set] = defaultdict(set)
+        sites: dict[tuple, list] = defaultdict(list)
         for h, (subject, key) in zip(group, where):
             if subject in PEER_SUBJECTS and key is not None:
-                sites[key].add(h.facility_code)
-        wave = np.array([len(sites.get(key, ())) or 1 if subject in PEER_SUBJECTS and key is not None else 1
-                         for subject, key in where], dtype="float64")
+                sites[key].append((h.facility_code, h.score))
+        wave = np.array([max(1, len({f for f, x in sites[key] if x >= h.score - WAVE_MARGIN}))
+                         if subject in PEER_SUBJECTS and key is not None else 1
+                         for h, (subject, key) in zip(group, where)], dtype="float64")
         out[idx] = -np.log10(np.clip(p * wave, 1e-12, 1.0))
     return out.tolist()
+
+
+def _unit_tail(tail: np.ndarray, units: list[tuple], population: int) -> np.ndarray:
+    """Per finding: the share of the population's units (users, patients, facility items) with a
+    finding whose tail is at most this one's; ties count together."""
+    order = np.argsort(np.where(np.isfinite(tail), tail, np.inf), kind="stable")
+    out = np.ones(len(tail))
+    seen: set = set()
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and tail[order[j]] == tail[order[i]]:
+            seen.add(units[order[j]])
+            j += 1
+        out[order[i:j]] = len(seen) / population
+        i = j
+    return out
 
 
 def _first(frames: Frames, hits: list[Hit]) -> dict[str, dict]:

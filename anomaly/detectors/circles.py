@@ -4,8 +4,8 @@ An emergency dose without a prescription happens (a patient in pain at night, a 
 follows), and each goes to whoever needed it. Diversion through real patients looks different:
 one user, a small circle of patients, each served again without a prescription. A controlled
 dispensing without prescription is marked when the user gave the same patient another one; the
-user's marked dispensings are set against colleagues' rate at facilities of the same kind
-(anomaly.peers).
+user's marked dispensings are set against colleagues' rate for the same item at facilities of the
+same kind (anomaly.peers).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def detect(frames: Frames) -> list[Hit]:
     none = (d["prescription_id"] == "") & (d["health_card_id"] != "")
     pair = d[none].groupby(peers.USER + ["health_card_id"])["entry_id"].transform("size")
     mark = none & (pair.reindex(d.index).fillna(0) >= 2)
-    u = peers.assess(d, mark, ["facility_kind"])
+    # Colleagues' rate for the same item at facilities of the same kind: an inpatient given a second
+    # emergency injection is a ward's routine, the same tablets handed twice to one patient are not.
+    u = peers.assess(d, mark, ["facility_kind", "item_code"], wider=["facility_kind"])
     n_tested = peers.tested(u)
     hits = []
     for row, mine in peers.reported(u, d[mark.to_numpy()]):

@@ -13,6 +13,7 @@ from anomaly import peers
 from anomaly.features import Frames
 from anomaly.hits import Hit
 from stock.messages import code, count, msg, nmsg, num, sci
+from anomaly.tails import share_at_least
 
 NAME = "corrected"
 MIN_CORRECTED = 3
@@ -30,6 +31,10 @@ def detect(frames: Frames) -> list[Hit]:
         return []
     u = peers.assess(d, mark, ["facility_code"], wider=["facility_kind"])
     n_tested = peers.tested(u)
+    # Keying errors are not spread evenly: some hands slip more than others, so the chance of a
+    # count under colleagues' rate overstates how odd it is. What is reported is measured against
+    # the spread among users here: the share of them at least as improbable (anomaly.tails).
+    u = u.assign(tail=share_at_least(-u["chance"], -u["chance"]))
     hits = []
     u = u[u["marked"] >= MIN_CORRECTED]
     for row, mine in peers.reported(u, d[mark.to_numpy()]):
@@ -41,5 +46,6 @@ def detect(frames: Frames) -> list[Hit]:
                      facility=code(row.facility_code),
                      marked=nmsg("%(n)s dispensing", "%(n)s dispensings", n=count(row.marked)), all=count(row.n),
                      expected=num(row.expected, 1), chance=sci(row.chance))
-        hits.append(peers.user_hit(NAME, row, cited, reason, n_tested, dispensings=int(row.n)))
+        hits.append(peers.user_hit(NAME, row, cited, reason, n_tested, dispensings=int(row.n),
+                                   tail=float(row.tail)))
     return hits

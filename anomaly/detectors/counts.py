@@ -14,6 +14,7 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, squash
 from stock.messages import code, day, join, msg, num, pct
 from stock.messages import qty as quantity
+from anomaly.tails import share_at_least
 
 NAME = "counts"
 
@@ -26,7 +27,10 @@ def detect(frames: Frames) -> list[Hit]:
         return []
     c = c.assign(shortfall=c["book_quantity"] - c["quantity"],
                  tolerance=np.maximum(s.count_tolerance_units, s.count_tolerance_share * c["book_quantity"]))
+    c = c.assign(excess=(c["shortfall"] - c["tolerance"]) / c["book_quantity"].where(c["book_quantity"] > 0))
     short = c[c["shortfall"] > c["tolerance"]]
+    # Among every count in the ledger, how many came up at least this far short (anomaly.tails).
+    tail = dict(zip(short["entry_id"], share_at_least(c["excess"], short["excess"])))
     hits: list[Hit] = []
     for row in short.sort_values("seq").itertuples():
         share = row.shortfall / row.book_quantity
@@ -42,6 +46,6 @@ def detect(frames: Frames) -> list[Hit]:
                 facility=code(row.facility_code), date=day(row.local_date), item=code(row.item_name), lot=lot,
                 user=code(row.recorded_by)),
             {"book": row.book_quantity, "counted": row.quantity, "shortfall": row.shortfall,
-             "share": round(share, 4), "lot": row.lot_number},
+             "share": round(share, 4), "lot": row.lot_number, "tail": float(tail[row.entry_id])},
         ))
     return hits

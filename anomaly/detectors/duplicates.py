@@ -18,6 +18,7 @@ from anomaly.features import Frames
 from anomaly.hits import Hit, squash
 from stock.messages import code, count, day, join, msg, nmsg
 from stock.messages import qty as quantity
+from anomaly.tails import share_at_least
 
 NAME = "duplicates"
 
@@ -32,6 +33,12 @@ pharmacy after the hospital is not taken for a second supply."""
 
 _COLS = ["seq", "entry_id", "health_card_id", "item_code", "facility_code", "prescription_id", "day",
          "ends", "days_supply"]
+
+
+def population(frames: Frames) -> int:
+    """Patients who collected controlled items: whom this rule looks at."""
+    d = frames.dispenses
+    return int(d.loc[d["controlled"] & (d["health_card_id"] != ""), "health_card_id"].nunique())
 
 
 def _windows(frames: Frames) -> pd.DataFrame:
@@ -84,6 +91,12 @@ def detect(frames: Frames) -> list[Hit]:
     for (card, _item), g in flagged.groupby(["health_card_id", "item_code"], sort=True):
         for episode in _episodes(g):
             hits.append(_hit(card, episode))
+    # Among the patients who collected controlled items, how many held at least this much extra
+    # supply in one episode (anomaly.tails): one overlap at a second facility (a referral, a move)
+    # is common; supplies gathered at three or four places at once are not.
+    extra = [h.details["extra_supplies"] for h in hits]
+    for h, t in zip(hits, share_at_least(pd.Series(extra), extra, total=max(population(frames), len(hits)))):
+        h.details["tail"] = float(t)
     return hits
 
 

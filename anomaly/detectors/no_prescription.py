@@ -6,11 +6,14 @@ and high-value medicines never should be.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from anomaly.detectors.prescriptions import _when
 from anomaly.features import Frames
 from anomaly.hits import Hit
 from stock.messages import code, msg
 from stock.messages import qty as quantity
+from anomaly.tails import share_at_least
 
 NAME = "no_prescription"
 
@@ -26,6 +29,12 @@ def detect(frames: Frames) -> list[Hit]:
     known = set(frames.prescriptions["prescription_id"])
     missing = d[d["prescription_id"] == ""]
     unknown = d[(d["prescription_id"] != "") & ~d["prescription_id"].isin(known)]
+    # How usual it is here to hand this item over without a prescription, and this much of it: the
+    # share of controlled dispensings that were of the same item, unprescribed, at least as large
+    # (anomaly.tails). Emergency doses given many times a month are common; a take-home supply is not.
+    bare = pd.concat([missing, unknown])
+    tail = dict(zip(bare["entry_id"], share_at_least(bare["quantity"], bare["quantity"], bare["item_code"],
+                                                     list(bare["item_code"]), total=len(d))))
     hits = []
     for row in missing.itertuples():
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.75,
@@ -33,7 +42,7 @@ def detect(frames: Frames) -> list[Hit]:
                             "by user %(user)s at %(facility)s %(when)s.", item=code(row.item_name),
                             qty=quantity(row.quantity, row.unit), card=code(row.health_card_id),
                             user=code(row.recorded_by), facility=code(row.facility_code), when=_when(row)),
-                        {"dispensed": row.quantity}))
+                        {"dispensed": row.quantity, "tail": float(tail[row.entry_id])}))
     for row in unknown.itertuples():
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.8,
                         msg("Controlled item %(item)s: %(qty)s dispensed to %(card)s against prescription "
@@ -41,5 +50,6 @@ def detect(frames: Frames) -> list[Hit]:
                             item=code(row.item_name), qty=quantity(row.quantity, row.unit),
                             card=code(row.health_card_id), rx=code(row.prescription_id),
                             user=code(row.recorded_by), facility=code(row.facility_code), when=_when(row)),
-                        {"dispensed": row.quantity, "prescription": row.prescription_id}))
+                        {"dispensed": row.quantity, "prescription": row.prescription_id,
+                         "tail": float(tail[row.entry_id])}))
     return hits

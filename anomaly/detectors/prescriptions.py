@@ -7,12 +7,14 @@ Partial fills and refills (each refill is a prescription of its own) stay under 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from anomaly.features import Frames
 from anomaly.hits import Hit, squash
 from stock.messages import Reasons, code, day, join, msg, num
 from stock.messages import qty as quantity
+from anomaly.tails import share_at_least
 
 NAME = "prescriptions"
 
@@ -48,6 +50,14 @@ def detect(frames: Frames) -> list[Hit]:
         m["filled"] = m.groupby("prescription_id")["quantity"].cumsum()
         m["ratio"] = m["filled"] / m["quantity_rx"]
         over = m[m["ratio"] > s.over_prescription_ratio]
+        # Of the fills of the same item and prescribed quantity, the share that went at least this far
+        # past it (anomaly.tails): where a bottle of 50 answers every prescription
+        # for 30, a 1.7x fill is the rule; where everyone gives the prescription, it is not.
+        context = m["item_code"] + "|" + m["quantity_rx"].astype(str)
+        # It must also be large for the ledger as a whole: a lone 1.4x fill where no one else rounded
+        # up is a strip, not a theft; the share of all fills at least this far past theirs says so.
+        own = share_at_least(m["ratio"], over["ratio"], context, list(context[over.index]))
+        over = over.assign(tail=np.maximum(own, share_at_least(m["ratio"], over["ratio"], total=len(d))))
         for row in over.itertuples():
             score = squash(row.ratio - 1.0, half=1.0, floor=0.6, ceiling=0.99)
             earlier = (join([]) if row.filled == row.quantity
@@ -60,8 +70,12 @@ def detect(frames: Frames) -> list[Hit]:
                                 ratio=num(row.ratio, 1), user=code(row.recorded_by),
                                 facility=code(row.facility_code), when=_when(row)),
                             {"dispensed": row.quantity, "filled_total": row.filled,
-                             "prescribed": row.quantity_rx, "ratio": round(row.ratio, 3)}))
-    ceiling = d[d["max_dispense_quantity"].notna() & (d["quantity"] > d["max_dispense_quantity"])]
+                             "prescribed": row.quantity_rx, "ratio": round(row.ratio, 3), "tail": row.tail}))
+    capped = d[d["max_dispense_quantity"].notna()]
+    capped = capped.assign(over_ceiling=capped["quantity"] / capped["max_dispense_quantity"])
+    ceiling = capped[capped["quantity"] > capped["max_dispense_quantity"]]
+    ceiling = ceiling.assign(tail=share_at_least(capped["over_ceiling"], ceiling["over_ceiling"], capped["item_code"],
+                                                 list(ceiling["item_code"]), total=len(d)))
     for row in ceiling.itertuples():
         ratio = row.quantity / row.max_dispense_quantity
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,),
@@ -71,7 +85,8 @@ def detect(frames: Frames) -> list[Hit]:
                             qty=quantity(row.quantity, row.unit), item=code(row.item_name),
                             ceiling=num(row.max_dispense_quantity), ratio=num(ratio, 1),
                             user=code(row.recorded_by), facility=code(row.facility_code), when=_when(row)),
-                        {"dispensed": row.quantity, "ceiling": row.max_dispense_quantity, "ratio": round(ratio, 3)}))
+                        {"dispensed": row.quantity, "ceiling": row.max_dispense_quantity, "ratio": round(ratio, 3),
+                         "tail": row.tail}))
     return _one_per_entry(hits)
 
 
@@ -90,6 +105,7 @@ def _one_per_entry(hits: list[Hit]) -> list[Hit]:
         details = {}
         for h in group:
             details.update(h.details)
+        details["tail"] = min(h.details.get("tail", 1.0) for h in group)
         out.append(Hit(NAME, first.subject, first.subject_id, first.facility_code, first.entry_ids,
                        min(0.99, first.score + 0.05 * (len(group) - 1)),
                        Reasons(h.reason for h in group), details))

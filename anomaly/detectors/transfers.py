@@ -28,6 +28,7 @@ from anomaly.features import Frames
 from anomaly.hits import Hit
 from stock.messages import code, count, day, join, msg, nmsg, num
 from stock.messages import qty as quantity
+from anomaly.tails import share_at_least
 
 NAME = "transfers"
 
@@ -154,6 +155,11 @@ def detect(frames: Frames) -> list[Hit]:
     missing = [p for p in missing if p["left"] > p["sent"] * s.transfer_tolerance_share]
     if not missing:
         return []
+    # Of every shipment sent, the share that lost at least as large a part of itself on the way as a
+    # route's worst (anomaly.tails): a tenth short is what this network's stores often do; half or
+    # all of a delivery gone is not.
+    shipped = int((ev["leg"] == "out").sum())
+    lost = pd.Series([p["left"] / p["sent"] if p["sent"] else 1.0 for p in missing])
     info = frames.live.drop_duplicates("item_code").set_index("item_code")[["item_name", "unit"]]
     by_route: dict[tuple, list[dict]] = defaultdict(list)
     for p in missing:
@@ -182,9 +188,11 @@ def detect(frames: Frames) -> list[Hit]:
                      "accounts for the rest.", qty=quantity(left, unit), item=code(name), source=code(src),
                      destination=code(dst), parts=join(parts, ";"), more=more, days=num(allowed, 0))
         strength = left / sent if sent else 1.0
+        worst = max(p["left"] / p["sent"] if p["sent"] else 1.0 for p in legs)
+        tail = float(share_at_least(lost, [worst], total=max(shipped, len(lost)))[0])
         hits.append(Hit(NAME, "transfer", f"{src}>{dst}:{item}", src, tuple(dict.fromkeys(cited))[:EVIDENCE_CAP],
                         float(np.clip(0.6 + 0.35 * strength, 0.0, 0.95)), reason,
                         {"sent": sent, "missing": left, "shipments": len(legs), "never_arrived": len(never),
-                         "allowance_days": round(allowed, 1), "strength": round(strength, 4)},
+                         "allowance_days": round(allowed, 1), "strength": round(strength, 4), "tail": tail},
                         case=f"{src}>{dst}:{item}"))
     return hits
