@@ -15,7 +15,8 @@ from stock import balances, chain
 from stock.db import make_engine, session_factory
 from stock.errors import DawaError
 from stock.settings import ensure_secrets, get_settings
-from web import cli_tables
+from web import cli_language, cli_tables
+from web.cli_language import t as _t
 
 app = typer.Typer(help="Dawa: track medicines from warehouse to patient and catch leakage.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -60,8 +61,15 @@ def _engine(db: str | None, *, require_schema: bool = True):
     return engine
 
 
+@app.callback()
+def _language(lang: Annotated[Optional[str], typer.Option(
+        "--lang", envvar="DAWA_LANG", help="Language of tables and messages: en, fr or ar")] = None):
+    """Dawa: track medicines from warehouse to patient and catch leakage."""
+    cli_language.choose(lang)
+
+
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]{cli_language.t(cli_language.MSG_ERROR)}[/red] {message}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -141,18 +149,18 @@ def stock_cmd(db: DbOption = None,
                                                ("on hand", "num"), ("unit", "id")])
     if by_lot:
         shown = [(r.facility_code, r.item_code, r.item_name, r.lot_number or "-",
-                  str(r.expiry_date or "-"), str(r.on_hand), r.unit) for r in rows]
+                  str(r.expiry_date or "-"), str(r.on_hand), cli_language.label("unit", r.unit)) for r in rows]
     else:
         totals: dict[tuple, list] = {}
         for r in rows:
             key = (r.facility_code, r.item_code)
             totals.setdefault(key, [r.facility_code, r.item_code, r.item_name, 0, r.unit])[3] += r.on_hand
-        shown = [(a, b, c, str(d), e) for a, b, c, d, e in totals.values()]
+        shown = [(a, b, c, str(d), cli_language.label("unit", e)) for a, b, c, d, e in totals.values()]
     for row in shown[:limit]:
         table.add_row(*row)
     console.print(table)
     if len(shown) > limit:
-        console.print(f"... {len(shown) - limit} more rows (use --limit or filters)")
+        console.print(_t(cli_language.MSG_MORE_ROWS, num=len(shown) - limit))
 
 
 @ledger_app.command("verify")
@@ -187,8 +195,10 @@ def ledger_verify(db: DbOption = None,
         if report.ok:
             _fail("the audit trail differs from the witnessed heads")
     if report.ok:
-        console.print(f"[green]ok[/green]: {report.entries} entries in {report.facilities} "
-                      f"facility chains verified" + (f" against {against}" if against else ""))
+        message = (_t(cli_language.MSG_CHAINS_OK_AGAINST, entries=report.entries, facilities=report.facilities,
+                      against=against) if against
+                   else _t(cli_language.MSG_CHAINS_OK, entries=report.entries, facilities=report.facilities))
+        console.print(f"[green]ok[/green]: {message}")
         return
     for b in report.breaks:
         err.print(f"[red]BROKEN[/red] {b}", highlight=False)
@@ -245,13 +255,12 @@ def scan(db: DbOption = None,
     """Run every detector over the ledger and keep the flags (no duplicates on re-run)."""
     report = _scan(_engine(db), force=force, only=detector, quiet=quiet)
     if report.skipped:
-        console.print(f"nothing new in the ledger since scan {report.scan_id}; {report.flags_total} flags "
-                      "(use --force to scan anyway)")
+        console.print(_t(cli_language.MSG_SCAN_NOTHING, scan=report.scan_id, flags=report.flags_total))
         return
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
-    console.print(f"scan {report.scan_id}: {report.entries:,} entries read, {report.new} new flags, "
-                  f"{report.updated} updated, {report.suppressed} kept dismissed; {report.flags_total} flags in all"
-                  f"\n[dim]{timing}[/dim]")
+    console.print(_t(cli_language.MSG_SCAN_DONE, scan=report.scan_id, entries=f"{report.entries:,}", new=report.new,
+                     updated=report.updated, suppressed=report.suppressed, flags=report.flags_total)
+                  + f"\n[dim]{timing}[/dim]")
 
 
 def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
@@ -343,7 +352,7 @@ def flags_list(db: DbOption = None,
     with session_factory(_engine(db), read_only=True)() as s:
         rows = contract_rows(s, key=_patient_key(), region=region, facility=facility, detector=detector,
                              severity=severity, status=status, limit=limit)
-    _flag_table(rows, f"Flags ({len(rows)} shown)")
+    _flag_table(rows, _t(cli_language.MSG_FLAGS_SHOWN, num=len(rows)))
 
 
 def _flag_table(rows, title: str) -> None:
@@ -446,9 +455,10 @@ def flags_precision(db: DbOption = None):
     table = cli_tables.table("Detector precision from verdicts", [
         ("detector", "id"), ("confirmed", "num"), ("dismissed", "num"), ("precision (smoothed)", "num")])
     for name, (p, c, x) in sorted(measured.items()):
-        table.add_row(name, str(c), str(x), f"{p:.2f}")
+        table.add_row(cli_language.label("detector", name), str(c), str(x), f"{p:.2f}")
     console.print(table)
-    console.print(f"[dim]no verdicts yet counts as {PRIOR_CONFIRMED:.0f} confirmed of {PRIOR_TOTAL:.0f}[/dim]")
+    console.print("[dim]" + _t(cli_language.MSG_NO_VERDICTS, confirmed=f"{PRIOR_CONFIRMED:.0f}",
+                                total=f"{PRIOR_TOTAL:.0f}") + "[/dim]")
 
 
 @app.command("sample-data")
@@ -522,7 +532,7 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     with session_factory(engine, read_only=True)() as s:
         top = contract_rows(s, key=_patient_key(), limit=10)
     console.print(f"\nscan: {report.flags_total} flags")
-    _flag_table(top, "Most suspicious flags")
+    _flag_table(top, _t(cli_language.MSG_TOP_FLAGS))
     console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")
     if serve:
         from web.cli_web import serve_demo
@@ -573,7 +583,7 @@ def _summary(engine) -> None:
         table.add_row(p.facility_code, p.item_code, str(p.on_hand), str(p.amc), str(p.months_of_stock))
     console.print(table)
     if out:
-        table = cli_tables.table(f"Stocked out ({len(out)})", [("facility", "id"), ("item", "id")])
+        table = cli_tables.table(_t(cli_language.MSG_STOCKED_OUT, num=len(out)), [("facility", "id"), ("item", "id")])
         for p in out[:12]:
             table.add_row(p.facility_code, p.item_code)
         console.print(table)
