@@ -455,7 +455,7 @@ def flags_precision(db: DbOption = None):
     table = cli_tables.table("Detector precision from verdicts", [
         ("detector", "id"), ("confirmed", "num"), ("dismissed", "num"), ("precision (smoothed)", "num")])
     for name, (p, c, x) in sorted(measured.items()):
-        table.add_row(cli_language.label("detector", name), str(c), str(x), f"{p:.2f}")
+        table.add_row(name, str(c), str(x), f"{p:.2f}")
     console.print(table)
     console.print("[dim]" + _t(cli_language.MSG_NO_VERDICTS, confirmed=f"{PRIOR_CONFIRMED:.0f}",
                                 total=f"{PRIOR_TOTAL:.0f}") + "[/dim]")
