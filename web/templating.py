@@ -139,7 +139,8 @@ def _format_date(lang: str, value: date | datetime | None, format: str = "medium
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         value = value.astimezone(_display_zone(tz)).date()
-    return babel_dates.format_date(value, format=words.SHORT_PATTERNS["date"] if format == "short" else format, locale=lang)
+    format = words.SHORT_PATTERNS["date"] if format == "short" else format
+    return babel_dates.format_date(value, format=format, locale=lang)
 
 
 def _format_datetime(lang: str, value: datetime | None, format: str = "medium",
@@ -239,7 +240,7 @@ _env.filters.update(
 )
 _env.filters.update(bdi=words.bdi, isolate=words.isolate)
 _env.globals.update(
-    label=_filter(words.label), quantity=_filter(words.quantity), months=_filter(words.months),
+    label=_filter(words.label), quantity=_filter(words.quantity), plural_n=words.plural_count,
     may_see_dhis2_pushes=_may_see_dhis2_pushes,
     static_url=_static_url,
     index_by=_index_by,

@@ -105,24 +105,24 @@ LABELS: dict[str, dict[str, tuple[str | None, str]]] = {
         "comment": NP_("flag action", "Comment"),
         "reopen": NP_("flag action", "Reopened"),
     },
-    DETECTOR: {
-        "afterhours": N_("After hours"),
-        "circles": N_("Transfer circles"),
+    DETECTOR: {  # what each detector looks for (anomaly.detectors.ALL)
+        "prescriptions": N_("Beyond the prescription or ceiling"),
+        "no_prescription": N_("Controlled item without prescription"),
+        "patients": N_("Unknown or deceased patient"),
+        "duplicates": N_("Same patient at several facilities"),
+        "serials": N_("Pack dispensed twice"),
+        "counts": N_("Count short of the book"),
+        "writeoffs": N_("Write-offs far from expiry"),
+        "transfers": N_("Transfer lost or short"),
         "consumption": N_("Unusual consumption"),
-        "corrected": N_("Corrected after the fact"),
-        "counts": N_("Count differences"),
-        "duplicates": N_("Duplicate dispensings"),
+        "sustained": N_("Sustained rise per patient"),
+        "users": N_("User against colleagues"),
+        "overfill": N_("Filling beyond colleagues"),
+        "circles": N_("Repeat patients without prescription"),
+        "afterhours": N_("Controlled dispensing after hours"),
+        "corrected": N_("Often corrected"),
+        "requisitions": N_("Requisitions out of line"),
         "isolation": N_("Outlier (isolation forest)"),
-        "no_prescription": N_("Without prescription"),
-        "overfill": N_("Over the protocol ceiling"),
-        "patients": N_("Patient across facilities"),
-        "prescriptions": N_("Prescription reused"),
-        "requisitions": N_("Requisition out of line"),
-        "serials": N_("Serial number reused"),
-        "sustained": N_("Sustained rise"),
-        "transfers": N_("Transfer mismatch"),
-        "users": N_("Unusual user activity"),
-        "writeoffs": N_("Write-offs"),
     },
     AUDIT_ACTION: {
         "api_token_created": N_("API token created"),
@@ -258,6 +258,8 @@ def labels(lang: str, enum: str) -> dict[str, str]:
 def plural_count(n: Any) -> int:
     """The integer a plural rule is chosen by: whole numbers as themselves, any fraction by the
     form of "many" (2.5 tablets, 0.5 months), which is the plural in en, fr and ar alike."""
+    if n is None or n == "":
+        return 0
     value = Decimal(str(n)) if not isinstance(n, Decimal) else n
     if value == value.to_integral_value():
         return abs(int(value))
