@@ -51,6 +51,7 @@ STOCK_STATUS = "stock_status"
 DHIS2_STATUS = "dhis2_status"
 UNIT = "unit"
 NATIONAL_DATA = "national_data"
+OBJECT_TYPE = "object_type"
 
 LABELS: dict[str, dict[str, tuple[str | None, str]]] = {
     ROLE: {
@@ -186,6 +187,22 @@ LABELS: dict[str, dict[str, tuple[str | None, str]]] = {
         "WARNING": N_("Accepted in part"),
         "ERROR": N_("Refused"),
         "FAILED": N_("Not delivered"),
+    },
+    OBJECT_TYPE: {  # what an audit record is about
+        "api_token": N_("API token"),
+        "export": N_("Export"),
+        "facility": N_("Facility"),
+        "flag": N_("Flag"),
+        "flags": N_("Flags"),
+        "item": N_("Item"),
+        "ledger": N_("Ledger"),
+        "ledger_entry": N_("Ledger entry"),
+        "notification": N_("Notification"),
+        "patient": N_("Patient"),
+        "patients": N_("Patients"),
+        "requisition": N_("Requisition"),
+        "stock_card": N_("Stock card"),
+        "user": N_("User"),
     },
     NATIONAL_DATA: {
         "national master data": N_("national master data"),
