@@ -39,6 +39,8 @@ ADMINS = ("admin",)
 MSG_NEEDS_ROLE = "this needs the role %(roles)s; you are %(role)s"
 MSG_FACILITY_OUTSIDE = "facility %(facility)s is outside your scope"
 MSG_NATIONAL_ONLY = "only a national user may change %(what)s"
+MSG_UNKNOWN_FACILITY = "unknown facility '%(facility)s'"
+MSG_UNKNOWN_ITEM = "unknown item '%(item)s'"
 MSG_NOT_YOUR_STEP = "requisitions of %(facility)s to %(supplier)s: this step is not yours to take"
 
 
@@ -281,8 +283,8 @@ def facility_in_scope(session: Session, user: User, code: str) -> Facility:
 
     try:
         facility = facility_by_code(session, code)
-    except UnknownFacility as exc:
-        raise NotFound(str(exc), field="facility") from None
+    except UnknownFacility:
+        raise NotFound(MSG_UNKNOWN_FACILITY, field="facility", params={"facility": code}) from None
     return require_facility(user, facility)
 
 

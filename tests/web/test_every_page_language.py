@@ -262,7 +262,7 @@ def test_the_checker_finds_english_and_skips_data():
     found = english_in(page, "fr")
     assert [bad for _, _, bad in found] == [["open"], ["dismiss"]]
     assert english_in('<html lang="ar"><p>مفتوح <bdi>TRP-H01</bdi> DHIS2</p><p>piece</p></html>', "ar") \
-        == [("p", "piece", ["piece"])]
+        == [("html > p", "piece", ["piece"])]
 
 
 # --- the command line ---------------------------------------------------------------------------
