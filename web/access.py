@@ -65,7 +65,8 @@ class AccessError(Exception):
         self.field = field
 
     def in_language(self, lang: str) -> str:
-        """The refusal in ``lang``, codes and names isolated for bidi."""
+        """The refusal in ``lang``: roles and other enum values named in it, other values isolated for
+        bidi in a right-to-left language."""
         from web import words
 
         return words.render_message(lang, self.key, self.params, isolate=True)

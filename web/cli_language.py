@@ -76,6 +76,10 @@ def t(message: str, **params: Any) -> str:
 
 
 def label(enum: str, code: Any) -> str:
+    """The name of an enum value in the chosen language; in English the code itself, as the
+    commands take it (``--role facility_manager``, ``--status open``)."""
+    if current() == DEFAULT_LANGUAGE:
+        return "" if code is None else str(code)
     return words.label(current(), enum, code)
 
 

@@ -334,12 +334,14 @@ def render_message(lang: str, message: str, params: dict, isolate: bool = False)
 
     Without ``isolate`` it is the English text the API and logs give, with codes as they are
     (``this needs the role auditor or admin; you are pharmacist``); with it, the words a page
-    shows: enum codes named in ``lang`` and every other value isolated for bidi.
+    shows: enum codes named in ``lang`` and, in a right-to-left language, every other value
+    isolated for bidi.
     """
-    from web.templating import translations
+    from web.templating import RTL_LANGUAGES, translations
 
     text = translations(lang).gettext(message) if isolate else message
-    return text % {k: _param(lang, v, isolate, isolate) for k, v in params.items()} if params else text
+    isolated = isolate and lang in RTL_LANGUAGES
+    return text % {k: _param(lang, v, isolate, isolated) for k, v in params.items()} if params else text
 
 
 # --- bidi ------------------------------------------------------------------------------------
