@@ -83,11 +83,4 @@ def label(enum: str, code: Any) -> str:
     return words.label(current(), enum, code)
 
 
-def number(value: Any, digits: int | None = None) -> str:
-    """A number written for the chosen language (``1 234,5`` in French)."""
-    from web.templating import _format_decimal, _format_number
-
-    return _format_number(current(), value) if digits is None else _format_decimal(current(), value, digits)
-
-
-__all__ = ["choose", "current", "t", "label", "number", "HEADERS"]
+__all__ = ["choose", "current", "t", "label", "HEADERS"]
