@@ -37,7 +37,8 @@ import pandas as pd
 
 from anomaly import detectors
 from anomaly.features import Frames
-from anomaly.hits import Hit, plural
+from anomaly.hits import Hit
+from stock.messages import Reasons, count, nmsg
 
 EVIDENCE_CAP = 10
 """Entries a case cites per detector: the strongest findings' own entries, in order."""
@@ -198,7 +199,9 @@ def assemble(hits: list[Hit], frames: Frames) -> list[Hit]:
                  + TIE_BREAK * (math.log1p(len(found)) + math.log1p(moved) / 10))
         reason = best.reason
         if len(found) > 1:
-            reason += f" {plural(len(found) - 1, 'further finding')} of this kind about the same subject."
+            reason = Reasons([reason, nmsg("%(n)s further finding of this kind about the same subject.",
+                                           "%(n)s further findings of this kind about the same subject.",
+                                           n=count(len(found) - 1))])
         details = dict(best.details) if isinstance(best.details, dict) else {}
         details.update(surprise=round(total, 4), findings=len(found), strength=round(best.score, 4))
         out.append(Hit(detector, subject, subject_id, facility, tuple(cited), to_score(total), reason, details,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anomaly.models import Flag, FlagEvidence, FlagHit
+from stock import messages
 from stock.models import Facility
 from stock.pseudonyms import NoPatientKey, pseudonym, pseudonymise_flag
 
@@ -38,6 +39,8 @@ class FlagRow:
     status: str
     rank_score: float
     region: str
+    messages: list | None = None
+    """The reason as stored messages (stock.messages), for rendering in the reader's language."""
 
 
 def query(session: Session, *, region: str | None = None, facility: str | None = None,
@@ -71,7 +74,7 @@ def query(session: Session, *, region: str | None = None, facility: str | None =
             evidence[fid].append(eid)
     return [FlagRow(f.flag_id, f.detectors, round(f.score, 4), f.severity, code or "", f.subject,
                     f.subject_id, ";".join(evidence[f.flag_id]), f.reason, _iso(f.created_at), f.status,
-                    round(f.rank_score, 4), region or "")
+                    round(f.rank_score, 4), region or "", f.messages)
             for f, code, region in rows]
 
 
@@ -81,11 +84,18 @@ def contract_rows(session: Session, *, key: str | None, clear_cards: bool = Fals
     was let take them out (and recorded doing so)."""
     rows = query(session, **filters)
     if clear_cards:  # reasons were written with pseudonyms (anomaly.scan): the card again
-        return [dataclasses.replace(r, reason=r.reason.replace(pseudonym(r.subject_id, key), r.subject_id))
+        return [dataclasses.replace(r, reason=r.reason.replace(pseudonym(r.subject_id, key), r.subject_id),
+                                    messages=_cards_back(r.messages, pseudonym(r.subject_id, key), r.subject_id))
                 if key and r.subject == "patient" else r for r in rows]
     if not key:
         raise NoPatientKey("flags name patients by pseudonym: DAWA_PATIENT_ID_KEY is needed")
     return [pseudonymise_flag(r, key) for r in rows]
+
+
+def _cards_back(stored: list | None, alias: str, card: str) -> list | None:
+    if not stored:
+        return stored
+    return messages.dump(messages.map_codes(messages.load(stored), lambda text: text.replace(alias, card)))
 
 
 def _iso(value: datetime) -> str:

@@ -20,6 +20,7 @@ from anomaly import cases
 from anomaly import rerank as rerank_model
 from anomaly.hits import Hit
 from anomaly.models import VERDICTS, Flag, FlagEvidence, FlagHit, Scan, Verdict
+from stock import messages as reason_messages
 from stock.errors import DawaError, InvalidEntry
 from stock.models import Facility
 from stock.settings import Detection
@@ -74,6 +75,13 @@ class MergedFlag:
     @property
     def reason(self) -> str:
         return " ".join(h.reason for h in sorted(self.hits, key=lambda h: (-h.score, h.detector)))
+
+    @property
+    def messages(self) -> list | None:
+        """The reason as stored messages, strongest first; None when a hit was worded as plain text."""
+        ordered = sorted(self.hits, key=lambda h: (-h.score, h.detector))
+        found = [reason_messages.as_messages(h.reason) for h in ordered]
+        return None if any(not f for f in found) else reason_messages.dump(m for f in found for m in f)
 
     @property
     def detectors(self) -> str:
@@ -163,10 +171,12 @@ def persist(session: Session, hits: list[Hit], scan: Scan, settings: Detection, 
         flag.severity = severity(m.strength, settings)
         flag.detectors = m.detectors
         flag.reason = m.reason
+        flag.messages = m.messages
         flag.updated_at = now
         flag.last_scan_id = scan.id
         session.add_all(FlagHit(flag_id=m.flag_id, detector=h.detector, score=round(h.score, 6),
-                                reason=h.reason, details=h.details, scan_id=scan.id) for h in m.hits)
+                                reason=str(h.reason), messages=reason_messages.dump(reason_messages.as_messages(h.reason)),
+                                details=h.details, scan_id=scan.id) for h in m.hits)
     session.flush()
     if merged:
         rerank(session)

@@ -58,6 +58,8 @@ class Flag(Base):
     severity: Mapped[str] = mapped_column(String(8))
     detectors: Mapped[str] = mapped_column(String(400), doc="detectors that raised it, comma-separated")
     reason: Mapped[str] = mapped_column(Text, doc="every detector's reason, strongest first")
+    messages: Mapped[list | None] = mapped_column(JSON, doc="the reason as messages (stock.messages), "
+                                                  "rendered in the reader's language; None before they were kept")
     status: Mapped[str] = mapped_column(String(12), default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -84,6 +86,7 @@ class FlagHit(Base):
     detector: Mapped[str] = mapped_column(String(40), primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text)
+    messages: Mapped[list | None] = mapped_column(JSON, doc="the reason as messages (stock.messages)")
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     scan_id: Mapped[int] = mapped_column(ForeignKey("scan.id"))
 

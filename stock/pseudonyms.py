@@ -54,10 +54,18 @@ def patient_key(settings) -> str:
 
 
 def pseudonymise_text(text: str, health_card_ids, key: str | None) -> str:
-    """``text`` (a flag's reason, an alert) with each of ``health_card_ids`` replaced by its pseudonym."""
-    for card in sorted({c for c in health_card_ids if c}, key=len, reverse=True):
-        text = text.replace(card, pseudonym(card, key))
-    return text
+    """``text`` (a flag's reason, an alert) with each of ``health_card_ids`` replaced by its pseudonym;
+    a reason kept as messages (stock.messages) stays one, its parameters pseudonymised."""
+    from stock.messages import Message, Reasons, map_codes
+
+    def replaced(value: str) -> str:
+        for card in sorted({c for c in health_card_ids if c}, key=len, reverse=True):
+            value = value.replace(card, pseudonym(card, key))
+        return value
+
+    if isinstance(text, (Message, Reasons)):
+        return map_codes(text, replaced)
+    return replaced(text)
 
 
 def pseudonymise_flag(row, key: str | None):
@@ -67,8 +75,14 @@ def pseudonymise_flag(row, key: str | None):
 
     if row.subject != "patient":
         return row
-    return dataclasses.replace(row, subject_id=pseudonym(row.subject_id, key),
-                               reason=pseudonymise_text(row.reason, [row.subject_id], key))
+    changed = {"subject_id": pseudonym(row.subject_id, key),
+               "reason": pseudonymise_text(row.reason, [row.subject_id], key)}
+    if getattr(row, "messages", None):
+        from stock.messages import dump, load, map_codes
+
+        changed["messages"] = dump(map_codes(load(row.messages),
+                                             lambda text: pseudonymise_text(text, [row.subject_id], key)))
+    return dataclasses.replace(row, **changed)
 
 
 def is_pseudonym(text: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import migrations
@@ -63,11 +63,16 @@ def test_unique_indexes_migration_keeps_data_and_rules(at_0007):
     the chain still verifies, and duplicates, rewrites and dangling references are still refused."""
     engine = at_0007
     Session = session_factory(engine)
+    # The data are written by today's code, so at today's schema, and taken back down to 0007
+    # (the models hold columns 0007 does not have).
+    migrations.upgrade(engine)
     with Session() as s:
         import_dataset(s, SMALL)
         s.commit()
         scan.run(s)
         s.commit()
+    migrations.downgrade(engine, "0007")
+    with Session() as s:
         before = {t: s.scalar(text(f"SELECT count(*) FROM {t}")) for t in ("ledger_entry", "flag_evidence")}
         reversals = s.scalar(text("SELECT count(*) FROM ledger_entry WHERE reverses IS NOT NULL"))
         a, b = s.execute(text("SELECT entry_id, reverses FROM ledger_entry WHERE reverses IS NOT NULL "
@@ -100,3 +105,43 @@ def test_unique_indexes_migration_keeps_data_and_rules(at_0007):
     refused("DELETE FROM ledger_entry WHERE entry_id = :e", {"e": b})
     with Session() as s:
         assert s.scalar(text("SELECT count(*) FROM ledger_entry")) == before["ledger_entry"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_reason_messages_migration_keeps_reasons_as_text(backend, tmp_path):
+    """0014 adds the messages beside the reason text; going back drops them and keeps the text,
+    and a flag without messages (one from before) is read by its text."""
+    from anomaly.models import Flag, FlagHit
+    from web.messages import reason_text
+
+    if backend == "sqlite":
+        engine, schema = make_engine(f"sqlite:///{tmp_path / 'dawa.sqlite'}"), None
+    else:
+        schema = PgSchema(_pg_or_skip())
+        engine = schema.engine
+    try:
+        migrations.upgrade(engine)
+        Session = session_factory(engine)
+        with Session() as s:
+            import_dataset(s, SMALL)
+            s.commit()
+            scan.run(s)
+            s.commit()
+            reasons = dict(s.execute(text("SELECT flag_id, reason FROM flag")).all())
+            assert reasons and all(s.scalars(text("SELECT messages FROM flag_hit")))
+        migrations.downgrade(engine, "0013")
+        for table in ("flag", "flag_hit", "notification", "alert_delivery"):
+            assert "messages" not in {c["name"] for c in inspect(engine).get_columns(table)}
+        with engine.connect() as conn:
+            assert dict(conn.execute(text("SELECT flag_id, reason FROM flag")).all()) == reasons
+        migrations.upgrade(engine)
+        with Session() as s:
+            flags = list(s.scalars(select(Flag)))
+            assert {f.flag_id: f.reason for f in flags} == reasons and all(f.messages is None for f in flags)
+            hit = s.scalars(select(FlagHit)).first()
+            assert reason_text(hit, "fr") == hit.reason
+    finally:
+        if schema is not None:
+            schema.drop()
+        else:
+            engine.dispose()

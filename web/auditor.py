@@ -37,6 +37,7 @@ from stock.pseudonyms import maybe_pseudonym, patient_key, pseudonym, pseudonymi
 from web import audit, deps
 from web.downloads import attachment
 from web.access import MSG_FACILITY_OUTSIDE, REVIEWERS, Forbidden, NotFound, require_roles, scope_of, visible_facility_ids
+from web.messages import as_json as messages_json
 from web.templating import gettext, render
 
 router = APIRouter(prefix="/flags", include_in_schema=False)
@@ -136,12 +137,14 @@ def case(db: Session, flag: Flag, user: User, key: str) -> dict:
     return {
         "flag_id": flag.flag_id, "status": flag.status, "assignee": flag.assignee, "severity": flag.severity,
         "score": round(flag.score, 4), "rank_score": round(flag.rank_score, 4), "detectors": flag.detectors,
-        "reason": pseudonymise_text(flag.reason, patients, key), "subject": flag.subject,
+        "reason": pseudonymise_text(flag.reason, patients, key), "messages": messages_json(flag.messages, patients, key),
+        "subject": flag.subject,
         "subject_id": pseudonym(flag.subject_id, key) if flag.subject == "patient" else flag.subject_id,
         "facility_code": fac.code if fac else None, "region": fac.region if fac else None,
         "created_at": flag.created_at, "updated_at": flag.updated_at,
         "allowed_actions": workflow.allowed_actions(flag.status),
         "hits": [{"detector": h.detector, "score": round(h.score, 4), "reason": pseudonymise_text(h.reason, patients, key),
+                  "messages": messages_json(h.messages, patients, key),
                   "details": pseudonymise_text(h.details, patients, key) if isinstance(h.details, str) else h.details}
                  for h in hits_of(db, flag.flag_id)],
         "evidence": evidence_rows(db, flag.flag_id, key, None if national else visible_facility_ids(db, user)),

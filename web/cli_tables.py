@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from web import cli_language, words
+from web.messages import reason_text
 
 WIDE = 120
 """From this many columns a flag's reason is a column of its own; below, it goes under the flag."""
@@ -46,9 +47,10 @@ def table(title: str, columns: Iterable[tuple[str, str]], **kwargs) -> Table:
     return t
 
 
-def flag_table(console: Console, rows: Sequence, title: str) -> None:
+def flag_table(console: Console, rows: Sequence, title: str, lang: str | None = None) -> None:
     """Flags, most suspicious first: id, score, severity, facility and status on one line; the reason
-    beside them on a wide terminal, else wrapped below them."""
+    (in ``lang``) beside them on a wide terminal, else wrapped below them."""
+    lang = lang or cli_language.current()
     shown = short_ids([r.flag_id for r in rows])
     wide = console.width >= WIDE
     sev = {r.severity: cli_language.label(words.SEVERITY, r.severity) for r in rows}
@@ -58,7 +60,7 @@ def flag_table(console: Console, rows: Sequence, title: str) -> None:
     if wide:
         for r in rows:
             t.add_row(shown[r.flag_id], f"{r.score:.2f}", sev[r.severity], r.facility_code or "-", status[r.status],
-                      r.reason)
+                      reason_text(r, lang))
         console.print(t)
         return
     headers = [cli_language.t(h) for h in ("flag", "score", "sev", "facility", "status")]
@@ -68,7 +70,7 @@ def flag_table(console: Console, rows: Sequence, title: str) -> None:
     for r in rows:
         cells = (shown[r.flag_id], f"{r.score:.2f}", sev[r.severity], r.facility_code or "-", status[r.status])
         console.print(Text(_line(cells, widths), no_wrap=True, overflow="ellipsis"), highlight=False)
-        console.print(Padding(Text(r.reason or ""), (0, 0, 1, 2)), highlight=False)
+        console.print(Padding(Text(reason_text(r, lang)), (0, 0, 1, 2)), highlight=False)
 
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:

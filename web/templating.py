@@ -139,8 +139,7 @@ def _format_date(lang: str, value: date | datetime | None, format: str = "medium
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         value = value.astimezone(_display_zone(tz)).date()
-    format = words.SHORT_PATTERNS["date"] if format == "short" else format
-    return babel_dates.format_date(value, format=format, locale=lang)
+    return babel_dates.format_date(value, format=words.SHORT_DATE if format == "short" else format, locale=lang)
 
 
 def _format_datetime(lang: str, value: datetime | None, format: str = "medium",
@@ -150,7 +149,7 @@ def _format_datetime(lang: str, value: datetime | None, format: str = "medium",
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return babel_dates.format_datetime(value, format=words.SHORT_PATTERNS["datetime"] if format == "short" else format,
+    return babel_dates.format_datetime(value, format=words.SHORT_DATETIME if format == "short" else format,
                                        tzinfo=_display_zone(tz), locale=lang)
 
 
@@ -251,9 +250,6 @@ _env.globals.update(
 
 # --- message extraction -----------------------------------------------------------------------
 
-REFUSALS = ("Forbidden", "NotFound", "NotAuthenticated")  # web.access: their message is a msgid
-
-
 def extract_server_messages(fileobj, keywords, comment_tags, options):
     """pybabel extraction method for Python modules (named in babel.cfg).
 
@@ -297,7 +293,7 @@ def extract_server_messages(fileobj, keywords, comment_tags, options):
             yield node.lineno, "pgettext", tuple(args[-2:]), []
         elif name == "NN_" and len(args) == 2 and None not in args:
             yield node.lineno, "ngettext", tuple(args), []
-        elif name in REFUSALS and args and args[0] is not None:
+        elif name in ("Forbidden", "NotFound", "NotAuthenticated") and args and args[0] is not None:
             yield node.lineno, "gettext", args[0], []
         elif name == "gettext" and len(node.args) >= 2 and text(node.args[1]) is not None:
             yield node.lineno, "gettext", text(node.args[1]), []
@@ -394,6 +390,10 @@ def render(request: Request, name: str, context: dict | None = None,
     finally:
         _current_lang.reset(token)
 
+
+from web.messages import install as _install_message_filters  # noqa: E402  (it reads this module's catalogs)
+
+_install_message_filters(_env)
 
 __all__ = ["templates", "render", "wants_fragment", "negotiate_language", "text_direction", "translations", "gettext",
            "ngettext", "LANGUAGES", "LANGUAGE_NAMES", "RTL_LANGUAGES", "TEMPLATES_DIR", "STATIC_DIR",

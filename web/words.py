@@ -365,7 +365,7 @@ def signed(lang: str, text: str) -> str:
 
 
 # A short date or time is never month-first (7/12/26 reads as 12 July in Libya): ISO everywhere.
-SHORT_PATTERNS = {"date": "yyyy-MM-dd", "datetime": "yyyy-MM-dd HH:mm"}
+SHORT_DATE, SHORT_DATETIME = "yyyy-MM-dd", "yyyy-MM-dd HH:mm"
 
 
 def pgettext(lang: str, context: str, message: str, **variables: Any) -> str:

@@ -17,7 +17,10 @@ import pandas as pd
 from anomaly import peers
 from anomaly.detectors.prescriptions import _when
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural
+from anomaly.hits import Hit
+from anomaly.wording import times
+from stock.messages import code, count, msg, num, sci
+from stock.messages import qty as quantity
 
 NAME = "afterhours"
 QUIET_SHARE = 0.25
@@ -53,10 +56,11 @@ def detect(frames: Frames) -> list[Hit]:
     for row, mine in peers.reported(u, c[mark.to_numpy()]):
         mine = mine.sort_values(["quantity", "seq"], ascending=[False, True])
         top = mine.iloc[0]
-        reason = (f"{row.recorded_by} at {row.facility_code} dispensed controlled items "
-                  f"{plural(int(row.marked), 'time')} of {int(row.n)} in hours when the facility rarely works, "
-                  f"where colleagues' rate and their own other work predict {row.expected:.1f} "
-                  f"(chance {row.chance:.1e}); the largest: {amount(top.quantity, top.unit)} of {top.item_name} "
-                  f"{_when(top)}.")
+        reason = msg("%(user)s at %(facility)s dispensed controlled items %(times)s of %(all)s in hours when the "
+                     "facility rarely works, where colleagues' rate and their own other work predict %(expected)s "
+                     "(chance %(chance)s); the largest: %(qty)s of %(item)s %(when)s.", user=code(row.recorded_by),
+                     facility=code(row.facility_code), times=times(int(row.marked)), all=count(row.n),
+                     expected=num(row.expected, 1), chance=sci(row.chance), qty=quantity(top.quantity, top.unit),
+                     item=code(top.item_name), when=_when(top))
         hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, controlled=int(row.n)))
     return hits

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from anomaly import peers
 from anomaly.features import Frames
-from anomaly.hits import Hit, plural
+from anomaly.hits import Hit
+from anomaly.wording import times
+from stock.messages import code, count, join, msg, nmsg, num, sci
 
 NAME = "circles"
 
@@ -34,10 +36,12 @@ def detect(frames: Frames) -> list[Hit]:
     for row, mine in peers.reported(u, d[mark.to_numpy()]):
         per_patient = mine.groupby("health_card_id").size().sort_values(ascending=False)
         mine = mine.assign(_n=mine["health_card_id"].map(per_patient)).sort_values(["_n", "seq"], ascending=[False, True])
-        items = ", ".join(sorted(set(mine["item_name"])))
-        reason = (f"{row.recorded_by} at {row.facility_code} gave controlled items without prescription "
-                  f"{plural(int(row.marked), 'time')} to {plural(len(per_patient), 'patient')} served so more than "
-                  f"once ({items}), where colleagues at facilities of the same kind predict {row.expected:.1f} "
-                  f"(chance {row.chance:.1e}).")
+        items = join(sorted(set(mine["item_name"])), ",")
+        reason = msg("%(user)s at %(facility)s gave controlled items without prescription %(times)s to %(patients)s "
+                     "served so more than once (%(items)s), where colleagues at facilities of the same kind predict "
+                     "%(expected)s (chance %(chance)s).", user=code(row.recorded_by), facility=code(row.facility_code),
+                     times=times(int(row.marked)),
+                     patients=nmsg("%(n)s patient", "%(n)s patients", n=count(len(per_patient))), items=items,
+                     expected=num(row.expected, 1), chance=sci(row.chance))
         hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, patients=int(len(per_patient))))
     return hits

@@ -42,7 +42,11 @@ import pandas as pd
 from scipy.special import pdtrc
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural, qty, squash
+from anomaly.hits import Hit, squash
+from anomaly.wording import facility_kinds
+from stock.messages import code, count, join, msg, nmsg, num
+from stock.messages import month as year_month
+from stock.messages import qty as quantity
 
 NAME = "consumption"
 
@@ -118,10 +122,6 @@ def _seasonal_index(grid: pd.DataFrame) -> pd.Series:
     return (rest / usual).where(usual > 0).clip(lower=1.0).fillna(1.0)
 
 
-_KINDS = {"hospital": "hospitals", "health_center": "health centres", "pharmacy": "pharmacies",
-          "warehouse": "warehouses"}
-
-
 def _combined(grid: pd.DataFrame, thr: float) -> tuple[np.ndarray, pd.Series]:
     """One z-score per month from the comparisons it has data for, and whether it is high.
 
@@ -189,22 +189,27 @@ def detect(frames: Frames) -> list[Hit]:
         item_name, unit = names.loc[row.item_code, "item_name"], names.loc[row.item_code, "unit"]
         month = f"{row.month:%Y-%m}"
         score = squash(min(row.z, 4 * thr) - thr, half=thr, floor=0.5, ceiling=0.85)
-        per = f"{qty(round(row.rate, 2))} per patient served ({row.served:.0f})"
+        per = msg("%(rate)s per patient served (%(served)s)", rate=num(round(row.rate, 2)),
+                  served=num(row.served, 0))
         parts = []
         if row.own_ok:
-            rise = (f", raised {row.season:.1f}x for the network-wide level that month"
-                    if row.season >= 1.05 else "")
-            parts.append(f"its own median of {qty(round(row.own_median * row.season, 2))} over {row.own_n:.0f} "
-                         f"months (z={row.own_z:.1f}{rise})")
+            rise = (msg(", raised %(times)sx for the network-wide level that month", times=num(row.season, 1))
+                    if row.season >= 1.05 else join([]))
+            parts.append(msg("its own median of %(median)s over %(months)s months (z=%(z)s%(rise)s)",
+                             median=num(round(row.own_median * row.season, 2)), months=num(row.own_n, 0),
+                             z=num(row.own_z, 1), rise=rise))
         if row.peer_ok:
-            parts.append(f"a median of {qty(round(row.peer_median, 2))} at {row.peer_n - 1:.0f} other "
-                         f"{_KINDS.get(row.facility_kind, row.facility_kind)} "
-                         f"(z={row.peer_z:.1f})")
-        capped = (f"; the {EVIDENCE_CAP} largest of its {row.dispensings:.0f} dispensings are cited"
-                  if row.dispensings > EVIDENCE_CAP else "")
-        reason = (f"{row.facility_code} dispensed {amount(row.quantity, unit)} of {item_name} in {month} "
-                  f"in {plural(int(row.dispensings), 'dispensing')} to {plural(int(row.recipients), 'patient')}, "
-                  f"{per}, against {' and '.join(parts)}{capped}.")
+            parts.append(msg("a median of %(median)s at %(others)s (z=%(z)s)", median=num(round(row.peer_median, 2)),
+                             others=facility_kinds(row.facility_kind, int(round(row.peer_n - 1)), other=True),
+                             z=num(row.peer_z, 1)))
+        capped = (msg("; the %(cap)s largest of its %(n)s dispensings are cited", cap=count(EVIDENCE_CAP),
+                      n=count(row.dispensings)) if row.dispensings > EVIDENCE_CAP else join([]))
+        reason = msg("%(facility)s dispensed %(qty)s of %(item)s in %(month)s in %(dispensings)s to %(patients)s, "
+                     "%(per)s, against %(parts)s%(capped)s.", facility=code(row.facility_code),
+                     qty=quantity(row.quantity, unit), item=code(item_name), month=year_month(row.month),
+                     dispensings=nmsg("%(n)s dispensing", "%(n)s dispensings", n=count(row.dispensings)),
+                     patients=nmsg("%(n)s patient", "%(n)s patients", n=count(row.recipients)),
+                     per=per, parts=join(parts, "and"), capped=capped)
         details = {"month": month, "quantity": float(row.quantity), "dispensings": int(row.dispensings),
                    "recipients": int(row.recipients), "patients_served": int(row.served),
                    "rate": round(float(row.rate), 4)}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from anomaly import peers
 from anomaly.features import Frames
-from anomaly.hits import Hit, plural
+from anomaly.hits import Hit
+from stock.messages import code, count, msg, nmsg, num, sci
 
 NAME = "corrected"
 MIN_CORRECTED = 3
@@ -35,8 +36,10 @@ def detect(frames: Frames) -> list[Hit]:
         mine = mine.assign(_c=mine["keyed_quantity"] - mine["quantity"]).sort_values(["_c", "seq"],
                                                                                     ascending=[False, True])
         cited = [e for pair in zip(mine["entry_id"], mine["corrected_by"]) for e in pair]
-        reason = (f"{row.recorded_by} at {row.facility_code} had {plural(int(row.marked), 'dispensing')} of "
-                  f"{int(row.n)} corrected afterwards by an adjustment, where colleagues' rate predicts "
-                  f"{row.expected:.1f} (chance {row.chance:.1e}).")
+        reason = msg("%(user)s at %(facility)s had %(marked)s of %(all)s corrected afterwards by an adjustment, where "
+                     "colleagues' rate predicts %(expected)s (chance %(chance)s).", user=code(row.recorded_by),
+                     facility=code(row.facility_code),
+                     marked=nmsg("%(n)s dispensing", "%(n)s dispensings", n=count(row.marked)), all=count(row.n),
+                     expected=num(row.expected, 1), chance=sci(row.chance))
         hits.append(peers.user_hit(NAME, row, cited, reason, n_tested, dispensings=int(row.n)))
     return hits

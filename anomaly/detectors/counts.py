@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, qty, squash
+from anomaly.hits import Hit, squash
+from stock.messages import code, day, join, msg, num, pct
+from stock.messages import qty as quantity
 
 NAME = "counts"
 
@@ -30,13 +32,15 @@ def detect(frames: Frames) -> list[Hit]:
         share = row.shortfall / row.book_quantity
         # How far past the tolerance, as a share of the book: 30% of a shelf gone is near-certain.
         score = squash((row.shortfall - row.tolerance) / row.book_quantity, half=0.1, floor=0.5, ceiling=0.97)
-        lot = f", lot {row.lot_number}" if row.lot_number else ""
+        lot = msg(", lot %(lot)s", lot=code(row.lot_number)) if row.lot_number else join([])
         hits.append(Hit(
             NAME, "facility_item", f"{row.facility_code}:{row.item_code}", row.facility_code, (row.entry_id,),
             score,
-            f"Count of {amount(row.quantity, row.unit)} against {qty(row.book_quantity)} on the books: "
-            f"{qty(row.shortfall)} ({share:.0%}) missing at {row.facility_code} on {row.local_date:%Y-%m-%d} "
-            f"({row.item_name}{lot}), recorded by {row.recorded_by}.",
+            msg("Count of %(qty)s against %(book)s on the books: %(short)s (%(share)s) missing at %(facility)s on "
+                "%(date)s (%(item)s%(lot)s), recorded by %(user)s.", qty=quantity(row.quantity, row.unit),
+                book=num(row.book_quantity), short=num(row.shortfall), share=pct(round(share, 2)),
+                facility=code(row.facility_code), date=day(row.local_date), item=code(row.item_name), lot=lot,
+                user=code(row.recorded_by)),
             {"book": row.book_quantity, "counted": row.quantity, "shortfall": row.shortfall,
              "share": round(share, 4), "lot": row.lot_number},
         ))

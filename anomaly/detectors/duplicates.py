@@ -15,7 +15,9 @@ from __future__ import annotations
 import pandas as pd
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural, squash
+from anomaly.hits import Hit, squash
+from stock.messages import code, count, day, join, msg, nmsg
+from stock.messages import qty as quantity
 
 NAME = "duplicates"
 
@@ -107,17 +109,22 @@ def _hit(card: str, g: pd.DataFrame) -> Hit:
     extra = float(later["share_left"].sum())
     score = squash(extra, half=0.5, floor=0.55, ceiling=0.97)
     span_days = (g["day"].max() - g["day"].min()).days
-    within = "on the same day" if span_days == 0 else f"within {plural(span_days, 'day')}"
+    within = (msg("on the same day") if span_days == 0
+              else nmsg("within %(n)s day", "within %(n)s days", n=count(span_days)))
     supplies = sorted({int(x) for x in g["days_supply"]})
-    supply = "/".join(str(x) for x in supplies)
-    users = ", ".join(sorted(set(g["recorded_by"])))
+    supply = join([count(x) for x in supplies], "/")
+    users = join(sorted(set(g["recorded_by"])), ",")
     return Hit(
         NAME, "patient", card, first["facility_code"], tuple(g["entry_id"]), score,
-        f"Patient {card} collected {amount(g['quantity'].sum(), first['unit'])} of {first['item_name']} in "
-        f"{plural(len(g), 'dispensing')} at {len(facilities)} facilities ({', '.join(facilities)}) {within}, "
-        f"from {g['day'].min():%Y-%m-%d}, on {supply}-day supplies: {len(later)} of them while a supply "
-        f"from another facility still had up to {plural(int(later['days_left'].max()), 'day')} to run "
-        f"(recorded by {users}).",
+        msg("Patient %(card)s collected %(qty)s of %(item)s in %(dispensings)s at %(facilities)s (%(codes)s) "
+            "%(within)s, from %(date)s, on %(supply)s-day supplies: %(later)s of them while a supply from another "
+            "facility still had up to %(days)s to run (recorded by %(users)s).", card=code(card),
+            qty=quantity(g['quantity'].sum(), first['unit']), item=code(first['item_name']),
+            dispensings=nmsg("%(n)s dispensing", "%(n)s dispensings", n=count(len(g))),
+            facilities=nmsg("%(n)s facility", "%(n)s facilities", n=count(len(facilities))),
+            codes=join(facilities, ","), within=within, date=day(g['day'].min()), supply=supply,
+            later=count(len(later)),
+            days=nmsg("%(n)s day", "%(n)s days", n=count(int(later['days_left'].max()))), users=users),
         {"dispensings": len(g), "facilities": facilities, "days_left": int(later["days_left"].max()),
          "extra_supplies": round(extra, 2)},
     )

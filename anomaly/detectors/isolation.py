@@ -31,7 +31,11 @@ from sklearn.ensemble import IsolationForest
 
 from anomaly.detectors.users import off_hours
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural, qty
+from anomaly.hits import Hit
+from anomaly.wording import other_kind
+from stock.messages import code, count, day, join, msg, nmsg, num, ordinal, pct
+from stock.messages import month as year_month
+from stock.messages import qty as quantity
 
 NAME = "isolation"
 
@@ -144,21 +148,25 @@ DISPENSING_FLOOR = {"quantity_x": 3.0, "prescription_x": 1.5, "hour_rarity": -np
                     "patient_30d_x": 3.0, "other_facilities_30d": 2.0, "expired_days": 1.0}
 
 
-def _dispensing_phrase(feature: str, f: pd.Series, r) -> str:
+def _dispensing_phrase(feature: str, f: pd.Series, r):
     if feature == "quantity_x":
-        return f"quantity {_times(f['quantity_x'])} the usual for this item"
+        return msg("quantity %(times)sx the usual for this item", times=_times(f['quantity_x']))
     if feature == "prescription_x":
-        return f"{_times(f['prescription_x'])} its prescription for {qty(f['prescribed'])}"
+        return msg("%(times)sx its prescription for %(prescribed)s", times=_times(f['prescription_x']),
+                   prescribed=num(f['prescribed']))
     if feature == "hour_rarity":
-        return (f"at {r.local_hour:02d}:00, when colleagues at {r.facility_code} record "
-                f"{_pct(f['hour_share'])} of their dispensings (within the hour either side)")
+        return msg("at %(hour)s:00, when colleagues at %(facility)s record %(share)s of their dispensings "
+                   "(within the hour either side)", hour=code(f"{r.local_hour:02d}"),
+                   facility=code(r.facility_code), share=pct(f['hour_share']))
     if feature == "patient_30d_x":
-        return (f"the patient's {_ordinal(int(f['patient_30d']))} visit for it in {WINDOW_DAYS} days, "
-                f"{_times(f['patient_30d_x'])} the usual 30-day amount")
+        return msg("the patient's %(nth)s visit for it in %(days)s days, %(times)sx the usual 30-day amount",
+                   nth=ordinal(int(f['patient_30d'])), days=count(WINDOW_DAYS), times=_times(f['patient_30d_x']))
     if feature == "other_facilities_30d":
-        return (f"{plural(int(f['other_facilities_30d']), 'other visit')} for it by the patient to other "
-                f"facilities in {WINDOW_DAYS} days")
-    return f"from a lot that had expired {plural(int(f['expired_days']), 'day')} before"
+        return nmsg("%(n)s other visit for it by the patient to other facilities in %(days)s days",
+                    "%(n)s other visits for it by the patient to other facilities in %(days)s days",
+                    n=count(int(f['other_facilities_30d'])), days=count(WINDOW_DAYS))
+    return nmsg("from a lot that had expired %(n)s day before", "from a lot that had expired %(n)s days before",
+                n=count(int(f['expired_days'])))
 
 
 # ---------------------------------------------------------------- per facility-month
@@ -204,13 +212,24 @@ FACILITY_FLOOR = {"per_patient": 1.5, "controlled": 0.10, "off_hours": 0.05, "no
 """Shares are judged by how many points above the kind's median they are, the others by multiples."""
 
 
-def _facility_phrase(feature: str, row) -> str:
+def _facility_phrase(feature: str, row):
     value, median = getattr(row, feature), getattr(row, f"{feature}_median")
-    if feature in _SHARE_OF:
-        return f"{_pct(value)} {_SHARE_OF[feature]} (median {_pct(median)})"
+    if feature == "controlled":
+        return msg("%(share)s of dispensings of controlled items (median %(median)s)", share=pct(value),
+                   median=pct(median))
+    if feature == "off_hours":
+        return msg("%(share)s of dispensings off-hours (median %(median)s)", share=pct(value), median=pct(median))
+    if feature == "no_prescription":
+        return msg("%(share)s of dispensings without a prescription (median %(median)s)", share=pct(value),
+                   median=pct(median))
+    if feature == "new_patient":
+        return msg("%(share)s of dispensings to patients new to the facility (median %(median)s)",
+                   share=pct(value), median=pct(median))
     if feature == "per_patient":
-        return f"{value:.2f} dispensings per patient served (median {median:.2f})"
-    return f"quantities {value:.1f}x the items' usual on average (median {median:.1f}x)"
+        return msg("%(value)s dispensings per patient served (median %(median)s)", value=num(value, 2),
+                   median=num(median, 2))
+    return msg("quantities %(value)sx the items' usual on average (median %(median)sx)", value=num(value, 1),
+               median=num(median, 1))
 
 
 # ---------------------------------------------------------------- shared
@@ -271,10 +290,11 @@ def _dispensing_hits(d: pd.DataFrame, prescriptions: pd.DataFrame, s) -> list[Hi
             continue
         r = d.iloc[pos]
         fr = f.iloc[pos]
-        controlled = " (controlled)" if r.controlled else ""
-        reason = (f"Unusual dispensing: {amount(r.quantity, r.unit)} of {r.item_name}{controlled} by "
-                  f"{r.recorded_by} at {r.facility_code} on {r.local_date:%Y-%m-%d}, "
-                  f"{'; '.join(_dispensing_phrase(w, fr, r) for w in why)}.")
+        reason = msg("Unusual dispensing: %(qty)s of %(item)s%(controlled)s by %(user)s at %(facility)s on "
+                     "%(date)s, %(why)s.", qty=quantity(r.quantity, r.unit), item=code(r.item_name),
+                     controlled=msg(" (controlled)") if r.controlled else join([]), user=code(r.recorded_by),
+                     facility=code(r.facility_code), date=day(r.local_date),
+                     why=join([_dispensing_phrase(w, fr, r) for w in why], ";"))
         details = {k: round(float(fr[k]), 4) for k in DISPENSING_FEATURES}
         details["explained_by"] = why
         hits.append(Hit(NAME, "entry", r.entry_id, r.facility_code, (r.entry_id,), round(float(score), 4),
@@ -302,11 +322,11 @@ def _facility_hits(d: pd.DataFrame, s) -> list[Hit]:
             pool = mine.sort_values("quantity_x" if top == "quantity_x" else "quantity", ascending=False,
                                     kind="stable")
         ids = tuple(d.loc[pool.index[:EVIDENCE_CAP]].sort_values("seq")["entry_id"])
-        cited = (f"; the {EVIDENCE_CAP} largest of its {len(pool)} such dispensings are cited"
-                 if len(pool) > EVIDENCE_CAP else "")
-        kind = _KINDS.get(r.facility_kind, r.facility_kind)
-        reason = (f"Unusual month at {r.facility_code} in {month} against other {kind} that month: "
-                  f"{'; '.join(_facility_phrase(w, r) for w in why)}{cited}.")
+        cited = (msg("; the %(cap)s largest of its %(n)s such dispensings are cited", cap=count(EVIDENCE_CAP),
+                     n=count(len(pool))) if len(pool) > EVIDENCE_CAP else join([]))
+        reason = msg("Unusual month at %(facility)s in %(month)s against %(others)s that month: %(why)s%(cited)s.",
+                     facility=code(r.facility_code), month=year_month(r.month), others=other_kind(r.facility_kind),
+                     why=join([_facility_phrase(w, r) for w in why], ";"), cited=cited)
         details = {c: round(float(r[c]), 4) for c in FACILITY_FLOOR}
         details.update(month=month, explained_by=why)
         hits.append(Hit(NAME, "facility", f"{r.facility_code}:{month}", r.facility_code, ids,
@@ -314,17 +334,5 @@ def _facility_hits(d: pd.DataFrame, s) -> list[Hit]:
     return hits
 
 
-_KINDS = {"hospital": "hospitals", "health_center": "health centres", "pharmacy": "pharmacies"}
-
-
-def _times(x: float) -> str:
-    return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.0f}%" if x >= 0.01 or x == 0 else f"{x * 100:.1f}%"
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+def _times(x: float):
+    return num(x, 0 if x >= 10 else 1)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from anomaly.detectors.prescriptions import _when
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount
+from anomaly.hits import Hit
+from stock.messages import code, msg
+from stock.messages import qty as quantity
 
 NAME = "no_prescription"
 
@@ -27,13 +29,17 @@ def detect(frames: Frames) -> list[Hit]:
     hits = []
     for row in missing.itertuples():
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.75,
-                        f"Controlled item {row.item_name}: {amount(row.quantity, row.unit)} dispensed without a "
-                        f"prescription to {row.health_card_id}, by user {row.recorded_by} at {row.facility_code} "
-                        f"{_when(row)}.", {"dispensed": row.quantity}))
+                        msg("Controlled item %(item)s: %(qty)s dispensed without a prescription to %(card)s, "
+                            "by user %(user)s at %(facility)s %(when)s.", item=code(row.item_name),
+                            qty=quantity(row.quantity, row.unit), card=code(row.health_card_id),
+                            user=code(row.recorded_by), facility=code(row.facility_code), when=_when(row)),
+                        {"dispensed": row.quantity}))
     for row in unknown.itertuples():
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.8,
-                        f"Controlled item {row.item_name}: {amount(row.quantity, row.unit)} dispensed to "
-                        f"{row.health_card_id} against prescription {row.prescription_id}, which is on no record, "
-                        f"by user {row.recorded_by} at {row.facility_code} {_when(row)}.",
+                        msg("Controlled item %(item)s: %(qty)s dispensed to %(card)s against prescription "
+                            "%(rx)s, which is on no record, by user %(user)s at %(facility)s %(when)s.",
+                            item=code(row.item_name), qty=quantity(row.quantity, row.unit),
+                            card=code(row.health_card_id), rx=code(row.prescription_id),
+                            user=code(row.recorded_by), facility=code(row.facility_code), when=_when(row)),
                         {"dispensed": row.quantity, "prescription": row.prescription_id}))
     return hits

@@ -15,7 +15,9 @@ from __future__ import annotations
 from anomaly import peers
 from anomaly.detectors.prescriptions import _when
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural, qty
+from anomaly.hits import Hit
+from stock.messages import code, count, msg, nmsg, num, sci
+from stock.messages import qty as quantity
 
 NAME = "overfill"
 QUANTILE = 0.95
@@ -51,10 +53,13 @@ def detect(frames: Frames) -> list[Hit]:
     for row, mine in peers.reported(u, d[mark.to_numpy()]):
         mine = mine.sort_values(["ratio", "seq"], ascending=[False, True])
         top = mine.iloc[0]
-        reason = (f"{row.recorded_by} at {row.facility_code} filled {plural(int(row.marked), 'prescription')} "
-                  f"of {int(row.n)} beyond what colleagues give for the same item and prescribed quantity, "
-                  f"where their rate predicts {row.expected:.1f} (chance {row.chance:.1e}); the largest: "
-                  f"{amount(top.quantity, top.unit)} of {top.item_name} on prescription {top.prescription_id} for "
-                  f"{qty(top.prescribed)} ({top.ratio:.1f}x) {_when(top)}.")
+        reason = msg("%(user)s at %(facility)s filled %(marked)s of %(all)s beyond what colleagues give for the same "
+                     "item and prescribed quantity, where their rate predicts %(expected)s (chance %(chance)s); the "
+                     "largest: %(qty)s of %(item)s on prescription %(rx)s for %(prescribed)s (%(ratio)sx) %(when)s.",
+                     user=code(row.recorded_by), facility=code(row.facility_code),
+                     marked=nmsg("%(n)s prescription", "%(n)s prescriptions", n=count(row.marked)), all=count(row.n),
+                     expected=num(row.expected, 1), chance=sci(row.chance), qty=quantity(top.quantity, top.unit),
+                     item=code(top.item_name), rx=code(top.prescription_id), prescribed=num(top.prescribed),
+                     ratio=num(top.ratio, 1), when=_when(top))
         hits.append(peers.user_hit(NAME, row, mine["entry_id"], reason, n_tested, dispensings=int(row.n)))
     return hits

@@ -7,16 +7,18 @@ received it. Each card becomes one flag whose evidence is every such dispensing.
 from __future__ import annotations
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural, squash
+from anomaly.hits import Hit, squash
+from stock.messages import code, count, day, join, msg, nmsg
+from stock.messages import qty as quantity
 
 NAME = "patients"
 
 
-def _summary(group) -> str:
+def _summary(group):
     parts = []
     for (item, unit), g in group.groupby(["item_name", "unit"], sort=True):
-        parts.append(f"{amount(g['quantity'].sum(), unit)} of {item}")
-    return "; ".join(parts)
+        parts.append(msg("%(qty)s of %(item)s", qty=quantity(g['quantity'].sum(), unit), item=code(item)))
+    return join(parts, ";")
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -29,9 +31,13 @@ def detect(frames: Frames) -> list[Hit]:
         facilities = sorted(set(g["facility_code"]))
         score = squash(len(g) + 2 * g["controlled"].sum(), half=2, floor=0.6, ceiling=0.95)
         hits.append(Hit(NAME, "patient", card, facilities[0], tuple(g["entry_id"]), score,
-                        f"Health card {card} is in no patient register, yet {plural(len(g), 'dispensing')} "
-                        f"({_summary(g)}) {'was' if len(g) == 1 else 'were'} recorded to it at "
-                        f"{', '.join(facilities)} by {users}, from {g['local_date'].min():%Y-%m-%d}.",
+                        nmsg("Health card %(card)s is in no patient register, yet %(n)s dispensing "
+                             "(%(summary)s) was recorded to it at %(facilities)s by %(users)s, from %(date)s.",
+                             "Health card %(card)s is in no patient register, yet %(n)s dispensings "
+                             "(%(summary)s) were recorded to it at %(facilities)s by %(users)s, from %(date)s.",
+                             n=count(len(g)), card=code(card), summary=_summary(g),
+                             facilities=join(facilities, ","), users=join(sorted(set(g["recorded_by"])), ","),
+                             date=day(g['local_date'].min())),
                         {"dispensings": len(g), "users": users, "facilities": facilities}, case="unregistered"))
     dead = d[d["deceased_on"].notna() & (d["local_date"] > d["deceased_on"])]
     for card, g in dead.groupby("health_card_id", sort=True):
@@ -40,9 +46,13 @@ def detect(frames: Frames) -> list[Hit]:
         facilities = sorted(set(g["facility_code"]))
         hits.append(Hit(NAME, "patient", card, facilities[0], tuple(g["entry_id"]),
                         squash(len(g), half=1, floor=0.8, ceiling=0.99),
-                        f"{plural(len(g), 'dispensing')} ({_summary(g)}) to {card} after the "
-                        f"patient's death on {died:%Y-%m-%d}, the last on {g['local_date'].max():%Y-%m-%d}, at "
-                        f"{', '.join(facilities)} by {', '.join(sorted(set(g['recorded_by'])))}.",
+                        nmsg("%(n)s dispensing (%(summary)s) to %(card)s after the patient's death on "
+                             "%(died)s, the last on %(last)s, at %(facilities)s by %(users)s.",
+                             "%(n)s dispensings (%(summary)s) to %(card)s after the patient's death on "
+                             "%(died)s, the last on %(last)s, at %(facilities)s by %(users)s.",
+                             n=count(len(g)), summary=_summary(g), card=code(card), died=day(died),
+                             last=day(g['local_date'].max()), facilities=join(facilities, ","),
+                             users=join(sorted(set(g['recorded_by'])), ",")),
                         {"dispensings": len(g), "deceased_on": f"{died:%Y-%m-%d}", "facilities": facilities},
                         case="after_death"))
     return hits

@@ -10,14 +10,18 @@ from __future__ import annotations
 import pandas as pd
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, qty, squash
+from anomaly.hits import Hit, squash
+from stock.messages import Reasons, code, day, join, msg, num
+from stock.messages import qty as quantity
 
 NAME = "prescriptions"
 
 
-def _when(row) -> str:
+def _when(row):
     local = row.occurred_at.tz_convert("UTC") if row.occurred_at.tzinfo else row.occurred_at
-    return f"on {row.local_date:%Y-%m-%d} at {row.local_hour:02d}h" if not pd.isna(row.local_date) else f"at {local}"
+    if not pd.isna(row.local_date):
+        return msg("on %(date)s at %(hour)sh", date=day(row.local_date), hour=code(f"{row.local_hour:02d}"))
+    return msg("at %(time)s", time=code(local))
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -32,10 +36,13 @@ def detect(frames: Frames) -> list[Hit]:
         mismatch = (m["health_card_id"] != m["health_card_id_rx"]) | (m["item_code"] != m["item_code_rx"])
         for row in m[mismatch].itertuples():
             hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), 0.7,
-                            f"{amount(row.quantity, row.unit)} of {row.item_name} dispensed to {row.health_card_id} "
-                            f"against prescription {row.prescription_id}, which was written for "
-                            f"{row.health_card_id_rx} and {row.item_code_rx}; recorded by {row.recorded_by} "
-                            f"at {row.facility_code} {_when(row)}.",
+                            msg("%(qty)s of %(item)s dispensed to %(card)s against prescription %(rx)s, which "
+                                "was written for %(rx_card)s and %(rx_item)s; recorded by %(user)s at "
+                                "%(facility)s %(when)s.", qty=quantity(row.quantity, row.unit),
+                                item=code(row.item_name), card=code(row.health_card_id),
+                                rx=code(row.prescription_id), rx_card=code(row.health_card_id_rx),
+                                rx_item=code(row.item_code_rx), user=code(row.recorded_by),
+                                facility=code(row.facility_code), when=_when(row)),
                             {"prescription_patient": row.health_card_id_rx, "prescription_item": row.item_code_rx}))
         m = m[~mismatch].copy()
         m["filled"] = m.groupby("prescription_id")["quantity"].cumsum()
@@ -43,11 +50,15 @@ def detect(frames: Frames) -> list[Hit]:
         over = m[m["ratio"] > s.over_prescription_ratio]
         for row in over.itertuples():
             score = squash(row.ratio - 1.0, half=1.0, floor=0.6, ceiling=0.99)
-            earlier = "" if row.filled == row.quantity else f", bringing the total filled to {qty(row.filled)}"
+            earlier = (join([]) if row.filled == row.quantity
+                       else msg(", bringing the total filled to %(total)s", total=num(row.filled)))
             hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), score,
-                            f"Dispensed {amount(row.quantity, row.unit)} of {row.item_name} against prescription "
-                            f"{row.prescription_id} for {qty(row.quantity_rx)}{earlier} ({row.ratio:.1f}x), "
-                            f"by user {row.recorded_by} at {row.facility_code} {_when(row)}.",
+                            msg("Dispensed %(qty)s of %(item)s against prescription %(rx)s for "
+                                "%(prescribed)s%(earlier)s (%(ratio)sx), by user %(user)s at %(facility)s "
+                                "%(when)s.", qty=quantity(row.quantity, row.unit), item=code(row.item_name),
+                                rx=code(row.prescription_id), prescribed=num(row.quantity_rx), earlier=earlier,
+                                ratio=num(row.ratio, 1), user=code(row.recorded_by),
+                                facility=code(row.facility_code), when=_when(row)),
                             {"dispensed": row.quantity, "filled_total": row.filled,
                              "prescribed": row.quantity_rx, "ratio": round(row.ratio, 3)}))
     ceiling = d[d["max_dispense_quantity"].notna() & (d["quantity"] > d["max_dispense_quantity"])]
@@ -55,9 +66,11 @@ def detect(frames: Frames) -> list[Hit]:
         ratio = row.quantity / row.max_dispense_quantity
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,),
                         squash(ratio - 1.0, half=1.0, floor=0.5, ceiling=0.95),
-                        f"Dispensed {amount(row.quantity, row.unit)} of {row.item_name} in one dispensing, over the "
-                        f"protocol ceiling of {qty(row.max_dispense_quantity)} ({ratio:.1f}x), by user "
-                        f"{row.recorded_by} at {row.facility_code} {_when(row)}.",
+                        msg("Dispensed %(qty)s of %(item)s in one dispensing, over the protocol ceiling of "
+                            "%(ceiling)s (%(ratio)sx), by user %(user)s at %(facility)s %(when)s.",
+                            qty=quantity(row.quantity, row.unit), item=code(row.item_name),
+                            ceiling=num(row.max_dispense_quantity), ratio=num(ratio, 1),
+                            user=code(row.recorded_by), facility=code(row.facility_code), when=_when(row)),
                         {"dispensed": row.quantity, "ceiling": row.max_dispense_quantity, "ratio": round(ratio, 3)}))
     return _one_per_entry(hits)
 
@@ -79,5 +92,5 @@ def _one_per_entry(hits: list[Hit]) -> list[Hit]:
             details.update(h.details)
         out.append(Hit(NAME, first.subject, first.subject_id, first.facility_code, first.entry_ids,
                        min(0.99, first.score + 0.05 * (len(group) - 1)),
-                       " ".join(h.reason for h in group), details))
+                       Reasons(h.reason for h in group), details))
     return out

@@ -26,7 +26,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, qty, squash
+from anomaly.hits import Hit, squash
+from stock.messages import code, count, day, join, msg, nmsg, num
+from stock.messages import qty as quantity
 
 NAME = "requisitions"
 OVER_MONTHS = 1.5
@@ -97,10 +99,11 @@ def over_requests(lines: pd.DataFrame) -> list[Hit]:
         score = squash(beyond / OVER_MONTHS - 1, half=2, floor=0.55, ceiling=0.95)
         hits.append(Hit(
             NAME, "facility_item", f"{row.facility_code}:{row.item_code}", row.facility_code, (), score,
-            f"{row.number} asked for {amount(row.requested, row.unit)} of {row.item_name} where its own use "
-            f"(AMC {qty(round(row.amc, 1))}) and stock ({qty(row.closing)}) justify {qty(row.suggested)}: "
-            f"{row.excess:.1f} months of use beyond its maximum, against {usual:.1f} usually added by it "
-            f"and its peers.",
+            msg("%(number)s asked for %(qty)s of %(item)s where its own use (AMC %(amc)s) and stock (%(closing)s) "
+                "justify %(suggested)s: %(excess)s months of use beyond its maximum, against %(usual)s usually added "
+                "by it and its peers.", number=code(row.number), qty=quantity(row.requested, row.unit),
+                item=code(row.item_name), amc=num(round(row.amc, 1)), closing=num(row.closing),
+                suggested=num(row.suggested), excess=num(row.excess, 1), usual=num(usual, 1)),
             {"requested": row.requested, "suggested": row.suggested, "amc": row.amc, "closing": row.closing,
              "excess_months": round(row.excess, 2), "usual_excess_months": round(usual, 2)},
             case=f"over-request:{row.number}:{row.item_code}"))
@@ -125,8 +128,11 @@ def frequent_emergencies(lines: pd.DataFrame, as_of: pd.Timestamp) -> list[Hit]:
         score = squash(n / EMERGENCY_COUNT, half=1, floor=0.55, ceiling=0.9)
         hits.append(Hit(
             NAME, "facility", fac, fac, (), score,
-            f"{fac} made {n} emergency requisitions in the last {EMERGENCY_DAYS} days "
-            f"({', '.join(numbers)}); its peers made {peer:g} (median).",
+            nmsg("%(facility)s made %(n)s emergency requisition in the last %(days)s days (%(numbers)s); its "
+                 "peers made %(peer)s (median).",
+                 "%(facility)s made %(n)s emergency requisitions in the last %(days)s days (%(numbers)s); its "
+                 "peers made %(peer)s (median).", facility=code(fac), n=count(n), days=count(EMERGENCY_DAYS),
+                numbers=join(numbers, ","), peer=num(peer)),
             {"emergencies": int(n), "peer_median": peer, "requisitions": numbers},
             case=f"emergencies:{fac}:{as_of:%Y-%m}"))
     return hits
@@ -156,10 +162,12 @@ def not_consumed(lines: pd.DataFrame, entries: pd.DataFrame, as_of: pd.Timestamp
             score = min(0.95, score + 0.05)
         hits.append(Hit(
             NAME, "facility_item", f"{row.facility_code}:{row.item_code}", row.facility_code, evidence, score,
-            f"{row.facility_code} received {amount(row.received, row.unit)} of {row.item_name} on "
-            f"{row.received_at:%Y-%m-%d} ({row.number}) and dispensed {qty(used)} in the {FOLLOW_DAYS} days "
-            f"after, where its use before (AMC {qty(round(row.amc, 1))}) leads one to expect "
-            f"{qty(round(expected))}" + (f"; {qty(lost)} left as losses or transfers" if lost else "") + ".",
+            msg("%(facility)s received %(qty)s of %(item)s on %(date)s (%(number)s) and dispensed %(used)s in the "
+                "%(days)s days after, where its use before (AMC %(amc)s) leads one to expect %(expected)s%(lost)s.",
+                facility=code(row.facility_code), qty=quantity(row.received, row.unit), item=code(row.item_name),
+                date=day(row.received_at), number=code(row.number), used=num(used), days=count(FOLLOW_DAYS),
+                amc=num(round(row.amc, 1)), expected=num(round(expected)),
+                lost=msg("; %(lost)s left as losses or transfers", lost=num(lost)) if lost else join([])),
             {"received": row.received, "dispensed_after": used, "expected": round(expected, 1), "left_other": lost},
             case=f"not-consumed:{row.number}:{row.item_code}"))
     return hits

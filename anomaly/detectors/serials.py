@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from anomaly.features import Frames
 from anomaly.hits import Hit, squash
+from stock.messages import code, count, day, join, msg, nmsg
 
 NAME = "serials"
 
 
-def _times(n: int) -> str:
-    return "twice" if n == 2 else f"{n} times"
+def _times(n: int):
+    return msg("twice") if n == 2 else nmsg("%(n)s time", "%(n)s times", n=count(n))
 
 
 def detect(frames: Frames) -> list[Hit]:
@@ -33,19 +34,23 @@ def detect(frames: Frames) -> list[Hit]:
         g = g.sort_values(["occurred_at", "seq"])
         first = g.iloc[0]
         n = len(g)
-        where = " and ".join(f"at {r.facility_code} on {r.local_date:%Y-%m-%d} by {r.recorded_by}"
-                             + (f" to {r.health_card_id}" if r.health_card_id else "")
-                             for r in g.itertuples())
+        where = join([msg("at %(facility)s on %(date)s by %(user)s to %(card)s", facility=code(r.facility_code),
+                              date=day(r.local_date), user=code(r.recorded_by), card=code(r.health_card_id))
+                          if r.health_card_id else
+                          msg("at %(facility)s on %(date)s by %(user)s", facility=code(r.facility_code),
+                              date=day(r.local_date), user=code(r.recorded_by))
+                          for r in g.itertuples()], "and")
         facilities = list(dict.fromkeys(g["facility_code"]))
         cards = sorted(set(g["health_card_id"]) - {""})
-        gtin = f" (GTIN {first['gtin']})" if first["gtin"] else ""
+        gtin = msg(" (GTIN %(gtin)s)", gtin=code(first["gtin"])) if first["gtin"] else join([])
         # Beyond the first dispensing every one is a pack that cannot exist; another facility or
         # another patient makes an honest double scan at the counter even less likely.
         excess = (n - 1) + 0.5 * (len(facilities) - 1) + 0.5 * (len(cards) - 1 if cards else 0)
         hits.append(Hit(
             NAME, "entry", first["entry_id"], first["facility_code"], tuple(g["entry_id"]),
             squash(excess, half=1, floor=0.7, ceiling=0.98),
-            f"Pack serial {serial} of {first['item_name']}{gtin} dispensed {_times(n)}: {where}.",
+            msg("Pack serial %(serial)s of %(item)s%(gtin)s dispensed %(times)s: %(where)s.", serial=code(serial),
+                item=code(first['item_name']), gtin=gtin, times=_times(n), where=where),
             {"serial_number": serial, "item_code": item, "gtin": first["gtin"] or None, "dispensings": n,
              "facilities": facilities, "health_cards": cards},
             case=f"serial:{item}:{serial}",

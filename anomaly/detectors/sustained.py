@@ -19,7 +19,9 @@ from scipy.special import pdtrc
 
 from anomaly.detectors.consumption import monthly_rates
 from anomaly.features import Frames
-from anomaly.hits import Hit, plural
+from anomaly.hits import Hit
+from stock.messages import code, count, msg, nmsg, num, sci
+from stock.messages import month as year_month
 
 NAME = "sustained"
 WINDOWS = (2, 3, 4)
@@ -95,10 +97,12 @@ def detect(frames: Frames) -> list[Hit]:
     for fac, item, chance, months, observed, expected, served in found:
         mine = d[(d["facility_code"] == fac) & (d["item_code"] == item) & d["month"].isin(months)]
         mine = mine.sort_values(["quantity", "seq"], ascending=[False, True])
-        span = f"{months.iloc[0]:%Y-%m} to {months.iloc[-1]:%Y-%m}"
-        reason = (f"{fac} dispensed {names[item]} {plural(int(observed), 'time')} from {span} to "
-                  f"{int(served)} patients served, where its own rate in other months, raised for any change "
-                  f"its peers saw, predicts {expected:.1f} ({observed / expected:.1f}x, chance {chance:.1e}).")
+        reason = msg("%(facility)s dispensed %(item)s %(times)s from %(start)s to %(end)s to %(served)s patients "
+                     "served, where its own rate in other months, raised for any change its peers saw, predicts "
+                     "%(expected)s (%(ratio)sx, chance %(chance)s).", facility=code(fac), item=code(names[item]),
+                     times=nmsg("%(n)s time", "%(n)s times", n=count(int(observed))), start=year_month(months.iloc[0]),
+                     end=year_month(months.iloc[-1]), served=count(int(served)), expected=num(expected, 1),
+                     ratio=num(observed / expected, 1), chance=sci(chance))
         hits.append(Hit(NAME, "facility_item", f"{fac}:{item}", fac, tuple(mine["entry_id"].head(EVIDENCE_CAP)),
                         float(1 - chance), reason,
                         {"p": chance, "tests": total_tried, "months": [f"{m:%Y-%m}" for m in months],

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, plural, qty
+from anomaly.hits import Hit
+from stock.messages import code, count, day, join, msg, nmsg, num
+from stock.messages import qty as quantity
 
 NAME = "transfers"
 
@@ -169,13 +171,16 @@ def detect(frames: Frames) -> list[Hit]:
         parts = []
         for p in legs[:3]:
             got = p["sent"] - p["left"]
-            arrived = (f"{qty(got)} arrived in {plural(len(p['filled_by']), 'part')}" if p["filled_by"]
-                       else "nothing arrived")
-            parts.append(f"{qty(p['sent'])} sent on {p['at']:%Y-%m-%d}, {arrived}")
-        more = f" and {plural(len(legs) - 3, 'more shipment')}" if len(legs) > 3 else ""
-        reason = (f"{amount(left, unit)} of {name} sent from {src} to {dst} never reached {dst}: "
-                  f"{'; '.join(parts)}{more}. The route's usual transit allows {allowed:.0f} days; "
-                  f"no loss recorded there accounts for the rest.")
+            arrived = (nmsg("%(got)s arrived in %(n)s part", "%(got)s arrived in %(n)s parts", got=num(got),
+                            n=count(len(p['filled_by']))) if p["filled_by"] else msg("nothing arrived"))
+            parts.append(msg("%(sent)s sent on %(date)s, %(arrived)s", sent=num(p['sent']), date=day(p['at']),
+                             arrived=arrived))
+        more = (nmsg(" and %(n)s more shipment", " and %(n)s more shipments", n=count(len(legs) - 3))
+                if len(legs) > 3 else join([]))
+        reason = msg("%(qty)s of %(item)s sent from %(source)s to %(destination)s never reached %(destination)s: "
+                     "%(parts)s%(more)s. The route's usual transit allows %(days)s days; no loss recorded there "
+                     "accounts for the rest.", qty=quantity(left, unit), item=code(name), source=code(src),
+                     destination=code(dst), parts=join(parts, ";"), more=more, days=num(allowed, 0))
         strength = left / sent if sent else 1.0
         hits.append(Hit(NAME, "transfer", f"{src}>{dst}:{item}", src, tuple(dict.fromkeys(cited))[:EVIDENCE_CAP],
                         float(np.clip(0.6 + 0.35 * strength, 0.0, 0.95)), reason,

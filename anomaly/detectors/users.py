@@ -40,7 +40,9 @@ import pandas as pd
 from scipy.special import bdtrc
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, plural, squash
+from anomaly.hits import Hit, squash
+from anomaly.wording import facility_kinds
+from stock.messages import code, count, join, msg, nmsg, num, pct
 
 NAME = "users"
 
@@ -63,10 +65,6 @@ ZERO_SPREAD_MARGIN = {"off_hours": 0.10, "controlled": 0.15, "rate": 0.0}
 relies on MIN_RATIO and RIVAL_RATIO alone."""
 MEASURES = ("off_hours", "controlled", "rate")
 VALUE = {"off_hours": "off_hours_share", "controlled": "controlled_share", "rate": "rate"}
-_KIND = {"health_center": ("health centre", "health centres"), "pharmacy": ("pharmacy", "pharmacies"),
-         "hospital": ("hospital", "hospitals"), "warehouse": ("warehouse", "warehouses")}
-
-
 def off_hours(hour: pd.Series, start: int, end: int) -> pd.Series:
     """Whether a local hour falls in the off-hours window, which may wrap past midnight."""
     if start > end:
@@ -176,7 +174,8 @@ def detect(frames: Frames) -> list[Hit]:
 
 def _hits(d: pd.DataFrame, flagged: pd.DataFrame, judged: dict[str, pd.DataFrame], s) -> list[Hit]:
     thr = s.mad_threshold
-    window = f"{s.off_hours_start:02d}:00 and {s.off_hours_end:02d}:00"
+    window = msg("%(start)s:00 and %(end)s:00", start=code(f"{s.off_hours_start:02d}"),
+                 end=code(f"{s.off_hours_end:02d}"))
     mine_all = d.merge(flagged[["facility_code", "recorded_by"]], on=["facility_code", "recorded_by"])
     mine_all["_off"] = off_hours(mine_all["local_hour"], s.off_hours_start, s.off_hours_end).to_numpy()
     mine_all = mine_all.sort_values(["quantity", "seq"], ascending=[False, True])
@@ -193,10 +192,10 @@ def _hits(d: pd.DataFrame, flagged: pd.DataFrame, judged: dict[str, pd.DataFrame
             pool = mine
         zs = [min(float(judged[m].at[idx, "z"]), 4 * thr) for m in found]
         score = min(0.9, squash(max(zs) - thr, half=thr, floor=0.5, ceiling=0.85) + 0.03 * (len(found) - 1))
-        cited = (f" (the {EVIDENCE_CAP} largest of {len(pool)} such dispensings are cited)"
-                 if len(pool) > EVIDENCE_CAP else "")
-        reason = (f"{row['recorded_by']} " + "; and ".join(_text(m, row, judged[m].loc[idx], window) for m in found)
-                  + cited + ".")
+        cited = (msg(" (the %(cap)s largest of %(n)s such dispensings are cited)", cap=count(EVIDENCE_CAP),
+                     n=count(len(pool))) if len(pool) > EVIDENCE_CAP else join([]))
+        reason = msg("%(user)s %(what)s%(cited)s.", user=code(row['recorded_by']), cited=cited,
+                     what=join([_text(m, row, judged[m].loc[idx], window) for m in found], "; and"))
         details = {"dispensings": int(row["dispensings"]), "days": int(row["days"]),
                    "controlled": int(row["controlled"]), "off_hours_controlled": int(row["off_controlled"])}
         for m in found:
@@ -210,31 +209,33 @@ def _hits(d: pd.DataFrame, flagged: pd.DataFrame, judged: dict[str, pd.DataFrame
     return hits
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.0f}%" if x >= 0.01 or x == 0 else f"{x * 100:.1f}%"
-
-
-def _text(measure: str, row: pd.Series, st: pd.Series, window: str) -> str:
+def _text(measure: str, row: pd.Series, st: pd.Series, window):
     n = int(st["n"])
     if st["where"] == "facility":
-        whom = f"{plural(n, 'colleague')} at {row['facility_code']}"
+        whom = nmsg("%(n)s colleague at %(facility)s", "%(n)s colleagues at %(facility)s", n=count(n),
+                    facility=code(row['facility_code']))
     else:
-        one, many = _KIND.get(row["facility_kind"], (row["facility_kind"], row["facility_kind"]))
-        k = int(st["facilities"])
-        place = f"in {row['region']}" if st["where"] == "region" else "nationally"
-        whom = f"{n} staff of {k} {one if k == 1 else many} {place}, {row['facility_code']} having too few"
+        kinds = facility_kinds(row["facility_kind"], int(st["facilities"]))
+        whom = (msg("%(n)s staff of %(kinds)s in %(region)s, %(facility)s having too few", n=count(n), kinds=kinds,
+                    region=code(row['region']), facility=code(row['facility_code']))
+                if st["where"] == "region" else
+                msg("%(n)s staff of %(kinds)s nationally, %(facility)s having too few", n=count(n), kinds=kinds,
+                    facility=code(row['facility_code'])))
     z = float(st["z"])
-    zt = f"z={z:.1f}" if np.isfinite(z) else "all of them alike"
+    zt = msg("z=%(z)s", z=num(z, 1)) if np.isfinite(z) else msg("all of them alike")
     if measure == "off_hours":
         if not np.isfinite(z) and st["median"] == 0:
-            zt = "none of them dispensing controlled items then"
-        return (f"dispensed {_pct(row['off_hours_share'])} of their controlled items "
-                f"({int(row['off_controlled'])} of {int(row['controlled'])}) between {window}, against "
-                f"{_pct(row['own_off_share'])} of their other dispensings and a median of {_pct(st['median'])} "
-                f"for {whom} ({zt})")
+            zt = msg("none of them dispensing controlled items then")
+        return msg("dispensed %(share)s of their controlled items (%(off)s of %(all)s) between %(window)s, against "
+                   "%(own)s of their other dispensings and a median of %(median)s for %(whom)s (%(z)s)",
+                   share=pct(row['off_hours_share']), off=count(row['off_controlled']), all=count(row['controlled']),
+                   window=window, own=pct(row['own_off_share']), median=pct(st['median']), whom=whom, z=zt)
     if measure == "controlled":
-        return (f"dispensed controlled items in {_pct(row['controlled_share'])} of their dispensings "
-                f"({int(row['controlled'])} of {int(row['dispensings'])}) against a median of "
-                f"{_pct(st['median'])} for {whom} ({zt})")
-    return (f"recorded {row['rate']:.1f} dispensings a day over {plural(int(row['days']), 'day')} against a "
-            f"median of {st['median']:.1f} for {whom} ({zt})")
+        return msg("dispensed controlled items in %(share)s of their dispensings (%(controlled)s of %(all)s) "
+                   "against a median of %(median)s for %(whom)s (%(z)s)", share=pct(row['controlled_share']),
+                   controlled=count(row['controlled']), all=count(row['dispensings']), median=pct(st['median']),
+                   whom=whom, z=zt)
+    return msg("recorded %(rate)s dispensings a day over %(days)s against a median of %(median)s for %(whom)s "
+               "(%(z)s)", rate=num(row['rate'], 1),
+               days=nmsg("%(n)s day", "%(n)s days", n=count(row['days'])), median=num(st['median'], 1),
+               whom=whom, z=zt)

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from anomaly.features import Frames
-from anomaly.hits import Hit, amount, qty, squash
+from anomaly.hits import Hit, squash
+from stock.messages import code, count, day, msg, num, pmsg
+from stock.messages import qty as quantity
 
 NAME = "writeoffs"
 
@@ -45,6 +47,14 @@ def _usual_use(frames: Frames) -> pd.DataFrame:
     return use[["median", "daily"]].rename(columns={"median": "usual_movement"})
 
 
+def _why(why: str):
+    """The loss reason as written off: the known ones in the reader's words, others as typed."""
+    known = {"expired": pmsg("loss reason", "expired"), "damaged": pmsg("loss reason", "damaged"),
+             "lost": pmsg("loss reason", "lost"), "theft": pmsg("loss reason", "theft"),
+             "recalled": pmsg("loss reason", "recalled"), "": msg("a loss with no reason")}
+    return known.get(why) or code(why)
+
+
 def detect(frames: Frames) -> list[Hit]:
     s = frames.settings
     loss = frames.of_kind("loss")
@@ -66,25 +76,27 @@ def detect(frames: Frames) -> list[Hit]:
              & (loss["movements"] >= MIN_MOVEMENTS) & (loss["days_of_use"] >= MIN_DAYS_OF_USE))
     hits: list[Hit] = []
     for row in loss[expired | large].sort_values("seq").itertuples():
-        what = (f"{amount(row.quantity, row.unit)} of {row.item_name} lot {row.lot_number} written off as "
-                f"{row.why or 'a loss with no reason'} at {row.facility_code} on {row.local_date:%Y-%m-%d} "
-                f"by {row.recorded_by}, {row.days_left} days before the lot expires on {row.expiry_date:%Y-%m-%d}")
+        what = msg("%(qty)s of %(item)s lot %(lot)s written off as %(why)s at %(facility)s on %(date)s by %(user)s, "
+                   "%(days)s days before the lot expires on %(expiry)s", qty=quantity(row.quantity, row.unit),
+                   item=code(row.item_name), lot=code(row.lot_number), why=_why(row.why),
+                   facility=code(row.facility_code), date=day(row.local_date), user=code(row.recorded_by),
+                   days=count(row.days_left), expiry=day(row.expiry_date))
         if np.isfinite(row.days_of_use):
-            use = f"{row.days_of_use:.0f} days of the facility's usual use"
+            use = msg("%(days)s days of the facility's usual use", days=num(row.days_of_use, 0))
         else:
-            use = "an item the facility has not dispensed or sent out"
+            use = msg("an item the facility has not dispensed or sent out")
         if row.why == "expired":
             score = squash(row.days_left / s.writeoff_min_days_to_expiry - 1, half=2, floor=0.8, ceiling=0.97)
-            reason_text = f"{what}: an expiry write-off of a lot that has not expired ({use})."
+            reason_text = msg("%(what)s: an expiry write-off of a lot that has not expired (%(use)s).", what=what, use=use)
         else:
             # Only as sure as the weaker of the two measures of size; with no use to measure
             # against, only weakly sure.
             excess = (min(row.movements / MIN_MOVEMENTS, row.days_of_use / MIN_DAYS_OF_USE) - 1
                       if np.isfinite(row.days_of_use) and np.isfinite(row.movements) else 0.5)
             score = squash(excess, half=2, floor=0.5, ceiling=0.9)
-            times = (f", {row.movements:.0f} times its usual dispensing or dispatch of {qty(row.usual_movement)}"
-                     if np.isfinite(row.movements) else "")
-            reason_text = f"{what}: {use}{times}."
+            reason_text = (msg("%(what)s: %(use)s, %(times)s times its usual dispensing or dispatch of %(usual)s.",
+                               what=what, use=use, times=num(row.movements, 0), usual=num(row.usual_movement))
+                           if np.isfinite(row.movements) else msg("%(what)s: %(use)s.", what=what, use=use))
         hits.append(Hit(NAME, "entry", row.entry_id, row.facility_code, (row.entry_id,), score, reason_text,
                         {"quantity": row.quantity, "reason": row.why, "days_to_expiry": int(row.days_left),
                          "days_of_use": None if not np.isfinite(row.days_of_use) else round(row.days_of_use, 1),

@@ -23,7 +23,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from anomaly.hits import amount, qty
+from stock.messages import code, join, month, msg, num, pct
+from stock.messages import qty as quantity
 from anomaly.reports.surprise import Finding, rarity
 
 UNDO_MONTHS = 3
@@ -45,8 +46,8 @@ def unit_change(a: float, b: float, name: str) -> int | None:
     return k if k in pack_sizes(name) else None
 
 
-def _of(row) -> str:
-    return f"{row.item_name} ({row.item_code})"
+def _of(row):
+    return msg("%(name)s (%(code)s)", name=code(row.item_name), code=code(row.item_code))
 
 
 def net(r: pd.DataFrame) -> pd.DataFrame:
@@ -88,11 +89,12 @@ def net(r: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _undo_text(original: float, left: float, refs: list[str]) -> str:
+def _undo_text(original: float, left: float, refs: list[str]):
     if not refs or original == left:
-        return ""
-    months = ", ".join(sorted({ref.split("/")[-1].split("#")[0] for ref in refs}))
-    return f"; figures of {months} undo {qty(abs(original - left))} of it, leaving {qty(abs(left))}"
+        return join([])
+    months = [month(m) for m in sorted({ref.split("/")[-1].split("#")[0] for ref in refs})]
+    return msg("; figures of %(months)s undo %(undone)s of it, leaving %(left)s", months=join(months, ","),
+               undone=num(abs(original - left)), left=num(abs(left)))
 
 
 def _unexplained(r: pd.DataFrame, left: pd.Series, figure: pd.Series, expected: pd.Series, base: pd.Series):
@@ -118,14 +120,16 @@ def arithmetic(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     out = []
     for i, pi in p.items():
         row, diff, orig = r.loc[i], left[i], moves.at[i, "arith"]
-        gap = (f"{amount(-diff, row.unit)} fewer than the figures leave" if diff < 0
-               else f"{amount(diff, row.unit)} more than the figures leave")
-        reason = (f"{row.facility_code} reported a closing stock of {amount(row.closing, row.unit)} of {_of(row)} "
-                  f"for {row.period}, but opening {qty(row.opening)} + received {qty(row.received)} "
-                  f"- consumed {qty(row.consumed)} + adjustment {qty(row.adjustment)} = {qty(expected[i])}: "
-                  f"{gap if orig == diff else ('a difference of ' + qty(orig))}"
-                  f"{_undo_text(orig, diff, moves.at[i, 'arith_undone_by'])} "
-                  f"({abs(diff) / base[i]:.0%} of the stock handled).")
+        gap = (msg("%(qty)s fewer than the figures leave", qty=quantity(-diff, row.unit)) if diff < 0
+               else msg("%(qty)s more than the figures leave", qty=quantity(diff, row.unit)))
+        reason = msg("%(facility)s reported a closing stock of %(closing)s of %(item)s for %(period)s, but opening "
+                     "%(opening)s + received %(received)s - consumed %(consumed)s + adjustment %(adjustment)s = "
+                     "%(expected)s: %(gap)s%(undo)s (%(share)s of the stock handled).",
+                     facility=code(row.facility_code), closing=quantity(row.closing, row.unit), item=_of(row),
+                     period=month(row.period), opening=num(row.opening), received=num(row.received),
+                     consumed=num(row.consumed), adjustment=num(row.adjustment), expected=num(expected[i]),
+                     gap=gap if orig == diff else msg("a difference of %(difference)s", difference=num(orig)),
+                     undo=_undo_text(orig, diff, moves.at[i, 'arith_undone_by']), share=pct(abs(diff) / base[i]))
         out.append(Finding("report_arithmetic", row.facility_code, row.item_code, int(row.month_no), row.ref,
                            row.period, float(pi), reason, [row.ref],
                            {"expected_closing": float(expected[i]), "closing": float(row.closing),
@@ -146,11 +150,14 @@ def carryover(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     out = []
     for i, pi in p.items():
         row, gap, orig = r.loc[i], left[i], moves.at[i, "gap"]
-        what = (f"{amount(-orig, row.unit)} disappeared between the two reports" if orig < 0
-                else f"{amount(orig, row.unit)} appeared between the two reports")
-        reason = (f"{row.facility_code} closed {moves.at[i, 'prev_period']} with "
-                  f"{amount(moves.at[i, 'prev_closing'], row.unit)} of {_of(row)} but opened {row.period} with "
-                  f"{qty(row.opening)}: {what}{_undo_text(orig, gap, moves.at[i, 'gap_undone_by'])}.")
+        what = (msg("%(qty)s disappeared between the two reports", qty=quantity(-orig, row.unit)) if orig < 0
+                else msg("%(qty)s appeared between the two reports", qty=quantity(orig, row.unit)))
+        reason = msg("%(facility)s closed %(previous)s with %(closing)s of %(item)s but opened %(period)s with "
+                     "%(opening)s: %(what)s%(undo)s.", facility=code(row.facility_code),
+                     previous=month(moves.at[i, 'prev_period']),
+                     closing=quantity(moves.at[i, 'prev_closing'], row.unit), item=_of(row),
+                     period=month(row.period), opening=num(row.opening), what=what,
+                     undo=_undo_text(orig, gap, moves.at[i, 'gap_undone_by']))
         out.append(Finding("report_carryover", row.facility_code, row.item_code, int(row.month_no), row.ref,
                            row.period, float(pi), reason, [moves.at[i, "prev_ref"], row.ref],
                            {"previous_closing": float(moves.at[i, "prev_closing"]), "opening": float(row.opening),
@@ -193,17 +200,23 @@ def overdraw(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     for i, pi in p.items():
         row = r.loc[i]
         if over[i]:
-            reason = (f"{row.facility_code} reported consuming {amount(row.consumed, row.unit)} of {_of(row)} in "
-                      f"{row.period} with only {qty(available[i])} available (opening {qty(row.opening)} + received "
-                      f"{qty(row.received)}{f' + adjustment {qty(row.adjustment)}' if row.adjustment > 0 else ''}): "
-                      f"{qty(excess[r.index.get_loc(i)])} more than there was.")
+            reason = msg("%(facility)s reported consuming %(consumed)s of %(item)s in %(period)s with only "
+                         "%(available)s available (opening %(opening)s + received %(received)s%(adjustment)s): "
+                         "%(excess)s more than there was.", facility=code(row.facility_code),
+                         consumed=quantity(row.consumed, row.unit), item=_of(row), period=month(row.period),
+                         available=num(available[i]), opening=num(row.opening), received=num(row.received),
+                         adjustment=(msg(" + adjustment %(adjustment)s", adjustment=num(row.adjustment))
+                                     if row.adjustment > 0 else join([])),
+                         excess=num(excess[r.index.get_loc(i)]))
             details = {"available": float(available[i]), "consumed": float(row.consumed),
                        "excess": float(excess[r.index.get_loc(i)])}
         else:
-            reason = (f"{row.facility_code} reported consuming {amount(row.consumed, row.unit)} of {_of(row)} in "
-                      f"{row.period} with opening {qty(row.opening)} + received {qty(row.received)} = "
-                      f"{qty(stocked[i])}; a positive adjustment of {qty(row.adjustment)} covers the "
-                      f"{qty(excess[r.index.get_loc(i)])} consumed beyond that.")
+            reason = msg("%(facility)s reported consuming %(consumed)s of %(item)s in %(period)s with opening "
+                         "%(opening)s + received %(received)s = %(stocked)s; a positive adjustment of %(adjustment)s "
+                         "covers the %(excess)s consumed beyond that.", facility=code(row.facility_code),
+                         consumed=quantity(row.consumed, row.unit), item=_of(row), period=month(row.period),
+                         opening=num(row.opening), received=num(row.received), stocked=num(stocked[i]),
+                         adjustment=num(row.adjustment), excess=num(excess[r.index.get_loc(i)]))
             details = {"opening_plus_received": float(stocked[i]), "consumed": float(row.consumed),
                        "adjustment": float(row.adjustment), "covered_by_adjustment": float(excess[r.index.get_loc(i)])}
         out.append(Finding("report_overdraw", row.facility_code, row.item_code, int(row.month_no), row.ref,

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from anomaly.hits import amount, plural, qty
+from stock.messages import code, count, join, month, msg, nmsg, num
+from stock.messages import qty as quantity
 from anomaly.reports.balance import _of
 from anomaly.reports.surprise import Finding, period_of, rarity
 
@@ -73,7 +74,8 @@ def _facility_findings(detector: str, r: pd.DataFrame, spans: pd.DataFrame, p: p
         anchor = grp.sort_values("item_code").iloc[0]
         row = r.loc[anchor["anchor"]]
         refs = sorted(ref for refs in grp["refs"] for ref in refs)
-        months = period_of(first) if first == last else f"{period_of(first)} to {period_of(last)}"
+        months = (month(period_of(first)) if first == last
+                  else msg("%(first)s to %(last)s", first=month(period_of(first)), last=month(period_of(last))))
         items = [_of(r.loc[a]) for a in grp.sort_values("item_code")["anchor"]]
         reason = describe(facility, months, last - first + 1, items, grp, r)
         out.append(Finding(detector, facility, None, int(first), row.ref, period_of(first),
@@ -82,9 +84,10 @@ def _facility_findings(detector: str, r: pd.DataFrame, spans: pd.DataFrame, p: p
     return out
 
 
-def _around(grp: pd.DataFrame, r: pd.DataFrame) -> str:
-    return "; ".join(f"{_of(r.loc[a])}: closed {qty(b)} before, opened {qty(c)} after"
-                     for a, b, c in zip(grp["anchor"], grp["before"], grp["after"]))
+def _around(grp: pd.DataFrame, r: pd.DataFrame):
+    return join([msg("%(item)s: closed %(before)s before, opened %(after)s after", item=_of(r.loc[a]),
+                     before=num(b), after=num(c))
+                 for a, b, c in zip(grp["anchor"], grp["before"], grp["after"])], ";")
 
 
 def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
@@ -103,8 +106,10 @@ def zeros(r: pd.DataFrame, runs: pd.DataFrame) -> list[Finding]:
 
     def describe(facility, months, n, items, grp, r):
         around = _around(grp, r)
-        return (f"{facility} sent {plural(n, 'report')} of all zeros for {plural(len(items), 'item')} "
-                f"({months}) right after closing with stock ({around}): the stock was not counted.")
+        return msg("%(facility)s sent %(reports)s of all zeros for %(items)s (%(months)s) right after closing with "
+                   "stock (%(around)s): the stock was not counted.", facility=code(facility),
+                   reports=nmsg("%(n)s report", "%(n)s reports", n=count(n)),
+                   items=nmsg("%(n)s item", "%(n)s items", n=count(len(items))), months=months, around=around)
     return _facility_findings("report_zero", r, spans, p, describe)
 
 
@@ -127,8 +132,10 @@ def missing(r: pd.DataFrame) -> list[Finding]:
 
     def describe(facility, months, n, items, grp, r):
         around = _around(grp, r)
-        return (f"{facility} sent no report for {plural(len(items), 'item')} for {plural(n, 'month')} ({months}) "
-                f"between months it reported ({around}).")
+        return msg("%(facility)s sent no report for %(items)s for %(months)s (%(span)s) between months it reported "
+                   "(%(around)s).", facility=code(facility),
+                   items=nmsg("%(n)s item", "%(n)s items", n=count(len(items))),
+                   months=nmsg("%(n)s month", "%(n)s months", n=count(n)), span=months, around=around)
     return _facility_findings("report_missing", r, spans, p, describe)
 
 
@@ -157,12 +164,16 @@ def stockout(r: pd.DataFrame) -> list[Finding]:
     out = []
     for i, pi in p.items():
         row, h = r.loc[i], holder.loc[i]
-        days = f" ({plural(int(row.stockout_days), 'stockout day')})" if row.stockout_days and row.stockout_days > 0 else ""
-        reason = (f"{row.facility_code} closed {row.period} with no {_of(row)} left{days}, against a usual use of "
-                  f"{qty(round(use[i], 1))} a month, while {h.facility_code} in the same region held "
-                  f"{amount(h.closing, row.unit)}, "
-                  f"{f'{h.closing / h.use:.1f} months of its own use' if h.use > 0 else 'none of it used there'}: "
-                  f"{qty(round(h.spare))} to spare, {months_spare[i]:.1f} months of {row.facility_code}'s use.")
+        days = (nmsg(" (%(n)s stockout day)", " (%(n)s stockout days)", n=count(row.stockout_days))
+                if row.stockout_days and row.stockout_days > 0 else join([]))
+        reason = msg("%(facility)s closed %(period)s with no %(item)s left%(days)s, against a usual use of %(use)s a "
+                     "month, while %(holder)s in the same region held %(held)s, %(holder_use)s: %(spare)s to spare, "
+                     "%(months)s months of %(facility)s's use.", facility=code(row.facility_code),
+                     period=month(row.period), item=_of(row), days=days, use=num(round(use[i], 1)),
+                     holder=code(h.facility_code), held=quantity(h.closing, row.unit),
+                     holder_use=(msg("%(months)s months of its own use", months=num(h.closing / h.use, 1))
+                                 if h.use > 0 else msg("none of it used there")),
+                     spare=num(round(h.spare)), months=num(months_spare[i], 1))
         out.append(Finding("report_stockout", row.facility_code, row.item_code, int(row.month_no), row.ref,
                            row.period, float(pi), reason, [row.ref],
                            {"holder": h.facility_code, "holder_closing": float(h.closing),

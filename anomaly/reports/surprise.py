@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.hits import Hit
+from stock.messages import Reasons, join, month, msg
 
 ALPHA = 0.05
 """A finding at least as common as this (after same-month peers) is not surprising enough to flag."""
@@ -134,7 +135,8 @@ def _episode_hits(facility: str, item: str | None, episode: list[Finding]) -> li
         best = mine[0]
         reason = best.reason
         if len(mine) > 1:
-            reason += " Also in " + ", ".join(sorted(f.period for f in mine[1:])) + "."
+            reason = Reasons([reason, msg("Also in %(months)s.",
+                                          months=join([month(p) for p in sorted(f.period for f in mine[1:])], ","))])
         refs = sorted({r for f in mine for r in f.refs})
         details = {**best.details, "reports": refs, "period": best.period, "event_months": months,
                    "p": round(best.p, 6), "months": [{"period": f.period, "p": round(f.p, 6), **f.details}

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 
 from anomaly.detectors.consumption import robust_z
-from anomaly.hits import amount, qty
+from anomaly.wording import facility_kinds
+from stock.messages import code, join, month, msg, num, pct
+from stock.messages import qty as quantity
 from anomaly.reports.balance import _of, _undo_text, pack_sizes
 from anomaly.reports.surprise import Finding, rarity
 from stock.settings import Detection
@@ -21,9 +23,6 @@ CONSUMPTION_MIN_UNITS = 20
 """A month consuming less than this is too small to judge against history."""
 CONSUMPTION_MIN_RATIO = 2.0
 """A flagged month consumes at least this multiple of the facility's own median."""
-
-KINDS = {"hospital": "hospitals", "health_center": "health centres", "pharmacy": "pharmacies",
-         "warehouse": "warehouses"}
 
 
 def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
@@ -59,13 +58,16 @@ def adjustment(r: pd.DataFrame, moves: pd.DataFrame) -> list[Finding]:
     for i, pi in p.items():
         row = r.loc[i]
         stock = row.opening + row.received
-        share = f", {loss[i] / stock:.0%} of the {qty(stock)} it held" if stock > 0 else ""
+        share = (msg(", %(share)s of the %(stock)s it held", share=pct(loss[i] / stock), stock=num(stock))
+                 if stock > 0 else join([]))
         undo = _undo_text(row.adjustment, -loss[i], moves.at[i, "adjustment_undone_by"])
-        reason = (f"{row.facility_code} adjusted {_of(row)} down by {amount(-row.adjustment, row.unit)} in "
-                  f"{row.period}{share}{undo}, against {qty(row.consumed)} consumed that month and a median of "
-                  f"{qty(round(median[i], 1))} a month "
-                  f"({'no use to compare with' if reference[i] == 0 else f'{times[i]:.1f}x'}); "
-                  f"the report gives no reason.")
+        reason = msg("%(facility)s adjusted %(item)s down by %(qty)s in %(period)s%(share)s%(undo)s, against "
+                     "%(consumed)s consumed that month and a median of %(median)s a month (%(times)s); the report "
+                     "gives no reason.", facility=code(row.facility_code), item=_of(row),
+                     qty=quantity(-row.adjustment, row.unit), period=month(row.period), share=share, undo=undo,
+                     consumed=num(row.consumed), median=num(round(median[i], 1)),
+                     times=(msg("no use to compare with") if reference[i] == 0
+                            else msg("%(times)sx", times=num(times[i], 1))))
         out.append(Finding("report_adjustment", row.facility_code, row.item_code, int(row.month_no), row.ref,
                            row.period, float(pi), reason, [row.ref],
                            {"adjustment": float(row.adjustment), "not_undone": float(-loss[i]),
@@ -120,18 +122,20 @@ def consumption(r: pd.DataFrame, settings: Detection) -> list[Finding]:
     out = []
     for i, pi in p.items():
         row = r.loc[i]
-        parts = [f"its own median of {qty(round(row.own_median, 1))} over {row.own_n:.0f} months "
-                 f"(z={row.own_z:.1f})"]
+        parts = [msg("its own median of %(median)s over %(months)s months (z=%(z)s)",
+                     median=num(round(row.own_median, 1)), months=num(row.own_n, 0), z=num(row.own_z, 1))]
         details = {"consumed": float(row.consumed), "own_median": float(row.own_median),
                    "own_z": round(float(row.own_z), 2), "history_months": int(row.own_n) - 1}
         if peer_ok[i]:
-            parts.append(f"{row.relative:.1f}x its median where {row.peer_n - 1:.0f} other "
-                         f"{KINDS.get(row.facility_kind, row.facility_kind)} were at a median "
-                         f"{row.peer_median:.1f}x theirs (z={row.peer_z:.1f})")
+            parts.append(msg("%(times)sx its median where %(others)s were at a median %(median)sx theirs (z=%(z)s)",
+                             times=num(row.relative, 1),
+                             others=facility_kinds(row.facility_kind, int(round(row.peer_n - 1)), other=True),
+                             median=num(row.peer_median, 1), z=num(row.peer_z, 1)))
             details.update(relative=round(float(row.relative), 3), peer_median=round(float(row.peer_median), 3),
                            peer_z=round(float(row.peer_z), 2), peers=int(row.peer_n) - 1)
-        reason = (f"{row.facility_code} reported consuming {amount(row.consumed, row.unit)} of {_of(row)} in "
-                  f"{row.period}, against {' and '.join(parts)}.")
+        reason = msg("%(facility)s reported consuming %(consumed)s of %(item)s in %(period)s, against %(parts)s.",
+                     facility=code(row.facility_code), consumed=quantity(row.consumed, row.unit), item=_of(row),
+                     period=month(row.period), parts=join(parts, "and"))
         out.append(Finding("report_consumption", row.facility_code, row.item_code, int(row.month_no), row.ref,
                            row.period, float(pi), reason, [row.ref], details))
     return out

@@ -94,3 +94,15 @@ from stock.rules.movements import (  # noqa: F401
     short_arrival_reason,
     time_problem,
 )
+from stock.rules.allocation import (  # noqa: F401
+    MSG_LOT_NOT_USABLE,
+    MSG_LOT_SHORT,
+    MSG_SHORT_USABLE,
+    MSG_SPLIT_SUM,
+    LotChoice,
+    Take,
+    fefo_order,
+    fefo_split,
+    override_problem,
+    usable,
+)

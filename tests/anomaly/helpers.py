@@ -28,7 +28,24 @@ def stocked(session, *, facility="H1", item="MOR10", lot="L1", quantity=1000):
 
 def run(session, name: str, settings: Detection | None = None):
     frames = features.build(session, settings or Detection())
-    return load(name)(frames)
+    hits = load(name)(frames)
+    for hit in hits:
+        assert_reads_in_every_language(hit.reason)
+    return hits
+
+
+def assert_reads_in_every_language(reason) -> None:
+    """A detector's reason is kept as messages, and each of them has its French and Arabic
+    translation (gettext never hands back the English msgid)."""
+    from stock.messages import as_messages
+    from web.messages import render
+
+    found = as_messages(reason)
+    assert found, f"reason worded as plain text, not messages: {reason!r}"
+    for lang in ("fr", "ar"):
+        missing: set = set()
+        render(found, lang, missing=missing)
+        assert not missing, f"untranslated in {lang}: {sorted(missing)}"
 
 
 def post_all(session, *entries):

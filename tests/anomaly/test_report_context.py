@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from anomaly import reports as report_detection
+from tests.anomaly.helpers import assert_reads_in_every_language
 from anomaly import scan
 from anomaly.models import Flag
 from stock.settings import Detection
@@ -46,7 +47,10 @@ def load(session, tmp_path: Path, rows: list[str]):
 
 
 def found(session, *names: str):
-    return report_detection.scan_hits(session, Detection(), list(names))
+    found = report_detection.scan_hits(session, Detection(), list(names))
+    for hit in found:
+        assert_reads_in_every_language(hit.reason)
+    return found
 
 
 def test_a_write_off_wave_is_not_a_local_flag_and_a_lone_write_off_is(session, tmp_path):

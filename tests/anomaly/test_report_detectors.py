@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from anomaly import export
 from anomaly import reports as report_detection
+from tests.anomaly.helpers import assert_reads_in_every_language
 from anomaly import scan
 from anomaly.models import Flag
 from stock.importer import import_dataset
@@ -57,7 +58,10 @@ def load(session, tmp_path: Path, rows: list[str], *, facilities: str = FACILITI
 
 
 def hits(session, name: str, settings: Detection | None = None):
-    return report_detection.scan_hits(session, settings or Detection(), [name])
+    found = report_detection.scan_hits(session, settings or Detection(), [name])
+    for hit in found:
+        assert_reads_in_every_language(hit.reason)
+    return found
 
 
 def test_arithmetic_that_does_not_balance(session, tmp_path):

@@ -91,8 +91,10 @@ def browser_page(browser, tmp_path):
 
 @pytest.fixture
 def screenshot(browser_page, tmp_path):
-    """``screenshot("ar-home")`` saves the page as tmp_path/screenshots/ar-home.png."""
-    folder = tmp_path / "screenshots"
+    """``screenshot("ar-home")`` saves the page as screenshots/ar-home.png in the test's tmp_path, or in
+    the folder DAWA_SCREENSHOTS names, to keep them for review."""
+    kept = os.environ.get("DAWA_SCREENSHOTS")
+    folder = Path(kept) if kept else tmp_path / "screenshots"
 
     def take(name: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def test_pharmacist_logs_in_after_a_wrong_password_and_sees_home(app_site, brows
     page.fill("#f-password", PASSWORD)
     page.click("form[action='/login'] button[type=submit]")
     page.wait_for_selector("nav.pharmacy-nav")  # a pharmacist lands on their pharmacy's counter
-    assert page.url.endswith("/dispense")
+    assert page.url.endswith("/visit")
     nav = page.locator("nav .nav-links a").all_inner_texts()
     assert nav[:2] == ["Pharmacy", "Requisitions"]
     page.goto(f"{app_site}/overview")

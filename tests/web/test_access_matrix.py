@@ -106,13 +106,17 @@ MATRIX = [
     Row("GET", "/pharmacy", PHARMACY_STAFF_ANYWHERE, ok=303),
     Row("GET", "/pharmacy/choose", PHARMACY_STAFF_ANYWHERE),
     *[Row("GET", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF)
-      for page in ("dispense", "items", "lots", "packs", "receipt", "transfer-out", "transfers-in", "loss", "count",
-                   "today")],
+      for page in ("visit", "dispense", "items", "lots", "packs", "receipt", "transfer-out", "transfers-in", "loss",
+                   "count", "today")],
     # The open prescriptions of a patient: the card in the body, never in the URL.
     Row("POST", "/pharmacy/{facility}/prescriptions", PHARMACY_STAFF,
         form={"health_card_id": "LY0000000001", "item_code": "MOR10"}),
     *[Row("POST", f"/pharmacy/{{facility}}/{page}", PHARMACY_STAFF, ok=422, form={})
-      for page in ("dispense", "receipt", "transfer-out", "transfers-in", "loss", "count")],
+      for page in ("visit", "dispense", "receipt", "transfer-out", "transfers-in", "loss", "count")],
+    # A visit's patient history beside the form (an audited read, the card in the body), and the form
+    # drawn again with a line added or its lots proposed (records nothing, always 200).
+    Row("POST", "/pharmacy/{facility}/visit/history", PHARMACY_STAFF, form={"health_card_id": "LY0000000001"}),
+    Row("POST", "/pharmacy/{facility}/visit/refresh", PHARMACY_STAFF, form={"action": "add"}),
     Row("POST", "/pharmacy/{facility}/reverse", PHARMACY_REVERSERS, ok=422, form={}),
     # Filling a form from a scanned barcode records nothing and always answers the form (200).
     Row("POST", "/pharmacy/{facility}/scan", PHARMACY_STAFF, form={"scan": "(01)09501101530003"}),

@@ -53,17 +53,20 @@ def test_email_in_each_recipients_language_with_text_and_html(world, mailbox):
     assert all(frm == "alerts@dawa.test" for frm, _, _ in mailbox.messages)
 
     fr = by_rcpt[("manager.h1@example.org",)]
-    assert fr["Subject"] == "Rupture de stock : MOR10 à H1"
+    # Codes are isolated for bidirectional text (FSI ... PDI) wherever the reader's language is not English.
+    assert fr["Subject"] == "Rupture de stock\u00a0: \u2068MOR10\u2069 à \u2068H1\u2069"
     assert fr["To"] == "manager.h1@example.org" and fr["Content-Language"] == "fr"
     plain = fr.get_body(("plain",)).get_content()
     html = fr.get_body(("html",)).get_content()
-    assert "Morphine 10 mg tablet (MOR10) est en rupture de stock à Tripoli Central Hospital (H1)." in plain
+    assert ("\u2068Morphine 10 mg tablet\u2069 (\u2068MOR10\u2069) est en rupture de stock à "
+            "\u2068Tripoli Central Hospital\u2069 (\u2068H1\u2069).") in plain
     assert "Ouvrir dans Dawa: http://dawa.test/stock?facility=H1&amp;item=MOR10" not in plain
     assert "http://dawa.test/stock?facility=H1&item=MOR10" in plain
     assert '<html lang="fr" dir="ltr">' in html and 'href="http://dawa.test/stock?facility=H1&amp;item=MOR10"' in html
+    assert "<h1>Rupture de stock\u00a0: <bdi>MOR10</bdi> à <bdi>H1</bdi></h1>" in html
 
     ar = by_rcpt[("tripoli@example.org",)]
-    assert ar["Subject"] == "نفاد المخزون: MOR10 في H1"
+    assert ar["Subject"] == "نفاد المخزون: \u2068MOR10\u2069 في \u2068H1\u2069"
     assert 'dir="rtl"' in ar.get_body(("html",)).get_content()
 
     sent = deliveries(world, channel="email")

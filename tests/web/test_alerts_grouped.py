@@ -50,11 +50,11 @@ def test_one_scan_sends_each_auditor_one_message_listing_every_new_flag(world, m
 
     assert [rcpts for _, rcpts, _ in mailbox.messages] == [["tripoli.audit@example.org"]]
     mail = mailbox.messages[0][2]
-    assert mail["Subject"] == f"Dawa : {len(flags)} nouvelles alertes"
+    assert mail["Subject"] == f"Dawa\u00a0: {len(flags)} nouvelles alertes"
     plain = mail.get_body(("plain",)).get_content()
     for flag in flags:
         assert f"/flags/{flag.flag_id}" in plain
-    assert plain.count("- [") == len(flags) and "à H1 : " in plain
+    assert plain.count("- [") == len(flags) and "à \u2068H1\u2069\u00a0: " in plain
     # The national auditor, on the default in-app channel, has one notification too.
     assert notified(world)["aud_national"] == [f"Dawa: {len(flags)} new alerts"]
     # Each flag's own row stays in the history, folded into the run's message.
@@ -67,7 +67,7 @@ def test_one_scan_sends_each_auditor_one_message_listing_every_new_flag(world, m
     world.commit()
     later = scan_and_alert(world, s, NOW + timedelta(hours=1))
     assert later.started == 1, later.summary()
-    assert len(mailbox.messages) == 2 and mailbox.messages[1][2]["Subject"] == "Nouveau signalement (moyenne) à H1"
+    assert len(mailbox.messages) == 2 and mailbox.messages[1][2]["Subject"] == "Nouveau signalement (moyenne) à \u2068H1\u2069"
 
 
 def test_a_digest_gathers_a_run_and_sends_one_mail_a_week(world, mailbox):
@@ -108,7 +108,7 @@ def test_a_lot_past_its_date_is_told_as_expired_not_as_expiring(world):
     titles = notified(world)["mgr_hc2"]
     assert titles == [f"Lot G0 of GLOVE expired on {expired_on.isoformat()} at HC2"]
     body = deliveries(world, kind="expired")[0].body
-    assert "40 piece still on hand, to be written off" in body
+    assert "40 pieces still on hand, to be written off" in body
     assert not deliveries(world, kind="expiring")
     assert stock_alerts(world, settings(), NOW + timedelta(days=1)).started == 0
 

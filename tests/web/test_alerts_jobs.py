@@ -116,7 +116,7 @@ def test_recent_count_short_of_book_told_once(world):
     assert result.started == 1
     row = deliveries(world, kind="count_short")[0]
     assert row.severity == "high"  # morphine is controlled
-    assert "found 80 tablet of Morphine 10 mg tablet where the book said 100: 20 tablet short" in row.body
+    assert "found 80 tablets of Morphine 10 mg tablet where the book said 100: 20 tablets short" in row.body
     assert "count-1" in row.body and "u9" in row.body
     assert stock_alerts(world, settings(), later(1)).started == 0
 

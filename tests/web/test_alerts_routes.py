@@ -35,7 +35,8 @@ def test_a_manager_sees_and_acknowledges_their_notification(live_server):
     c = live_server.login("manager_h1")
     page = c.get("/notifications")
     assert page.status_code == 200
-    assert "Stockout: MOR10 at H1" in page.text and f'id="notification-{ids["manager_h1"]}"' in page.text
+    assert "Stockout: <bdi>MOR10</bdi> at <bdi>H1</bdi>" in page.text
+    assert f'id="notification-{ids["manager_h1"]}"' in page.text
     assert 'id="unread"' in page.text
 
     token = page_csrf(c, "/notifications")
@@ -43,7 +44,7 @@ def test_a_manager_sees_and_acknowledges_their_notification(live_server):
     assert r.status_code == 303 and r.headers["location"] == "/notifications"
     after = c.get("/notifications").text
     assert 'id="unread"' not in after and "Nothing new." in after
-    assert re.search(r'id="read".*Stockout: MOR10 at H1', after, re.S)
+    assert re.search(r'id="read".*Stockout: <bdi>MOR10</bdi> at <bdi>H1</bdi>', after, re.S)
     with live_server.Session() as s:
         note = s.get(Notification, ids["manager_h1"])
         assert note.acknowledged_at is not None

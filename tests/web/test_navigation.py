@@ -13,7 +13,7 @@ from tests.web.test_auditor import server  # noqa: F401 - a world with flags rai
 LANDS = {
     "auditor": "/flags?status=open,assigned",
     "manager_h1": "/stock/H1",
-    "pharm_h1": "/pharmacy/H1/dispense",
+    "pharm_h1": "/pharmacy/H1/visit",
     "admin": "/admin/users",
 }
 

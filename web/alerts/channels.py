@@ -84,6 +84,7 @@ def webhook_body(out: Outgoing, now: datetime) -> bytes:
         "alert_key": out.alert_key, "kind": out.kind, "severity": out.severity,
         "title": out.message.title, "body": out.message.body, "language": out.message.language,
         "link": out.link, "recipient": out.recipient, "sent_at": now.isoformat(),
+        "messages": out.message.composed.to_json() if out.message.composed else None,
     }
     return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
@@ -106,6 +107,7 @@ def add_notification(session: Session, user_id: int, message: Message, link: str
                      alert_key: str, now: datetime) -> Notification:
     """The in-app channel: a row the user sees until acknowledged (never fails once written)."""
     note = Notification(user_id=user_id, created_at=now, title=message.title[:300], body=message.body,
+                        messages=message.composed.to_json() if message.composed else None,
                         link=link, alert_key=alert_key)
     session.add(note)
     return note

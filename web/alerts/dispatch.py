@@ -25,7 +25,7 @@ from stock.models import Facility, User
 from stock.settings import Settings
 from web.access import scope_of
 from web.alerts.channels import SENDERS, Outgoing, add_notification, with_retries
-from web.alerts.messages import SEVERITY_WORDS, Message, render
+from web.alerts.messages import Composed, Message, batch, digest, line, render, stored
 from web.alerts.models import SEVERITIES, AlertDelivery, AlertPreference, AlertState
 
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -160,9 +160,7 @@ def close_run(session: Session, settings: Settings, now: datetime, tally: Tally)
         # Strongest first; past BATCH_LINES the rest are counted, and the link leads to them all.
         ranked = sorted(told, key=lambda t: -RANK[t[1].severity])
         lines = [_line(row, message) for _, row, message in ranked[:BATCH_LINES]]
-        if len(told) > BATCH_LINES:
-            lines.append(render("batch_more", language, {"more": str(len(told) - BATCH_LINES)}).body)
-        message = render("batch", language, {"count": str(len(told)), "lines": "\n".join(lines)})
+        message = batch(lines, len(told), BATCH_LINES).render(language)
         where = "/flags" if all(row.kind == "flag" for _, row, _ in told) else "/notifications"
         _record(session, route, f"run:{user_id}:{now.isoformat(timespec='seconds')}", "batch", severity, message,
                 settings.alerts.base_url.rstrip("/") + where, now, tally)
@@ -170,21 +168,20 @@ def close_run(session: Session, settings: Settings, now: datetime, tally: Tally)
     session.flush()
 
 
-def _line(row: AlertDelivery, message: Message) -> str:
+def _line(row: AlertDelivery, message: Message) -> list:
     """One alert in a list of several: severity, title, the first line of what it says, link."""
-    first = message.body.split("\n", 1)[0]
-    if len(first) > 240:
-        first = first[:239] + "…"
-    word = SEVERITY_WORDS[message.language].get(row.severity, row.severity)
-    colon = " : " if message.language == "fr" else ": "
-    return f"- [{word}] {message.title}{colon}{first}" + (f" ({row.link})" if row.link else "")
+    if message.composed is None:
+        return line(row.severity, message.title, None, row.link)
+    composed = message.composed
+    return line(row.severity, composed.title, composed.body[0] if composed.body else None, row.link)
 
 
 def _row(route: Route, key: str, kind: str, severity: str, message: Message, link: str | None,
          now: datetime) -> AlertDelivery:
     return AlertDelivery(created_at=now, user_id=route.user.id, preference_id=route.preference_id,
                          alert_key=key, kind=kind, severity=severity, title=message.title[:300],
-                         body=message.body, link=link, channel=route.channel, address=route.address,
+                         body=message.body, messages=message.composed.to_json() if message.composed else None,
+                         link=link, channel=route.channel, address=route.address,
                          language=message.language, status="pending", attempts=0)
 
 
@@ -218,7 +215,7 @@ def deliver_pending(session: Session, settings: Settings, now: datetime, tally: 
         select(AlertDelivery, User.username).join(User, User.id == AlertDelivery.user_id)
         .where(AlertDelivery.status == "pending").order_by(AlertDelivery.id)).all()
     outgoing = [Outgoing(r.id, r.alert_key, r.kind, r.severity, r.channel, r.address, username,
-                         Message(r.language, r.title, r.body), r.link) for r, username in rows]
+                         stored(r.language, r.title, r.body, r.messages), r.link) for r, username in rows]
     session.commit()  # nothing held open while messages are in flight
     for out in outgoing:
         send = SENDERS.get(out.channel)
@@ -249,9 +246,10 @@ def send_digests(session: Session, settings: Settings, now: datetime, tally: Tal
         groups[(row.user_id, row.preference_id, row.channel, row.address, row.language)].append(row)
     for (user_id, pref_id, channel, address, language), rows in groups.items():
         user = session.get(User, user_id)
-        since = min(r.created_at for r in rows).date().isoformat()
-        lines = "\n".join(f"- [{r.severity}] {r.title}" + (f" ({r.link})" if r.link else "") for r in rows)
-        message = render("digest", language, {"count": str(len(rows)), "since": since, "lines": lines})
+        since = min(r.created_at for r in rows).date()
+        lines = [line(r.severity, Composed.from_json(r.messages).title if r.messages else r.title, None, r.link)
+                 for r in rows]
+        message = digest(lines, len(rows), since).render(language)
         severity = max((r.severity for r in rows), key=RANK.__getitem__)
         route = Route(user, pref_id, channel, address, language, "immediate", "low")
         _record(session, route, f"digest:{user_id}:{now.date().isoformat()}", "digest", severity, message,

@@ -28,6 +28,7 @@ from web import audit_chain, witness
 from web.alerts.dispatch import (Alert, Tally, announce, close_run, deliver_pending, resolve_missing, send_digests,
                                  transition)
 from web.alerts.models import AlertState
+from web.messages import as_json as reason_messages
 from web.interop.dhis2_push import push_job
 
 MANAGERS = ("facility_manager",)
@@ -93,15 +94,17 @@ def scan_and_alert(session: Session, settings: Settings, now: datetime) -> JobRe
         if key in known:
             continue
         reason = flag.reason
-        if flag.subject == "patient":  # alerts name the patient by pseudonym, never by card
-            reason = pseudonymise_text(reason, [flag.subject_id], patient_key(settings))
+        cards = [flag.subject_id] if flag.subject == "patient" else []
+        if cards:  # alerts name the patient by pseudonym, never by card
+            reason = pseudonymise_text(reason, cards, patient_key(settings))
         transition(session, key, "flag", True, now, facility_id=flag.facility_id, detail=reason[:500])
         if flag.created_at < oldest:
             continue  # already old when alerts began: recorded, not announced
         tally.started += 1
         announce(session, Alert(key, "flag", flag.severity, facility, AUDITORS, {
             "severity": flag.severity, "facility": facility.code if facility else "-",
-            "reason": reason, "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
+            "reason": reason, "messages": reason_messages(flag.messages, cards, patient_key(settings)),
+            "score": f"{flag.score:.2f}", "flag_id": flag.flag_id,
             "detectors": flag.detectors}, _link(settings, f"/flags/{flag.flag_id}")), now, tally)
     _finish(session, settings, now, tally)
     scanned = ("nothing new in the ledger" if report.skipped

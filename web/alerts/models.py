@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
+    JSON,
     CheckConstraint,
     Column,
     Float,
@@ -106,6 +107,7 @@ class AlertDelivery(Base):
     severity: Mapped[str] = mapped_column(String(8))
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    messages: Mapped[dict | None] = mapped_column(JSON, doc="title and body as messages (web.alerts.messages)")
     link: Mapped[str | None] = mapped_column(String(300))
     channel: Mapped[str] = mapped_column(String(10))
     address: Mapped[str | None] = mapped_column(String(500))
@@ -127,6 +129,8 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    messages: Mapped[dict | None] = mapped_column(JSON, doc="title and body as messages, rendered in the "
+                                                  "reader's language when read (web.alerts.messages)")
     link: Mapped[str | None] = mapped_column(String(300))
     alert_key: Mapped[str | None] = mapped_column(String(200))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -17,6 +17,7 @@ from stock.models import User
 from web import audit, deps
 from web.access import NotFound, current_user
 from web.alerts.models import Notification
+from web.alerts.notices import shown
 from web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -30,7 +31,9 @@ def notifications(request: Request, user: User = Depends(current_user), db: Sess
     mine = select(Notification).where(Notification.user_id == user.id).order_by(Notification.id.desc())
     unread = list(db.scalars(mine.where(Notification.acknowledged_at.is_(None))))
     read = list(db.scalars(mine.where(Notification.acknowledged_at.is_not(None)).limit(ACKNOWLEDGED_SHOWN)))
-    return render(request, "notifications.html", {"unread": unread, "read": read})
+    lang = getattr(request.state, "lang", None)
+    return render(request, "notifications.html", {"unread": [shown(n, lang) for n in unread],
+                                                  "read": [shown(n, lang) for n in read]})
 
 
 @router.post("/notifications/{notification_id}/ack")

@@ -17,10 +17,16 @@ from web import audit, deps
 from web.api.schemas import MAX_OFFSET, ErrorBody
 from web.app import DOMAIN_STATUS
 from web.auditor import apply_action, case, flag_in_scope, list_flags, reviewer
+from web.messages import as_json as messages_json
 
 DOMAIN_STATUS.setdefault(IllegalTransition, 409)  # the flag's state does not allow the action
 
 router = APIRouter(prefix="/flags", tags=["flags"])
+
+MESSAGES_DOC = ("the reason as messages, for a client to render in its reader's language: each a key (the "
+                "English msgid of Dawa's catalogs, with its plural and context) and typed parameters "
+                "(count, num, pct, sci, qty with unit, day, month, code, join, or a nested message); "
+                "null for flags raised before reasons were kept so")
 
 
 class FlagOut(BaseModel):
@@ -36,6 +42,7 @@ class FlagOut(BaseModel):
     subject_id: str
     entry_ids: list[str]
     reason: str
+    messages: list[dict[str, Any]] | None = Field(None, description=MESSAGES_DOC)
     created_at: str
 
 
@@ -50,6 +57,7 @@ class HitOut(BaseModel):
     detector: str
     score: float
     reason: str
+    messages: list[dict[str, Any]] | None = Field(None, description=MESSAGES_DOC)
     details: dict[str, Any]
 
 
@@ -92,6 +100,7 @@ class CaseOut(BaseModel):
     rank_score: float
     detectors: str
     reason: str
+    messages: list[dict[str, Any]] | None = Field(None, description=MESSAGES_DOC)
     subject: str
     subject_id: str
     facility_code: str | None
@@ -124,7 +133,7 @@ def flags(request: Request, region: str | None = Query(None),
     out = [FlagOut(flag_id=r.flag_id, detector=r.detector, score=r.score, rank_score=r.rank_score,
                    severity=r.severity, status=r.status, facility_code=r.facility_code, region=r.region,
                    subject=r.subject, subject_id=r.subject_id, entry_ids=[e for e in r.entry_ids.split(";") if e],
-                   reason=r.reason, created_at=r.created_at) for r in rows]
+                   reason=r.reason, messages=messages_json(r.messages), created_at=r.created_at) for r in rows]
     patients = len({r.subject_id for r in rows if r.subject == "patient"})
     if patients:
         audit.record(db, request, "flags_read", "flag", None, {"flags": len(rows), "patients": patients, "via": "api"})
