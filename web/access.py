@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from stock.masterdata import facility_by_code
 from stock.models import ROLES, Facility, User
+from web.words import NATIONAL_DATA, ROLE, Term
 
 PUBLIC_PATHS = ("/login", "/healthz", "/language", "/api/docs", "/api/docs/init.js", "/api/openapi.json")
 """Routes anyone may reach (/language only sets the language of the login page for someone not
@@ -48,15 +49,45 @@ DIGEST_BY_DEFAULT = ("auditor",)
 """Roles whose e-mail and webhook preferences are a digest unless they choose otherwise: an auditor
 works the flag queue, and a message per scan run would be noise."""
 
+MSG_NEEDS_ROLE = "this needs the role %(roles)s; you are %(role)s"
+MSG_FACILITY_OUTSIDE = "facility %(facility)s is outside your scope"
+MSG_NATIONAL_ONLY = "only a national user may change %(what)s"
+MSG_UNKNOWN_FACILITY = "unknown facility '%(facility)s'"
+MSG_UNKNOWN_ITEM = "unknown item '%(item)s'"
+MSG_NOT_YOUR_STEP = "requisitions of %(facility)s to %(supplier)s: this step is not yours to take"
+
+
 class AccessError(Exception):
-    """Refused access; the app turns it into a redirect, a page or a JSON error body."""
+    """Refused access; the app turns it into a redirect, a page or a JSON error body.
+
+    ``message`` is a msgid of the catalog (the refusal's English words, as the API answers them);
+    with ``params`` it holds ``%(name)s`` placeholders, each filled with a value, or with a
+    ``web.words.Term`` (a role, a facility kind...) named in the reader's language by
+    :meth:`in_language`, as the pages show it.
+    """
 
     status_code = 403
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, *, params: dict | None = None):
+        from web import words
+
+        self.key, self.params = message, dict(params or {})
+        message = words.render_message("en", message, self.params) if params else message
         super().__init__(message)
         self.message = message
         self.field = field
+
+    def in_language(self, lang: str) -> str:
+        """The refusal in ``lang``: roles and other enum values named in it, other values isolated for
+        bidi in a right-to-left language."""
+        from web import words
+
+        return words.render_message(lang, self.key, self.params, isolate=True)
+
+
+def needs_role(roles, user: User) -> dict:
+    """The parameters of MSG_NEEDS_ROLE: the roles that may, the role the user has."""
+    return {"roles": tuple(Term(ROLE, r) for r in roles), "role": Term(ROLE, user.role)}
 
 
 class NotAuthenticated(AccessError):
@@ -88,7 +119,7 @@ def require_roles(*roles: str) -> Callable[..., User]:
 
     async def dependency(user: User = Depends(current_user)) -> User:
         if user.role not in roles:
-            raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
+            raise Forbidden(MSG_NEEDS_ROLE, params=needs_role(roles, user))
         return user
 
     dependency.__name__ = f"require_{'_or_'.join(roles)}"
@@ -143,7 +174,7 @@ def require_facility(user: User, facility: Facility | None) -> Facility:
     if facility is None:
         raise NotFound("no such facility", field="facility")
     if not scope_of(user).allows(facility):
-        raise Forbidden(f"facility {facility.code} is outside your scope", field="facility")
+        raise Forbidden(MSG_FACILITY_OUTSIDE, field="facility", params={"facility": facility.code})
     return facility
 
 
@@ -187,7 +218,7 @@ def user_in_scope(session: Session, actor: User, username: str, *, for_update: b
 def require_national(user: User, what: str = "national master data") -> User:
     """Refuse (403) anyone but a national user: items and their ceilings hold for every facility."""
     if scope_of(user).kind != "national":
-        raise Forbidden(f"only a national user may change {what}")
+        raise Forbidden(MSG_NATIONAL_ONLY, params={"what": Term(NATIONAL_DATA, what)})
     return user
 
 
@@ -266,8 +297,8 @@ def facility_in_scope(session: Session, user: User, code: str) -> Facility:
 
     try:
         facility = facility_by_code(session, code)
-    except UnknownFacility as exc:
-        raise NotFound(str(exc), field="facility") from None
+    except UnknownFacility:
+        raise NotFound(MSG_UNKNOWN_FACILITY, field="facility", params={"facility": code}) from None
     return require_facility(user, facility)
 
 
@@ -299,7 +330,7 @@ def require_requisition_step(user: User, step: str, facility: Facility, supplier
         raise NotFound("no such requisition", field="requisition")
     roles = REQUISITION_STEPS[step]
     if user.role not in roles:
-        raise Forbidden(f"this needs the role {' or '.join(roles)}; you are {user.role}")
+        raise Forbidden(MSG_NEEDS_ROLE, params=needs_role(roles, user))
     scope = scope_of(user)
     if step in ("approve", "reject"):
         allowed = scope.allows(supplier) or (scope.kind == "region" and scope.allows(facility))
@@ -309,7 +340,7 @@ def require_requisition_step(user: User, step: str, facility: Facility, supplier
     else:
         allowed = scope.allows(facility)
     if not allowed:
-        raise Forbidden(f"requisitions of {facility.code} to {supplier.code}: this step is not yours to take")
+        raise Forbidden(MSG_NOT_YOUR_STEP, params={"facility": facility.code, "supplier": supplier.code})
 
 
 REVERSAL_WINDOWS = {"pharmacist": timedelta(hours=24), "facility_manager": timedelta(days=30)}

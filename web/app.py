@@ -107,9 +107,21 @@ def _error_json(status: int, message: str, field: str | None, headers: dict | No
     return JSONResponse({"error": {"field": field, "message": message}}, status_code=status, headers=headers)
 
 
-def _error_page(request: Request, status: int, message: str) -> Response:
+MSG_NO_PAGE = "no such page"
+MSG_REFUSED = "request refused"
+MSG_BUSY = "the database is busy; try again in a moment"
+MSG_INTERNAL = "internal error; it has been logged"
+MSG_INVALID_FIELD = "%(field)s: this value is not valid"
+MSG_INVALID = "this request is not valid"
+
+
+def _error_page(request: Request, status: int, message: str, error: AccessError | None = None) -> Response:
+    """The error page in the reader's language: a refusal with parameters is worded for them
+    (web.access), any other message is looked up in the catalog by the template."""
     from web.templating import render
 
+    if error is not None and error.params:
+        message = error.in_language(getattr(request.state, "lang", "en"))
     return render(request, "error.html", {"status_code": status, "message": message}, status_code=status)
 
 
@@ -125,7 +137,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             if request.headers.get("hx-request"):
                 return Response(status_code=401, headers={"HX-Redirect": target})
             return RedirectResponse(target, status_code=303)
-        return _error_page(request, exc.status_code, exc.message)
+        return _error_page(request, exc.status_code, exc.message, exc)
 
     @app.exception_handler(domain.DawaError)
     async def domain_error(request: Request, exc: domain.DawaError):
@@ -143,13 +155,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
         if is_api(request.url.path):
             return _error_json(422, message, field)
-        return _error_page(request, 422, message)
+        from web.templating import gettext
+        from web.words import isolate
+
+        lang = getattr(request.state, "lang", "en")
+        shown = gettext(lang, MSG_INVALID_FIELD, field=isolate(field)) if field else gettext(lang, MSG_INVALID)
+        return _error_page(request, 422, shown)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        message = exc.detail if isinstance(exc.detail, str) else MSG_REFUSED
         if exc.status_code == 404:
-            message = "no such page"
+            message = MSG_NO_PAGE
         if is_api(request.url.path) or request.url.path.startswith("/static/"):
             return _error_json(exc.status_code, message, None, getattr(exc, "headers", None))
         return _error_page(request, exc.status_code, message)
@@ -161,7 +178,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         if not retryable(exc):
             return await unexpected(request, exc)
         log.warning("%s %s: %s after retries", request.method, request.url.path, type(exc.orig).__name__)
-        message = "the database is busy; try again in a moment"
+        message = MSG_BUSY
         response = (_error_json(503, message, None) if is_api(request.url.path)
                     else _error_page(request, 503, message))
         response.headers["Retry-After"] = "1"
@@ -174,10 +191,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         # Runs outside the middlewares, so the security headers are added here.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         if is_api(request.url.path):
-            response: Response = _error_json(500, "internal error; it has been logged", None)
+            response: Response = _error_json(500, MSG_INTERNAL, None)
         else:
             try:
-                response = _error_page(request, 500, "internal error; it has been logged")
+                response = _error_page(request, 500, MSG_INTERNAL)
             except Exception:  # noqa: BLE001
                 response = HTMLResponse("internal error", status_code=500)
         for name, value in SECURITY_HEADERS.items():

@@ -113,11 +113,11 @@ class RequestLimits:
             request = Request(scope)
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body:
-                await _error(request, 413, "the request is too large", None)(scope, receive, send)
+                await _error(request, 413, MSG_TOO_LARGE, None)(scope, receive, send)
                 return
             body, too_big = await _read_body(receive, self.max_body)
             if too_big:
-                await _error(request, 413, "the request is too large", None)(scope, receive, send)
+                await _error(request, 413, MSG_TOO_LARGE, None)(scope, receive, send)
                 return
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if (ctype.endswith("json") or ctype == "") and json_depth(body) > self.max_depth:
@@ -189,12 +189,11 @@ class IdentityMiddleware:
             if not supplied and _is_form(request.headers):
                 body, too_big = await _read_body(receive)
                 if too_big:
-                    await _error(request, 413, "the form is too large", None)(scope, receive, send)
+                    await _error(request, 413, MSG_FORM_TOO_LARGE, None)(scope, receive, send)
                     return
                 supplied = await _form_field(scope, body, "csrf_token")
             if not auth.tokens_equal(supplied, identity.csrf_token):
-                message = ("the form had expired or did not come from this site: reload the page and "
-                           "try again" if identity.csrf_token else "cookies are needed to send forms")
+                message = MSG_FORM_EXPIRED if identity.csrf_token else MSG_NO_COOKIES
                 await _error(request, 403, message, "csrf_token")(scope, receive, send)
                 return
             if body is not None:
@@ -256,6 +255,12 @@ async def _form_field(scope: Scope, body: bytes, name: str) -> str | None:
 
 async def _no_more() -> Message:
     return {"type": "http.disconnect"}
+
+
+MSG_TOO_LARGE = "the request is too large"
+MSG_FORM_TOO_LARGE = "the form is too large"
+MSG_FORM_EXPIRED = "the form had expired or did not come from this site: reload the page and try again"
+MSG_NO_COOKIES = "cookies are needed to send forms"
 
 
 def _error(request: Request, status: int, message: str, field_name: str | None) -> Response:

@@ -40,6 +40,7 @@ from web.catalogs import (
     _lang_of,
     translations,
 )
+from web import words
 
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -96,10 +97,7 @@ def _display_zone(tz: str | None) -> ZoneInfo:
     return ZoneInfo(tz or _current_zone.get())
 
 
-def _format_number(lang: str, value: Any) -> str:
-    if value is None or value == "":
-        return ""
-    return babel_numbers.format_decimal(value, locale=lang)
+_format_number = words.format_number
 
 
 def _format_decimal(lang: str, value: Any, digits: int | None = None) -> str:
@@ -109,7 +107,7 @@ def _format_decimal(lang: str, value: Any, digits: int | None = None) -> str:
     if digits is None:
         return babel_numbers.format_decimal(value, locale=lang)
     pattern = "#,##0." + "0" * digits if digits > 0 else "#,##0"
-    return babel_numbers.format_decimal(Decimal(str(value)), format=pattern, locale=lang)
+    return words.signed(lang, babel_numbers.format_decimal(Decimal(str(value)), format=pattern, locale=lang))
 
 
 def _format_date(lang: str, value: date | datetime | None, format: str = "medium",
@@ -120,7 +118,7 @@ def _format_date(lang: str, value: date | datetime | None, format: str = "medium
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         value = value.astimezone(_display_zone(tz)).date()
-    return babel_dates.format_date(value, format=format, locale=lang)
+    return babel_dates.format_date(value, format=words.SHORT_DATE if format == "short" else format, locale=lang)
 
 
 def _format_datetime(lang: str, value: datetime | None, format: str = "medium",
@@ -130,7 +128,8 @@ def _format_datetime(lang: str, value: datetime | None, format: str = "medium",
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return babel_dates.format_datetime(value, format=format, tzinfo=_display_zone(tz), locale=lang)
+    return babel_dates.format_datetime(value, format=words.SHORT_DATETIME if format == "short" else format,
+                                       tzinfo=_display_zone(tz), locale=lang)
 
 
 def _filter(fn):
@@ -217,7 +216,9 @@ _env.filters.update(
     format_date=format_date,
     format_datetime=format_datetime,
 )
+_env.filters.update(bdi=words.bdi, isolate=words.isolate)
 _env.globals.update(
+    label=_filter(words.label), quantity=_filter(words.quantity), plural_n=words.plural_count,
     may_see_dhis2_pushes=_may_see_dhis2_pushes,
     static_url=_static_url,
     index_by=_index_by,
@@ -236,7 +237,8 @@ def extract_server_messages(fileobj, keywords, comment_tags, options):
     extractor would misread. This finds those calls whose message is a string literal or a
     module-level string constant (``WRONG_LOGIN = "Wrong username or password."``), and every
     module-level string constant named ``MSG_...``, which is how a module declares a message it
-    hands to ``gettext`` through a helper of its own.
+    hands to ``gettext`` through a helper of its own. Also the refusals of web.access raised with
+    a literal message, and the markers of web.words (``N_``, ``NP_``, ``NN_``).
     """
     import ast
 
@@ -263,7 +265,16 @@ def extract_server_messages(fileobj, keywords, comment_tags, options):
             continue
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-        if name == "gettext" and len(node.args) >= 2 and text(node.args[1]) is not None:
+        args = [text(a) for a in node.args]
+        if name == "N_" and len(args) == 1 and args[0] is not None:
+            yield node.lineno, "gettext", args[0], []
+        elif name in ("NP_", "pgettext") and len(args) in (2, 3) and None not in args[-2:]:
+            yield node.lineno, "pgettext", tuple(args[-2:]), []
+        elif name == "NN_" and len(args) == 2 and None not in args:
+            yield node.lineno, "ngettext", tuple(args), []
+        elif name in ("Forbidden", "NotFound", "NotAuthenticated") and args and args[0] is not None:
+            yield node.lineno, "gettext", args[0], []
+        elif name == "gettext" and len(node.args) >= 2 and text(node.args[1]) is not None:
             yield node.lineno, "gettext", text(node.args[1]), []
         elif name == "ngettext" and len(node.args) >= 4:
             singular, plural = text(node.args[1]), text(node.args[2])

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from stock.masterdata import add_facility
 from stock.models import FACILITY_KINDS, LANGUAGES, ROLES, Facility, User
-from web import audit, auth, deps
+from web import audit, auth, deps, words
 from web.access import (ADMINS, FACILITY_BOUND, NotFound, require_national, require_roles, scope_of, user_in_scope,
                         visible_facilities, within_scope)
 from web.admin.service import USERNAME_RE, create_user
@@ -28,17 +28,6 @@ from web.templating import LANGUAGE_NAMES, gettext, render
 router = APIRouter(prefix="/admin", include_in_schema=False)
 admin = require_roles(*ADMINS)
 
-MSG_ROLE_PHARMACIST = "Pharmacist"
-MSG_ROLE_FACILITY_MANAGER = "Facility manager"
-MSG_ROLE_AUDITOR = "Auditor"
-MSG_ROLE_ADMIN = "Administrator"
-ROLE_LABELS = dict(zip(ROLES, (MSG_ROLE_PHARMACIST, MSG_ROLE_FACILITY_MANAGER, MSG_ROLE_AUDITOR, MSG_ROLE_ADMIN)))
-MSG_KIND_HOSPITAL = "Hospital"
-MSG_KIND_HEALTH_CENTER = "Health centre"
-MSG_KIND_PHARMACY = "Pharmacy"
-MSG_KIND_WAREHOUSE = "Warehouse"
-KIND_LABELS = dict(zip(FACILITY_KINDS, (MSG_KIND_HOSPITAL, MSG_KIND_HEALTH_CENTER, MSG_KIND_PHARMACY,
-                                        MSG_KIND_WAREHOUSE)))
 MSG_USERNAME = "A user name is 1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit."
 MSG_USERNAME_TAKEN = "This user name is already taken."
 MSG_CHOOSE = "Choose one of the list."
@@ -66,7 +55,7 @@ def _user_page(request: Request, db: Session, user: User, values: dict, *, targe
                errors: dict | None = None, status_code: int = 200):
     lang = request.state.lang
     ctx = {"values": values, "errors": errors or {}, "target": target,
-           "roles": [(r, gettext(lang, ROLE_LABELS[r])) for r in ROLES],
+           "roles": list(words.labels(lang, words.ROLE).items()),
            "languages": [(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
            "facilities": [(f.code, f"{f.code} · {f.name}") for f in visible_facilities(db, user)],
            "regions": [(r, r) for r in _regions(db, user)],
@@ -191,7 +180,7 @@ def _facility_page(request: Request, values: dict, *, target: Facility | None = 
     lang = request.state.lang
     return render(request, "admin/facility_form.html",
                   {"values": values, "target": target, "errors": errors or {},
-                   "kinds": [(k, gettext(lang, KIND_LABELS[k])) for k in FACILITY_KINDS]}, status_code=status_code)
+                   "kinds": list(words.labels(lang, words.FACILITY_KIND).items())}, status_code=status_code)
 
 
 def _facility_fields(request: Request, form: dict[str, str], errors: dict) -> dict:
@@ -267,4 +256,4 @@ def update_facility(request: Request, code: str, user: User = Depends(admin), db
     return RedirectResponse(f"/admin/facilities#facility-{quote(fac.code, safe='')}", status_code=303)
 
 
-__all__ = ["router", "ROLE_LABELS", "KIND_LABELS"]
+__all__ = ["router"]

@@ -24,10 +24,9 @@ from sqlalchemy.orm import Session
 from stock import balances, chain
 from stock.models import Balance, Item, Lot, User
 from stock.quantities import unit_allows
-from web import audit, auth, deps
+from web import audit, auth, deps, words
 from web.access import (ADMINS, Forbidden, NotFound, require_national, require_roles, scope_of, user_in_scope,
                          visible_facilities, visible_facility_ids, visible_users)
-from web.admin.forms import KIND_LABELS, ROLE_LABELS
 from web.templating import gettext, render, wants_fragment
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -61,7 +60,7 @@ def users(request: Request, user: User = Depends(admin), db: Session = Depends(d
         kind, where = _scope_label(u, codes)
         rows.append({"username": u.username, "name": u.display_name or "", "role": u.role, "scope_kind": kind,
                      "scope": where, "active": u.active})
-    labels = {r: gettext(request.state.lang, m) for r, m in ROLE_LABELS.items()}
+    labels = words.labels(request.state.lang, words.ROLE)
     return render(request, "admin/users.html", {"users": rows, "role_labels": labels})
 
 
@@ -81,7 +80,7 @@ def disable_user(request: Request, username: str, user: User = Depends(admin), d
 
 @router.get("/facilities")
 def facilities(request: Request, user: User = Depends(admin), db: Session = Depends(deps.read_db)):
-    labels = {k: gettext(request.state.lang, m) for k, m in KIND_LABELS.items()}
+    labels = words.labels(request.state.lang, words.FACILITY_KIND)
     return render(request, "admin/facilities.html", {"facilities": visible_facilities(db, user), "kind_labels": labels,
                                                      "national": scope_of(user).kind == "national"})
 
@@ -167,7 +166,7 @@ def items(request: Request, q: str = Query("", max_length=100), page: int = Quer
 def _item(db: Session, code: str) -> Item:
     item = db.scalars(select(Item).where(Item.code == code)).first()
     if item is None:
-        raise NotFound(f"no item {code!r}", field="code")
+        raise NotFound("no item '%(item)s'", field="code", params={"item": code})
     return item
 
 
@@ -195,7 +194,7 @@ def parse_ceiling(lang: str, text: str, unit: str) -> tuple[Decimal | None, str 
     if value * 1000 != (value * 1000).to_integral_value():
         return None, gettext(lang, MSG_TOO_PRECISE)
     if not unit_allows(unit, value):
-        return None, gettext(lang, MSG_WHOLE_UNITS, unit=unit)
+        return None, gettext(lang, MSG_WHOLE_UNITS, unit=words.label(lang, words.UNIT, unit))
     return value, None
 
 
@@ -224,7 +223,7 @@ def update_item(request: Request, code: str, user: User = Depends(admin), db: Se
     require_national(user, "an item's ceiling or controlled flag")
     item = db.scalars(select(Item).where(Item.code == code).with_for_update()).first()
     if item is None:
-        raise NotFound(f"no item {code!r}", field="code")
+        raise NotFound("no item '%(item)s'", field="code", params={"item": code})
     values = {"max_dispense_quantity": str(form.get("max_dispense_quantity") or "")[:50],
               "controlled": form.get("controlled") in ("1", "on", "true")}
     ceiling, error = parse_ceiling(request.state.lang, values["max_dispense_quantity"], item.unit)

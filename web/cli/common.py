@@ -19,6 +19,7 @@ from rich.console import Console
 import migrations
 from stock.db import make_engine, session_factory
 from stock.settings import Settings
+from web.cli import language as cli_language
 
 console = Console()
 # Errors name files and paths: never wrap them mid-word, so they can be read and searched whole.
@@ -94,7 +95,7 @@ def _engine(db: str | None, *, require_schema: bool = True):
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]{cli_language.t(cli_language.MSG_ERROR)}[/red] {message}", highlight=False)
     raise typer.Exit(code)
 
 

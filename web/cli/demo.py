@@ -17,6 +17,8 @@ from web.cli import tables as cli_tables
 from web.cli.common import (DbOption, _engine, _fail, _import, _patient_key, _scan, console, reread_settings,
                             settings)
 from web.cli.flags import _flag_table
+from web.cli import language as cli_language
+from web.cli.language import t as _t
 
 
 def sample_data_cmd(out: Annotated[Path, typer.Argument(help="Folder to write the data set into")],
@@ -89,7 +91,7 @@ def demo(folder: Annotated[Path, typer.Option("--dir", help="Where the demo data
     with session_factory(engine, read_only=True)() as s:
         top = contract_rows(s, key=_patient_key(), limit=10)
     console.print(f"\nscan: {report.flags_total} flags")
-    _flag_table(top, "Most suspicious flags")
+    _flag_table(top, _t(cli_language.MSG_TOP_FLAGS))
     console.print(f"\ndatabase: {url}   (try: dawa stock --db {url} --facility ...)")
     if serve:
         from web.cli.serve import serve_demo
@@ -140,7 +142,7 @@ def _summary(engine, conf: Settings) -> None:
         table.add_row(p.facility_code, p.item_code, str(p.on_hand), str(p.amc), str(p.months_of_stock))
     console.print(table)
     if out:
-        table = cli_tables.table(f"Stocked out ({len(out)})", [("facility", "id"), ("item", "id")])
+        table = cli_tables.table(_t(cli_language.MSG_STOCKED_OUT, num=len(out)), [("facility", "id"), ("item", "id")])
         for p in out[:12]:
             table.add_row(p.facility_code, p.item_code)
         console.print(table)

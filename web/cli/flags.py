@@ -13,6 +13,8 @@ from stock.db import session_factory
 from stock.errors import DawaError
 from web.cli import tables as cli_tables
 from web.cli.common import ByOpt, ClearCardsOpt, DbOption, _engine, _fail, _patient_key, console, err
+from web.cli import language as cli_language
+from web.cli.language import t as _t
 
 flags_app = typer.Typer(help="Review, export and decide flags.", no_args_is_help=True,
                         pretty_exceptions_enable=False)
@@ -39,7 +41,7 @@ def flags_list(db: DbOption = None,
     with session_factory(_engine(db), read_only=True)() as s:
         rows = contract_rows(s, key=_patient_key(), region=region, facility=facility, detector=detector,
                              severity=severity, status=status, limit=limit)
-    _flag_table(rows, f"Flags ({len(rows)} shown)")
+    _flag_table(rows, _t(cli_language.MSG_FLAGS_SHOWN, num=len(rows)))
 
 
 def _flag_table(rows, title: str) -> None:
@@ -144,7 +146,8 @@ def flags_precision(db: DbOption = None):
     for name, (p, c, x) in sorted(measured.items()):
         table.add_row(name, str(c), str(x), f"{p:.2f}")
     console.print(table)
-    console.print(f"[dim]no verdicts yet counts as {PRIOR_CONFIRMED:.0f} confirmed of {PRIOR_TOTAL:.0f}[/dim]")
+    console.print("[dim]" + _t(cli_language.MSG_NO_VERDICTS, confirmed=f"{PRIOR_CONFIRMED:.0f}",
+                                total=f"{PRIOR_TOTAL:.0f}") + "[/dim]")
 
 
 def register(app: typer.Typer) -> None:

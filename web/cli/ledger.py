@@ -14,6 +14,8 @@ from stock.db import session_factory
 from web import audit_chain, witness
 from web.cli import tables as cli_tables
 from web.cli.common import DbOption, _engine, _fail, console, err, settings
+from web.cli import language as cli_language
+from web.cli.language import t as _t
 
 ledger_app = typer.Typer(help="Verify and inspect the ledger.", no_args_is_help=True,
                          pretty_exceptions_enable=False)
@@ -49,8 +51,10 @@ def ledger_verify(db: DbOption = None,
         if report.ok:
             _fail("the audit trail differs from the witnessed heads")
     if report.ok:
-        console.print(f"[green]ok[/green]: {report.entries} entries in {report.facilities} "
-                      f"facility chains verified" + (f" against {against}" if against else ""))
+        message = (_t(cli_language.MSG_CHAINS_OK_AGAINST, entries=report.entries, facilities=report.facilities,
+                      against=against) if against
+                   else _t(cli_language.MSG_CHAINS_OK, entries=report.entries, facilities=report.facilities))
+        console.print(f"[green]ok[/green]: {message}")
         return
     for b in report.breaks:
         err.print(f"[red]BROKEN[/red] {b}", highlight=False)

@@ -18,13 +18,18 @@ from web.cli import alerts, demo, flags, interop, ledger, security, serve
 from web.cli import tables as cli_tables
 from web.cli.common import DbOption, Run, _engine, _fail, _import, _scan, console, err
 from web.replenishment import cli as packs
+from web.cli import language as cli_language
+from web.cli.language import t as _t
 
 app = typer.Typer(help="Dawa: track medicines from warehouse to patient and catch leakage.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.callback()
-def _start() -> None:
+def _start(lang: Annotated[Optional[str], typer.Option(
+        "--lang", envvar="DAWA_LANG", help="Language of tables and messages: en, fr or ar")] = None) -> None:
+    """Dawa: track medicines from warehouse to patient and catch leakage."""
+    cli_language.choose(lang)
     Run.start(get_settings)  # read once; commands reach them through web.cli.common.settings()
 
 
@@ -77,18 +82,18 @@ def stock_cmd(db: DbOption = None,
                                                ("on hand", "num"), ("unit", "id")])
     if by_lot:
         shown = [(r.facility_code, r.item_code, r.item_name, r.lot_number or "-",
-                  str(r.expiry_date or "-"), str(r.on_hand), r.unit) for r in rows]
+                  str(r.expiry_date or "-"), str(r.on_hand), cli_language.label("unit", r.unit)) for r in rows]
     else:
         totals: dict[tuple, list] = {}
         for r in rows:
             key = (r.facility_code, r.item_code)
             totals.setdefault(key, [r.facility_code, r.item_code, r.item_name, 0, r.unit])[3] += r.on_hand
-        shown = [(a, b, c, str(d), e) for a, b, c, d, e in totals.values()]
+        shown = [(a, b, c, str(d), cli_language.label("unit", e)) for a, b, c, d, e in totals.values()]
     for row in shown[:limit]:
         table.add_row(*row)
     console.print(table)
     if len(shown) > limit:
-        console.print(f"... {len(shown) - limit} more rows (use --limit or filters)")
+        console.print(_t(cli_language.MSG_MORE_ROWS, num=len(shown) - limit))
 
 
 @app.command()
@@ -99,13 +104,12 @@ def scan(db: DbOption = None,
     """Run every detector over the ledger and keep the flags (no duplicates on re-run)."""
     report = _scan(_engine(db), force=force, only=detector, quiet=quiet)
     if report.skipped:
-        console.print(f"nothing new in the ledger since scan {report.scan_id}; {report.flags_total} flags "
-                      "(use --force to scan anyway)")
+        console.print(_t(cli_language.MSG_SCAN_NOTHING, scan=report.scan_id, flags=report.flags_total))
         return
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items())
-    console.print(f"scan {report.scan_id}: {report.entries:,} entries read, {report.new} new flags, "
-                  f"{report.updated} updated, {report.suppressed} kept dismissed; {report.flags_total} flags in all"
-                  f"\n[dim]{timing}[/dim]")
+    console.print(_t(cli_language.MSG_SCAN_DONE, scan=report.scan_id, entries=f"{report.entries:,}", new=report.new,
+                     updated=report.updated, suppressed=report.suppressed, flags=report.flags_total)
+                  + f"\n[dim]{timing}[/dim]")
 
 
 @app.command()

@@ -21,10 +21,13 @@ from stock.db import session_factory
 from stock.errors import DawaError, InvalidEntry, UnknownFacility
 from stock.models import ROLES, Facility, User
 from stock.settings import WebSettings
-from web import audit, auth
+from web import audit, auth, words
 from web.admin.service import check_password_strength, create_user
 from web.cli import common as cli
 from web.cli import tables as cli_tables
+from web.cli import language as cli_language
+from web.cli.language import MSG_NO, MSG_SCOPE_FACILITY, MSG_SCOPE_NATIONAL, MSG_SCOPE_REGION, MSG_USERS_TITLE, MSG_YES
+from web.cli.language import t as _t
 from web.models import ApiToken
 
 users_app = typer.Typer(help="Create, disable and list users; issue API tokens.", no_args_is_help=True,
@@ -129,12 +132,13 @@ def users_list(db: DbOption = None):
     with session_factory(cli._engine(db), read_only=True)() as s:
         rows = s.execute(select(User, Facility.code).outerjoin(Facility, Facility.id == User.facility_id)
                          .order_by(User.username)).all()
-    table = cli_tables.table(f"Users ({len(rows)})", [("username", "id"), ("name", "text"), ("role", "id"),
+    table = cli_tables.table(_t(MSG_USERS_TITLE, num=len(rows)), [("username", "id"), ("name", "text"), ("role", "id"),
                                                       ("scope", "id"), ("active", "id"), ("language", "id")])
     for user, code in rows:
-        scope = f"facility {code}" if code else (f"region {user.region}" if user.region else "national")
-        table.add_row(user.username, user.display_name or "", user.role, scope,
-                      "yes" if user.active else "no", user.language or "")
+        scope = (_t(MSG_SCOPE_FACILITY, code=code) if code else _t(MSG_SCOPE_REGION, region=user.region)
+                 if user.region else _t(MSG_SCOPE_NATIONAL))
+        table.add_row(user.username, user.display_name or "", cli_language.label(words.ROLE, user.role), scope,
+                      _t(MSG_YES if user.active else MSG_NO), user.language or "")
     cli.console.print(table)
 
 

@@ -18,7 +18,7 @@ from stock import errors as domain
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, User
 from stock.pseudonyms import maybe_pseudonym, pseudonym, pseudonymise_flag, pseudonymise_text
 from web import audit
-from web.access import Forbidden, NotFound, scope_of, visible_facility_ids
+from web.access import MSG_FACILITY_OUTSIDE, Forbidden, NotFound, scope_of, visible_facility_ids
 from web.messages import as_json as messages_json
 
 PAGE_SIZE = 25
@@ -31,14 +31,14 @@ def scoped_filters(db: Session, user: User, *, region: str | None = None, facili
     facility = (facility or "").strip() or None
     if scope.kind == "region":
         if region and region != scope.region:
-            raise Forbidden(f"region {region} is outside your scope", field="region")
+            raise Forbidden("region %(region)s is outside your scope", field="region", params={"region": region})
         region = scope.region
     if facility:
         fac = db.scalars(select(Facility).where(Facility.code == facility)).first()
         if fac is None:
-            raise NotFound(f"no facility {facility!r}", field="facility")
+            raise NotFound("no facility '%(facility)s'", field="facility", params={"facility": facility})
         if not scope.allows(fac):
-            raise Forbidden(f"facility {facility} is outside your scope", field="facility")
+            raise Forbidden(MSG_FACILITY_OUTSIDE, field="facility", params={"facility": facility})
     elif scope.kind == "facility":
         facility = db.get(Facility, scope.facility_id).code
     return {"region": region, "facility": facility}
@@ -62,12 +62,12 @@ def flag_in_scope(db: Session, user: User, flag_id: str) -> Flag:
     (a flag tied to no facility only for national users)."""
     flag = db.get(Flag, flag_id)
     if flag is None:
-        raise NotFound(f"no flag {flag_id!r}", field="flag_id")
+        raise NotFound("no flag '%(flag)s'", field="flag_id", params={"flag": flag_id})
     scope = scope_of(user)
     if scope.kind != "national":
         fac = db.get(Facility, flag.facility_id) if flag.facility_id is not None else None
         if fac is None or not scope.allows(fac):
-            raise Forbidden(f"flag {flag_id} is outside your scope", field="flag_id")
+            raise Forbidden("flag %(flag)s is outside your scope", field="flag_id", params={"flag": flag_id})
     return flag
 
 

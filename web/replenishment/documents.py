@@ -19,7 +19,7 @@ from stock.queries import on_hand, stock_card
 from stock.requisitions import flow
 from stock.requisitions.fulfil import shipments
 from web import deps
-from web.access import MANAGERS, NotFound, STAFF, current_user, facility_in_scope, require_roles
+from web.access import MANAGERS, MSG_UNKNOWN_ITEM, NotFound, STAFF, current_user, facility_in_scope, require_roles
 from web.replenishment.service import load
 from web.templating import render
 
@@ -71,8 +71,8 @@ def card_pdf(request: Request, facility: str, item: str, user: User = Depends(re
     fac = facility_in_scope(db, user, facility)
     try:
         it = item_by_code(db, item.strip())
-    except UnknownItem as exc:
-        raise NotFound(str(exc), field="item") from None
+    except UnknownItem:
+        raise NotFound(MSG_UNKNOWN_ITEM, field="item", params={"item": item.strip()}) from None
     card = stock_card(db, fac.code, it.code)
     return _pdf(to_pdf(request, "replenishment/pdf/stock_card.html", {"facility": fac, "item": it, "card": card}),
                 f"stock-card-{fac.code}-{it.code}.pdf")

@@ -31,7 +31,7 @@ from stock.pseudonyms import patient_key
 from stock.queries import (OnHand, StockPosition, expiring, monthly_dispensed, on_hand, stock_card,
                            stock_positions, stockouts)
 from web import audit, deps
-from web.access import MANAGERS, NotFound, facility_in_scope, require_roles, visible_facilities
+from web.access import MANAGERS, MSG_UNKNOWN_ITEM, NotFound, facility_in_scope, require_roles, visible_facilities
 from web.downloads import attachment
 from web.interop import spreadsheets
 from web.interop.spreadsheets import MEDIA_TYPES, Sheet, to_csv
@@ -168,8 +168,8 @@ def _item(db: Session, code: str) -> Item:
 
     try:
         return item_by_code(db, code.strip())
-    except UnknownItem as exc:
-        raise NotFound(str(exc), field="item") from None
+    except UnknownItem:
+        raise NotFound(MSG_UNKNOWN_ITEM, field="item", params={"item": code.strip()}) from None
 
 
 def _csv(body: bytes, *name: str) -> Response:
