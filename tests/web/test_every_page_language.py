@@ -34,8 +34,8 @@ from typer.testing import CliRunner
 from stock.db import make_engine
 from tests.web.conftest import PASSWORD, LiveServer, Served, make_settings
 from tests.web.test_cli_tables import db as cli_db  # noqa: F401 - a database with flags, users and alerts
-from web import cli
-from web.cli import app
+from web.cli import common as cli
+from web.cli.main import app
 from web import words
 from web.templating import LANGUAGE_NAMES, LOCALE_DIR
 
@@ -229,7 +229,7 @@ def walk(client, lang: str, data: tuple[str, ...]) -> tuple[dict[str, list], lis
 @pytest.fixture
 def served(engine):
     from web.app import create_app
-    from web.cli_web import create_user
+    from web.admin.service import create_user
 
     Session = session_factory(engine)
     settings = make_settings()
