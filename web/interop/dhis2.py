@@ -38,14 +38,15 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import accumulate
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, func, select, type_coerce
+from sqlalchemy import BigInteger, and_, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from stock.errors import InvalidEntry
-from stock.models import Facility, Item, LedgerEntry, StockReport
+from stock.models import Balance, Facility, Item, LedgerEntry, StockReport
 from stock.quantities import from_milli
 from stock.settings import get_settings
 from web.interop.dhis2_mapping import MEASURES, Mapping, MappingError, Target, load_mapping, parse_mapping
@@ -80,6 +81,11 @@ def _month_bounds(year: int, month: int, zone: str) -> tuple[datetime, datetime]
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
+def _milli(column):
+    """A quantity column read as the thousandths it is stored in: no Decimal per row."""
+    return type_coerce(column, BigInteger)
+
+
 def monthly_aggregates(session: Session, period: str, *, now: datetime | None = None,
                        facility_codes: Collection[str] | None = None) -> list[MonthlyAggregate]:
     """Stock on hand at month end, consumption and stockout days per facility and item, for every
@@ -96,64 +102,104 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
         zones[zone or default_zone].append(fid)
         codes[fid] = code
     items = dict(session.execute(select(Item.id, Item.code)).all())
-    item_ids = sorted(items)
-    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
-    milli = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - stored thousandths, no Decimal per row
     out: list[MonthlyAggregate] = []
-    conn = session.connection()
     for zone, fids in zones.items():
         t0, t1 = _month_bounds(year, month, zone)
-        before = session.execute(
-            select(LedgerEntry.facility_id, LedgerEntry.item_id,
-                   func.sum(milli(LedgerEntry.effect)), func.min(LedgerEntry.occurred_at))
-            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
-            .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)).all()
-        opening = {(f, i): (q or 0, first) for f, i, q, first in before}
-        moves = conn.execute(
-            select(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at, LedgerEntry.kind,
-                   milli(LedgerEntry.quantity), milli(LedgerEntry.effect),
-                   LedgerEntry.entry_id.in_(reversed_ids).label("reversed"))
-            # Every item named, though it filters nothing: with facility and item both given,
-            # the month is a range of ix_ledger_entry_facility_item_occurred per pair, where a
-            # facility alone would have SQLite read all of its entries to find the month's.
-            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids),
-                   LedgerEntry.occurred_at >= t0, LedgerEntry.occurred_at < t1))
         tz = ZoneInfo(zone)
         first_day = date(year, month, 1)
         days = [first_day + timedelta(days=n) for n in range((t1.astimezone(tz).date() - first_day).days)]
-        over = [datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=1) <= now for d in days]
-        groups: dict[tuple[int, int], _Month] = {}
-        for fid, iid, at, kind, quantity, effect, was_reversed in moves:
-            g = groups.get((fid, iid))
-            if g is None:
-                g = groups[(fid, iid)] = _Month()
-            if kind == "dispense" and not was_reversed:
-                g.used += quantity
-            g.change[at.astimezone(tz).date()] += effect
-            if g.first is None or at < g.first:
-                g.first = at
-        for key in sorted(set(opening) | set(groups), key=lambda k: (codes[k[0]], items[k[1]])):
-            balance, first_at = opening.get(key, (0, None))
-            g = groups.get(key) or _Month()
-            held_from = (first_at or g.first).astimezone(tz).date()
+        # Local midnights that end each day, as instants: the days that are over are the first ones.
+        ends = [datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=1) for d in days]
+        ended = sum(1 for end in ends if end <= now)
+        month_rows = _month_moves(session, fids, sorted(items), t0, t1, ends[:-1])
+        opening = _openings(session, fids, t0, t1, month_rows)
+        for key in sorted(opening.keys() | month_rows.keys(), key=lambda k: (codes[k[0]], items[k[1]])):
+            balance, held_before = opening.get(key, (0, False))
+            used, change, first = month_rows.get(key) or (0, (), 0)
+            # Days count as stocked out only from the first the facility held the item.
+            held_from = 0 if held_before else first
             out_days = 0
-            for day, ended in zip(days, over):
-                balance += g.change.get(day, 0)
-                if ended and balance <= 0 and day >= held_from:
-                    out_days += 1
+            if change:
+                for n, closing in enumerate(accumulate(change, initial=balance)):
+                    if n > held_from and n <= ended and closing <= 0:   # closing of day n - 1
+                        out_days += 1
+                balance = closing
+            elif balance <= 0:
+                out_days = max(0, ended - held_from)
             out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(from_milli(balance)),
-                                        _plain(from_milli(g.used)), out_days))
+                                        _plain(from_milli(used)), out_days))
     out.sort(key=lambda a: (a.facility_code, a.item_code))
     return out
 
 
-@dataclass
-class _Month:
-    """One facility-item's movements in the month, in thousandths."""
+def _month_moves(session: Session, fids: list[int], item_ids: list[int], t0: datetime, t1: datetime,
+                 day_ends: list[datetime]) -> dict[tuple[int, int], tuple[int, list[int], int]]:
+    """The month's movements per facility-item: consumption, the change to stock on each day and
+    the first day with a movement (days as indexes into the month). The day of each entry is
+    found by the database, against the local midnights as instants, rather than by converting
+    each row's time in Python."""
+    day = case(*((LedgerEntry.occurred_at < end, n) for n, end in enumerate(day_ends)), else_=len(day_ends))
+    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+    used = case((and_(LedgerEntry.kind == "dispense", LedgerEntry.entry_id.not_in(reversed_ids)),
+                 _milli(LedgerEntry.quantity)), else_=0)
+    rows = session.connection().execute(
+        select(LedgerEntry.facility_id, LedgerEntry.item_id, day.label("day"), func.sum(used),
+               func.sum(_milli(LedgerEntry.effect)))
+        # Every item named, though it filters nothing: with facility and item both given, the month
+        # is a range of ix_ledger_entry_facility_item_occurred per pair, where a facility alone
+        # would have SQLite read all of its entries to find the month's.
+        .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids),
+               LedgerEntry.occurred_at >= t0, LedgerEntry.occurred_at < t1)
+        .group_by(LedgerEntry.facility_id, LedgerEntry.item_id, "day"))
+    n_days = len(day_ends) + 1
+    out: dict[tuple[int, int], list] = {}
+    for fid, iid, n, day_used, effect in rows:
+        g = out.get((fid, iid))
+        if g is None:
+            g = out[(fid, iid)] = [0, [0] * n_days, n]
+        g[0] += day_used
+        g[1][n] += effect
+        if n < g[2]:
+            g[2] = n
+    return out
 
-    used: int = 0
-    change: dict = field(default_factory=lambda: defaultdict(int))
-    first: datetime | None = None
+
+def _openings(session: Session, fids: list[int], t0: datetime, t1: datetime,
+              month: dict[tuple[int, int], list]) -> dict[tuple[int, int], tuple[int, bool]]:
+    """Stock on hand at the month's start per facility-item that had a movement before it, in
+    thousandths, with True (it was held before the month).
+
+    Whichever side of the month holds fewer entries is read: the sum of every entry before it, or
+    the stock on hand now (the balance table, the ledger's running total kept in the same
+    transaction as every entry, as ``stock.requisitions.figures`` reads it) less the month's
+    movements and those after it. Summing the whole history before every month read, for a
+    recent month, most of the ledger. Which side is smaller is asked of the recording-time index
+    (a count of index entries, no rows read); either way the figure is the same."""
+    recorded = LedgerEntry.recorded_at
+    earlier = session.scalar(select(func.count()).where(recorded < t0))
+    later = session.scalar(select(func.count()).where(recorded >= t1))
+    if earlier <= later:
+        rows = session.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, func.sum(_milli(LedgerEntry.effect)))
+            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
+            .group_by(LedgerEntry.facility_id, LedgerEntry.item_id))
+        return {(f, i): (q or 0, True) for f, i, q in rows}
+    since = dict(((f, i), q) for f, i, q in session.execute(
+        select(LedgerEntry.facility_id, LedgerEntry.item_id, func.sum(_milli(LedgerEntry.effect)))
+        .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at >= t1)
+        .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)))
+    before = (select(LedgerEntry.id)
+              .where(LedgerEntry.facility_id == Balance.facility_id, LedgerEntry.item_id == Balance.item_id,
+                     LedgerEntry.occurred_at < t0)
+              .limit(1).correlate(Balance).exists())
+    out = {}
+    for f, i, on_hand, held in session.execute(
+            select(Balance.facility_id, Balance.item_id, func.sum(_milli(Balance.on_hand)), before)
+            .where(Balance.facility_id.in_(fids)).group_by(Balance.facility_id, Balance.item_id)):
+        if held:
+            g = month.get((f, i))
+            out[(f, i)] = (on_hand - (since.get((f, i)) or 0) - (sum(g[1]) if g else 0), True)
+    return out
 
 
 def _plain(value: Decimal) -> Decimal:
