@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,7 @@ from itertools import accumulate
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, and_, case, func, select, type_coerce
+from sqlalchemy import BigInteger, String, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from stock.errors import InvalidEntry
@@ -133,34 +134,43 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
 
 
 def _month_moves(session: Session, fids: list[int], item_ids: list[int], t0: datetime, t1: datetime,
-                 day_ends: list[datetime]) -> dict[tuple[int, int], tuple[int, list[int], int]]:
-    """The month's movements per facility-item: consumption, the change to stock on each day and
-    the first day with a movement (days as indexes into the month). The day of each entry is
-    found by the database, against the local midnights as instants, rather than by converting
-    each row's time in Python."""
-    day = case(*((LedgerEntry.occurred_at < end, n) for n, end in enumerate(day_ends)), else_=len(day_ends))
-    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
-    used = case((and_(LedgerEntry.kind == "dispense", LedgerEntry.entry_id.not_in(reversed_ids)),
-                 _milli(LedgerEntry.quantity)), else_=0)
-    rows = session.connection().execute(
-        select(LedgerEntry.facility_id, LedgerEntry.item_id, day.label("day"), func.sum(used),
-               func.sum(_milli(LedgerEntry.effect)))
-        # Every item named, though it filters nothing: with facility and item both given, the month
-        # is a range of ix_ledger_entry_facility_item_occurred per pair, where a facility alone
-        # would have SQLite read all of its entries to find the month's.
-        .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids),
-               LedgerEntry.occurred_at >= t0, LedgerEntry.occurred_at < t1)
-        .group_by(LedgerEntry.facility_id, LedgerEntry.item_id, "day"))
-    n_days = len(day_ends) + 1
+                 day_ends: list[datetime]) -> dict[tuple[int, int], list]:
+    """The month's movements per facility-item: [consumption, the change to stock on each day, the
+    first day with a movement], days as indexes into the month, quantities in thousandths.
+
+    Times are read as the driver returns them (the stored text on SQLite, a timestamp on
+    PostgreSQL) and placed among the month's local midnights written the same way, which orders
+    them as the database does: no time is converted per row."""
+    occurred = LedgerEntry.occurred_at
+    dialect = session.get_bind().dialect
+    to_db = occurred.type.dialect_impl(dialect).bind_processor(dialect) or (lambda moment: moment)
+    keys = [to_db(end) for end in day_ends]
+    # Every item named, though it filters nothing: with facility and item both given, the month is
+    # a range of ix_ledger_entry_facility_item_occurred per pair, where a facility alone would have
+    # SQLite read all of its entries to find the month's.
+    in_month = (LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids), occurred >= t0, occurred < t1)
+    dispensed = case((LedgerEntry.kind == "dispense", _milli(LedgerEntry.quantity)), else_=0)
+    conn = session.connection()
     out: dict[tuple[int, int], list] = {}
-    for fid, iid, n, day_used, effect in rows:
+    n_days = len(keys) + 1
+    for fid, iid, at, used, effect in conn.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, type_coerce(occurred, String), dispensed,
+                   _milli(LedgerEntry.effect)).where(*in_month)):
+        day = bisect_right(keys, at)
         g = out.get((fid, iid))
         if g is None:
-            g = out[(fid, iid)] = [0, [0] * n_days, n]
-        g[0] += day_used
-        g[1][n] += effect
-        if n < g[2]:
-            g[2] = n
+            g = out[(fid, iid)] = [used, [0] * n_days, day]
+        else:
+            g[0] += used
+            if day < g[2]:
+                g[2] = day
+        g[1][day] += effect
+    # Consumption leaves out dispensing that a later entry reversed.
+    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+    for fid, iid, quantity in conn.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, _milli(LedgerEntry.quantity))
+            .where(LedgerEntry.entry_id.in_(reversed_ids), LedgerEntry.kind == "dispense", *in_month)):
+        out[(fid, iid)][0] -= quantity
     return out
 
 
