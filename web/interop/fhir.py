@@ -49,6 +49,7 @@ from stock.settings import Fhir, get_settings
 from web.interop import fhir_resources as fr
 from web.interop.fhir_query import LEDGER_KINDS, Query, batches, ledger_stmt, prescriptions_stmt, records, reports_stmt
 from web.interop.fhir_reports import monthly_report, report_key
+from web.interop.fhir_requests import medication_request
 
 VERSIONS = {"R4": "4.0.1", "R5": "5.0.0"}
 EXPORTED_KINDS = (*LEDGER_KINDS, "stock_report")
@@ -135,7 +136,7 @@ class _Writer:
             self.rxs.add(rx.code)
             self.patient(rx.health_card_id, out)
             url = urls[rx.code] = fr.full_url("MedicationRequest", rx.code)
-            out.append(self.entry(fr.medication_request(self.sys, self.version, rx,
+            out.append(self.entry(medication_request(self.sys, self.version, rx,
                                                         self.patient_ids.ref(rx.health_card_id), item,
                                                         rx.fcode, rx.fname), rx.code, url))
         return urls

@@ -29,7 +29,6 @@ from web.interop.fhir_codes import ATC_SYSTEM, GTIN_SYSTEM, UCUM, is_atc, ucum_c
 
 _NS = uuid.UUID("6f1d3c52-3b8e-4f0a-9d55-0a3c2f9e7d11")
 MED = "med"
-ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
 SUPPLY_TYPE = {"R4": "http://terminology.hl7.org/CodeSystem/supply-item-type",
                "R5": "http://hl7.org/fhir/supplydelivery-supplyitemtype"}
 """SupplyDelivery.type's required code system: R4's ValueSet supplydelivery-type and R5's
@@ -198,6 +197,7 @@ class PatientIds:
         self.key = key
         self.system = sys.patient_system if key is None else sys.pseudonym_system
         self.value = (lambda card: card) if key is None else lru_cache(maxsize=1 << 16)(self._pseudonym)
+        self._refs: dict[str, dict] = {}
 
     def _pseudonym(self, card: str) -> str:
         return pseudonym(card, self.key)
@@ -207,7 +207,14 @@ class PatientIds:
         return self.key is not None
 
     def ref(self, card: str) -> dict:
-        return _ref("Patient", self.system, self.value(card), None)
+        """A reference to the card's Patient: one dict per patient (never changed after) for the
+        last 32,768 patients named, which a movement and its prescription name again."""
+        got = self._refs.get(card)
+        if got is None:
+            if len(self._refs) >= 1 << 15:
+                self._refs.clear()
+            got = self._refs[card] = _ref("Patient", self.system, self.value(card), None)
+        return got
 
 
 def patient(ids: PatientIds, card: str) -> tuple[dict, str]:
@@ -314,22 +321,20 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None, receive
 
 def inventory_count(sys: Fhir, r) -> dict:
     """A physical count as an R5 InventoryReport: the quantity counted, the book quantity noted."""
-    counted, book = milli(r.quantity), milli(r.book_quantity) or 0
+    book = milli(r.book_quantity) or 0
     return {
         "resourceType": "InventoryReport",
         "id": resource_id(r.entry_id),
         "identifier": identifiers(sys, r),
-        "contained": [medication(sys, r)],
+        "contained": contained(sys, r),
         "status": "active",
         "countType": "snapshot",
         "reportedDateTime": r.recorded,
-        "reporter": {"type": "Practitioner", "identifier": ident(sys.user_system, r.recorded_by),
-                     "display": r.recorded_by},
+        "reporter": _performer(sys.user_system, r.recorded_by)[0]["actor"],
         "inventoryListing": [{
             "location": location_ref(sys, r.facility_code, r.facility_name),
             "countingDateTime": r.occurred,
-            "item": [{"quantity": quantity(counted, r.unit),
-                      "item": {"reference": {"reference": f"#{MED}", "display": r.item_name}}}],
+            "item": [{"quantity": stored_quantity(r.quantity, r.unit), "item": _medication_r5(r.item_name)}],
         }],
         "note": [{"text": f"book quantity {book} {r.unit}; counted minus book {milli(r.quantity - (r.book_quantity or 0))}"}],
     }
@@ -342,54 +347,3 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 def resource_id(entry_id: str) -> str:
     """The entry_id itself when it is a valid FHIR id, otherwise a stable UUID derived from it."""
     return entry_id if _FHIR_ID.fullmatch(entry_id) else str(uuid.uuid5(_NS, entry_id))
-
-
-# --- prescriptions ---------------------------------------------------------------------------
-
-def medication_request(sys: Fhir, version: str, rx, subject: dict, item, facility_code: str,
-                       facility_name: str) -> dict:
-    res = {
-        "resourceType": "MedicationRequest",
-        "id": resource_id(rx.code),
-        "identifier": [ident(sys.prescription_system, rx.code)],
-        "status": "unknown",
-        "intent": "order",
-        "subject": subject,
-        "authoredOn": rx.issued_on.isoformat(),
-        "requester": _requester(rx.prescriber),
-        "dispenseRequest": {"quantity": stored_quantity(rx.quantity, item.unit),
-                            "expectedSupplyDuration": _days(rx.days_supply)},
-        "note": _written_at(facility_code, facility_name),
-    }
-    med = concept(sys, item.code, item.name, item.atc_code, item.gtin)
-    if version == "R4":
-        res["medicationCodeableConcept"] = med
-        if rx.diagnosis_code:
-            res["reasonCode"] = _reason(rx.diagnosis_code, version)
-    else:
-        res["medication"] = {"concept": med}
-        if rx.diagnosis_code:
-            res["reason"] = _reason(rx.diagnosis_code, version)
-    return res
-
-
-# Parts of a MedicationRequest that prescriptions share, one dict each (never changed after).
-@lru_cache(maxsize=4096)
-def _requester(prescriber: str) -> dict:
-    return {"type": "Practitioner", "display": prescriber}
-
-
-@lru_cache(maxsize=1024)
-def _days(days: int) -> dict:
-    return {"value": days, "unit": "days", "system": UCUM, "code": "d"}
-
-
-@lru_cache(maxsize=4096)
-def _written_at(facility_code: str, facility_name: str) -> list[dict]:
-    return [{"text": f"written at {facility_code} ({facility_name})"}]
-
-
-@lru_cache(maxsize=4096)
-def _reason(diagnosis_code: str, version: str) -> list[dict]:
-    diagnosis = {"coding": [{"system": ICD10_SYSTEM, "code": diagnosis_code}]}
-    return [diagnosis] if version == "R4" else [{"concept": diagnosis}]
