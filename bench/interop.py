@@ -123,7 +123,7 @@ def child(kind: str, db: Path, out: Path) -> None:
                 result = write_bundle(s, f, version=kind.split("-")[1])
             count, size = sum(result.counts.values()), out.stat().st_size
             detail = result.counts
-            digest = _digest_after_head(out)
+            digest = out            # read back once the export is timed
         else:
             from web.interop.dhis2 import export_data_value_set, parse_mapping
             from web.interop.dhis2_mapping import MEASURES
@@ -149,6 +149,8 @@ def child(kind: str, db: Path, out: Path) -> None:
             digest = digest.hexdigest()
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if isinstance(digest, Path):
+        digest = _digest_after_head(digest)
     print(json.dumps({"kind": kind, "resources": count, "seconds": seconds, "cpu": cpu, "peak_mib": peak,
                       "bytes": size, "detail": detail, "digest": digest}))
 
