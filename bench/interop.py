@@ -1,6 +1,6 @@
 """Interoperability benchmarks, run by hand: FHIR (R4 and R5) and DHIS2 exports of a large ledger.
 
-    .venv/bin/python bench/interop.py [--rows 1000000] [--workdir /tmp/dawa-bench-interop]
+    .venv/bin/python bench/interop.py [--rows 1000000] [--workdir /tmp/dawa-bench-interop] [--same-as CHECKOUT]
 
 A data set of --rows ledger rows is generated and imported into a SQLite database, cached in the
 work folder: the project's generator (``sample_data.generator``) run at a scale that gives at least
@@ -23,23 +23,42 @@ its peak resident memory is its own:
 
 Patients are exported by pseudonym (the default), under a key set for the run.
 
+With --same-as CHECKOUT (another worktree, say the main branch's) each export runs first with that
+checkout's code and then with this one's, on the same database, shown side by side with the ratio
+and whether both wrote the same: the FHIR entries byte for byte (the Bundle's own id and time
+aside) and every month's DHIS2 payload and warnings (stockout days counted up to the ledger's last
+movement, so that the wall clock does not change them).
+
 Targets: peak memory < 500 MiB and >= 20,000 resources/s. Figures are given per wall-clock second
 and per CPU second of the export process, with the machine's load average: on a machine whose
 cores other jobs share, the wall-clock rate is a lower bound of what the export does alone.
 
-Measured at 1,000,000 rows on this 2-core machine alone (load average 1.0, one export at a time):
+Measured at 1,000,000 rows, the previous round, on this 2-core machine alone (load average 1.0):
 FHIR R4 1,543,291 resources in 77.9 s, 19,808/s wall (19,873/s CPU), peak 316 MiB; FHIR R5
 1,693,116 in 88.1 s, 19,211/s wall, peak 319 MiB; DHIS2 320,904 values in 18.8 s, 17,042/s wall,
 peak 231 MiB; the incremental pull of the last day 174,720 resources at 14,917/s, its plan from
 ix_ledger_entry_recorded_at in each part of the union. Memory is within the target; the rates are
 not yet (FHIR 1-4 % short, DHIS2 15 %: it sums every earlier entry for each month's opening
-balance). Before this round the FHIR R4 export took 2,230 MiB at 9,300/s CPU and DHIS2 12,200/s
+balance). Before that round the FHIR R4 export took 2,230 MiB at 9,300/s CPU and DHIS2 12,200/s
 CPU, both measured on a busy machine.
+
+This round, --same-as the previous round's code, one run of each, on the same machine shared with
+other jobs (load average 2.0 to 4.0 during the run; per CPU second is the figure to compare):
+FHIR R4 19,169/s CPU before, 27,065/s CPU (20,056/s wall at load 3.5) now, 1.41 times; FHIR R5
+19,635/s before, 24,813/s CPU (24,369/s wall at load 2.0) now, 1.26 times; DHIS2 18,118/s before,
+32,866/s CPU (32,118/s wall) now, 1.81 times; each writing the same as before. Peak memory 327,
+330 and 232 MiB. At a load of 7 to 10 an earlier run gave 1.23, 1.20 and 1.58 times. What did it:
+DHIS2 reads each month's opening balance from the smaller side of the month and places the
+month's movements among its local midnights as stored, with no time converted per row; FHIR writes
+the stored times as FHIR instants directly, writes a batch at once with the cycle collector paused
+until the batch is freed, and shares the parts of resources that repeat (performer, quantity,
+contained Medication, references) as it already shared codings.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -49,7 +68,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, os.environ.get("DAWA_BENCH_CODE") or str(HERE.parent))   # --same-as: the other checkout's code
 
 
 def _ledger_bench():
@@ -92,6 +111,7 @@ def child(kind: str, db: Path, out: Path) -> None:
     from stock.models import Facility, Item, LedgerEntry
 
     engine = make_engine(f"sqlite:///{db}")
+    digest = None
     t, cpu = time.perf_counter(), time.process_time()
     with session_factory(engine, read_only=True)() as s:
         if kind == "fhir-since":
@@ -121,6 +141,7 @@ def child(kind: str, db: Path, out: Path) -> None:
                 result = write_bundle(s, f, version=kind.split("-")[1])
             count, size = sum(result.counts.values()), out.stat().st_size
             detail = result.counts
+            digest = out            # read back once the export is timed
         else:
             from web.interop.dhis2 import export_data_value_set, parse_mapping
             from web.interop.dhis2_mapping import MEASURES
@@ -131,19 +152,36 @@ def child(kind: str, db: Path, out: Path) -> None:
                                                for c in s.scalars(select(Item.code))}})
             first, last = s.execute(select(func.min(LedgerEntry.occurred_at), func.max(LedgerEntry.occurred_at))).one()
             y, m = first.year, first.month
-            count, size, detail = 0, 0, {}
+            count, size, detail, digest = 0, 0, {}, hashlib.sha256()
             while (y, m) <= (last.year, last.month):
                 period = f"{y:04d}-{m:02d}"
-                payload = export_data_value_set(s, mapping, period).payload
+                export = export_data_value_set(s, mapping, period, now=last)
+                payload = export.payload
                 n = len(payload["dataValues"])
                 detail[period] = n
                 count += n
-                size += len(json.dumps(payload))
+                text = json.dumps(payload)
+                size += len(text)
+                digest.update((text + json.dumps(export.warnings())).encode())
                 y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+            digest = digest.hexdigest()
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if isinstance(digest, Path):
+        digest = _digest_after_head(digest)
     print(json.dumps({"kind": kind, "resources": count, "seconds": seconds, "cpu": cpu, "peak_mib": peak,
-                      "bytes": size, "detail": detail}))
+                      "bytes": size, "detail": detail, "digest": digest}))
+
+
+def _digest_after_head(path: Path) -> str:
+    """SHA-256 of a written bundle after its first line (the head, with the Bundle's own id and
+    time): the entries, which two exports of the same database must write byte for byte."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        f.readline()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def main() -> None:
@@ -152,6 +190,10 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/dawa-bench-interop"))
     ap.add_argument("--only", action="append", choices=("fhir-R4", "fhir-R5", "dhis2", "fhir-since"),
                     help="run only this export (repeatable)")
+    ap.add_argument("--same-as", type=Path, metavar="CHECKOUT",
+                    help="run each export with CHECKOUT's code first, then this one's, on the same database: "
+                         "the figures side by side, and whether both wrote the same (FHIR entries byte for "
+                         "byte, DHIS2 payloads and warnings of every month)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -162,22 +204,38 @@ def main() -> None:
     db = build(args.workdir, args.rows)
     print(f"database of {args.rows:,} ledger rows ready in {time.perf_counter() - t:.0f} s: {db}")
     for kind in args.only or ("fhir-R4", "fhir-R5", "dhis2", "fhir-since"):
-        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--db", str(db),
-                               "--workdir", str(args.workdir)], capture_output=True, text=True, check=False,
-                              env={"DAWA_PATIENT_ID_KEY": "bench-patient-key", **os.environ,
-                                   "PYTHONPATH": str(HERE.parent)})
-        if proc.returncode:
-            print(proc.stderr, file=sys.stderr)
-            raise SystemExit(f"{kind} failed")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{kind:8} {r['resources']:>9,} resources in {r['seconds']:6.1f} s: {r['resources'] / r['seconds']:>8,.0f}/s "
-              f"wall, {r['resources'] / r['cpu']:>8,.0f}/s CPU; peak {r['peak_mib']:.0f} MiB; "
-              f"{r['bytes'] / 2**20:.0f} MiB written; load {os.getloadavg()[0]:.1f}")
-        if kind == "fhir-since":
-            print(f"         recorded since {r['detail'].pop('since')}; plan: " + " | ".join(r["detail"].pop("plan")))
-        if kind.startswith("fhir"):
-            print("         " + ", ".join(f"{n:,} {t}" for t, n in r["detail"].items()))
+        if args.same_as:
+            before = _run(kind, db, args.workdir / "same-as", args.same_as.resolve())
+            _show(kind, before, f"{args.same_as}: ")
+        r = _run(kind, db, args.workdir, HERE.parent)
+        _show(kind, r, "this checkout: " if args.same_as else "")
+        if args.same_as:
+            same = before["digest"] == r["digest"] and before["resources"] == r["resources"]
+            print(f"         {before['cpu'] / r['cpu']:.2f} times as fast by CPU, {before['seconds'] / r['seconds']:.2f} "
+                  f"by wall clock; output {'the same' if same else 'DIFFERENT'}")
 
+
+def _run(kind: str, db: Path, workdir: Path, code: Path) -> dict:
+    """One export in a process of its own, with the code of the checkout ``code``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--db", str(db), "--workdir", str(workdir)],
+                          capture_output=True, text=True, check=False,
+                          env={"DAWA_PATIENT_ID_KEY": "bench-patient-key", **os.environ, "PYTHONPATH": str(code),
+                               "DAWA_BENCH_CODE": str(code)})
+    if proc.returncode:
+        print(proc.stderr, file=sys.stderr)
+        raise SystemExit(f"{kind} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _show(kind: str, r: dict, who: str) -> None:
+    print(f"{who}{kind:8} {r['resources']:>9,} resources in {r['seconds']:6.1f} s: "
+          f"{r['resources'] / r['seconds']:>8,.0f}/s wall, {r['resources'] / r['cpu']:>8,.0f}/s CPU; "
+          f"peak {r['peak_mib']:.0f} MiB; {r['bytes'] / 2**20:.0f} MiB written; load {os.getloadavg()[0]:.1f}")
+    if kind == "fhir-since":
+        print(f"         recorded since {r['detail'].pop('since')}; plan: " + " | ".join(r["detail"].pop("plan")))
+    if kind.startswith("fhir"):
+        print("         " + ", ".join(f"{n:,} {t}" for t, n in r["detail"].items()))
 
 if __name__ == "__main__":
     main()

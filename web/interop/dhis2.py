@@ -33,19 +33,21 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import accumulate
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, func, select, type_coerce
+from sqlalchemy import BigInteger, String, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from stock.errors import InvalidEntry
-from stock.models import Facility, Item, LedgerEntry, StockReport
+from stock.models import Balance, Facility, Item, LedgerEntry, StockReport
 from stock.quantities import from_milli
 from stock.settings import get_settings
 from web.interop.dhis2_mapping import MEASURES, Mapping, MappingError, Target, load_mapping, parse_mapping
@@ -80,6 +82,11 @@ def _month_bounds(year: int, month: int, zone: str) -> tuple[datetime, datetime]
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
+def _milli(column):
+    """A quantity column read as the thousandths it is stored in: no Decimal per row."""
+    return type_coerce(column, BigInteger)
+
+
 def monthly_aggregates(session: Session, period: str, *, now: datetime | None = None,
                        facility_codes: Collection[str] | None = None) -> list[MonthlyAggregate]:
     """Stock on hand at month end, consumption and stockout days per facility and item, for every
@@ -96,64 +103,113 @@ def monthly_aggregates(session: Session, period: str, *, now: datetime | None = 
         zones[zone or default_zone].append(fid)
         codes[fid] = code
     items = dict(session.execute(select(Item.id, Item.code)).all())
-    item_ids = sorted(items)
-    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
-    milli = lambda column: type_coerce(column, BigInteger)  # noqa: E731 - stored thousandths, no Decimal per row
     out: list[MonthlyAggregate] = []
-    conn = session.connection()
     for zone, fids in zones.items():
         t0, t1 = _month_bounds(year, month, zone)
-        before = session.execute(
-            select(LedgerEntry.facility_id, LedgerEntry.item_id,
-                   func.sum(milli(LedgerEntry.effect)), func.min(LedgerEntry.occurred_at))
-            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
-            .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)).all()
-        opening = {(f, i): (q or 0, first) for f, i, q, first in before}
-        moves = conn.execute(
-            select(LedgerEntry.facility_id, LedgerEntry.item_id, LedgerEntry.occurred_at, LedgerEntry.kind,
-                   milli(LedgerEntry.quantity), milli(LedgerEntry.effect),
-                   LedgerEntry.entry_id.in_(reversed_ids).label("reversed"))
-            # Every item named, though it filters nothing: with facility and item both given,
-            # the month is a range of ix_ledger_entry_facility_item_occurred per pair, where a
-            # facility alone would have SQLite read all of its entries to find the month's.
-            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids),
-                   LedgerEntry.occurred_at >= t0, LedgerEntry.occurred_at < t1))
         tz = ZoneInfo(zone)
         first_day = date(year, month, 1)
         days = [first_day + timedelta(days=n) for n in range((t1.astimezone(tz).date() - first_day).days)]
-        over = [datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=1) <= now for d in days]
-        groups: dict[tuple[int, int], _Month] = {}
-        for fid, iid, at, kind, quantity, effect, was_reversed in moves:
-            g = groups.get((fid, iid))
-            if g is None:
-                g = groups[(fid, iid)] = _Month()
-            if kind == "dispense" and not was_reversed:
-                g.used += quantity
-            g.change[at.astimezone(tz).date()] += effect
-            if g.first is None or at < g.first:
-                g.first = at
-        for key in sorted(set(opening) | set(groups), key=lambda k: (codes[k[0]], items[k[1]])):
-            balance, first_at = opening.get(key, (0, None))
-            g = groups.get(key) or _Month()
-            held_from = (first_at or g.first).astimezone(tz).date()
+        # Local midnights that end each day, as instants: the days that are over are the first ones.
+        ends = [datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=1) for d in days]
+        ended = sum(1 for end in ends if end <= now)
+        month_rows = _month_moves(session, fids, sorted(items), t0, t1, ends[:-1])
+        opening = _openings(session, fids, t0, t1, month_rows)
+        for key in sorted(opening.keys() | month_rows.keys(), key=lambda k: (codes[k[0]], items[k[1]])):
+            balance, held_before = opening.get(key, (0, False))
+            used, change, first = month_rows.get(key) or (0, (), 0)
+            # Days count as stocked out only from the first the facility held the item.
+            held_from = 0 if held_before else first
             out_days = 0
-            for day, ended in zip(days, over):
-                balance += g.change.get(day, 0)
-                if ended and balance <= 0 and day >= held_from:
-                    out_days += 1
+            if change:
+                for n, closing in enumerate(accumulate(change, initial=balance)):
+                    if n > held_from and n <= ended and closing <= 0:   # closing of day n - 1
+                        out_days += 1
+                balance = closing
+            elif balance <= 0:
+                out_days = max(0, ended - held_from)
             out.append(MonthlyAggregate(codes[key[0]], items[key[1]], _plain(from_milli(balance)),
-                                        _plain(from_milli(g.used)), out_days))
+                                        _plain(from_milli(used)), out_days))
     out.sort(key=lambda a: (a.facility_code, a.item_code))
     return out
 
 
-@dataclass
-class _Month:
-    """One facility-item's movements in the month, in thousandths."""
+def _month_moves(session: Session, fids: list[int], item_ids: list[int], t0: datetime, t1: datetime,
+                 day_ends: list[datetime]) -> dict[tuple[int, int], list]:
+    """The month's movements per facility-item: [consumption, the change to stock on each day, the
+    first day with a movement], days as indexes into the month, quantities in thousandths.
 
-    used: int = 0
-    change: dict = field(default_factory=lambda: defaultdict(int))
-    first: datetime | None = None
+    Times are read as the driver returns them (the stored text on SQLite, a timestamp on
+    PostgreSQL) and placed among the month's local midnights written the same way, which orders
+    them as the database does: no time is converted per row."""
+    occurred = LedgerEntry.occurred_at
+    dialect = session.get_bind().dialect
+    to_db = occurred.type.dialect_impl(dialect).bind_processor(dialect) or (lambda moment: moment)
+    keys = [to_db(end) for end in day_ends]
+    # Every item named, though it filters nothing: with facility and item both given, the month is
+    # a range of ix_ledger_entry_facility_item_occurred per pair, where a facility alone would have
+    # SQLite read all of its entries to find the month's.
+    in_month = (LedgerEntry.facility_id.in_(fids), LedgerEntry.item_id.in_(item_ids), occurred >= t0, occurred < t1)
+    dispensed = case((LedgerEntry.kind == "dispense", _milli(LedgerEntry.quantity)), else_=0)
+    conn = session.connection()
+    out: dict[tuple[int, int], list] = {}
+    n_days = len(keys) + 1
+    for fid, iid, at, used, effect in conn.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, type_coerce(occurred, String), dispensed,
+                   _milli(LedgerEntry.effect)).where(*in_month)):
+        day = bisect_right(keys, at)
+        g = out.get((fid, iid))
+        if g is None:
+            g = out[(fid, iid)] = [used, [0] * n_days, day]
+        else:
+            g[0] += used
+            if day < g[2]:
+                g[2] = day
+        g[1][day] += effect
+    # Consumption leaves out dispensing that a later entry reversed.
+    reversed_ids = select(LedgerEntry.reverses).where(LedgerEntry.reverses.is_not(None))
+    for fid, iid, quantity in conn.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, _milli(LedgerEntry.quantity))
+            .where(LedgerEntry.entry_id.in_(reversed_ids), LedgerEntry.kind == "dispense", *in_month)):
+        out[(fid, iid)][0] -= quantity
+    return out
+
+
+def _openings(session: Session, fids: list[int], t0: datetime, t1: datetime,
+              month: dict[tuple[int, int], list]) -> dict[tuple[int, int], tuple[int, bool]]:
+    """Stock on hand at the month's start per facility-item that had a movement before it, in
+    thousandths, with True (it was held before the month).
+
+    Whichever side of the month holds fewer entries is read: the sum of every entry before it, or
+    the stock on hand now (the balance table, the ledger's running total kept in the same
+    transaction as every entry, as ``stock.requisitions.figures`` reads it) less the month's
+    movements and those after it. Summing the whole history before every month read, for a
+    recent month, most of the ledger. Which side is smaller is asked of the recording-time index
+    (a count of index entries, no rows read); either way the figure is the same."""
+    recorded = LedgerEntry.recorded_at
+    earlier = session.scalar(select(func.count()).where(recorded < t0))
+    later = session.scalar(select(func.count()).where(recorded >= t1))
+    if earlier <= later:
+        rows = session.execute(
+            select(LedgerEntry.facility_id, LedgerEntry.item_id, func.sum(_milli(LedgerEntry.effect)))
+            .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at < t0)
+            .group_by(LedgerEntry.facility_id, LedgerEntry.item_id))
+        return {(f, i): (q or 0, True) for f, i, q in rows}
+    since = dict(((f, i), q) for f, i, q in session.execute(
+        select(LedgerEntry.facility_id, LedgerEntry.item_id, func.sum(_milli(LedgerEntry.effect)))
+        .where(LedgerEntry.facility_id.in_(fids), LedgerEntry.occurred_at >= t1)
+        .group_by(LedgerEntry.facility_id, LedgerEntry.item_id)))
+    before = (select(LedgerEntry.id)
+              .where(LedgerEntry.facility_id == Balance.facility_id, LedgerEntry.item_id == Balance.item_id,
+                     LedgerEntry.occurred_at < t0)
+              .limit(1).correlate(Balance).exists())
+    out = {}
+    for f, i, on_hand, held in session.execute(
+            select(Balance.facility_id, Balance.item_id, func.sum(_milli(Balance.on_hand)), before)
+            .where(Balance.facility_id.in_(fids)).group_by(Balance.facility_id, Balance.item_id)):
+        if held:
+            g = month.get((f, i))
+            out[(f, i)] = (on_hand - (since.get((f, i)) or 0) - (sum(g[1]) if g else 0), True)
+    return out
 
 
 def _plain(value: Decimal) -> Decimal:

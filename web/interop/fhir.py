@@ -32,28 +32,28 @@ from __future__ import annotations
 import gc
 import json
 import uuid
-from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import orjson
-from sqlalchemy import BigInteger, and_, exists, select, type_coerce, union
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from stock.errors import DawaError
-from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription, StockReport
+from stock.models import Facility, LedgerEntry
 from stock.pseudonyms import patient_key
 from stock.settings import Fhir, get_settings
 from web.interop import fhir_resources as fr
+from web.interop.fhir_query import LEDGER_KINDS, Query, batches, ledger_stmt, prescriptions_stmt, records, reports_stmt
+from web.interop.fhir_reports import monthly_report, report_key
+from web.interop.fhir_requests import medication_request
 
 VERSIONS = {"R4": "4.0.1", "R5": "5.0.0"}
-LEDGER_KINDS = ("dispense", "receipt", "transfer_in", "transfer_out", "count")
 EXPORTED_KINDS = (*LEDGER_KINDS, "stock_report")
 PATIENT_IDS = ("pseudonym", "card")
-BATCH = 2000
 resource_id = fr.resource_id
 
 
@@ -74,81 +74,7 @@ def _check_version(version: str) -> str:
     return v
 
 
-@dataclass
-class _Query:
-    version: str
-    facility_code: str | None
-    since: datetime | None
-    until: datetime | None
-    occurred_since: datetime | None
-    occurred_until: datetime | None
-    kinds: tuple[str, ...]
-    key: str | None = None
-
-
-def _ledger_stmt(q: _Query):
-    other = aliased(Facility)
-    stmt = (
-        select(LedgerEntry.entry_id, LedgerEntry.kind,
-               type_coerce(LedgerEntry.quantity, BigInteger).label("quantity"),   # thousandths: fr.milli
-               type_coerce(LedgerEntry.book_quantity, BigInteger).label("book_quantity"),
-               LedgerEntry.occurred_at, LedgerEntry.recorded_at, LedgerEntry.recorded_by,
-               LedgerEntry.prescription_ref, LedgerEntry.counterparty, LedgerEntry.document_number,
-               LedgerEntry.serial_number, Facility.code.label("facility_code"), Facility.name.label("facility_name"),
-               Item.code.label("item_code"), Item.name.label("item_name"), Item.unit, Item.atc_code.label("atc"),
-               Item.gtin, Lot.lot_number.label("lot"), Lot.expiry_date.label("expiry"),
-               Patient.health_card_id.label("card"), other.code.label("counterparty_code"),
-               other.name.label("counterparty_name"), LedgerEntry.facility_id, LedgerEntry.counterparty_facility_id)
-        .join(Facility, Facility.id == LedgerEntry.facility_id)
-        .join(Item, Item.id == LedgerEntry.item_id)
-        .join(Lot, Lot.id == LedgerEntry.lot_id)
-        .outerjoin(Patient, Patient.id == LedgerEntry.patient_id)
-        .outerjoin(other, other.id == LedgerEntry.counterparty_facility_id)
-        .where(LedgerEntry.kind.in_([k for k in q.kinds if k in LEDGER_KINDS]))
-        .order_by(LedgerEntry.facility_id, LedgerEntry.chain_seq)   # the chain's index: read in order, no sort
-    )
-    if q.facility_code:
-        stmt = stmt.where(Facility.code == q.facility_code)
-    if q.occurred_since is not None:
-        stmt = stmt.where(LedgerEntry.occurred_at >= q.occurred_since)
-    if q.occurred_until is not None:
-        stmt = stmt.where(LedgerEntry.occurred_at < q.occurred_until)
-    if q.since is not None or q.until is not None:
-        stmt = stmt.where(LedgerEntry.id.in_(_in_window(q)))
-    return stmt
-
-
-def _recorded(table, q: _Query):
-    conds = []
-    if q.since is not None:
-        conds.append(table.recorded_at >= q.since)
-    if q.until is not None:
-        conds.append(table.recorded_at < q.until)
-    return and_(*conds)
-
-
-def _in_window(q: _Query):
-    """Ids of the entries recorded in the window, and of those recorded before it whose state an
-    entry recorded in it changed (reversed, or a transfer sent now received). A union of three
-    selects, each starting from ``ix_ledger_entry_recorded_at``, rather than one OR the planner
-    can answer only by reading the whole ledger."""
-    later, earlier = aliased(LedgerEntry), aliased(LedgerEntry)
-    recorded = select(later.id).where(_recorded(later, q))
-    reversed_now = (select(earlier.id).join(later, later.reverses == earlier.entry_id)
-                    .where(later.reverses.is_not(None), _recorded(later, q)))
-    # By waybill first: the waybills received in the window, then the transfers sent under them.
-    waybills = select(later.document_number).where(later.kind == "transfer_in", _recorded(later, q))
-    receipt = aliased(LedgerEntry)
-    received_now = select(earlier.id).where(
-        earlier.kind == "transfer_out", earlier.document_number.in_(waybills),
-        exists().where(receipt.kind == "transfer_in", receipt.facility_id == earlier.counterparty_facility_id,
-                       receipt.counterparty_facility_id == earlier.facility_id,
-                       receipt.document_number == earlier.document_number, _recorded(receipt, q)))
-    return union(recorded, reversed_now, received_now)
-
-
-@dataclass(frozen=True)
-class _ItemView:
+class _ItemView(NamedTuple):
     code: str
     name: str
     unit: str
@@ -180,10 +106,10 @@ class _Writer:
         self.counts: dict[str, int] = {}
         self.skipped_counts = 0
 
-    def entry(self, res: dict, key: str) -> dict:
+    def entry(self, res: dict, key: str, url: str | None = None) -> dict:
         t = res["resourceType"]
         self.counts[t] = self.counts.get(t, 0) + 1
-        return {"fullUrl": fr.full_url(t, key), "resource": res,
+        return {"fullUrl": url or fr.full_url(t, key), "resource": res,
                 "request": fr.conditional(t, res["identifier"][0])}
 
     def facility(self, code: str | None, out: list[dict]) -> None:
@@ -198,30 +124,27 @@ class _Writer:
             self.people.add(card)
             out.append(self.entry(*fr.patient(self.patient_ids, card)))
 
-    def prescriptions(self, codes: set[str], out: list[dict]) -> None:
-        """MedicationRequest entries (and their patients) for the prescriptions not yet written."""
+    def prescriptions(self, codes: set[str], out: list[dict]) -> dict[str, str]:
+        """MedicationRequest entries (and their patients) for the prescriptions not yet written;
+        returns their fullUrls, which the batch's dispenses name again."""
         new = sorted(codes - self.rxs)
         if not new:
-            return
-        stmt = (select(Prescription.code, Prescription.prescriber, Prescription.quantity, Prescription.days_supply,
-                       Prescription.issued_on, Prescription.diagnosis_code, Patient.health_card_id, Item.code.label("item"),
-                       Item.name, Item.unit, Item.atc_code, Item.gtin, Facility.code.label("fcode"),
-                       Facility.name.label("fname"))
-                .join(Patient, Patient.id == Prescription.patient_id)
-                .join(Item, Item.id == Prescription.item_id)
-                .join(Facility, Facility.id == Prescription.facility_id)
-                .where(Prescription.code.in_(new)))
-        for rx in _records(self.session.connection().execute(stmt)):
+            return {}
+        urls: dict[str, str] = {}
+        for rx in records(self.session.connection().execute(prescriptions_stmt(new))):
             item = _ItemView(rx.item, rx.name, rx.unit, rx.atc_code, rx.gtin)
             self.rxs.add(rx.code)
             self.patient(rx.health_card_id, out)
-            out.append(self.entry(fr.medication_request(self.sys, self.version, rx,
+            url = urls[rx.code] = fr.full_url("MedicationRequest", rx.code)
+            out.append(self.entry(medication_request(self.sys, self.version, rx,
                                                         self.patient_ids.ref(rx.health_card_id), item,
-                                                        rx.fcode, rx.fname), rx.code))
+                                                        rx.fcode, rx.fname), rx.code, url))
+        return urls
 
     def rows(self, batch: list) -> list[dict]:
         out: list[dict] = []
-        self.prescriptions({r.prescription_ref for r in batch if r.prescription_ref and r.kind == "dispense"}, out)
+        rx_urls = self.prescriptions({r.prescription_ref for r in batch if r.prescription_ref and r.kind == "dispense"},
+                                     out)
         sys, version, reversed_by, places = self.sys, self.version, self.reversed_by, self.places
         patient_ref = self.patient_ids.ref
         for r in batch:
@@ -234,7 +157,7 @@ class _Writer:
                 if r.card not in self.people:
                     self.patient(r.card, out)
                 rx = r.prescription_ref
-                rx_url = fr.full_url("MedicationRequest", rx) if rx and rx in self.rxs else None
+                rx_url = rx_urls.get(rx) or (fr.full_url("MedicationRequest", rx) if rx and rx in self.rxs else None)
                 res = fr.dispense(sys, version, r, rx_url, reversed_by.get(r.entry_id), patient_ref(r.card))
             elif kind == "count":
                 if version == "R4":
@@ -252,46 +175,8 @@ class _Writer:
         out: list[dict] = []
         for r in batch:
             self.facility(r.facility_code, out)
-            out.append(self.entry(fr.monthly_report(self.sys, self.version, r), fr.report_key(r)))
+            out.append(self.entry(monthly_report(self.sys, self.version, r), report_key(r)))
         return out
-
-
-def _reports_stmt(q: _Query):
-    stmt = (select(StockReport.period, StockReport.revision, StockReport.opening, StockReport.received,
-                   StockReport.consumed, StockReport.adjustment, StockReport.closing, StockReport.stockout_days,
-                   StockReport.ordered, StockReport.imported_at, Facility.code.label("facility_code"),
-                   Facility.name.label("facility_name"), Item.code.label("item_code"), Item.name.label("item_name"),
-                   Item.unit, Item.atc_code.label("atc"), Item.gtin)
-            .join(Facility, Facility.id == StockReport.facility_id).join(Item, Item.id == StockReport.item_id)
-            .order_by(Facility.code, StockReport.period, Item.code, StockReport.revision))
-    if q.facility_code:
-        stmt = stmt.where(Facility.code == q.facility_code)
-    if q.since is not None:
-        stmt = stmt.where(StockReport.imported_at >= q.since)
-    if q.until is not None:
-        stmt = stmt.where(StockReport.imported_at < q.until)
-    if q.occurred_since is not None:
-        stmt = stmt.where(StockReport.period >= q.occurred_since.strftime("%Y-%m"))
-    if q.occurred_until is not None:
-        stmt = stmt.where(StockReport.period < q.occurred_until.strftime("%Y-%m"))
-    return stmt
-
-
-def _records(result) -> Iterator[tuple]:
-    """A result's rows as plain named tuples (see ``_batches``)."""
-    return map(namedtuple("Record", list(result.keys()))._make, result)
-
-
-def _batches(session: Session, stmt) -> Iterator[list]:
-    """Rows of ``stmt`` in lists of BATCH, from a server-side cursor on PostgreSQL."""
-    # Options on the statement, not the connection: on the connection they would stay, and the
-    # session's later writes on PostgreSQL would go through a server-side cursor too.
-    result = session.connection().execute(stmt.execution_options(stream_results=True, yield_per=BATCH))
-    # Plain named tuples: a resource reads some twenty columns of its row, and a Row's attribute
-    # lookup costs ten times a tuple's.
-    record = namedtuple("Record", list(result.keys()))._make
-    for part in result.partitions(BATCH):
-        yield [record(r) for r in part]
 
 
 def _patient_key(patient_ids: str, key: str | None) -> str | None:
@@ -303,10 +188,14 @@ def _patient_key(patient_ids: str, key: str | None) -> str | None:
     return key or patient_key(get_settings())
 
 
-def _prepare(session: Session, version: str, facility_code: str | None, kinds, patient_ids: str,
-             key: str | None, **bounds) -> _Query:
+def _prepare(session: Session, *, version: str = "R4", facility_code: str | None = None, kinds=None,
+             patient_ids: str = "pseudonym", patient_key: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, occurred_since: datetime | None = None,
+             occurred_until: datetime | None = None) -> Query:
+    """The export asked for (``iter_entries``' arguments), checked."""
+    bounds = {"since": since, "until": until, "occurred_since": occurred_since, "occurred_until": occurred_until}
     version = _check_version(version)
-    key = _patient_key(patient_ids, key)
+    key = _patient_key(patient_ids, patient_key)
     if facility_code:
         from stock.masterdata import facility_by_code
 
@@ -319,7 +208,7 @@ def _prepare(session: Session, version: str, facility_code: str | None, kinds, p
     for name, value in bounds.items():
         if value is not None and value.tzinfo is None:
             raise DawaError(f"{name} must carry a time zone", field=name)
-    return _Query(version, facility_code, kinds=kinds, key=key, **bounds)
+    return Query(version, facility_code, kinds=kinds, key=key, **bounds)
 
 
 def iter_entries(session: Session, result: FhirExport, *, version: str = "R4", facility_code: str | None = None,
@@ -331,18 +220,20 @@ def iter_entries(session: Session, result: FhirExport, *, version: str = "R4", f
 
     Patients are named by pseudonym under ``patient_key`` (default: the install's key), or by
     health card with ``patient_ids="card"``: the caller decides who may ask for that."""
-    q = _prepare(session, version, facility_code, kinds, patient_ids, patient_key, since=since, until=until,
-                 occurred_since=occurred_since, occurred_until=occurred_until)
-    return _entries(session, q, result)
+    q = _prepare(session, version=version, facility_code=facility_code, kinds=kinds, patient_ids=patient_ids,
+                 patient_key=patient_key, since=since, until=until, occurred_since=occurred_since,
+                 occurred_until=occurred_until)
+    return _each(_entries(session, q, result))
 
 
 @contextmanager
 def _no_cycle_collection():
-    """Python's cycle collector paused while a batch's resources are built. They are plain dicts
-    and lists without cycles (reference counting frees them), but tens of thousands of them per
-    batch would set the collector off again and again, each time walking every object the export
-    keeps (the patients and prescriptions already written): a third of an export's time. Paused
-    per batch only, and left as found, so a process doing other work meanwhile loses nothing."""
+    """Python's cycle collector paused while a batch's resources are built and written. They are
+    plain dicts and lists without cycles (reference counting frees them), but tens of thousands of
+    them per batch would set the collector off again and again, each time walking every object the
+    export keeps (the patients and prescriptions already written): a third of an export's time.
+    Paused per batch only, and left as found, so a process doing other work meanwhile loses
+    nothing; resumed only once the batch is freed, so that it finds nothing new to walk."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -352,24 +243,37 @@ def _no_cycle_collection():
             gc.enable()
 
 
-def _built(batches: Iterator[list], build) -> Iterator[dict]:
-    """``build(batch)``'s entries for each batch, reading and building with the collector paused."""
+def _each(parts: Iterator[list[dict]]) -> Iterator[dict]:
+    """The entries of each list in turn, each list let go before the next is asked for (see
+    ``_built``)."""
+    for part in parts:
+        yield from part
+        del part
+
+
+def _built(rows: Iterator[list], build) -> Iterator[list[dict]]:
+    """``build(batch)``'s entries, a list per batch of rows, read, built and used by the caller
+    with the collector paused. The caller lets go of each list before asking for the next: the
+    collector is resumed only once the batch is freed."""
     while True:
         with _no_cycle_collection():
-            batch = next(batches, None)
+            batch = next(rows, None)
             if batch is None:
                 return
             out = build(batch)
-        yield from out
+            del batch
+            yield out
+            del out
 
 
-def _entries(session: Session, q: _Query, result: FhirExport) -> Iterator[dict]:
+def _entries(session: Session, q: Query, result: FhirExport) -> Iterator[list[dict]]:
+    """The bundle's entries, a list per batch."""
     sys = get_settings().fhir
     w = _Writer(session, sys, q.version, fr.PatientIds(sys, q.key))
     if any(k in LEDGER_KINDS for k in q.kinds):
-        yield from _built(_batches(session, _ledger_stmt(q)), w.rows)
+        yield from _built(batches(session, ledger_stmt(q), times=("occurred", "recorded")), w.rows)
     if "stock_report" in q.kinds:
-        yield from _built(_batches(session, _reports_stmt(q)), w.reports)
+        yield from _built(batches(session, reports_stmt(q)), w.reports)
     result.counts = dict(sorted(w.counts.items()))
     if w.skipped_counts:
         result.skipped.append(
@@ -394,14 +298,16 @@ def write_bundle(session: Session, out: BinaryIO, *, now: datetime | None = None
     """The same Bundle written to the binary stream ``out`` (UTF-8 JSON) entry by entry, in
     bounded memory."""
     result = FhirExport(bundle={})
-    entries = iter_entries(session, result, **kw)
+    parts = _entries(session, _prepare(session, **kw), result)
     head = orjson.dumps(_head(now or datetime.now(timezone.utc)))
     out.write(head[:-1] + b', "entry": [')
     dumps = orjson.dumps
-    first = True
-    for e in entries:
-        out.write((b"\n" if first else b",\n") + dumps(e))
-        first = False
+    separator = b"\n"
+    for part in parts:
+        if part:     # a batch's entries as one write: "\n" before the first entry, ",\n" between
+            out.write(separator + b",\n".join(map(dumps, part)))
+            separator = b",\n"
+        del part
     out.write(b"\n]}\n")
     return result
 

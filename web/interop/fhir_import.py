@@ -20,11 +20,10 @@ what is wrong, and the caller rolls back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,9 +31,9 @@ from sqlalchemy.orm import Session
 from stock.errors import DawaError, InvalidEntry
 from stock.ledger import NewEntry, lock_chains, post
 from stock.models import Facility, LedgerEntry, Lot
-from stock.settings import Fhir, get_settings
-from web.interop.fhir_codes import unit_problem
-from web.interop.fhir_items import Bad, Catalog, Item, item_of
+from stock.settings import get_settings
+from web.interop.fhir_dispense import parse_dispense
+from web.interop.fhir_items import Bad, Catalog
 from web.interop.models import ImportProvenance
 
 
@@ -79,22 +78,11 @@ class FhirImportReport:
     """Dispenses that named no lot, whose lot Dawa chose first-expiry-first-out."""
 
 
-DISPENSE_STATUSES = ("preparation", "in-progress", "cancelled", "on-hold", "completed", "entered-in-error",
-                     "stopped", "declined", "unknown")
-
 # Where each NewEntry field comes from in a MedicationDispense, for errors from the ledger.
 _PATHS = {"entry_id": "id", "facility_code": "location", "item_code": "medication",
           "lot_number": "medication.batch.lotNumber", "expiry_date": "medication.batch.expirationDate",
           "quantity": "quantity.value", "occurred_at": "whenHandedOver", "health_card_id": "subject",
           "prescription_id": "authorizingPrescription", "recorded_by": "performer"}
-
-
-@dataclass
-class _Medicine:
-    item: Item
-    lot: str
-    expiry: date | None
-    path: str                      # where the medicine was read from, for lot problems
 
 
 @dataclass
@@ -114,150 +102,6 @@ def _load(data: bytes | str | dict) -> dict:
         return json.loads(data, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FhirImportFailed([Problem(None, None, "(json)", f"not valid JSON: {exc}")]) from exc
-
-
-def _entry_id_for(res: dict, sys: Fhir) -> str:
-    for ident in res.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("system") == sys.entry_system and ident.get("value"):
-            return str(ident["value"])
-    rid = res.get("id")
-    if not isinstance(rid, str) or not rid:
-        raise Bad("id", "the resource needs an id (or a Dawa entry identifier) to be imported idempotently")
-    if len(rid) <= 59:
-        return f"fhir-{rid}"
-    return "fhir-" + hashlib.sha256(rid.encode()).hexdigest()[:40]
-
-
-def _identifier_value(ref, system: str, path: str, what: str, resolve) -> str:
-    """The value of ``ref``'s identifier in ``system``, looking through a resolvable reference."""
-    if not isinstance(ref, dict):
-        raise Bad(path, f"must be a Reference naming the {what}")
-    ident = ref.get("identifier")
-    if isinstance(ident, dict) and ident.get("system") == system and ident.get("value"):
-        return str(ident["value"])
-    target = resolve(ref.get("reference"))
-    if target is not None:
-        for i in target.get("identifier") or []:
-            if isinstance(i, dict) and i.get("system") == system and i.get("value"):
-                return str(i["value"])
-    raise Bad(f"{path}.identifier", f"no identifier with system {system} naming the {what}")
-
-
-def _medication_of(res: dict, sys: Fhir, resolve, catalog: Catalog) -> _Medicine:
-    """The item, lot and expiry a dispense names."""
-    if "medicationCodeableConcept" in res:
-        path = "medicationCodeableConcept"
-        return _Medicine(item_of(res[path], None, sys, path, catalog), "", None, path)
-    if "medicationReference" in res:
-        path, ref = "medicationReference", res["medicationReference"]
-        lot_path = "medicationReference"
-    elif isinstance(res.get("medication"), dict):
-        med = res["medication"]
-        if "concept" in med:
-            return _Medicine(item_of(med["concept"], None, sys, "medication.concept", catalog), "", None,
-                             "medication.concept")
-        path, ref, lot_path = "medication.reference", med.get("reference"), "medication"
-    else:
-        raise Bad("medication", "no medication (medicationReference, medicationCodeableConcept or medication)")
-    if not isinstance(ref, dict):
-        raise Bad(path, "must be a Reference to a Medication")
-    med = resolve(ref.get("reference"))
-    if med is None or med.get("resourceType") != "Medication":
-        raise Bad(f"{path}.reference", f"{ref.get('reference')!r} names no Medication contained or in the bundle")
-    where = f"{path}(Medication)"
-    item = item_of(med.get("code"), med, sys, f"{where}.code", catalog)
-    batch = med.get("batch") or {}
-    lot = batch.get("lotNumber") or ""
-    if not isinstance(lot, str):
-        raise Bad(f"{where}.batch.lotNumber", "must be a string")
-    expiry = None
-    if batch.get("expirationDate"):
-        text = str(batch["expirationDate"])
-        try:
-            expiry = date.fromisoformat(text[:10])
-        except ValueError:
-            raise Bad(f"{where}.batch.expirationDate", f"{text!r} is not a date") from None
-    return _Medicine(item, lot.strip(), expiry, lot_path)
-
-
-def _timestamp(text, path: str) -> datetime:
-    if not isinstance(text, str) or not text:
-        raise Bad(path, "is required: when the medicine was handed over")
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise Bad(path, f"{text!r} is not a FHIR dateTime") from None
-    if t.tzinfo is None or "T" not in text:
-        raise Bad(path, f"{text!r} must be a time with a zone offset, not a date or a local time")
-    return t
-
-
-def _quantity_of(res: dict, item: Item) -> Decimal:
-    q = res.get("quantity")
-    if not isinstance(q, dict) or q.get("value") is None:
-        raise Bad("quantity.value", "is required")
-    try:
-        value = Decimal(str(q["value"]))
-    except InvalidOperation:
-        raise Bad("quantity.value", f"{q['value']!r} is not a number") from None
-    if isinstance(q["value"], (str, bool)) or not value.is_finite():
-        raise Bad("quantity.value", f"{q['value']!r} is not a number")
-    if value <= 0:
-        raise Bad("quantity.value", f"must be greater than zero ({value})")
-    problem = unit_problem(item.unit, unit=q.get("unit"), system=q.get("system"), code=q.get("code"))
-    if problem:
-        raise Bad(*problem)
-    return value
-
-
-def _performer(res: dict) -> tuple[str | None, str | None]:
-    """(system, value) of the source's performer: kept as provenance, never as the author."""
-    performers = res.get("performer") or []
-    if performers and isinstance(performers, list) and isinstance(performers[0], dict):
-        actor = performers[0].get("actor") or {}
-        if isinstance(actor, dict):
-            ident = actor.get("identifier")
-            if isinstance(ident, dict) and ident.get("value"):
-                return (str(ident.get("system") or "")[:200] or None), str(ident["value"])[:200]
-            if actor.get("display"):
-                return None, str(actor["display"])[:200]
-    return None, None
-
-
-def _parse_dispense(res: dict, sys: Fhir, resolve, imported_by: str, catalog: Catalog,
-                    facilities: set[str]) -> tuple[NewEntry, str, str | None, str | None] | str:
-    """The NewEntry a completed MedicationDispense states (with the path its lot came from and the
-    source's performer), or the reason it is not recorded."""
-    entry_id = _entry_id_for(res, sys)
-    status = res.get("status")
-    if status not in DISPENSE_STATUSES:
-        raise Bad("status", f"{status!r} is not a MedicationDispense status ({', '.join(DISPENSE_STATUSES)})")
-    if status != "completed":
-        return f"status {status}: only completed dispensing is recorded"
-    location = res.get("location")
-    if location is None:
-        raise Bad("location", "is required: the facility that dispensed")
-    facility = _identifier_value(location, sys.facility_system, "location", "facility", resolve)
-    if facility not in facilities:
-        raise Bad("location.identifier", f"unknown facility {facility!r}")
-    medicine = _medication_of(res, sys, resolve, catalog)
-    card = _identifier_value(res.get("subject"), sys.patient_system, "subject", "patient's health card", resolve)
-    occurred = _timestamp(res.get("whenHandedOver"), "whenHandedOver")
-    quantity = _quantity_of(res, medicine.item)
-    rx = None
-    prescriptions = res.get("authorizingPrescription") or []
-    if not isinstance(prescriptions, list):
-        raise Bad("authorizingPrescription", "must be a list of References")
-    if len(prescriptions) > 1:
-        raise Bad("authorizingPrescription", f"names {len(prescriptions)} prescriptions; a dispensing fills one")
-    if prescriptions:
-        rx = _identifier_value(prescriptions[0], sys.prescription_system, "authorizingPrescription[0]",
-                               "prescription", resolve)
-    source_system, source_user = _performer(res)
-    new = NewEntry(entry_id=entry_id, kind="dispense", facility_code=facility, item_code=medicine.item.code,
-                   quantity=quantity, occurred_at=occurred, recorded_by=imported_by, lot_number=medicine.lot,
-                   expiry_date=medicine.expiry, health_card_id=card, prescription_id=rx)
-    return new, medicine.path, source_system, source_user
 
 
 def _fefo_lot(session: Session, new: NewEntry, today: date) -> str | None:
@@ -336,7 +180,7 @@ def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: st
             return contained.get(ref) or by_url.get(ref)
 
         try:
-            got = _parse_dispense(res, sys, resolve, imported_by, catalog, facilities)
+            got = parse_dispense(res, sys, resolve, imported_by, catalog, facilities)
         except Bad as bad:
             problems.append(Problem(index, rid, bad.path, bad.message))
             continue

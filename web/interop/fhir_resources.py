@@ -29,15 +29,11 @@ from web.interop.fhir_codes import ATC_SYSTEM, GTIN_SYSTEM, UCUM, is_atc, ucum_c
 
 _NS = uuid.UUID("6f1d3c52-3b8e-4f0a-9d55-0a3c2f9e7d11")
 MED = "med"
-ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
 SUPPLY_TYPE = {"R4": "http://terminology.hl7.org/CodeSystem/supply-item-type",
                "R5": "http://hl7.org/fhir/supplydelivery-supplyitemtype"}
 """SupplyDelivery.type's required code system: R4's ValueSet supplydelivery-type and R5's
 supplydelivery-supplyitemtype draw ``medication`` from different systems."""
 GS1_DIGITAL_LINK = "https://id.gs1.org"
-MEASURE = "urn:dawa:measure:monthly-stock"
-MEASURE_SYSTEM = "urn:dawa:stock-measure"
-REPORT_MEASURES = ("opening", "received", "consumed", "adjustment", "closing", "ordered")
 
 
 _NS_BYTES = _NS.bytes
@@ -105,6 +101,13 @@ def quantity(q: Decimal, unit: str) -> dict:
     return {"value": number(q), "unit": unit, "system": UCUM, "code": ucum_code(unit)}
 
 
+@lru_cache(maxsize=8192)
+def stored_quantity(value: int, unit: str) -> dict:
+    """``quantity`` of a quantity as stored (thousandths, see ``milli``); an export writes the
+    same few thousand quantities again and again, so each is one dict, shared (never changed)."""
+    return quantity(milli(value), unit)
+
+
 def concept(sys: Fhir, item_code: str, item_name: str, atc: str | None, gtin: str | None) -> dict:
     return _concept(sys.item_system, item_code, item_name, atc, gtin)
 
@@ -127,6 +130,25 @@ def medication(sys: Fhir, r, *, serial: str | None = None) -> dict:
         med["identifier"] = [ident(GS1_DIGITAL_LINK, f"{GS1_DIGITAL_LINK}/01/{r.gtin}/21/{quote(serial, safe='')}")]
         return med
     return _medication(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry)
+
+
+def contained(sys: Fhir, r, *, serial: str | None = None) -> list[dict]:
+    """A movement's ``contained``: its Medication, in a list shared like the Medication itself
+    unless the pack's serial makes it the movement's own."""
+    if serial and r.gtin:
+        return [medication(sys, r, serial=serial)]
+    return _contained(sys.item_system, r.item_code, r.item_name, r.atc, r.gtin, r.lot, r.expiry)
+
+
+@lru_cache(maxsize=8192)
+def _contained(*key) -> list[dict]:
+    return [_medication(*key)]
+
+
+@lru_cache(maxsize=4096)
+def pointer(display: str) -> dict:
+    """A reference to the contained Medication (``#med``); shared like ``_concept``."""
+    return {"reference": f"#{MED}", "display": display}
 
 
 @lru_cache(maxsize=8192)
@@ -175,6 +197,7 @@ class PatientIds:
         self.key = key
         self.system = sys.patient_system if key is None else sys.pseudonym_system
         self.value = (lambda card: card) if key is None else lru_cache(maxsize=1 << 16)(self._pseudonym)
+        self._refs: dict[str, dict] = {}
 
     def _pseudonym(self, card: str) -> str:
         return pseudonym(card, self.key)
@@ -184,7 +207,14 @@ class PatientIds:
         return self.key is not None
 
     def ref(self, card: str) -> dict:
-        return _ref("Patient", self.system, self.value(card), None)
+        """A reference to the card's Patient: one dict per patient (never changed after) for the
+        last 32,768 patients named, which a movement and its prescription name again."""
+        got = self._refs.get(card)
+        if got is None:
+            if len(self._refs) >= 1 << 15:
+                self._refs.clear()
+            got = self._refs[card] = _ref("Patient", self.system, self.value(card), None)
+        return got
 
 
 def patient(ids: PatientIds, card: str) -> tuple[dict, str]:
@@ -221,30 +251,38 @@ def dispense(sys: Fhir, version: str, r, rx_url: str | None, reversed_by: str | 
         "resourceType": "MedicationDispense",
         "id": resource_id(r.entry_id),
         "identifier": identifiers(sys, r),
-        "contained": [medication(sys, r, serial=r.serial_number)],
+        "contained": contained(sys, r, serial=r.serial_number),
         "status": "entered-in-error" if reversed_by else "completed",
     }
-    med = {"reference": f"#{MED}", "display": r.item_name}
     if version == "R4":
-        res["medicationReference"] = med
+        res["medicationReference"] = pointer(r.item_name)
     else:
-        res["medication"] = {"reference": med}
+        res["medication"] = _medication_r5(r.item_name)
     res["subject"] = subject
-    res["performer"] = [{"actor": {"type": "Practitioner", "identifier": ident(sys.user_system, r.recorded_by),
-                                   "display": r.recorded_by}}]
+    res["performer"] = _performer(sys.user_system, r.recorded_by)
     res["location"] = location_ref(sys, r.facility_code, r.facility_name)
     if r.prescription_ref:
         rx = {"type": "MedicationRequest", "identifier": ident(sys.prescription_system, r.prescription_ref)}
         if rx_url:
             rx["reference"] = rx_url
         res["authorizingPrescription"] = [rx]
-    res["quantity"] = quantity(milli(r.quantity), r.unit)
+    res["quantity"] = stored_quantity(r.quantity, r.unit)
     if version == "R5":
-        res["recorded"] = time(r.recorded_at)
-    res["whenHandedOver"] = time(r.occurred_at)
+        res["recorded"] = r.recorded
+    res["whenHandedOver"] = r.occurred
     if reversed_by:
         res["note"] = [{"text": f"reversed by ledger entry {reversed_by}"}]
     return res
+
+
+@lru_cache(maxsize=4096)
+def _medication_r5(display: str) -> dict:
+    return {"reference": pointer(display)}
+
+
+@lru_cache(maxsize=1024)
+def _performer(user_system: str, user: str) -> list[dict]:
+    return [{"actor": {"type": "Practitioner", "identifier": ident(user_system, user), "display": user}}]
 
 
 def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None, received: bool = False) -> dict:
@@ -263,17 +301,16 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None, receive
         supplier, destination, status = there_org, here_loc, "completed"
     if reversed_by:
         status = "entered-in-error"
-    item = {"quantity": quantity(milli(r.quantity), r.unit), "itemReference": {"reference": f"#{MED}",
-                                                                         "display": r.item_name}}
+    item = {"quantity": stored_quantity(r.quantity, r.unit), "itemReference": pointer(r.item_name)}
     res = {
         "resourceType": "SupplyDelivery",
         "id": resource_id(r.entry_id),
         "identifier": identifiers(sys, r),
-        "contained": [medication(sys, r, serial=r.serial_number)],
+        "contained": contained(sys, r, serial=r.serial_number),
         "status": status,
-        "type": {"coding": [{"system": SUPPLY_TYPE[version], "code": "medication"}]},
+        "type": _SUPPLY_TYPE[version],
         "suppliedItem": item if version == "R4" else [item],
-        "occurrenceDateTime": time(r.occurred_at),
+        "occurrenceDateTime": r.occurred,
     }
     if supplier:
         res["supplier"] = supplier
@@ -284,106 +321,29 @@ def supply_delivery(sys: Fhir, version: str, r, reversed_by: str | None, receive
 
 def inventory_count(sys: Fhir, r) -> dict:
     """A physical count as an R5 InventoryReport: the quantity counted, the book quantity noted."""
-    counted, book = milli(r.quantity), milli(r.book_quantity) or 0
+    book = milli(r.book_quantity) or 0
     return {
         "resourceType": "InventoryReport",
         "id": resource_id(r.entry_id),
         "identifier": identifiers(sys, r),
-        "contained": [medication(sys, r)],
+        "contained": contained(sys, r),
         "status": "active",
         "countType": "snapshot",
-        "reportedDateTime": time(r.recorded_at),
-        "reporter": {"type": "Practitioner", "identifier": ident(sys.user_system, r.recorded_by),
-                     "display": r.recorded_by},
+        "reportedDateTime": r.recorded,
+        "reporter": _performer(sys.user_system, r.recorded_by)[0]["actor"],
         "inventoryListing": [{
             "location": location_ref(sys, r.facility_code, r.facility_name),
-            "countingDateTime": time(r.occurred_at),
-            "item": [{"quantity": quantity(counted, r.unit),
-                      "item": {"reference": {"reference": f"#{MED}", "display": r.item_name}}}],
+            "countingDateTime": r.occurred,
+            "item": [{"quantity": stored_quantity(r.quantity, r.unit), "item": _medication_r5(r.item_name)}],
         }],
         "note": [{"text": f"book quantity {book} {r.unit}; counted minus book {milli(r.quantity - (r.book_quantity or 0))}"}],
     }
 
 
+_SUPPLY_TYPE = {v: {"coding": [{"system": system, "code": "medication"}]} for v, system in SUPPLY_TYPE.items()}
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def resource_id(entry_id: str) -> str:
     """The entry_id itself when it is a valid FHIR id, otherwise a stable UUID derived from it."""
     return entry_id if _FHIR_ID.fullmatch(entry_id) else str(uuid.uuid5(_NS, entry_id))
-
-
-# --- prescriptions and monthly reports -------------------------------------------------------
-
-def medication_request(sys: Fhir, version: str, rx, subject: dict, item, facility_code: str,
-                       facility_name: str) -> dict:
-    res = {
-        "resourceType": "MedicationRequest",
-        "id": resource_id(rx.code),
-        "identifier": [ident(sys.prescription_system, rx.code)],
-        "status": "unknown",
-        "intent": "order",
-        "subject": subject,
-        "authoredOn": rx.issued_on.isoformat(),
-        "requester": {"type": "Practitioner", "display": rx.prescriber},
-        "dispenseRequest": {
-            "quantity": quantity(rx.quantity, item.unit),
-            "expectedSupplyDuration": {"value": rx.days_supply, "unit": "days", "system": UCUM, "code": "d"},
-        },
-        "note": [{"text": f"written at {facility_code} ({facility_name})"}],
-    }
-    med = concept(sys, item.code, item.name, item.atc_code, item.gtin)
-    diagnosis = {"coding": [{"system": ICD10_SYSTEM, "code": rx.diagnosis_code}]} if rx.diagnosis_code else None
-    if version == "R4":
-        res["medicationCodeableConcept"] = med
-        if diagnosis:
-            res["reasonCode"] = [diagnosis]
-    else:
-        res["medication"] = {"concept": med}
-        if diagnosis:
-            res["reason"] = [{"concept": diagnosis}]
-    return res
-
-
-def report_key(r) -> str:
-    return f"{r.facility_code}/{r.item_code}/{r.period}/{r.revision}"
-
-
-def _month(period: str) -> tuple[str, str]:
-    y, m = int(period[:4]), int(period[5:7])
-    end = date(y + (m == 12), m % 12 + 1, 1).toordinal() - 1
-    return f"{period}-01", date.fromordinal(end).isoformat()
-
-
-def monthly_report(sys: Fhir, version: str, r) -> dict:
-    """A facility's monthly stock report: a MeasureReport (R4), one group per figure, or an
-    InventoryReport (R5) listing each figure as an item of its category."""
-    start, end = _month(r.period)
-    key = report_key(r)
-    med = {"resourceType": "Medication", "id": MED, "code": concept(sys, r.item_code, r.item_name, r.atc, r.gtin)}
-    figures = [(m, getattr(r, m)) for m in REPORT_MEASURES if getattr(r, m) is not None]
-    common = {"id": uid("report", key), "identifier": [ident(sys.report_system, key)], "contained": [med]}
-    note = [{"text": f"revision {r.revision}; stockout days: "
-                     f"{'not reported' if r.stockout_days is None else r.stockout_days}"}]
-    if version == "R4":
-        return {"resourceType": "MeasureReport", **common, "status": "complete", "type": "summary",
-                "measure": MEASURE, "subject": location_ref(sys, r.facility_code, r.facility_name),
-                "date": time(r.imported_at), "period": {"start": start, "end": end},
-                "reporter": organization_ref(sys, r.facility_code, r.facility_name),
-                "group": [{"code": {"coding": [{"system": MEASURE_SYSTEM, "code": m}],
-                                    "text": f"{m} of {r.item_name}"},
-                           "measureScore": quantity(v, r.unit)} for m, v in figures]
-                + ([{"code": {"coding": [{"system": MEASURE_SYSTEM, "code": "stockout_days"}]},
-                     "measureScore": {"value": r.stockout_days, "unit": "days", "system": UCUM, "code": "d"}}]
-                   if r.stockout_days is not None else []),
-                "evaluatedResource": [{"reference": f"#{MED}", "display": r.item_name}]}
-    return {"resourceType": "InventoryReport", **common, "status": "active", "countType": "snapshot",
-            "reportedDateTime": time(r.imported_at),
-            "reportingPeriod": {"start": start, "end": end},
-            "inventoryListing": [{
-                "location": location_ref(sys, r.facility_code, r.facility_name),
-                "item": [{"category": {"coding": [{"system": MEASURE_SYSTEM, "code": m}]},
-                          "quantity": quantity(v, r.unit),
-                          "item": {"reference": {"reference": f"#{MED}", "display": r.item_name}}}
-                         for m, v in figures]}],
-            "note": note}
