@@ -76,6 +76,7 @@ class Renderer:
 
     def message(self, m: Message) -> str:
         n = m.params["n"].value if m.plural is not None and isinstance(m.params.get("n"), Param) else 1
+        n = int(n) if float(n).is_integer() else 100  # a fraction takes the general ("other") form, as units do
         template = self._lookup(m.key, m.plural, m.context, n)
         if self.html:
             template = escape(template, quote=False)
