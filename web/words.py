@@ -55,6 +55,7 @@ DHIS2_STATUS = "dhis2_status"
 UNIT = "unit"
 NATIONAL_DATA = "national_data"
 OBJECT_TYPE = "object_type"
+FLAG_SUBJECT = "flag_subject"
 
 LABELS: dict[str, dict[str, tuple[str | None, str]]] = {
     ROLE: {
@@ -190,6 +191,14 @@ LABELS: dict[str, dict[str, tuple[str | None, str]]] = {
         "WARNING": N_("Accepted in part"),
         "ERROR": N_("Refused"),
         "FAILED": N_("Not delivered"),
+    },
+    FLAG_SUBJECT: {  # what a flag is about
+        "entry": N_("Ledger entry"),
+        "patient": N_("Patient"),
+        "user": N_("User"),
+        "facility_item": N_("Item at a facility"),
+        "transfer": N_("Transfer"),
+        "facility": N_("Facility"),
     },
     OBJECT_TYPE: {  # what an audit record is about
         "api_token": N_("API token"),
