@@ -38,14 +38,17 @@ def _reports(session, folder: Path) -> int:
     from sqlalchemy import func, select
 
     from stock.models import LedgerEntry
+    from stock.settings import get_settings
     from web.interop.dhis2 import monthly_aggregates
 
     last = session.scalar(select(func.max(LedgerEntry.occurred_at)))
     y, m = (last.year, last.month - 1) if last.month > 1 else (last.year - 1, 12)
     period, before = f"{y:04d}-{m:02d}", f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}"
-    opening = {(a.facility_code, a.item_code): a.stock_on_hand for a in monthly_aggregates(session, before)}
+    zone = get_settings().default_timezone
+    opening = {(a.facility_code, a.item_code): a.stock_on_hand
+               for a in monthly_aggregates(session, before, default_zone=zone)}
     rows = ["facility_code,item_code,period,opening,received,consumed,adjustment,closing,stockout_days,ordered"]
-    for a in monthly_aggregates(session, period):
+    for a in monthly_aggregates(session, period, default_zone=zone):
         first = opening.get((a.facility_code, a.item_code), 0)
         received = max(a.stock_on_hand - first + a.consumption, 0)
         rows.append(f"{a.facility_code},{a.item_code},{period},{first},{received},{a.consumption},"
@@ -81,6 +84,7 @@ def main() -> int:
     args = ap.parse_args()
     import fhir.resources
 
+    from stock.settings import get_settings
     from web.interop.fhir import write_bundle
 
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -100,7 +104,7 @@ def main() -> int:
         for version in ("R4", "R5"):
             for patient_ids in ("pseudonym", "card"):
                 out = io.BytesIO()
-                result = write_bundle(s, out, version=version, patient_ids=patient_ids)
+                result = write_bundle(s, out, settings=get_settings(), version=version, patient_ids=patient_ids)
                 seen, failed, texts = validate(json.loads(out.getvalue()), version)
                 for t in sorted(seen):
                     print(f"{version:8} {patient_ids:10} {t:22} {seen[t]:>9,} {failed[t]:>6}")

@@ -109,7 +109,9 @@ def child(kind: str, db: Path, out: Path) -> None:
 
     from stock.db import make_engine, session_factory
     from stock.models import Facility, Item, LedgerEntry
+    from stock.settings import get_settings
 
+    settings = get_settings()
     engine = make_engine(f"sqlite:///{db}")
     digest = None
     t, cpu = time.perf_counter(), time.process_time()
@@ -127,8 +129,8 @@ def child(kind: str, db: Path, out: Path) -> None:
                          lambda conn, cur, stmt, params, ctx, many: statements.append((stmt, params)))
             t, cpu = time.perf_counter(), time.process_time()
             with out.open("wb") as f:
-                result = write_bundle(s, f, version="R4", since=since, kinds=["dispense", "receipt", "transfer_in",
-                                                                              "transfer_out", "count"])
+                result = write_bundle(s, f, settings=settings, version="R4", since=since,
+                                      kinds=["dispense", "receipt", "transfer_in", "transfer_out", "count"])
             count, size = sum(result.counts.values()), out.stat().st_size
             stmt, params = next((q, p) for q, p in statements if "recorded_at >=" in q)
             plan = [r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + stmt, params)]
@@ -138,7 +140,7 @@ def child(kind: str, db: Path, out: Path) -> None:
             from web.interop.fhir import write_bundle
 
             with out.open("wb") as f:
-                result = write_bundle(s, f, version=kind.split("-")[1])
+                result = write_bundle(s, f, settings=settings, version=kind.split("-")[1])
             count, size = sum(result.counts.values()), out.stat().st_size
             detail = result.counts
             digest = out            # read back once the export is timed
@@ -155,7 +157,8 @@ def child(kind: str, db: Path, out: Path) -> None:
             count, size, detail, digest = 0, 0, {}, hashlib.sha256()
             while (y, m) <= (last.year, last.month):
                 period = f"{y:04d}-{m:02d}"
-                export = export_data_value_set(s, mapping, period, now=last)
+                export = export_data_value_set(s, mapping, period, now=last,
+                                               default_zone=settings.default_timezone)
                 payload = export.payload
                 n = len(payload["dataValues"])
                 detail[period] = n

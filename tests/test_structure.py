@@ -18,21 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 MAX_LINES = 400
 
-BEING_SPLIT: set[str] = set()
-"""Over MAX_LINES while their owners split them (the FHIR
-export and import); remove each as its split lands."""
-
 SETTINGS_ROOTS = {
     "web/app.py",  # create_app(): the app factory, when not handed its settings
     "web/cli/main.py",  # the `dawa` callback: read once per command, handed on through the click context
 }
 """Where ``get_settings`` (the process-wide settings) may be named: the composition roots. Pages and
 the API read ``request.app.state.settings``; services take settings as a parameter."""
-
-SETTINGS_FETCHED_PENDING = {"web/interop/dataset.py", "web/interop/dhis2.py", "web/interop/fhir.py",
-                            "web/interop/fhir_import.py", "web/interop/spreadsheets.py"}
-"""Interop modules that still fall back to ``get_settings()`` for a zone, a patient key or the FHIR
-code systems; their callers pass what they have. Remove each once it takes them as parameters."""
 
 ROLE_SETS_HOME = "web/access.py"
 
@@ -142,12 +133,7 @@ def names_get_settings(path: Path) -> bool:
 def test_no_module_in_web_is_over_400_lines():
     long = {_rel(p): n for p in WEB.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
-    assert set(long) - BEING_SPLIT == set(), f"split these (lines): {long}"
-
-
-def test_the_modules_being_split_are_still_there():
-    """An exemption outlives its reason unnoticed unless it names a file that exists."""
-    assert all((ROOT / name).is_file() for name in BEING_SPLIT | SETTINGS_FETCHED_PENDING)
+    assert long == {}, f"split these (lines): {long}"
 
 
 def test_no_import_cycle_among_web_modules():
@@ -165,7 +151,7 @@ def test_role_sets_are_named_only_in_web_access():
 
 def test_settings_are_fetched_only_where_the_app_and_the_cli_are_put_together():
     fetching = {_rel(p) for p in WEB.rglob("*.py") if names_get_settings(p)}
-    assert fetching - SETTINGS_ROOTS - SETTINGS_FETCHED_PENDING == set()
+    assert fetching - SETTINGS_ROOTS == set()
     assert SETTINGS_ROOTS <= fetching  # the roots are where they are said to be
 
 

@@ -94,7 +94,7 @@ def test_back_dated_entries_export_and_re_import_to_the_same_chains(engine, othe
         s.commit()
         heads, stock = chain.heads(s), master_stock(s)
     with session_factory(engine, read_only=True)() as s:
-        dataset.write(s, tmp_path / "out", "csv", key=None, clear_cards=True)
+        dataset.write(s, tmp_path / "out", "csv", key=None, default_zone="Africa/Tripoli", clear_cards=True)
     with Other() as o:
         import_dataset(o, tmp_path / "out", now=NOW + timedelta(days=1))
         o.commit()

@@ -146,7 +146,8 @@ def build_world(engine) -> FuzzWorld:
         )
         # A few dispenses of the pharmacist's facility and of another one, as FHIR exports them.
         for code in ("TRP-H01", "BEN-H01"):
-            exported = fhir.export_bundle(s, facility_code=code, kinds=["dispense"], patient_ids="card").bundle
+            exported = fhir.export_bundle(s, settings=settings, facility_code=code, kinds=["dispense"],
+                                          patient_ids="card").bundle
             dispenses = [e for e in exported["entry"] if e["resource"]["resourceType"] == "MedicationDispense"]
             world.extra.setdefault("fhir", {})[code] = {**exported, "entry": dispenses[:2]}
     assert world.stock and world.flag_ids and world.health_cards, "the sample should give stock and flags"

@@ -67,7 +67,7 @@ def round_trip(engine, other_engine, out, fmt: str) -> tuple[dataset.DatasetExpo
     """Export ``engine``'s data set to ``out`` and import it into the empty ``other_engine``; what
     each database holds, side by side."""
     with session_factory(engine, read_only=True)() as s:
-        result = dataset.write(s, out, fmt, key=None, clear_cards=True)
+        result = dataset.write(s, out, fmt, key=None, default_zone="Africa/Tripoli", clear_cards=True)
         before = {"ledger": ledger(s), "heads": chain.heads(s), "reports": current_reports(s), **master(s)}
     with session_factory(other_engine)() as s:
         report = import_dataset(s, out)
@@ -142,7 +142,7 @@ def test_entries_recorded_out_of_occurred_at_order_are_named(engine, tmp_path):
                       at=datetime(2026, 3, 6, 9, tzinfo=timezone.utc), entry_id="LATE"))
         s.commit()
     with session_factory(engine, read_only=True)() as s:
-        result = dataset.write(s, tmp_path / "out", "csv", key=None, clear_cards=True)
+        result = dataset.write(s, tmp_path / "out", "csv", key=None, default_zone="Africa/Tripoli", clear_cards=True)
     assert result.out_of_order == {"H1": 1}
 
 

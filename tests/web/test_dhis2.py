@@ -88,7 +88,7 @@ MAPPING = {
 
 def test_monthly_aggregates_equal_independent_sums(ledger):
     got = {(a.facility_code, a.item_code): (a.stock_on_hand, a.consumption, a.stockout_days)
-           for a in monthly_aggregates(ledger, "2026-03", now=NOW)}
+           for a in monthly_aggregates(ledger, "2026-03", now=NOW, default_zone=TRIPOLI.key)}
     assert set(got) == {("H1", "MOR10"), ("H1", "GLOVE"), ("HC2", "MOR10"), ("WH-C", "MOR10")}
     for key, value in got.items():
         assert value == expected_march(*key), key
@@ -100,13 +100,13 @@ def test_monthly_aggregates_equal_independent_sums(ledger):
 
 def test_days_not_yet_over_are_not_stockout_days(ledger):
     mid_march = datetime(2026, 3, 12, 12, tzinfo=timezone.utc)
-    h1 = next(a for a in monthly_aggregates(ledger, "2026-03", now=mid_march)
+    h1 = next(a for a in monthly_aggregates(ledger, "2026-03", now=mid_march, default_zone=TRIPOLI.key)
               if (a.facility_code, a.item_code) == ("H1", "MOR10"))
     assert h1.stockout_days == 2  # the 10th and 11th have ended; the 12th has not
 
 
 def test_payload_maps_values_and_reports_what_is_unmapped(ledger):
-    result = export_data_value_set(ledger, parse_mapping(MAPPING), "2026-03", now=NOW)
+    result = export_data_value_set(ledger, parse_mapping(MAPPING), "2026-03", now=NOW, default_zone=TRIPOLI.key)
     payload = json.loads(result.to_json())
     assert payload["dataSet"] == "lmisMonthly" and payload["period"] == "202603"
     values = {(v["orgUnit"], v["dataElement"], v.get("categoryOptionCombo")): v["value"]

@@ -114,10 +114,12 @@ def test_every_month_equals_plain_arithmetic(session):
         sides.add(earlier <= later)
         for now in (datetime(2026, 3, 15, 12, tzinfo=timezone.utc), datetime(2026, 7, 1, tzinfo=timezone.utc)):
             got = {(a.facility_code, a.item_code): (a.stock_on_hand, a.consumption, a.stockout_days)
-                   for a in monthly_aggregates(session, f"{year:04d}-{month:02d}", now=now)}
+                   for a in monthly_aggregates(session, f"{year:04d}-{month:02d}", now=now,
+                                                default_zone=DEFAULT.key)}
             assert got == _expected(session, year, month, now), (year, month, now)
             seen |= {("stockout" if v[2] else "none", "used" if v[1] else "unused") for v in got.values()}
-            only = monthly_aggregates(session, f"{year:04d}-{month:02d}", now=now, facility_codes={"HC2"})
+            only = monthly_aggregates(session, f"{year:04d}-{month:02d}", now=now, facility_codes={"HC2"},
+                                      default_zone=DEFAULT.key)
             assert {(a.facility_code, a.item_code) for a in only} == {k for k in got if k[0] == "HC2"}
     assert sides == {True, False}, "the months read their opening from both sides"
     assert {s for s, _u in seen} == {"stockout", "none"} and {u for _s, u in seen} == {"used", "unused"}

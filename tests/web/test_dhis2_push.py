@@ -15,7 +15,7 @@ from stock.importer import import_dataset
 from stock.settings import Dhis2, get_settings
 from tests.stock.test_reports import write as write_reports
 from tests.web.dhis2_server import Dhis2Server
-from tests.web.test_dhis2 import NOW, ledger  # noqa: F401 - the hand-built ledger of March 2026
+from tests.web.test_dhis2 import NOW, TRIPOLI, ledger  # noqa: F401 - the hand-built ledger of March 2026
 from web.interop.dhis2 import export_data_value_set, parse_mapping
 from web.interop.dhis2_push import previous_month, push, push_job
 from web.interop.models import Dhis2Push
@@ -67,7 +67,7 @@ def values(payload: dict) -> dict[tuple[str, str], str]:
 
 
 def test_reports_and_ledger_both_feed_the_values_the_ledger_winning(world):
-    result = export_data_value_set(world, parse_mapping(MAPPING), "2026-03", now=NOW)
+    result = export_data_value_set(world, parse_mapping(MAPPING), "2026-03", now=NOW, default_zone=TRIPOLI.key)
     got = values(result.payload)
     assert got[("OrgUnitH001", "MorphineSOH")] == "35"              # the ledger's, not the report's 30
     assert got[("OrgUnitHC02", "MorphineSOH")] == "0"
@@ -77,7 +77,8 @@ def test_reports_and_ledger_both_feed_the_values_the_ledger_winning(world):
         in result.warnings()
     assert not any("HC2 MOR10" in w for w in result.warnings())
     # A facility that only reports (no ledger at all) still sends: the Côte d'Ivoire case.
-    only_reports = export_data_value_set(world, parse_mapping(MAPPING), "2026-03", now=NOW, facility_codes={"H1"})
+    only_reports = export_data_value_set(world, parse_mapping(MAPPING), "2026-03", now=NOW, facility_codes={"H1"},
+                                         default_zone=TRIPOLI.key)
     assert ("OrgUnitH001", "InsulinSOH1") in values(only_reports.payload)
 
 
@@ -85,7 +86,7 @@ def test_mapping_by_code_and_collisions_warned(world):
     by_code = {"idScheme": "CODE", "orgUnits": {"H1": "OU_H1"},
                "items": {"MOR10": {"consumption": "MOR_USE", "stock_on_hand": "MOR_USE"},
                          "INSG": {"stock_on_hand": {"dataElement": "INS_SOH", "categoryOptionCombo": "default"}}}}
-    result = export_data_value_set(world, parse_mapping(by_code), "2026-03", now=NOW)
+    result = export_data_value_set(world, parse_mapping(by_code), "2026-03", now=NOW, default_zone=TRIPOLI.key)
     assert result.payload["idScheme"] == "CODE"
     assert values(result.payload)[("OU_H1", "INS_SOH")] == "11"
     assert "MOR10.stock_on_hand and MOR10.consumption are both mapped to data element MOR_USE: DHIS2 keeps one " \

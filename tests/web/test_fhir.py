@@ -51,7 +51,7 @@ def test_patients_are_pseudonymous_by_default_and_cards_only_when_asked(world, m
     card appears only in an export asked for cards; no key, no pseudonymous export."""
     card, alias = "LY0000000001", pseudonym("LY0000000001", PATIENT_KEY)
     systems = get_settings().fhir
-    text = export_bundle(world, version="R5").to_json()
+    text = export_bundle(world, settings=get_settings(), version="R5").to_json()
     assert card not in text and alias in text
     bundle = json.loads(text)
     (patient,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
@@ -62,18 +62,18 @@ def test_patients_are_pseudonymous_by_default_and_cards_only_when_asked(world, m
     assert subjects == {json.dumps({"reference": patient["fullUrl"], "type": "Patient",
                                     "identifier": {"system": systems.pseudonym_system, "value": alias}},
                                    sort_keys=True)}
-    other_key = export_bundle(world, patient_key="another-install").to_json()
+    other_key = export_bundle(world, settings=get_settings(), patient_key="another-install").to_json()
     assert alias not in other_key and pseudonym(card, "another-install") in other_key
-    clear = export_bundle(world, version="R5", patient_ids="card").bundle
+    clear = export_bundle(world, settings=get_settings(), version="R5", patient_ids="card").bundle
     (patient,) = [e["resource"] for e in clear["entry"] if e["resource"]["resourceType"] == "Patient"]
     assert patient["identifier"] == [{"system": systems.patient_system, "value": card}]
     validate(clear, "R5")
     with pytest.raises(DawaError, match="pseudonym or card"):
-        export_bundle(world, patient_ids="names")
+        export_bundle(world, settings=get_settings(), patient_ids="names")
     monkeypatch.delenv("DAWA_PATIENT_ID_KEY")
     get_settings.cache_clear()
     with pytest.raises(NoPatientKey):
-        export_bundle(world)
+        export_bundle(world, settings=get_settings())
 
 
 def dispensing_rows(session, *, exclude_reversed: bool = True) -> list[tuple]:
@@ -117,7 +117,7 @@ def world(session):
 
 @pytest.mark.parametrize("version", ["R4", "R5"])
 def test_export_validates_against_the_fhir_models(world, version):
-    result = export_bundle(world, version=version)
+    result = export_bundle(world, settings=get_settings(), version=version)
     bundle = json.loads(result.to_json())
     validate(bundle, version)
     by_type: dict[str, list[dict]] = {}
@@ -178,17 +178,17 @@ def test_export_validates_against_the_fhir_models(world, version):
 
 
 def test_export_filters_by_facility_and_period(world):
-    only_hc2 = export_bundle(world, facility_code="HC2").bundle
+    only_hc2 = export_bundle(world, settings=get_settings(), facility_code="HC2").bundle
     assert [e["resource"]["id"] for e in only_hc2["entry"]
             if e["resource"]["resourceType"] == "SupplyDelivery"] == ["t2"]
-    window = export_bundle(world, occurred_since=T0 + timedelta(minutes=30),
+    window = export_bundle(world, settings=get_settings(), occurred_since=T0 + timedelta(minutes=30),
                            occurred_until=T0 + timedelta(hours=2, minutes=30), kinds=["dispense"]).bundle
     assert sorted(e["resource"]["id"] for e in window["entry"]
                   if e["resource"]["resourceType"] == "MedicationDispense") == ["d1", "d2"]
     with pytest.raises(Exception, match="unknown facility"):
-        export_bundle(world, facility_code="NOPE")
+        export_bundle(world, settings=get_settings(), facility_code="NOPE")
     with pytest.raises(Exception, match="R4 or R5"):
-        export_bundle(world, version="R3")
+        export_bundle(world, settings=get_settings(), version="R3")
 
 
 def _receipts_for(rows: list[tuple], dataset_session) -> list:
@@ -215,7 +215,8 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
     since, until = datetime(2026, 2, 1, tzinfo=timezone.utc), datetime(2026, 3, 1, tzinfo=timezone.utc)
     source_rows = [r for r in dispensing_rows(session) if r[1] == "BEN-PH01" and since <= r[7] < until]
     assert len(source_rows) > 50
-    result = export_bundle(session, version=version, kinds=["dispense"], facility_code="BEN-PH01",
+    result = export_bundle(session, settings=get_settings(), version=version, kinds=["dispense"],
+                           facility_code="BEN-PH01",
                            occurred_since=since, occurred_until=until, patient_ids="card")
     bundle = result.to_json()
     assert result.counts["MedicationDispense"] == len(source_rows) + 1
@@ -224,13 +225,13 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
         import_master_data(target, tmp_path)
         post(target, _receipts_for(source_rows, session))
         target.commit()
-        report = import_bundle(target, bundle, imported_by="importer")
+        report = import_bundle(target, bundle, systems=get_settings().fhir, imported_by="importer")
         target.commit()
         assert report.added == len(source_rows)
         assert len(report.skipped) == 1 and "status entered-in-error" in report.skipped[0]
         assert dispensing_rows(target) == source_rows
 
-        again = import_bundle(target, bundle, imported_by="importer")
+        again = import_bundle(target, bundle, systems=get_settings().fhir, imported_by="importer")
         target.commit()
         assert (again.added, again.already_present) == (0, len(source_rows))
         assert target.scalar(select(func.count()).select_from(LedgerEntry)
@@ -239,7 +240,8 @@ def test_round_trip_gives_the_same_dispensing(session, OtherSession, tmp_path, v
 
 def _bundle(session, **kw) -> dict:
     try:
-        return json.loads(export_bundle(session, kinds=["dispense"], patient_ids="card", **kw).to_json())
+        return json.loads(export_bundle(session, settings=get_settings(), kinds=["dispense"], patient_ids="card",
+                                        **kw).to_json())
     finally:
         session.rollback()  # end the read so other sessions may write (SQLite)
 
@@ -303,7 +305,7 @@ def test_each_kind_of_bad_entry_is_named_and_nothing_is_stored(world, Session, v
     before = _ledger_count(Session)
     with Session() as s:
         with pytest.raises(FhirImportFailed) as failed:
-            import_bundle(s, json.dumps(bundle), imported_by="importer")
+            import_bundle(s, json.dumps(bundle), systems=get_settings().fhir, imported_by="importer")
         s.rollback()
     got = {p.index: (p.resource_id, p.path) for p in failed.value.problems}
     assert got == expected
@@ -328,7 +330,7 @@ def test_ledger_refusals_name_their_entry_and_roll_back_the_rest(world, Session)
     before = _ledger_count(Session)
     with Session() as s:
         with pytest.raises(FhirImportFailed) as failed:
-            import_bundle(s, payload, imported_by="importer")
+            import_bundle(s, payload, systems=get_settings().fhir, imported_by="importer")
         s.rollback()
     got = [(p.index, p.resource_id, p.path) for p in failed.value.problems]
     assert got == [(1, "new-1", "quantity.value"), (2, "new-2", "medicationReference(Medication).batch.lotNumber")]
@@ -355,7 +357,7 @@ def test_foreign_dispense_gets_a_stable_entry_id_and_defaults(world, Session):  
                          {"resource": res}, {"resource": cancelled}]}
     validate(payload, "R4")
     with Session() as s:
-        report = import_bundle(s, payload, imported_by="hosp-feed")
+        report = import_bundle(s, payload, systems=get_settings().fhir, imported_by="hosp-feed")
         s.commit()
         assert report.added == 1
         assert report.skipped == ["entry[2] (MedicationDispense/hosp-779): status cancelled: only completed "
@@ -364,15 +366,16 @@ def test_foreign_dispense_gets_a_stable_entry_id_and_defaults(world, Session):  
         assert (stored.quantity, stored.recorded_by, stored.prescription_ref) == (Decimal("1.5"), "hosp-feed", None)
         assert stored.occurred_at == datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
         assert report.notes == {"no_prescription": 1}
-        assert import_bundle(s, payload, imported_by="hosp-feed").already_present == 1
+        assert import_bundle(s, payload, systems=get_settings().fhir, imported_by="hosp-feed").already_present == 1
 
 
 def test_not_a_bundle_is_refused(world):
     with pytest.raises(FhirImportFailed, match="problem") as failed:
-        import_bundle(world, b"{not json", imported_by="importer")
+        import_bundle(world, b"{not json", systems=get_settings().fhir, imported_by="importer")
     assert failed.value.problems[0].path == "(json)"
     with pytest.raises(FhirImportFailed) as failed:
-        import_bundle(world, {"resourceType": "MedicationDispense"}, imported_by="importer")
+        import_bundle(world, {"resourceType": "MedicationDispense"}, systems=get_settings().fhir,
+                      imported_by="importer")
     assert str(failed.value.problems[0]) == "bundle: resourceType: must be Bundle"
 
 
@@ -430,11 +433,12 @@ def test_cli_exports_and_imports(sqlite_engine, tmp_path, monkeypatch):
 def test_an_entry_id_fhir_cannot_carry_as_an_id_survives_as_identifier(world):
     post(world, entry("dispense", 1, entry_id="ward_7/night:1", at=T0 + timedelta(hours=5)))
     world.commit()
-    bundle = json.loads(export_bundle(world, kinds=["dispense"], version="R5", patient_ids="card").to_json())
+    bundle = json.loads(export_bundle(world, settings=get_settings(), kinds=["dispense"], version="R5",
+                                      patient_ids="card").to_json())
     validate(bundle, "R5")
     res = next(r for _i, r in _dispenses(bundle) if r["identifier"][0]["value"] == "ward_7/night:1")
     assert res["id"] != "ward_7/night:1" and len(res["id"]) == 36  # a UUID derived from the entry_id
     world.rollback()
-    report = import_bundle(world, bundle, imported_by="importer")
+    report = import_bundle(world, bundle, systems=get_settings().fhir, imported_by="importer")
     assert (report.added, report.already_present) == (0, 3)  # d1, d2 and this one; d3 was reversed
     world.rollback()

@@ -16,6 +16,7 @@ from sqlalchemy import event, update
 from stock.importer import import_dataset
 from stock.ledger import post, reverse
 from stock.models import Item
+from stock.settings import get_settings
 from tests.stock.builders import T0, build_world, entry
 from tests.stock.test_reports import write as write_reports
 from tests.web.interop_helpers import import_small
@@ -51,9 +52,9 @@ def movements(bundle: dict) -> dict[str, dict]:
 
 
 def test_transfer_status_follows_its_receipt_and_incremental_pulls_go_by_recording_time(world):
-    before = movements(export_bundle(world, version="R5").bundle)
+    before = movements(export_bundle(world, settings=get_settings(), version="R5").bundle)
     assert before["t-out"]["status"] == "in-progress"
-    assert movements(export_bundle(world, since=SYNC).bundle) == {}
+    assert movements(export_bundle(world, settings=get_settings(), since=SYNC).bundle) == {}
     # After the sync: HC2 receives the waybill, a dispense of last week is entered late, d-old is reversed.
     post(world, [entry("transfer_in", 100, facility="HC2", entry_id="t-in", counterparty_code="H1",
                        document_number="WB-7", at=T0 + timedelta(hours=6)),
@@ -61,7 +62,7 @@ def test_transfer_status_follows_its_receipt_and_incremental_pulls_go_by_recordi
     reverse(world, "d-old", reason="recorded twice", by="u2", new_id="rev-d-old", now=SYNC + DAY)
     world.commit()
     for version in ("R4", "R5"):
-        pulled = export_bundle(world, version=version, since=SYNC).bundle
+        pulled = export_bundle(world, settings=get_settings(), version=version, since=SYNC).bundle
         validate(pulled, version)
         got = movements(pulled)
         assert set(got) == {"t-in", "d-late", "t-out", "d-old"}, (version, set(got))
@@ -69,7 +70,7 @@ def test_transfer_status_follows_its_receipt_and_incremental_pulls_go_by_recordi
         assert got["d-old"]["status"] == "entered-in-error"
         assert got["d-late"]["whenHandedOver"] < "2026-03-02"    # moved long before it was recorded
     # The window's end bounds it too: a pull up to the sync sees none of it.
-    assert set(movements(export_bundle(world, since=SYNC - 2 * DAY, until=SYNC).bundle)) == \
+    assert set(movements(export_bundle(world, settings=get_settings(), since=SYNC - 2 * DAY, until=SYNC).bundle)) == \
         {"r1", "r2", "d-serial", "d-insg", "d-old", "t-out"}
 
 
@@ -83,7 +84,7 @@ def test_incremental_pulls_start_from_the_recording_time_index(world):
     listen = lambda conn, cur, stmt, params, ctx, many: statements.append((stmt, params))  # noqa: E731
     event.listen(bind, "before_cursor_execute", listen)
     try:
-        export_bundle(world, since=SYNC, kinds=["dispense", "transfer_out"])
+        export_bundle(world, settings=get_settings(), since=SYNC, kinds=["dispense", "transfer_out"])
     finally:
         event.remove(bind, "before_cursor_execute", listen)
     stmt, params = next((s, p) for s, p in statements if "recorded_at >=" in s)
@@ -99,7 +100,7 @@ def test_incremental_pulls_start_from_the_recording_time_index(world):
 
 def test_gtin_serial_batch_and_only_real_atc_codes(world):
     for version in ("R4", "R5"):
-        got = movements(export_bundle(world, version=version).bundle)
+        got = movements(export_bundle(world, settings=get_settings(), version=version).bundle)
         med = got["d-serial"]["contained"][0]
         codings = {c["system"]: c["code"] for c in med["code"]["coding"]}
         assert codings["https://www.gs1.org/gtin"] == "04006381333931"
@@ -115,7 +116,7 @@ def test_gtin_serial_batch_and_only_real_atc_codes(world):
 def test_monthly_reports_as_measure_report_r4_and_inventory_report_r5(session, tmp_path):
     import_dataset(session, write_reports(tmp_path / "d"))
     session.commit()
-    r4 = export_bundle(session, version="R4", kinds=["stock_report"]).bundle
+    r4 = export_bundle(session, settings=get_settings(), version="R4", kinds=["stock_report"]).bundle
     validate(r4, "R4")
     reports = [e["resource"] for e in r4["entry"] if e["resource"]["resourceType"] == "MeasureReport"]
     assert len(reports) == 4
@@ -124,7 +125,7 @@ def test_monthly_reports_as_measure_report_r4_and_inventory_report_r5(session, t
     scores = {g["code"]["coding"][0]["code"]: g["measureScore"]["value"] for g in march["group"]}
     assert scores == {"opening": 75, "received": 0, "consumed": 30, "closing": 90}   # as reported, unbalanced
     assert march["subject"]["identifier"]["value"] == "H1"
-    r5 = export_bundle(session, version="R5", kinds=["stock_report"]).bundle
+    r5 = export_bundle(session, settings=get_settings(), version="R5", kinds=["stock_report"]).bundle
     validate(r5, "R5")
     inv = [e["resource"] for e in r5["entry"] if e["resource"]["resourceType"] == "InventoryReport"]
     jan = next(r for r in inv if r["identifier"][0]["value"] == "HC2/INJ/2019-01/1")
@@ -180,7 +181,7 @@ def test_every_required_binding_holds(world, tmp_path, version):
                                                 facilities=REPORT_FACILITIES, items=REPORT_ITEMS))
     post(world, entry("count", 496, entry_id="c1", at=T0 + timedelta(days=1)), now=SYNC)
     world.commit()
-    bundle = export_bundle(world, version=version).bundle
+    bundle = export_bundle(world, settings=get_settings(), version=version).bundle
     validate(bundle, version)
     checked = 0
     for path, binding in REQUIRED[version].items():
@@ -210,10 +211,11 @@ REPORT_ITEMS = "code,name,atc_code,form,unit,controlled,max_dispense_quantity\n"
 def test_the_small_sample_streams_and_validates_resource_by_resource(session, version):
     import_small(session)
     out = io.BytesIO()
-    result = write_bundle(session, out, version=version)
+    result = write_bundle(session, out, settings=get_settings(), version=version)
     bundle = json.loads(out.getvalue())
     assert bundle["type"] == "transaction" and len(bundle["entry"]) == sum(result.counts.values())
     validate(bundle, version)
-    kept = export_bundle(session, version=version, now=datetime(2026, 1, 1, tzinfo=timezone.utc)).bundle
+    kept = export_bundle(session, settings=get_settings(), version=version,
+                         now=datetime(2026, 1, 1, tzinfo=timezone.utc)).bundle
     assert [e["fullUrl"] for e in kept["entry"]] == [e["fullUrl"] for e in bundle["entry"]]
     assert result.counts["MedicationDispense"] > 1000 and result.counts["Patient"] > 10

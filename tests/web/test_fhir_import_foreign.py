@@ -88,7 +88,7 @@ def test_medicine_by_gtin_atc_form_strength_units_by_ucum_lot_by_fefo(world):
                            {"value": 7.5, "system": UCUM, "code": "mL"})
     payload = bundle(by_gtin, by_atc_strength, by_atc_form)
     validate(payload, "R4")
-    report = import_bundle(world, payload, imported_by="clerk1")
+    report = import_bundle(world, payload, systems=get_settings().fhir, imported_by="clerk1")
     world.commit()
     assert (report.added, report.lots_chosen) == (3, 3)
     # First-expiry-first-out: SOON (2027) before LATE (2029); GONE expired before the dispense.
@@ -99,7 +99,7 @@ def test_medicine_by_gtin_atc_form_strength_units_by_ucum_lot_by_fefo(world):
     assert (prov["fhir-g1"].lot_choice, prov["fhir-g1"].source_user, prov["fhir-g1"].source_system,
             prov["fhir-g1"].imported_by) == ("fefo", "dr.who", "http://hosp.example/staff", "clerk1")
     # The same bundle again, imported by someone else: nothing added, nothing re-authored.
-    again = import_bundle(world, payload, imported_by="clerk2")
+    again = import_bundle(world, payload, systems=get_settings().fhir, imported_by="clerk2")
     world.commit()
     assert (again.added, again.already_present) == (0, 3)
     assert stored(world, "fhir-g1")[3] == "clerk1"
@@ -108,13 +108,13 @@ def test_medicine_by_gtin_atc_form_strength_units_by_ucum_lot_by_fefo(world):
 def test_fefo_moves_on_when_the_first_lot_cannot_cover(world):
     big = dispense("big", {"code": {"coding": [{"system": GTIN_SYSTEM, "code": MOR10_GTIN}]}},
                    {"value": 25, "unit": "tablet"})
-    import_bundle(world, bundle(big), imported_by="clerk1")
+    import_bundle(world, bundle(big), systems=get_settings().fhir, imported_by="clerk1")
     assert stored(world, "fhir-big")[1] == "LATE"      # SOON holds 20 only
     world.rollback()
     huge = dispense("huge", {"code": {"coding": [{"system": GTIN_SYSTEM, "code": MOR10_GTIN}]}},
                     {"value": 60, "unit": "tablet"})
     with pytest.raises(FhirImportFailed) as failed:
-        import_bundle(world, bundle(huge), imported_by="clerk1")
+        import_bundle(world, bundle(huge), systems=get_settings().fhir, imported_by="clerk1")
     (p,) = failed.value.problems
     assert p.path == "medicationReference(Medication).batch.lotNumber" and "no unexpired lot" in p.message
     assert p.expression() == "Bundle.entry[0].resource.medicationReference(Medication).batch.lotNumber"
@@ -127,7 +127,7 @@ def test_authorship_is_the_importer_never_the_bundles_performer(world):
                                      }, "batch": {"lotNumber": "LATE"}}, {"value": 1, "unit": "tablet"},
                      performer=None)
     spoof["performer"] = [{"actor": {"identifier": {"system": system.user_system, "value": "chief_pharmacist"}}}]
-    import_bundle(world, bundle(spoof), imported_by="clerk1")
+    import_bundle(world, bundle(spoof), systems=get_settings().fhir, imported_by="clerk1")
     world.commit()
     assert stored(world, "fhir-s1")[3] == "clerk1"
     prov = world.scalars(select(ImportProvenance).where(ImportProvenance.entry_id == "fhir-s1")).one()
@@ -154,7 +154,7 @@ def test_each_refusal_names_its_path(world, medication, quantity, path, words):
     ok = dispense("ok", {"code": {"coding": [{"system": GTIN_SYSTEM, "code": MOR10_GTIN}]}}, TABLETS)
     bad = dispense("bad", copy.deepcopy(medication), quantity)
     with pytest.raises(FhirImportFailed) as failed:
-        import_bundle(world, bundle(ok, bad), imported_by="clerk1")
+        import_bundle(world, bundle(ok, bad), systems=get_settings().fhir, imported_by="clerk1")
     world.rollback()
     (p,) = failed.value.problems
     assert (p.index, p.resource_id, p.path) == (1, "bad", path)
@@ -167,7 +167,8 @@ def test_a_facility_outside_the_callers_scope_is_refused_before_its_stock_is_rea
     big = dispense("x", {"code": {"coding": [{"system": GTIN_SYSTEM, "code": MOR10_GTIN}]}},
                    {"value": 100000, "unit": "tablet"})
     with pytest.raises(FhirImportFailed) as failed:
-        import_bundle(world, bundle(big), imported_by="pharm_hc2", facilities_allowed={"HC2"})
+        import_bundle(world, bundle(big), systems=get_settings().fhir, imported_by="pharm_hc2",
+                      facilities_allowed={"HC2"})
     (p,) = failed.value.problems
     assert p.path == "location.identifier" and p.message == "facility H1 is outside your scope"
     assert "LATE" not in str(p) and "SOON" not in str(p)

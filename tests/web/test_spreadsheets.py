@@ -18,6 +18,7 @@ from stock.db import session_factory
 from stock.errors import DawaError
 from stock.ledger import post
 from stock.queries import on_hand, stock_card
+from stock.settings import get_settings
 from tests.stock.builders import T0, build_world, entry
 from tests.web.interop_helpers import import_small
 from web.interop.spreadsheets import export
@@ -33,7 +34,7 @@ def read_xlsx(body: bytes) -> tuple[str, list[str], list[tuple]]:
 
 def test_on_hand_workbook_equals_the_query(session):
     import_small(session)
-    body, count = export(session, "on-hand", "xlsx")
+    body, count = export(session, "on-hand", "xlsx", settings=get_settings())
     title, header, rows = read_xlsx(body)
     expected = on_hand(session)
     assert title == "Stock on hand" and count == len(expected) > 100
@@ -44,7 +45,7 @@ def test_on_hand_workbook_equals_the_query(session):
                    for r in expected]
     assert all(isinstance(r[6], (int, float)) for r in rows)  # numbers, not text
 
-    one = export(session, "on-hand", "csv", facility_code="TRP-H01")[0].decode()
+    one = export(session, "on-hand", "csv", settings=get_settings(), facility_code="TRP-H01")[0].decode()
     lines = list(csv.DictReader(io.StringIO(one)))
     assert [(r["item_code"], r["lot_number"], Decimal(r["on_hand"])) for r in lines] == \
         [(r.item_code, r.lot_number, r.on_hand) for r in on_hand(session, facility_code="TRP-H01")]
@@ -58,14 +59,14 @@ def test_flags_csv_is_the_contract_export_and_the_workbook_matches(session, pati
     session.commit()
     rows = [pseudonymise_flag(r, patient_key) for r in query(session)]  # the contract's rows, patients by pseudonym
     assert rows and any(r.subject == "patient" for r in rows)
-    body, count = export(session, "flags", "csv")
+    body, count = export(session, "flags", "csv", settings=get_settings())
     assert body.decode("utf-8") == to_csv(rows) and count == len(rows)
     cards = {r.subject_id for r in query(session) if r.subject == "patient"}
     assert not [c for c in cards if c in body.decode("utf-8")]
-    high = export(session, "flags", "csv", severity="high")[0].decode()
+    high = export(session, "flags", "csv", settings=get_settings(), severity="high")[0].decode()
     assert high == to_csv([pseudonymise_flag(r, patient_key) for r in query(session, severity="high")])
 
-    title, header, cells = read_xlsx(export(session, "flags", "xlsx")[0])
+    title, header, cells = read_xlsx(export(session, "flags", "xlsx", settings=get_settings())[0])
     assert title == "Flags"
     assert header[:9] == ["flag_id", "detector", "score", "severity", "facility_code", "subject", "subject_id",
                           "entry_ids", "reason"]
@@ -78,8 +79,6 @@ def test_flags_csv_is_the_contract_export_and_the_workbook_matches(session, pati
 @pytest.fixture
 def patient_key(monkeypatch):
     """An install's patient key, as `dawa init` writes it: stock cards name patients by pseudonym."""
-    from stock.settings import get_settings
-
     monkeypatch.setenv("DAWA_PATIENT_ID_KEY", "test-patient-key")
     get_settings.cache_clear()
     yield "test-patient-key"
@@ -93,8 +92,8 @@ def test_stock_card_has_typed_cells_in_the_facility_zone(session, patient_key):
                    entry("loss", 5, entry_id="l1", at=T0 + timedelta(days=1))])
     session.commit()
     since = T0 + timedelta(hours=1)
-    title, header, rows = read_xlsx(export(session, "stock-card", "xlsx", facility_code="H1", item_code="MOR10",
-                                           since=since)[0])
+    title, header, rows = read_xlsx(export(session, "stock-card", "xlsx", settings=get_settings(), facility_code="H1",
+                                           item_code="MOR10", since=since)[0])
     card = stock_card(session, "H1", "MOR10", since=since)
     assert title == "Stock card H1 MOR10"
     assert header[0] == "occurred_at (Africa/Tripoli)"
@@ -105,15 +104,16 @@ def test_stock_card_has_typed_cells_in_the_facility_zone(session, patient_key):
         (line.occurred_at.astimezone(zone).replace(tzinfo=None), line.entry_id, line.kind, line.quantity,
          line.effect, line.balance) for line in card.lines]
     assert lines[0][0] == datetime(2026, 3, 1, 11, 0)  # 09:00 UTC+2 plus two hours, local
-    text = export(session, "stock-card", "csv", facility_code="H1", item_code="MOR10")[0].decode()
+    text = export(session, "stock-card", "csv", settings=get_settings(), facility_code="H1",
+                  item_code="MOR10")[0].decode()
     assert "2026-03-01T09:00:00+02:00,r1,receipt,L1,100,100,100" in text
     from stock.pseudonyms import pseudonym
 
     assert "LY0000000001" not in text and pseudonym("LY0000000001", patient_key) in text
     with pytest.raises(DawaError, match="facility and an item"):
-        export(session, "stock-card", "csv", facility_code="H1")
+        export(session, "stock-card", "csv", settings=get_settings(), facility_code="H1")
     with pytest.raises(DawaError, match="xlsx or csv"):
-        export(session, "on-hand", "pdf")
+        export(session, "on-hand", "pdf", settings=get_settings())
 
 
 def test_cli_export_writes_each_kind(sqlite_engine, tmp_path, monkeypatch, patient_key):

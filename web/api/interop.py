@@ -99,8 +99,9 @@ def fhir_bundle(request: Request, version: str = Query("R4", description="R4 or 
     settings = request.app.state.settings
     if patient_ids == "card":
         require_health_card_export(user, settings.fhir.health_card_roles)
-    result = fhir.export_bundle(db, version=version, facility_code=code, since=_zoned("since", since),
-                                until=_zoned("until", until), occurred_since=_zoned("occurred_since", occurred_since),
+    result = fhir.export_bundle(db, settings=settings, version=version, facility_code=code,
+                                since=_zoned("since", since), until=_zoned("until", until),
+                                occurred_since=_zoned("occurred_since", occurred_since),
                                 occurred_until=_zoned("occurred_until", occurred_until), patient_ids=patient_ids,
                                 patient_key=patient_key(settings) if patient_ids != "card" else None)
     # Every export is a read of patients' dispensing, pseudonymous or not: audited, saying which.
@@ -123,7 +124,8 @@ def fhir_import(request: Request, user: User = Depends(require_roles(*STAFF)),
     now = datetime.now(timezone.utc)
     allowed = None if scope_of(user).kind == "national" else {f.code for f in visible_facilities(db, user)}
     try:
-        report = fhir.import_bundle(db, data, imported_by=user.username, facilities_allowed=allowed, now=now)
+        report = fhir.import_bundle(db, data, imported_by=user.username, systems=request.app.state.settings.fhir,
+                                    facilities_allowed=allowed, now=now)
     except fhir.FhirImportFailed as exc:
         db.rollback()
         status = 403 if any(p.message.endswith("outside your scope") for p in exc.problems) else 422
@@ -163,7 +165,7 @@ def export(request: Request, name: str, facility: str | None = Query(None, descr
         region = scope.region
         if kind == "stock-card":
             raise InvalidEntry("a stock card needs a facility and an item", field="facility")
-    body, rows = spreadsheets.export(db, kind, fmt, key=patient_key(request.app.state.settings),
+    body, rows = spreadsheets.export(db, kind, fmt, settings=request.app.state.settings,
                                      facility_code=code, item_code=item, region=region,
                                      since=_zoned("since", since), until=_zoned("until", until))
     if kind != "on-hand":  # movements and flags can name patients
@@ -229,7 +231,8 @@ def dhis2_data_values(request: Request, period: str,
         problems = [{"field": "mapping", "message": p} for p in exc.problems]
         return JSONResponse({"error": {"field": "mapping", "message": problems[0]["message"],
                                        "problems": problems}}, status_code=422)
-    result = dhis2.export_data_value_set(db, mapping, period, facility_codes=codes)
+    result = dhis2.export_data_value_set(db, mapping, period, facility_codes=codes,
+                                         default_zone=request.app.state.settings.default_timezone)
     return JSONResponse({"payload": result.payload, "warnings": result.warnings()})
 
 

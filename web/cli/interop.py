@@ -91,8 +91,9 @@ def export_cmd(kind: Annotated[str, typer.Argument(help="on-hand, stock-card, fl
     lo, hi = parse_bound(since, end=False, option="--since"), parse_bound(until, end=True, option="--until")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
-            count = spreadsheets.write(s, kind, fmt, out, facility_code=facility, item_code=item, region=region,
-                                       since=lo, until=hi, detector=detector, severity=severity, status=status)
+            count = spreadsheets.write(s, kind, fmt, out, settings=cli.settings(), facility_code=facility,
+                                       item_code=item, region=region, since=lo, until=hi, detector=detector,
+                                       severity=severity, status=status)
         except DawaError as exc:
             cli._fail(str(exc))
     cli.console.print(f"{count} rows of {kind} written to {out}")
@@ -132,7 +133,8 @@ def _export_dataset(cli, out: Path, fmt: str | None, db: str | None, *, clear_ca
             cli._fail("--by goes with --clear-cards", 2)
         key = cli._patient_key()
     with session_factory(engine, read_only=True)() as s:
-        result = dataset.write(s, out, fmt, key=key, clear_cards=clear_cards)
+        result = dataset.write(s, out, fmt, key=key, default_zone=cli.settings().default_timezone,
+                               clear_cards=clear_cards)
     for facility, n in sorted(result.out_of_order.items()):
         cli.err.print(f"note: {facility}: {n} entries were recorded after later-dated ones; import applies rows "
                       "in occurred_at order, so this facility's hash chain will not be reproduced",
@@ -187,8 +189,8 @@ def fhir_export(out: Annotated[Path, typer.Option(help="File to write the Bundle
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
             with tmp.open("wb") as f:
-                result = write_bundle(s, f, version=version, facility_code=facility, kinds=kind,
-                                      patient_ids=patient_ids, **bounds)
+                result = write_bundle(s, f, settings=cli.settings(), version=version, facility_code=facility,
+                                      kinds=kind, patient_ids=patient_ids, **bounds)
         except DawaError as exc:
             tmp.unlink(missing_ok=True)
             cli._fail(str(exc))
@@ -224,7 +226,7 @@ def fhir_import(file: Annotated[Path, typer.Argument(help="A FHIR Bundle (JSON) 
         if user is None or not user.active:
             cli._fail(f"--operator {operator!r} is not an active Dawa user", 2)
         try:
-            report = import_bundle(s, data, imported_by=user.username)
+            report = import_bundle(s, data, imported_by=user.username, systems=cli.settings().fhir)
             s.commit()
         except FhirImportFailed as exc:
             s.rollback()
@@ -262,7 +264,7 @@ def dhis2_export(mapping: Annotated[Path, typer.Option(help="JSON mapping of ite
     parsed = _mapping(cli, mapping, "written")
     with session_factory(cli._engine(db), read_only=True)() as s:
         try:
-            result = export_data_value_set(s, parsed, period)
+            result = export_data_value_set(s, parsed, period, default_zone=cli.settings().default_timezone)
         except DawaError as exc:
             cli._fail(str(exc), 2)
     out.write_text(result.to_json(), encoding="utf-8")

@@ -51,7 +51,6 @@ from stock import bulk, importer
 from stock import reports as stock_reports
 from stock.models import Facility, Item, LedgerEntry, Lot, Patient, Prescription, StockReport
 from stock.pseudonyms import NoPatientKey, pseudonym
-from stock.settings import get_settings
 
 FORMATS = ("xlsx", "csv")
 FETCH = 10_000
@@ -122,9 +121,9 @@ def _prescriptions(session: Session, card_of: Callable[[str | None], str | None]
                "diagnosis_code": diagnosis}
 
 
-def _ledger(session: Session, result: DatasetExport, card_of: Callable[[str | None], str | None]) -> Iterator[dict]:
-    default = get_settings().default_timezone
-    zones = {code: ZoneInfo(tz or default)
+def _ledger(session: Session, result: DatasetExport, card_of: Callable[[str | None], str | None],
+            default_zone: str) -> Iterator[dict]:
+    zones = {code: ZoneInfo(tz or default_zone)
              for code, tz in session.execute(select(Facility.code, Facility.timezone))}
     last_seq: dict[int, int] = {}
     suspect: set[int] = set()
@@ -186,16 +185,17 @@ def _stock_reports(session: Session) -> Iterator[dict]:
                "stockout_days": r.stockout_days, "ordered": r.ordered}
 
 
-def tables(session: Session, result: DatasetExport, card_of: Callable[[str | None], str | None] | None = None
-           ) -> Iterator[tuple[str, list[str], Iterator[dict]]]:
+def tables(session: Session, result: DatasetExport, card_of: Callable[[str | None], str | None] | None = None,
+           *, default_zone: str) -> Iterator[tuple[str, list[str], Iterator[dict]]]:
     """Each contract file's name, columns (the importer's) and rows as typed values, in import order;
-    health cards as ``card_of`` writes them (as stored when it is not given)."""
+    health cards as ``card_of`` writes them (as stored when it is not given); times in their
+    facility's zone, else in ``default_zone``."""
     card_of = card_of or (lambda card: card)
     yield "facilities.csv", list(importer.FACILITY_COLUMNS), _facilities(session)
     yield "items.csv", list(importer.ITEM_COLUMNS), _items(session)
     yield "patients.csv", list(importer.PATIENT_COLUMNS), _patients(session, card_of)
     yield "prescriptions.csv", list(importer.PRESCRIPTION_COLUMNS), _prescriptions(session, card_of)
-    yield "ledger.csv", list(bulk.LEDGER_COLUMNS), _ledger(session, result, card_of)
+    yield "ledger.csv", list(bulk.LEDGER_COLUMNS), _ledger(session, result, card_of, default_zone)
     yield stock_reports.FILE, list(stock_reports.COLUMNS), _stock_reports(session)
 
 
@@ -232,12 +232,12 @@ def _replace(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def write_xlsx(session: Session, out: Path, card_of=None) -> DatasetExport:
+def write_xlsx(session: Session, out: Path, card_of=None, *, default_zone: str) -> DatasetExport:
     """One workbook, a sheet per contract file (header row, then rows), streamed (write-only)."""
     out = Path(out)
     result = DatasetExport()
     wb = Workbook(write_only=True)
-    for file, columns, rows in tables(session, result, card_of):
+    for file, columns, rows in tables(session, result, card_of, default_zone=default_zone):
         ws = wb.create_sheet(file.removesuffix(".csv"))
         ws.freeze_panes = "A2"
         ws.append(columns)
@@ -252,13 +252,13 @@ def write_xlsx(session: Session, out: Path, card_of=None) -> DatasetExport:
     return result
 
 
-def write_csv_folder(session: Session, folder: Path, card_of=None) -> DatasetExport:
+def write_csv_folder(session: Session, folder: Path, card_of=None, *, default_zone: str) -> DatasetExport:
     """The contract's folder form: every file is written (a header alone when empty), so no file
     of an earlier export is left beside this one."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result = DatasetExport()
-    for file, columns, rows in tables(session, result, card_of):
+    for file, columns, rows in tables(session, result, card_of, default_zone=default_zone):
         tmp = folder / (file + ".partial")
         n = 0
         with tmp.open("w", encoding="utf-8", newline="") as fh:
@@ -272,8 +272,10 @@ def write_csv_folder(session: Session, folder: Path, card_of=None) -> DatasetExp
     return result
 
 
-def write(session: Session, out: Path, fmt: str, *, key: str | None, clear_cards: bool = False) -> DatasetExport:
-    """``fmt`` xlsx: the workbook ``out``; csv: the folder ``out``. Patients are named by their
+def write(session: Session, out: Path, fmt: str, *, key: str | None, default_zone: str,
+          clear_cards: bool = False) -> DatasetExport:
+    """``fmt`` xlsx: the workbook ``out``; csv: the folder ``out``. Times are in their facility's
+    zone, else in ``default_zone`` (the install's ``default_timezone``). Patients are named by their
     pseudonym under ``key`` (stock.pseudonyms) wherever a health card would be: the copy holds
     the same patients, linked the same way, and no card. ``clear_cards`` writes the cards themselves
     (a copy that imports back to the same hash chains), for a caller who was let do that."""
@@ -284,9 +286,9 @@ def write(session: Session, out: Path, fmt: str, *, key: str | None, clear_cards
             raise NoPatientKey("a data set names patients by pseudonym: DAWA_PATIENT_ID_KEY is needed")
         card_of = functools.lru_cache(maxsize=65536)(lambda card: None if card is None else pseudonym(card, key))
     if fmt == "xlsx":
-        result = write_xlsx(session, out, card_of)
+        result = write_xlsx(session, out, card_of, default_zone=default_zone)
     elif fmt == "csv":
-        result = write_csv_folder(session, out, card_of)
+        result = write_csv_folder(session, out, card_of, default_zone=default_zone)
     else:
         raise ValueError(f"unknown format {fmt!r}: choose xlsx or csv")
     result.pseudonymous = not clear_cards

@@ -49,7 +49,6 @@ from sqlalchemy.orm import Session
 from stock.errors import InvalidEntry
 from stock.models import Balance, Facility, Item, LedgerEntry, StockReport
 from stock.quantities import from_milli
-from stock.settings import get_settings
 from web.interop.dhis2_mapping import MEASURES, Mapping, MappingError, Target, load_mapping, parse_mapping
 
 PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
@@ -87,13 +86,13 @@ def _milli(column):
     return type_coerce(column, BigInteger)
 
 
-def monthly_aggregates(session: Session, period: str, *, now: datetime | None = None,
+def monthly_aggregates(session: Session, period: str, *, default_zone: str, now: datetime | None = None,
                        facility_codes: Collection[str] | None = None) -> list[MonthlyAggregate]:
     """Stock on hand at month end, consumption and stockout days per facility and item, for every
-    facility or only those in ``facility_codes``."""
+    facility or only those in ``facility_codes``. A facility's month is in its own time zone, else
+    in ``default_zone`` (the install's ``default_timezone``)."""
     year, month = parse_period(period)
     now = now or datetime.now(timezone.utc)
-    default_zone = get_settings().default_timezone
     stmt = select(Facility.id, Facility.code, Facility.timezone)
     if facility_codes is not None:
         stmt = stmt.where(Facility.code.in_(sorted(facility_codes)))
@@ -274,7 +273,7 @@ def _figures(ledger: MonthlyAggregate | None, report: StockReport | None, where:
     return out
 
 
-def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
+def export_data_value_set(session: Session, mapping: Mapping, period: str, *, default_zone: str,
                           now: datetime | None = None,
                           facility_codes: Collection[str] | None = None) -> Dhis2Export:
     """The month's figures, from the ledger and the monthly reports, as a dataValueSets payload,
@@ -285,7 +284,8 @@ def export_data_value_set(session: Session, mapping: Mapping, period: str, *,
     year, month = parse_period(period)
     if facility_codes is not None:
         mapping = replace(mapping, org_units={c: u for c, u in mapping.org_units.items() if c in facility_codes})
-    aggregates = monthly_aggregates(session, period, now=now, facility_codes=facility_codes)
+    aggregates = monthly_aggregates(session, period, default_zone=default_zone, now=now,
+                                    facility_codes=facility_codes)
     reports = monthly_reports(session, period, facility_codes)
     ledger = {(a.facility_code, a.item_code): a for a in aggregates}
     result = Dhis2Export(payload={}, aggregates=aggregates, collisions=mapping.collisions())

@@ -106,7 +106,8 @@ def push(session: Session, settings: Settings, mapping: Mapping, period: str, *,
     if not settings.dhis2.url:
         raise Dhis2NotConfigured("no DHIS2 server is configured: set DAWA_DHIS2__URL (and a token or user)")
     now = now or datetime.now(timezone.utc)
-    export = export_data_value_set(session, mapping, period, now=now, facility_codes=facility_codes)
+    export = export_data_value_set(session, mapping, period, default_zone=settings.default_timezone, now=now,
+                                   facility_codes=facility_codes)
     params = {"importStrategy": "CREATE_AND_UPDATE", **mapping.schemes}
     status, summary, message = _send(settings, export.payload, params)
     counts = (summary or {}).get("importCount") or {}

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from stock.errors import DawaError
 from stock.models import Facility, LedgerEntry
 from stock.pseudonyms import patient_key
-from stock.settings import Fhir, get_settings
+from stock.settings import Fhir, Settings
 from web.interop import fhir_resources as fr
 from web.interop.fhir_query import LEDGER_KINDS, Query, batches, ledger_stmt, prescriptions_stmt, records, reports_stmt
 from web.interop.fhir_reports import monthly_report, report_key
@@ -179,23 +179,24 @@ class _Writer:
         return out
 
 
-def _patient_key(patient_ids: str, key: str | None) -> str | None:
-    """The key patients are pseudonymised under, or None for health cards in the clear."""
+def _patient_key(patient_ids: str, key: str | None, settings: Settings) -> str | None:
+    """The key patients are pseudonymised under (``key``, else the install's), or None for health
+    cards in the clear."""
     if patient_ids == "card":
         return None
     if patient_ids != "pseudonym":
         raise DawaError(f"patients are named by {' or '.join(PATIENT_IDS)}, not {patient_ids!r}", field="patient_ids")
-    return key or patient_key(get_settings())
+    return key or patient_key(settings)
 
 
-def _prepare(session: Session, *, version: str = "R4", facility_code: str | None = None, kinds=None,
+def _prepare(session: Session, *, settings: Settings, version: str = "R4", facility_code: str | None = None, kinds=None,
              patient_ids: str = "pseudonym", patient_key: str | None = None, since: datetime | None = None,
              until: datetime | None = None, occurred_since: datetime | None = None,
              occurred_until: datetime | None = None) -> Query:
     """The export asked for (``iter_entries``' arguments), checked."""
     bounds = {"since": since, "until": until, "occurred_since": occurred_since, "occurred_until": occurred_until}
     version = _check_version(version)
-    key = _patient_key(patient_ids, patient_key)
+    key = _patient_key(patient_ids, patient_key, settings)
     if facility_code:
         from stock.masterdata import facility_by_code
 
@@ -211,19 +212,21 @@ def _prepare(session: Session, *, version: str = "R4", facility_code: str | None
     return Query(version, facility_code, kinds=kinds, key=key, **bounds)
 
 
-def iter_entries(session: Session, result: FhirExport, *, version: str = "R4", facility_code: str | None = None,
+def iter_entries(session: Session, result: FhirExport, *, settings: Settings, version: str = "R4",
+                 facility_code: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
                  occurred_since: datetime | None = None, occurred_until: datetime | None = None,
                  kinds=None, patient_ids: str = "pseudonym", patient_key: str | None = None) -> Iterator[dict]:
     """The bundle's entries, streamed; ``result`` gets the counts and what was left out at the end.
     The arguments are checked before the first entry is asked for.
 
-    Patients are named by pseudonym under ``patient_key`` (default: the install's key), or by
-    health card with ``patient_ids="card"``: the caller decides who may ask for that."""
-    q = _prepare(session, version=version, facility_code=facility_code, kinds=kinds, patient_ids=patient_ids,
-                 patient_key=patient_key, since=since, until=until, occurred_since=occurred_since,
+    Patients are named by pseudonym under ``patient_key`` (default: the key of ``settings``, the
+    install's), or by health card with ``patient_ids="card"``: the caller decides who may ask for
+    that. Identifiers carry the code systems of ``settings.fhir``."""
+    q = _prepare(session, settings=settings, version=version, facility_code=facility_code, kinds=kinds,
+                 patient_ids=patient_ids, patient_key=patient_key, since=since, until=until, occurred_since=occurred_since,
                  occurred_until=occurred_until)
-    return _each(_entries(session, q, result))
+    return _each(_entries(session, q, result, settings.fhir))
 
 
 @contextmanager
@@ -266,9 +269,8 @@ def _built(rows: Iterator[list], build) -> Iterator[list[dict]]:
             del out
 
 
-def _entries(session: Session, q: Query, result: FhirExport) -> Iterator[list[dict]]:
-    """The bundle's entries, a list per batch."""
-    sys = get_settings().fhir
+def _entries(session: Session, q: Query, result: FhirExport, sys: Fhir) -> Iterator[list[dict]]:
+    """The bundle's entries, a list per batch, identified in the code systems ``sys``."""
     w = _Writer(session, sys, q.version, fr.PatientIds(sys, q.key))
     if any(k in LEDGER_KINDS for k in q.kinds):
         yield from _built(batches(session, ledger_stmt(q), times=("occurred", "recorded")), w.rows)
@@ -286,19 +288,20 @@ def _head(now: datetime) -> dict:
             "type": "transaction", "timestamp": fr.time(now)}
 
 
-def export_bundle(session: Session, *, now: datetime | None = None, **kw) -> FhirExport:
+def export_bundle(session: Session, *, settings: Settings, now: datetime | None = None, **kw) -> FhirExport:
     """The movements (``kinds``, default all) as one transaction Bundle dict; see ``iter_entries``."""
     result = FhirExport(bundle={})
-    entries = list(iter_entries(session, result, **kw))
+    entries = list(iter_entries(session, result, settings=settings, **kw))
     result.bundle = {**_head(now or datetime.now(timezone.utc)), "entry": entries}
     return result
 
 
-def write_bundle(session: Session, out: BinaryIO, *, now: datetime | None = None, **kw) -> FhirExport:
+def write_bundle(session: Session, out: BinaryIO, *, settings: Settings, now: datetime | None = None,
+                 **kw) -> FhirExport:
     """The same Bundle written to the binary stream ``out`` (UTF-8 JSON) entry by entry, in
     bounded memory."""
     result = FhirExport(bundle={})
-    parts = _entries(session, _prepare(session, **kw), result)
+    parts = _entries(session, _prepare(session, settings=settings, **kw), result, settings.fhir)
     head = orjson.dumps(_head(now or datetime.now(timezone.utc)))
     out.write(head[:-1] + b', "entry": [')
     dumps = orjson.dumps

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from stock.errors import DawaError, InvalidEntry
 from stock.ledger import NewEntry, lock_chains, post
 from stock.models import Facility, LedgerEntry, Lot
-from stock.settings import get_settings
+from stock.settings import Fhir
 from web.interop.fhir_dispense import parse_dispense
 from web.interop.fhir_items import Bad, Catalog
 from web.interop.models import ImportProvenance
@@ -133,10 +133,11 @@ def _index(entries: list) -> dict[str, dict]:
     return by_url
 
 
-def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: str,
+def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: str, systems: Fhir,
                   facilities_allowed: set[str] | None = None, now: datetime | None = None) -> FhirImportReport:
     """Record a Bundle's completed MedicationDispense resources as dispensing, in occurred order,
-    recorded by ``imported_by`` (the authenticated caller). A dispense at a facility not in
+    recorded by ``imported_by`` (the authenticated caller). Identifiers are read in the code
+    systems ``systems`` (the install's ``settings.fhir``). A dispense at a facility not in
     ``facilities_allowed`` (when given) is refused before anything of that facility is read.
 
     Raises FhirImportFailed listing every problem; the caller then rolls back, so nothing is stored.
@@ -144,7 +145,6 @@ def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: st
     Medication entries are read where a dispense references them).
     """
     bundle = _load(data)
-    sys = get_settings().fhir
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FhirImportFailed([Problem(None, None, "resourceType", "must be Bundle")])
     entries = bundle.get("entry") or []
@@ -180,7 +180,7 @@ def import_bundle(session: Session, data: bytes | str | dict, *, imported_by: st
             return contained.get(ref) or by_url.get(ref)
 
         try:
-            got = parse_dispense(res, sys, resolve, imported_by, catalog, facilities)
+            got = parse_dispense(res, systems, resolve, imported_by, catalog, facilities)
         except Bad as bad:
             problems.append(Problem(index, rid, bad.path, bad.message))
             continue

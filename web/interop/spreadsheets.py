@@ -27,7 +27,7 @@ from stock.errors import InvalidEntry
 from stock.pseudonyms import maybe_pseudonym, patient_key
 from stock.masterdata import facility_by_code
 from stock.queries import on_hand, stock_card
-from stock.settings import get_settings
+from stock.settings import Settings
 
 KINDS = ("on-hand", "stock-card", "flags")
 FORMATS = ("xlsx", "csv")
@@ -56,14 +56,14 @@ def on_hand_sheet(session: Session, *, facility_code: str | None = None, item_co
                   for r in rows])
 
 
-def stock_card_sheet(session: Session, facility_code: str, item_code: str, *,
-                     since: datetime | None = None, until: datetime | None = None, key: str | None = None) -> Sheet:
+def stock_card_sheet(session: Session, facility_code: str, item_code: str, *, key: str, default_zone: str,
+                     since: datetime | None = None, until: datetime | None = None) -> Sheet:
     """One facility and item's movements with the running balance; the first row is the opening.
-    Patients are named by pseudonym under ``key`` (default: the install's patient key)."""
-    key = key or patient_key(get_settings())
+    Patients are named by pseudonym under ``key``; times are in the facility's zone, else in
+    ``default_zone``."""
     card = stock_card(session, facility_code, item_code, since=since, until=until)
     fac = facility_by_code(session, facility_code)
-    zone = fac.timezone or get_settings().default_timezone
+    zone = fac.timezone or default_zone
     sheet = Sheet(f"Stock card {facility_code} {item_code}"[:31],
                   ["occurred_at", "entry_id", "kind", "lot_number", "quantity", "effect", "balance",
                    "counterparty", "patient", "prescription_id", "reason", "document_number",
@@ -78,10 +78,10 @@ def stock_card_sheet(session: Session, facility_code: str, item_code: str, *,
     return sheet
 
 
-def flags_sheet(session: Session, key: str | None = None, **filters) -> Sheet:
-    """Flags in the contract's export columns, most suspicious first, patients by pseudonym.
-    ``filters`` are those of ``anomaly.export.query`` (region, facility, detector, severity, status)."""
-    key = key or patient_key(get_settings())
+def flags_sheet(session: Session, key: str, **filters) -> Sheet:
+    """Flags in the contract's export columns, most suspicious first, patients by pseudonym under
+    ``key``. ``filters`` are those of ``anomaly.export.query`` (region, facility, detector,
+    severity, status)."""
     rows = flag_export.contract_rows(session, key=key, **filters)
     return Sheet("Flags", list(flag_export.EXPORT_COLUMNS),
                  [(r.flag_id, r.detector, r.score, r.severity, r.facility_code, r.subject, r.subject_id,
@@ -156,12 +156,14 @@ def to_csv(sheet: Sheet) -> str:
     return buf.getvalue()
 
 
-def export(session: Session, kind: str, fmt: str, *, facility_code: str | None = None,
+def export(session: Session, kind: str, fmt: str, *, settings: Settings, facility_code: str | None = None,
            item_code: str | None = None, region: str | None = None, since: datetime | None = None,
            until: datetime | None = None, detector: str | None = None, severity: str | None = None,
            status: str | None = None, key: str | None = None) -> tuple[bytes, int]:
     """The file's bytes and its number of data rows. ``kind`` is on-hand, stock-card or flags;
-    a stock card needs a facility and an item. The flags CSV is ``anomaly.export.to_csv`` itself."""
+    a stock card needs a facility and an item. The flags CSV is ``anomaly.export.to_csv`` itself.
+    Patients are named by pseudonym under ``key``, else under the patient key of ``settings``
+    (the install's); times of a facility that names no zone are in its ``default_timezone``."""
     if kind not in KINDS:
         raise InvalidEntry(f"unknown export {kind!r}: choose one of {', '.join(KINDS)}", field="kind")
     if fmt not in FORMATS:
@@ -170,16 +172,17 @@ def export(session: Session, kind: str, fmt: str, *, facility_code: str | None =
         filters = dict(region=region, facility=facility_code, detector=detector, severity=severity,
                        status=status)
         if fmt == "csv":
-            key = key or patient_key(get_settings())
+            key = key or patient_key(settings)
             rows = flag_export.contract_rows(session, key=key, **filters)
             return flag_export.to_csv(rows).encode("utf-8"), len(rows)
-        sheet = flags_sheet(session, key, **filters)
+        sheet = flags_sheet(session, key or patient_key(settings), **filters)
     elif kind == "on-hand":
         sheet = on_hand_sheet(session, facility_code=facility_code, item_code=item_code, region=region)
     else:
         if not facility_code or not item_code:
             raise InvalidEntry("a stock card needs a facility and an item", field="facility_code")
-        sheet = stock_card_sheet(session, facility_code, item_code, since=since, until=until, key=key)
+        sheet = stock_card_sheet(session, facility_code, item_code, since=since, until=until,
+                                 key=key or patient_key(settings), default_zone=settings.default_timezone)
     count = len(sheet.rows) - (1 if kind == "stock-card" else 0)
     body = to_xlsx(sheet) if fmt == "xlsx" else to_csv(sheet).encode("utf-8")
     return body, count

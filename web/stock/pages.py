@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from stock.masterdata import item_by_code
 from stock.models import Facility, Item, User
-from stock.pseudonyms import patient_key
 from stock.queries import (OnHand, StockPosition, expiring, monthly_dispensed, on_hand, stock_card,
                            stock_positions, stockouts)
 from web import audit, deps
@@ -199,7 +198,8 @@ def export_table(request: Request, facility: str, table: str, item: str = "",
     today = _today(request, fac)
     if table == "lots":
         code = _item(db, item).code if item.strip() else None
-        body, _ = spreadsheets.export(db, "on-hand", "csv", facility_code=fac.code, item_code=code)
+        body, _ = spreadsheets.export(db, "on-hand", "csv", settings=request.app.state.settings,
+                                      facility_code=fac.code, item_code=code)
         return _csv(body, "lots", fac.code, *([code] if code else []), str(today))
     if table not in TABLES:
         raise NotFound(gettext(request.state.lang, MSG_UNKNOWN_TABLE), field="table")
@@ -263,7 +263,7 @@ def card_export(request: Request, facility: str, item: str, since: str = "", unt
 
         raise InvalidEntry(message, field=field)
     body, rows = spreadsheets.export(db, "stock-card", "csv", facility_code=fac.code, item_code=it.code,
-                                     since=t0, until=t1, key=patient_key(request.app.state.settings))
+                                     since=t0, until=t1, settings=request.app.state.settings)
     audit.record(db, request, "export_read", "export", "stock-card.csv",
                  {"rows": rows, "facility": fac.code, "item": it.code, "via": "web"}, facility_id=fac.id)
     db.commit()
