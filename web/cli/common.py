@@ -8,6 +8,7 @@ a command reaches them through ``settings()`` and hands them on as a parameter t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +100,16 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _import(folder: Path, engine, *, quiet: bool = False):
+@contextmanager
+def progress_bar(*, quiet: bool = False, label_width: int = 22, percent: bool = False):
+    """A transient progress bar on stderr, one line per phase. Yields ``(bar, progress)``: the bar (to
+    stop it before printing problems) and the ``progress(phase, done, total)`` callback the
+    importer, the scan and the evaluation report to."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from stock.importer import ImportFailed, import_dataset
-
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TaskProgressColumn(),
-                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as bar:
+    columns = [TextColumn(f"{{task.description:<{label_width}}}"), BarColumn(),
+               *([TaskProgressColumn()] if percent else []), TimeElapsedColumn()]
+    with Progress(*columns, console=err, disable=quiet, transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -113,6 +117,13 @@ def _import(folder: Path, engine, *, quiet: bool = False):
                 tasks[phase] = bar.add_task(phase, total=total or None)
             bar.update(tasks[phase], completed=done, total=total or None)
 
+        yield bar, progress
+
+
+def _import(folder: Path, engine, *, quiet: bool = False):
+    from stock.importer import ImportFailed, import_dataset
+
+    with progress_bar(quiet=quiet, percent=True) as (bar, progress):
         with session_factory(engine)() as s:
             try:
                 report = import_dataset(s, folder, progress=progress)
@@ -127,20 +138,10 @@ def _import(folder: Path, engine, *, quiet: bool = False):
 
 
 def _scan(engine, *, force: bool = False, only=None, quiet: bool = False):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from anomaly import scan as scanning
 
     key = _patient_key()  # flags' reasons name patients by pseudonym
-    with Progress(TextColumn("{task.description:<16}"), BarColumn(), TimeElapsedColumn(),
-                  console=err, disable=quiet, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total or None)
-            bar.update(tasks[phase], completed=done, total=total or None)
-
+    with progress_bar(quiet=quiet, label_width=16) as (_, progress):
         with session_factory(engine)() as s:
             report = scanning.run(s, force=force, only=only, progress=progress, patient_key=key)
             s.commit()

@@ -16,7 +16,7 @@ from stock.errors import DawaError
 from stock.settings import ensure_secrets, get_settings
 from web.cli import alerts, demo, flags, interop, ledger, security, serve
 from web.cli import tables as cli_tables
-from web.cli.common import DbOption, Run, _engine, _fail, _import, _scan, console, err
+from web.cli.common import DbOption, Run, _engine, _fail, _import, _scan, console, err, progress_bar
 from web.replenishment import cli as packs
 from web.cli import language as cli_language
 from web.cli.language import t as _t
@@ -126,8 +126,6 @@ def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with 
              quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False):
     """Measure detection against a data set's ground truth, beside naive baselines, then simulate
     two review rounds (verdicts from the truth re-rank the flags)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from anomaly.evaluate import evaluate as run_evaluation
     from anomaly.evaluate import format_report
     from sample_data.requisitions import NOISE
@@ -136,15 +134,7 @@ def evaluate(dataset: Annotated[Path, typer.Argument(help="Data set folder with 
     if requisition_noise not in NOISE:
         _fail(f"--requisition-noise must be one of {', '.join(NOISE)} (got {requisition_noise!r})", 2)
 
-    with Progress(TextColumn("{task.description:<22}"), BarColumn(), TimeElapsedColumn(),
-                  console=err, disable=quiet, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total or None)
-            bar.update(tasks[phase], completed=done, total=total or None)
-
+    with progress_bar(quiet=quiet) as (bar, progress):
         try:
             evaluation = run_evaluation(dataset, workdir=workdir, progress=progress, truth=truth,
                                         requisitions=None if requisitions is None else (requisitions,
