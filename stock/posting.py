@@ -295,10 +295,9 @@ def _policy_notes(session: Session, e: NewEntry, item: _ItemRow, lot: _LotRow,
                                 f"patient {patient.health_card_id} died on {patient.deceased_on}"))
     if lot.expiry_date is not None and lot.expiry_date < day:
         notes.append(PolicyNote("expired_lot", f"lot {lot.lot_number} expired on {lot.expiry_date}"))
-    if item.max_dispense_quantity is not None and e.quantity > item.max_dispense_quantity:
-        notes.append(PolicyNote("over_ceiling",
-                                f"{e.quantity} {item.unit} is over the protocol ceiling of "
-                                f"{item.max_dispense_quantity} for {item.code}"))
+    if rules.over_ceiling(e.quantity, item.max_dispense_quantity):
+        notes.append(PolicyNote("over_ceiling", rules.over_ceiling_message(e.quantity, item.unit,
+                                                                           item.max_dispense_quantity, item.code)))
     if not e.prescription_id:
         notes.append(PolicyNote("no_prescription", "dispensed without a prescription"))
         return notes

@@ -103,6 +103,8 @@ from stock.rules.allocation import (  # noqa: F401
     Take,
     fefo_order,
     fefo_split,
+    over_ceiling,
+    over_ceiling_message,
     override_problem,
     usable,
 )

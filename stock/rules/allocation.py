@@ -86,3 +86,14 @@ def override_problem(lots: list[LotChoice], chosen: list[tuple[str, Decimal]], w
     if total != wanted:
         return Broken("split_sum", "quantity", MSG_SPLIT_SUM, total=total, asked=wanted)
     return None
+
+
+def over_ceiling(quantity: Decimal, ceiling: Decimal | None) -> bool:
+    """Whether a dispensing goes over the item's protocol ceiling (the most one patient takes at
+    once), which is recorded but needs a stated reason. One dispensing taken from several lots (a
+    visit's line) is judged by its total, never lot by lot."""
+    return ceiling is not None and quantity > ceiling
+
+
+def over_ceiling_message(quantity: Decimal, unit: str, ceiling: Decimal, item_code: str) -> str:
+    return f"{quantity} {unit} is over the protocol ceiling of {ceiling} for {item_code}"

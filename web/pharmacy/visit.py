@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from stock import errors as domain
+from stock import rules
 from stock.entries import PolicyNote
 from stock.ledger import NewEntry, post
 from stock.models import Facility, User
@@ -282,10 +283,10 @@ def _warnings(request: Request, checked, posted, line_of: dict, values: dict):
     for planned in checked.lines:  # a line split across lots is over the ceiling by its total
         ceiling = planned.item.max_dispense_quantity
         mine = warned.get(planned.line.index, [])
-        if ceiling is not None and planned.quantity > ceiling and "over_ceiling" not in [n.code for n in mine]:
+        if rules.over_ceiling(planned.quantity, ceiling) and "over_ceiling" not in [n.code for n in mine]:
             warned.setdefault(planned.line.index, []).append(PolicyNote(
-                "over_ceiling", f"{planned.quantity} {planned.item.unit} is over the protocol ceiling of "
-                                f"{ceiling} for {planned.item.code}"))
+                "over_ceiling", rules.over_ceiling_message(planned.quantity, planned.item.unit, ceiling,
+                                                           planned.item.code)))
     missing = {}
     visit_reason = (values.get("reason") or "").strip()
     if values.get("confirm"):
